@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` starts OmniCC, `make test` runs every test.
+# Both create the virtual environment and install what they need on a fresh Debian 12.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit lint bench clean
+
+$(STAMP): pyproject.toml
+	bash scripts/bootstrap.sh $(VENV)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/omnicc demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest tests
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/routing.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The domain: pure, synchronous, deterministic. No I/O, no framework, no wall clock."""

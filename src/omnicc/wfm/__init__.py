@@ -1,0 +1,1 @@
+"""Workforce management: queueing mathematics, forecasting, staffing and schedules."""

@@ -218,8 +218,8 @@ def erlang_a_figures(
     # From position k the head moves at N mu + (k-1) theta while the caller's own patience
     # runs out at theta, so P(answered | k) telescopes to N mu / (N mu + k theta). Given that,
     # the wait is a sum of exponentials with rates N mu + i theta, i = 1..k, and
-    # exp(-theta W) ~ Beta(N mu / theta + 1, k), hence P(W <= T | answered, k) = I_x(k, a + 1)
-    # with x = 1 - exp(-theta T).
+    # exp(-theta W) ~ Beta(a + 1, k) with a = N mu / theta, so
+    # P(W <= T | answered, k) = I_x(k, a + 1) with x = 1 - exp(-theta T).
     p_answered_given_k = service_capacity / (service_capacity + k * abandon_rate)
     shape = service_capacity / abandon_rate + 1.0
     x = -math.expm1(-abandon_rate * threshold_s)

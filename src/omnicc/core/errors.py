@@ -27,4 +27,6 @@ class ExpressionError(InvalidConfiguration):
         self.position = position
         self.reason = message
         pointer = " " * position + "^"
-        super().__init__(f"{message} at position {position} in expression:\n  {source}\n  {pointer}")
+        super().__init__(
+            f"{message} at position {position} in expression:\n  {source}\n  {pointer}"
+        )

@@ -95,9 +95,10 @@ class Projection:
         match event:
             case ev.QueueConfigured(queue=queue):
                 self._queues[queue.id] = queue
-            case ev.AgentConfigured(agent=config):
-                if config.id not in self._agents:
-                    self._agents[config.id] = _Agent(config.status, config.status)
+            case ev.AgentConfigured(agent=agent_config):
+                if agent_config.id not in self._agents:
+                    self._agents[agent_config.id] = _Agent(agent_config.status,
+                                                           agent_config.status)
             case ev.AgentRemoved(agent_id=agent_id):
                 del self._agents[agent_id]
             case ev.AgentStatusChanged(agent_id=agent_id, status=status, presence=presence):
@@ -111,9 +112,9 @@ class Projection:
                 task.phase, task.queue_id = TaskPhase.WAITING.value, queue_id
                 if reason == "transfer":
                     task.enqueued_at = event.at
-                config = self._queues[queue_id]
-                base = task.priority + (config.vip_score if task.vip else 0.0)
-                task.entry = (config.aging_per_s * task.enqueued_at - base, task.enqueued_at,
+                queue = self._queues[queue_id]
+                base = task.priority + (queue.vip_score if task.vip else 0.0)
+                task.entry = (queue.aging_per_s * task.enqueued_at - base, task.enqueued_at,
                               task.seq)
             case ev.OfferCreated(offer_id=offer_id, task_id=task_id, agent_id=agent_id):
                 task = self._tasks[task_id]

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Creates the virtual environment and installs OmniCC with its test tools.
-# Debian packages that later features need are installed here too, so a fresh machine works.
+# Debian packages that features need are installed here too, so a fresh machine works.
 set -euo pipefail
 venv=${1:-.venv}
 py=${PYTHON:-python3}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "bootstrap: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
 if ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    apt-get update -q && apt-get install -y -q python3-venv
-  fi
+  as_root apt-get update -q
+  as_root apt-get install -y -q python3-venv python3-pip
 fi
-"$py" -m venv "$venv"
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -m venv "$venv"
+fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -e ".[dev]"

@@ -1,0 +1,477 @@
+"""The `omnicc` command: one entry point for every admin task."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from omnicc.sim.scenario import (
+    DEFAULT_BATCHES,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+)
+from omnicc.sim.scenario import single_queue_scenario as build_single_queue
+from omnicc.sim.simulation import ProgressCallback, QueueKpis, SimulationResult, simulate
+from omnicc.sim.statistics import Estimate
+from omnicc.sim.theory import TheoryFigures, theory_for
+
+USAGE_ERROR = 2
+SINGLE_QUEUE_HOURS = 1000.0
+SINGLE_QUEUE_THRESHOLD_S = 20.0
+ProgressFactory = Callable[[str], ProgressCallback]
+"""Makes one progress line for a simulation run and returns its callback."""
+DEMO_SCENARIOS = ("nordic_specialists.yaml", "nordic_cross_trained.yaml")
+
+app = typer.Typer(
+    name="omnicc",
+    help="OmniCC: an open-source omnichannel contact center.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """OmniCC: an open-source omnichannel contact center."""
+
+
+def _fail(message: str) -> NoReturn:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"omnicc: error: {message}", markup=False
+    )
+    raise typer.Exit(USAGE_ERROR)
+
+
+# --- simulate ------------------------------------------------------------------------------
+
+
+@app.command("simulate")
+def simulate_command(
+    scenario_path: Annotated[
+        Path | None,
+        typer.Argument(metavar="[SCENARIO.yaml]", show_default=False,
+                       help="Scenario file; or describe one queue with the options below."),
+    ] = None,
+    arrivals_per_hour: Annotated[
+        float | None, typer.Option("--arrivals-per-hour", help="Single queue: Poisson arrivals.")
+    ] = None,
+    aht_s: Annotated[
+        float | None, typer.Option("--aht-s", help="Single queue: mean handle time (exponential).")
+    ] = None,
+    agents: Annotated[int | None, typer.Option("--agents", help="Single queue: agents.")] = None,
+    patience_s: Annotated[
+        float | None,
+        typer.Option("--patience-s", help="Single queue: mean patience (Erlang A); none: wait."),
+    ] = None,
+    threshold_s: Annotated[
+        float | None, typer.Option("--threshold-s", help="Service-level threshold [default: 20].")
+    ] = None,
+    hours: Annotated[
+        float | None, typer.Option("--hours", help="Simulated hours [single queue: 1000].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed [default: 1].")] = None,
+    batches: Annotated[
+        int | None, typer.Option("--batches", help="Batches for the confidence intervals.")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the KPIs as one JSON object on the last line.")
+    ] = False,
+) -> None:
+    """Simulate a contact center on the real routing engine and print KPIs with 99 % CIs."""
+    single_queue = (arrivals_per_hour, aht_s, agents, patience_s)
+    if scenario_path is not None:
+        if any(value is not None for value in single_queue):
+            _fail("give either a SCENARIO file or the single-queue options, not both")
+        scenario = _scenario_from_file(scenario_path, hours, seed, batches, threshold_s)
+    else:
+        scenario = _single_queue(arrivals_per_hour, aht_s, agents, patience_s, threshold_s,
+                                 hours, seed, batches)
+    theory = _theory(scenario)
+    with _progress_bar(enabled=not json_output) as progress:
+        result = _run(scenario, progress(scenario.name or "simulation"))
+    if json_output:
+        typer.echo(json.dumps(result_json(result, theory), allow_nan=False))
+        return
+    console = Console(highlight=False)
+    _print_result(console, result, theory)
+
+
+def _scenario_from_file(
+    path: Path, hours: float | None, seed: int | None, batches: int | None,
+    threshold_s: float | None,
+) -> Scenario:
+    try:
+        scenario = load_scenario(path)
+        overrides = {k: v for k, v in (("hours", hours), ("seed", seed), ("batches", batches),
+                                       ("threshold_s", threshold_s)) if v is not None}
+        if overrides:
+            data = scenario.model_dump(exclude_unset=True, mode="json")
+            scenario = parse_scenario({**data, **overrides}, str(path))
+    except ScenarioError as error:
+        _fail(str(error))
+    return scenario
+
+
+def _single_queue(
+    arrivals_per_hour: float | None, aht_s: float | None, agents: int | None,
+    patience_s: float | None, threshold_s: float | None, hours: float | None,
+    seed: int | None, batches: int | None,
+) -> Scenario:
+    if arrivals_per_hour is None or aht_s is None or agents is None:
+        _fail("give a SCENARIO file, or --arrivals-per-hour, --aht-s and --agents")
+    checks = (
+        (math.isfinite(arrivals_per_hour) and arrivals_per_hour >= 0,
+         "--arrivals-per-hour must be >= 0"),
+        (math.isfinite(aht_s) and aht_s > 0, "--aht-s must be > 0"),
+        (agents >= 1, "--agents must be >= 1"),
+        (patience_s is None or (math.isfinite(patience_s) and patience_s > 0),
+         "--patience-s must be > 0"),
+        (threshold_s is None or (math.isfinite(threshold_s) and threshold_s >= 0),
+         "--threshold-s must be >= 0"),
+        (hours is None or (math.isfinite(hours) and hours > 0), "--hours must be > 0"),
+        (batches is None or batches >= 2, "--batches must be >= 2"),
+    )
+    for ok, message in checks:
+        if not ok:
+            _fail(message)
+    try:
+        return build_single_queue(
+            arrivals_per_hour=arrivals_per_hour,
+            aht_s=aht_s,
+            agents=agents,
+            patience_s=patience_s,
+            threshold_s=SINGLE_QUEUE_THRESHOLD_S if threshold_s is None else threshold_s,
+            hours=SINGLE_QUEUE_HOURS if hours is None else hours,
+            seed=1 if seed is None else seed,
+            batches=DEFAULT_BATCHES if batches is None else batches,
+        )
+    except ScenarioError as error:
+        _fail(str(error).removeprefix("scenario: "))
+
+
+def _theory(scenario: Scenario) -> TheoryFigures | None:
+    try:
+        return theory_for(scenario)
+    except ValueError:
+        return None  # e.g. an Erlang A chain too long to compute; the simulation still runs
+
+
+def _run(scenario: Scenario, progress: ProgressCallback) -> SimulationResult:
+    try:
+        return simulate(scenario, progress)
+    except ScenarioError as error:
+        _fail(str(error))
+
+
+@contextmanager
+def _progress_bar(*, enabled: bool) -> Iterator[ProgressFactory]:
+    """A rich progress bar on stderr; one line per simulation run inside it."""
+    if not enabled:
+        yield lambda description: lambda share: None
+        return
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+    def factory(description: str) -> ProgressCallback:
+        task = progress.add_task(description, total=1.0)
+        return lambda share: progress.update(task, completed=share)
+
+    with progress:
+        yield factory
+
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _estimate_json(estimate: Estimate) -> dict[str, object]:
+    return {
+        "mean": _finite(estimate.mean),
+        "ci99": [_finite(estimate.low), _finite(estimate.high)],
+    }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+_KPI_FIELDS = ("service_level", "service_level_1", "service_level_2", "asa_s", "p_wait",
+               "p_abandon", "ewt_mae_s", "ewt_bias_s")
+
+
+def _queue_json(kpis: QueueKpis) -> dict[str, object]:
+    payload: dict[str, object] = {name: _estimate_json(getattr(kpis, name))
+                                  for name in _KPI_FIELDS}
+    payload.update(threshold_s=kpis.threshold_s, calls=kpis.contacts, handled=kpis.handled,
+                   abandoned=kpis.abandoned, timed_out=kpis.timed_out)
+    return payload
+
+
+def result_json(result: SimulationResult, theory: TheoryFigures | None) -> dict[str, object]:
+    """The `--json` object: overall KPIs at the top level, then per queue and per group."""
+    payload = _queue_json(result.overall)
+    payload["occupancy"] = _estimate_json(result.occupancy)
+    payload.update(
+        scenario=result.scenario,
+        seed=result.seed,
+        hours=result.simulated_hours,
+        warmup_hours=result.warmup_hours,
+        batches=result.batches,
+        batch_hours=result.batch_hours,
+        arrivals=result.arrivals,
+        unfinished=result.unfinished,
+        wall_s=round(result.wall_s, 3),
+        arrivals_per_wall_s=round(result.arrivals_per_wall_s, 1),
+        queues={q.id: _queue_json(q) for q in result.queues},
+        groups={g.group: {"agents": g.agents, "occupancy": _estimate_json(g.occupancy)}
+                for g in result.groups},
+        theory=None if theory is None else {
+            "model": theory.model,
+            "agents": theory.agents,
+            "traffic_erl": theory.traffic_erl,
+            "service_level": theory.service_level,
+            "asa_s": theory.asa_s,
+            "p_wait": theory.p_wait,
+            "p_abandon": theory.p_abandon,
+            "occupancy": theory.occupancy,
+        },
+    )
+    return payload
+
+
+def _ratio(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
+
+
+def _seconds(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def _ci(estimate: Estimate, fmt: str) -> str:
+    if math.isnan(estimate.low):
+        return "-"
+    return f"[{estimate.low:{fmt}}, {estimate.high:{fmt}}]"
+
+
+def _mean_pm(estimate: Estimate, fmt: str) -> str:
+    if math.isnan(estimate.mean):
+        return "-"
+    if math.isnan(estimate.half_width):
+        return f"{estimate.mean:{fmt}}"
+    return f"{estimate.mean:{fmt}} ±{estimate.half_width:{fmt}}"
+
+
+def _percent_pm(estimate: Estimate) -> str:
+    scaled = Estimate(estimate.mean * 100, estimate.low * 100, estimate.high * 100,
+                      estimate.batches)
+    return _mean_pm(scaled, ".1f")
+
+
+def _threshold_label(threshold_s: float | None) -> str:
+    return "T" if threshold_s is None else f"{threshold_s:g} s"
+
+
+def kpi_table(result: SimulationResult, theory: TheoryFigures | None) -> Table:
+    """Overall KPIs, one per row, with the 99 % CI and the theory beside them."""
+    overall = result.overall
+    title = f"{result.scenario or 'simulation'}: all queues"
+    table = Table(title=title, title_justify="left")
+    table.add_column("KPI")
+    table.add_column("mean", justify="right")
+    table.add_column("99 % CI", justify="right")
+    if theory is not None:
+        table.add_column(theory.model, justify="right")
+        table.add_column("in CI", justify="center")
+    threshold = _threshold_label(overall.threshold_s)
+    rows: list[tuple[str, Estimate, str, float | None]] = [
+        (f"service level (≤ {threshold})", overall.service_level, ".4f",
+         None if theory is None else theory.service_level),
+        ("SL1 (of handled)", overall.service_level_1, ".4f", None),
+        ("SL2 (also late abandons)", overall.service_level_2, ".4f", None),
+        ("ASA (s)", overall.asa_s, ".2f", None if theory is None else theory.asa_s),
+        ("P(wait)", overall.p_wait, ".4f", None if theory is None else theory.p_wait),
+        ("P(abandon)", overall.p_abandon, ".4f", None if theory is None else theory.p_abandon),
+        ("occupancy", result.occupancy, ".4f", None if theory is None else theory.occupancy),
+        ("EWT abs. error (s)", overall.ewt_mae_s, ".2f", None),
+        ("EWT bias (s)", overall.ewt_bias_s, ".2f", None),
+    ]
+    for label, estimate, fmt, expected in rows:
+        mean = "-" if math.isnan(estimate.mean) else f"{estimate.mean:{fmt}}"
+        cells = [label, mean, _ci(estimate, fmt)]
+        if theory is not None:
+            if expected is None:
+                cells += ["", ""]
+            else:
+                inside = estimate.contains(expected)
+                cells += [f"{expected:{fmt}}", "[green]yes[/]" if inside else "[red]no[/]"]
+        table.add_row(*cells)
+    return table
+
+
+def queue_table(result: SimulationResult) -> Table:
+    """One row per traffic stream: mean ±half-width of the 99 % CI, shares in per cent."""
+    if result.overall.threshold_s is not None:
+        threshold = _threshold_label(result.overall.threshold_s)
+    else:
+        threshold = ", ".join(f"{q.id} {_threshold_label(q.threshold_s)}" for q in result.queues)
+    table = Table(title=f"{result.scenario or 'simulation'}: per queue (SL within {threshold})",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for header in ("queue", "calls", "SL %", "ASA s", "P(wait) %", "aband. %", "EWT err s"):
+        table.add_column(header, justify="left" if header == "queue" else "right")
+    for kpis in (*result.queues, result.overall):
+        table.add_row(
+            kpis.id,
+            f"{kpis.contacts:,}",
+            _percent_pm(kpis.service_level),
+            _mean_pm(kpis.asa_s, ".1f"),
+            _percent_pm(kpis.p_wait),
+            _percent_pm(kpis.p_abandon),
+            _mean_pm(kpis.ewt_mae_s, ".1f"),
+            end_section=kpis is result.queues[-1],
+        )
+    return table
+
+
+def group_table(result: SimulationResult) -> Table:
+    table = Table(title=f"{result.scenario or 'simulation'}: occupancy per agent group",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("group")
+    table.add_column("agents", justify="right")
+    table.add_column("occupancy", justify="right")
+    for group in result.groups:
+        table.add_row(group.group, str(group.agents), _mean_pm(group.occupancy, ".3f"))
+    table.add_row("all", str(sum(g.agents for g in result.groups)),
+                  _mean_pm(result.occupancy, ".3f"))
+    return table
+
+
+def _run_summary(result: SimulationResult) -> str:
+    return (
+        f"{result.simulated_hours:g} simulated hours (warm-up {result.warmup_hours:g} h, "
+        f"{result.batches} batches of {result.batch_hours:g} h), seed {result.seed}: "
+        f"{result.arrivals:,} contacts in {result.wall_s:.1f} s wall time "
+        f"({result.arrivals_per_wall_s:,.0f} contacts/s)"
+    )
+
+
+def _print_result(console: Console, result: SimulationResult,
+                  theory: TheoryFigures | None) -> None:
+    console.print(kpi_table(result, theory))
+    if len(result.queues) > 1:
+        console.print(queue_table(result))
+    if len(result.groups) > 1:
+        console.print(group_table(result))
+    console.print(_run_summary(result), style="dim")
+    if result.unfinished:
+        console.print(
+            f"[yellow]{result.unfinished:,} contacts were still open when the run stopped "
+            "and are not counted: the center may be overloaded.[/]"
+        )
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+
+def _examples_dir() -> Path:
+    for candidate in (Path(__file__).resolve().parents[2] / "examples", Path.cwd() / "examples"):
+        if all((candidate / name).is_file() for name in DEMO_SCENARIOS):
+            return candidate
+    _fail("the example scenarios were not found; run the demo from an OmniCC source checkout")
+
+
+@app.command()
+def demo(
+    hours: Annotated[
+        float | None, typer.Option("--hours", help="Simulated hours per scenario.")
+    ] = None,
+) -> None:
+    """Show the engine at work: a multi-skill Nordic center, with and without cross-training."""
+    examples = _examples_dir()
+    scenarios = [_scenario_from_file(examples / name, hours, None, None, None)
+                 for name in DEMO_SCENARIOS]
+    console = Console(highlight=False)
+    console.print(Panel.fit(
+        "OmniCC demo: the real routing engine, driven by a discrete-event simulation.\n"
+        "Two versions of one Finnish/Swedish/English contact center with the same head count "
+        "and the same callers;\nthe second replaces some specialists by bilingual agents.",
+        border_style="cyan",
+    ))
+    results: list[SimulationResult] = []
+    with _progress_bar(enabled=True) as progress:
+        for scenario in scenarios:
+            results.append(_run(scenario, progress(scenario.name)))
+    for result in results:
+        console.print(queue_table(result))
+    specialists, cross_trained = results
+    console.print(comparison_table(specialists, cross_trained))
+    console.print(Panel(_explanation(specialists, cross_trained), title="What you just saw",
+                        border_style="cyan"))
+
+
+def comparison_table(before: SimulationResult, after: SimulationResult) -> Table:
+    """Per queue, each figure before → after (means; the CIs are in the tables above)."""
+    table = Table(title=f"What cross-training buys: {before.scenario} → {after.scenario}",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for header in ("queue", "service level", "ASA (s)", "abandoned"):
+        table.add_column(header, justify="left" if header == "queue" else "right")
+    for old, new in zip((*before.queues, before.overall), (*after.queues, after.overall),
+                        strict=True):
+        table.add_row(
+            old.id,
+            f"{old.service_level.mean:.1%} → {new.service_level.mean:.1%}",
+            f"{old.asa_s.mean:.1f} → {new.asa_s.mean:.1f}",
+            f"{old.p_abandon.mean:.1%} → {new.p_abandon.mean:.1%}",
+            end_section=old is before.queues[-1],
+        )
+    return table
+
+
+def _explanation(before: SimulationResult, after: SimulationResult) -> str:
+    weakest = min(before.queues, key=lambda q: q.service_level.mean)
+    improved = next(q for q in after.queues if q.id == weakest.id)
+    lines: Sequence[str] = (
+        f"Each run pushed {after.arrivals:,} simulated calls (the same callers in both) through "
+        "the routing engine that serves production: queue expressions like "
+        "`skills.swedish >= 1` choose the eligible agents, a routing policy waits for a native "
+        "speaker first and then widens the pool, and every offer, acceptance and wrap-up is an "
+        "engine event.",
+        f"Specialists only: the {weakest.id} queue reaches a service level of "
+        f"{weakest.service_level.mean:.1%}. With bilingual agents and the same head count it "
+        f"reaches {improved.service_level.mean:.1%}, and the whole center goes from "
+        f"{before.overall.service_level.mean:.1%} to {after.overall.service_level.mean:.1%}: "
+        "small queues gain most, because an agent who can serve two queues is idle less often "
+        "while someone waits (the pooling effect queueing theory predicts).",
+        "The ± figures are 99 % confidence intervals by batch means; run "
+        "`omnicc simulate examples/nordic_cross_trained.yaml` to explore, or "
+        "`omnicc simulate --arrivals-per-hour 200 --aht-s 180 --agents 14` to see the simulator "
+        "agree with Erlang C.",
+    )
+    return "\n\n".join(lines)

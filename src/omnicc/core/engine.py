@@ -54,12 +54,12 @@ from omnicc.core.model import (
     TaskRequest,
     TaskState,
 )
-from omnicc.core.pool import AgentPredicate, IdleEntry, Pool, WaitingEntry
+from omnicc.core.pool import AgentPredicate, IdleEntry, Line, Pool, WaitingEntry
 
 TRANSFER_TO_AGENT_TIMEOUT_S = 60.0
 """A task transferred to one agent waits this long for them, then returns to its queue."""
 
-HANDLE_TIME_SMOOTHING = 0.05
+HANDLE_TIME_SMOOTHING = 0.01
 """Weight of the newest handle time in a queue's moving average (used by EWT)."""
 
 DECLINED_SCAN_LIMIT = 64
@@ -185,11 +185,20 @@ class Engine:
             if existing.config.strategy is not config.strategy or (
                 existing.config.hunt_order != config.hunt_order
             ):
-                waiting = sum(len(b) for p in existing.pools for b in p.waiting.values())
+                waiting = sum(len(line) for p in existing.pools for line in p.waiting.values())
                 if waiting:
                     raise Conflict(f"queue {config.id}: change the strategy when it is empty")
+            ordering_changed = (existing.config.aging_per_s, existing.config.vip_score) != (
+                config.aging_per_s, config.vip_score)
+            if ordering_changed and any(len(line) for p in existing.pools
+                                        for line in p.waiting.values()):
+                raise Conflict(f"queue {config.id}: change aging or VIP score when it is empty")
             existing.config = config
             existing.expression = expression
+            for pool in existing.pools:
+                for line in pool.waiting.values():
+                    line.rank = -config.priority
+                    line.aging_per_s = config.aging_per_s
             queue = existing
         else:
             queue = QueueState(config=config, expression=expression)
@@ -440,8 +449,11 @@ class Engine:
         self._detach_waiting(task)
         self._emit(ev.TaskCancelled(at=self._now, seq=self._next_seq(), task_id=task.id,
                                     reason=reason))
+        agent = self._agents.get(task.agent_id or "")
         self._release(task)
         self._end(task, Outcome.CANCELLED)
+        if agent is not None:
+            self._settle_agent(agent)
         return self._flush()
 
     def transfer(
@@ -539,31 +551,31 @@ class Engine:
         queue = self.queue(queue_id)
         entries: list[WaitingEntry] = []
         for pool in queue.pools:
-            for bucket_channel, bucket in pool.waiting.items():
-                if channel is None or bucket_channel == channel:
-                    entries.extend(bucket)
+            for line_channel, line in pool.waiting.items():
+                if channel is None or line_channel == channel:
+                    entries.extend(line.entries)
         entries.sort()
         return [self._tasks[entry[3]] for entry in entries]
 
+    # Queries read the state as of the last command and never fire timers: the events a timer
+    # causes belong to the caller of `advance()`, not to whoever happens to ask a question.
+
     def task_position(self, task_id: str) -> TaskPosition:
-        self._begin()
         task = self._task(task_id)
         if task.phase is not TaskPhase.WAITING or task.pool is None:
             raise Conflict(f"task {task_id} is {task.phase.value}, not waiting")
         queue = self._queues[task.queue_id]
-        ahead = sum(pool.count_ahead(task.channel, task.entry)
-                    for pool in queue.pools)
-        self._flush()
+        ahead = sum(pool.waiting[task.channel].count_ahead(task.entry)
+                    for pool in queue.pools if task.channel in pool.waiting)
         return TaskPosition(
             task_id=task.id,
             queue_id=queue.config.id,
             position=ahead + 1,
-            waited_s=self._now - task.enqueued_at,
+            waited_s=self._query_now() - task.enqueued_at,
             ewt_s=self._ewt(queue, task.channel, ahead),
         )
 
     def queue_figures(self, queue_id: str, channel: Channel | None = None) -> QueueFigures:
-        self._begin()
         queue = self.queue(queue_id)
         waiting = self.waiting_tasks(queue_id, channel)
         stats = self._stats(queue)
@@ -571,11 +583,11 @@ class Engine:
         for agent_id in queue.members:
             presence = self._agents[agent_id].presence
             by_presence[presence] = by_presence.get(presence, 0) + 1
-        longest = max((self._now - t.enqueued_at for t in waiting), default=0.0)
+        now = self._query_now()
+        longest = max((now - t.enqueued_at for t in waiting), default=0.0)
         handled = stats.handled
         offered = stats.offered
         sl2_base = handled + stats.abandoned_after_threshold
-        self._flush()
         return QueueFigures(
             queue_id=queue_id,
             waiting=len(waiting),
@@ -593,17 +605,16 @@ class Engine:
         )
 
     def agent_figures(self, agent_id: str) -> AgentFigures:
-        self._begin()
         agent = self._agent(agent_id)
-        self._account(agent)
-        self._flush()
+        now = self._query_now()
+        logged_in_s, ready_s, handling_s = self._times_until(agent, now)
         return AgentFigures(
             agent_id=agent.id,
             status=agent.status.name,
             presence=agent.presence,
-            time_in_presence_s=self._now - agent.presence_since,
-            occupancy=agent.handling_s / agent.ready_s if agent.ready_s else None,
-            utilisation=agent.handling_s / agent.logged_in_s if agent.logged_in_s else None,
+            time_in_presence_s=now - agent.presence_since,
+            occupancy=handling_s / ready_s if ready_s else None,
+            utilisation=handling_s / logged_in_s if logged_in_s else None,
             contacts_handled=agent.contacts_handled,
             contacts_today=agent.contacts_today if agent.contacts_day == self._today() else 0,
             in_progress={k: v for k, v in agent.in_progress.items() if v},
@@ -740,16 +751,26 @@ class Engine:
 
     # --- agents: time, presence, capacity, indexes ----------------------------------------
 
-    def _account(self, agent: AgentState) -> None:
-        dt = self._now - agent.accounted_at
+    def _query_now(self) -> float:
+        return max(self._now, self._clock.now())
+
+    @staticmethod
+    def _times_until(agent: AgentState, now: float) -> tuple[float, float, float]:
+        """(logged in, available or handling, handling) seconds up to `now` (METRICS.md)."""
+        logged_in_s, ready_s, handling_s = agent.logged_in_s, agent.ready_s, agent.handling_s
+        dt = now - agent.accounted_at
         if dt > 0:
             if agent.status.logged_in:
-                agent.logged_in_s += dt
+                logged_in_s += dt
             if agent.tasks:
-                agent.handling_s += dt
-                agent.ready_s += dt
+                handling_s += dt
+                ready_s += dt
             elif agent.status.accepts_work:
-                agent.ready_s += dt
+                ready_s += dt
+        return logged_in_s, ready_s, handling_s
+
+    def _account(self, agent: AgentState) -> None:
+        agent.logged_in_s, agent.ready_s, agent.handling_s = self._times_until(agent, self._now)
         agent.accounted_at = self._now
 
     def _open_channels(self, agent: AgentState) -> frozenset[Channel]:
@@ -783,8 +804,12 @@ class Engine:
         if status.accepts_work:
             agent.missed_offers = 0
         else:
+            # Out of every index first, so that withdrawn tasks cannot come straight back.
+            agent.open_channels = frozenset()
+            self._reindex(agent)
             for offer in list(agent.offers.values()):
-                self._close_offer(offer, OfferPhase.RESCINDED, f"agent is {status.name}")
+                self._close_offer(offer, OfferPhase.RESCINDED, f"agent is {status.name}",
+                                  settle=False)
         self._settle_agent(agent, reason=reason or "status", force_event=True)
 
     def _settle_agent(self, agent: AgentState, reason: str = "", force_event: bool = False) -> None:
@@ -847,11 +872,14 @@ class Engine:
 
     def _set_pool_member(self, pool: Pool, agent: AgentState, member: bool) -> None:
         if member:
-            pool.members.add(agent.id)
-            agent.pools.add(pool)
-        else:
+            if pool not in agent.pools:
+                pool.members.add(agent.id)
+                agent.pools.add(pool)
+                agent.lines = None
+        elif pool in agent.pools:
             pool.members.discard(agent.id)
             agent.pools.discard(pool)
+            agent.lines = None
 
     # --- pools ----------------------------------------------------------------------------------
 
@@ -936,6 +964,7 @@ class Engine:
                 agent = self._agents.get(agent_id)
                 if agent is not None:
                     agent.pools.discard(pool)
+                    agent.lines = None
                     for channel, index in pool.idle.items():
                         entry = agent.idle_keys.pop((pool, channel), None)
                         if entry is not None:
@@ -954,12 +983,12 @@ class Engine:
             if pool is not None:
                 break
             index += 1
+        pool.references += 1  # before releasing the old pool, which may be the same one
         self._release_pool(task)
         task.step_index = index
         task.step_expired = False
         task.timer_token += 1
         task.pool = pool
-        pool.references += 1
         queue = pool.queue
         config = queue.config
         entering_queue = reason in ("created", "transfer") or task.queue_id != config.id
@@ -1007,20 +1036,41 @@ class Engine:
         """Find agents for a waiting task now, or leave it waiting at its place in line."""
         pool = task.pool
         assert pool is not None
-        entry = task.entry
-        if task.phase is TaskPhase.WAITING and self._is_waiting(pool, task.channel, entry):
-            pool.remove_waiting(task.channel, entry)
+        self._leave_line(task)
         agent_ids = self._choose_agents(pool, task)
         if not agent_ids:
             task.phase = TaskPhase.WAITING
-            pool.add_waiting(task.channel, entry)
+            line = pool.waiting.get(task.channel)
+            if line is None:
+                line = self._open_line(pool, task.channel)
+            line.add(task.entry, bool(task.declined_until))
+            task.line = line
             return
         self._offer(task, pool, agent_ids)
 
+    def _open_line(self, pool: Pool, channel: Channel) -> Line:
+        line = pool.waiting[channel] = Line(pool, channel)
+        for agent_id in pool.members:
+            self._agents[agent_id].lines = None
+        return line
+
     @staticmethod
-    def _is_waiting(pool: Pool, channel: Channel, entry: WaitingEntry) -> bool:
-        bucket = pool.waiting.get(channel)
-        return bucket is not None and entry in bucket
+    def _leave_line(task: TaskState) -> None:
+        line = task.line
+        if line is not None:
+            line.remove(task.entry)
+            task.line = None
+
+    @staticmethod
+    def _lines_of(agent: AgentState) -> dict[Channel, list[Line]]:
+        lines = agent.lines
+        if lines is None:
+            lines = {}
+            for pool in agent.pools:
+                for channel, line in pool.waiting.items():
+                    lines.setdefault(channel, []).append(line)
+            agent.lines = lines
+        return lines
 
     def _declined(self, task: TaskState, agent_id: str) -> bool:
         until = task.declined_until.get(agent_id)
@@ -1066,31 +1116,42 @@ class Engine:
         return [str(chosen[-1])]
 
     def _route_agent(self, agent: AgentState) -> None:
-        """Offer the agent the best waiting tasks it can take, while it has open channels."""
+        """Offer the agent the best waiting tasks it can take, while it has open channels.
+
+        The hot path of a loaded center: it compares the heads of the agent's lines by
+        (queue priority, score now, enqueued_at, seq) without touching the tasks themselves.
+        """
+        now = self._now
+        agent_id = agent.id
         while agent.open_channels:
-            now = self._now
-            best_key: tuple[float, float, float, int] | None = None
-            best_task: TaskState | None = None
-            best_pool: Pool | None = None
-            for pool in agent.pools:
-                if not pool.waiting:
+            lines_by_channel = self._lines_of(agent)
+            best_key: tuple[int, float, float, int] | None = None
+            best_line: Line | None = None
+            for channel in agent.open_channels:
+                lines = lines_by_channel.get(channel)
+                if lines is None:
                     continue
-                config = pool.queue.config
-                for channel, bucket in pool.waiting.items():
-                    if channel not in agent.open_channels:
+                for line in lines:
+                    head = line.head
+                    if head is None:
                         continue
-                    entry = self._first_not_declined(bucket, agent.id)
-                    if entry is None:
-                        continue
-                    key = (-config.priority, entry[0] - config.aging_per_s * now, entry[1],
-                           entry[2])
+                    if line.declined and head[3] in line.declined:
+                        head = self._first_not_declined(line, agent_id)
+                        if head is None:
+                            continue
+                    aging = line.aging_per_s
+                    key = (line.rank, head[0] - aging * now if aging else head[0], head[1],
+                           head[2])
                     if best_key is None or key < best_key:
                         best_key = key
-                        best_task = self._tasks[entry[3]]
-                        best_pool = pool
-            if best_task is None or best_pool is None:
+                        best_line = line
+                        best_entry = head
+            if best_line is None:
                 return
-            best_pool.remove_waiting(best_task.channel, best_task.entry)
+            best_task = self._tasks[best_entry[3]]
+            best_line.remove(best_entry)
+            best_task.line = None
+            best_pool = best_line.pool
             if best_pool.queue.config.strategy is Strategy.RING_ALL:
                 others = [a for a in self._choose_agents(best_pool, best_task) if a != agent.id]
                 self._offer(best_task, best_pool, [agent.id, *others])
@@ -1101,15 +1162,19 @@ class Engine:
                     best_pool.queue.rr_cursor = agent.ordinal
                 self._offer(best_task, best_pool, [agent.id])
 
-    def _first_not_declined(self, bucket: SortedList, agent_id: str) -> WaitingEntry | None:
-        head: WaitingEntry = bucket[0]
-        if not self._tasks[head[3]].declined_until:
-            return head
-        for position, entry in enumerate(bucket):
+    def _first_not_declined(self, line: Line, agent_id: str) -> WaitingEntry | None:
+        """The first task in line this agent has not recently declined (slow path)."""
+        declined = line.declined
+        for position, entry in enumerate(line.entries):
             if position >= DECLINED_SCAN_LIMIT:
                 return None
-            task = self._tasks[entry[3]]
-            if not task.declined_until or not self._declined(task, agent_id):
+            task_id = entry[3]
+            if task_id not in declined:
+                return entry  # type: ignore[no-any-return]
+            task = self._tasks[task_id]
+            if not self._declined(task, agent_id):
+                if not any(until > self._now for until in task.declined_until.values()):
+                    declined.discard(task_id)
                 return entry  # type: ignore[no-any-return]
         return None
 
@@ -1149,7 +1214,8 @@ class Engine:
         del agent.offers[offer.id]
         agent.in_progress[task.channel] -= 1
 
-    def _close_offer(self, offer: Offer, phase: OfferPhase, reason: str) -> None:
+    def _close_offer(self, offer: Offer, phase: OfferPhase, reason: str,
+                     settle: bool = True) -> None:
         """End a pending offer without acceptance; the task goes back to its place in line."""
         task = self._tasks[offer.task_id]
         agent = self._agents[offer.agent_id]
@@ -1170,6 +1236,13 @@ class Engine:
             if delay > 0:
                 task.declined_until[agent.id] = self._now + delay
                 self._schedule(self._now + delay, "retry", task.id)
+        if phase is OfferPhase.TIMED_OUT:
+            agent.missed_offers += 1
+            if agent.missed_offers >= self._max_missed and agent.status.accepts_work:
+                # The agent stops taking work before the task looks for another agent.
+                self._change_status(agent, self._missed_status,
+                                    f"{agent.missed_offers} offers missed")
+                settle = False
         if task.phase is TaskPhase.OFFERED and not task.offers:
             task.phase = TaskPhase.WAITING
             if task.step_expired:
@@ -1178,20 +1251,13 @@ class Engine:
                 self._emit(ev.TaskRequeued(at=self._now, seq=self._next_seq(), task_id=task.id,
                                            queue_id=task.queue_id))
                 self._route_task(task)
-        if phase is OfferPhase.TIMED_OUT:
-            agent.missed_offers += 1
-            if agent.missed_offers >= self._max_missed and agent.status.accepts_work:
-                self._change_status(agent, self._missed_status,
-                                    f"{agent.missed_offers} offers missed")
-                return
-        self._settle_agent(agent)
+        if settle:
+            self._settle_agent(agent)
 
     def _detach_waiting(self, task: TaskState) -> None:
         """Take a waiting or offered task out of line (abandon, cancel, step change)."""
-        if task.phase is TaskPhase.WAITING and task.pool is not None:
-            entry = task.entry
-            if self._is_waiting(task.pool, task.channel, entry):
-                task.pool.remove_waiting(task.channel, entry)
+        if task.phase is TaskPhase.WAITING:
+            self._leave_line(task)
         elif task.phase is TaskPhase.OFFERED:
             task.phase = TaskPhase.WAITING
             for offer in list(task.offers.values()):

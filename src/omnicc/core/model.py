@@ -16,7 +16,7 @@ from omnicc.core.errors import InvalidConfiguration
 
 if TYPE_CHECKING:
     from omnicc.core.expression import Expression
-    from omnicc.core.pool import Pool
+    from omnicc.core.pool import Line, Pool
 
 Channel = str
 """A channel name: "voice", "chat", "email", "sms", ... A new channel needs no change here."""
@@ -277,6 +277,7 @@ class TaskState:
     entry: tuple[float, float, int, str] = (0.0, 0.0, 0, "")
     """The task's place in line: (aging-adjusted -score, enqueued_at, seq, id)."""
     pool: Pool | None = None
+    line: Line | None = None
     offers: dict[str, Offer] = field(default_factory=dict)
     agent_id: str | None = None
     accepted_at: float | None = None
@@ -322,6 +323,8 @@ class AgentState:
     open_channels: frozenset[Channel] = frozenset()
     queues: set[str] = field(default_factory=set)
     pools: set[Pool] = field(default_factory=set)
+    lines: dict[Channel, list[Line]] | None = None
+    """The waiting lines of the agent's pools per channel; None when it must be rebuilt."""
     idle_keys: dict[tuple[Pool, Channel], tuple[object, ...]] = field(default_factory=dict)
     missed_offers: int = 0
     contacts_today: int = 0

@@ -4,8 +4,8 @@ A pool is one queue seen through one set of extra requirements (a policy step's 
 to the task's values, the task's required skills, an explicit agent list). Every waiting task sits
 in exactly one pool; every agent knows the pools it is eligible for. A pool keeps, per channel,
 
-- `waiting`: its waiting tasks, sorted by (-base score + aging, enqueued_at, seq), which is the
-  queue's order at any time because the aging rate is the same for the whole queue;
+- `waiting`: a `Line` of its waiting tasks, sorted by (-base score + aging, enqueued_at, seq),
+  which is the queue's order at any time because the aging rate is the same for the whole queue;
 - `idle`: its eligible agents who can take that channel now, sorted by the queue's strategy key.
 
 So "an agent became free" looks at the head of each of the agent's pools, and "a task arrived"
@@ -23,6 +23,48 @@ from omnicc.core.model import AgentState, Channel, QueueState, Strategy
 AgentPredicate = Callable[[Mapping[str, object], Mapping[str, int]], bool]
 IdleEntry = tuple[object, ...]
 WaitingEntry = tuple[float, float, int, str]
+
+
+class Line:
+    """The waiting tasks of one pool on one channel, in order, with the head kept at hand.
+
+    `declined` holds the ids of tasks in the line that some agent declined recently, so that the
+    common case (nobody declined the head) needs no look at the task itself.
+    """
+
+    __slots__ = ("aging_per_s", "channel", "declined", "entries", "head", "pool", "rank")
+
+    def __init__(self, pool: Pool, channel: Channel) -> None:
+        self.pool = pool
+        self.channel = channel
+        self.rank = -pool.queue.config.priority
+        self.aging_per_s = pool.queue.config.aging_per_s
+        self.entries = SortedList()
+        self.head: WaitingEntry | None = None
+        self.declined: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, entry: WaitingEntry, declined: bool) -> None:
+        self.entries.add(entry)
+        head = self.head
+        if head is None or entry < head:
+            self.head = entry
+        if declined:
+            self.declined.add(entry[3])
+
+    def remove(self, entry: WaitingEntry) -> None:
+        entries = self.entries
+        if entry == self.head:
+            entries.pop(0)
+            self.head = entries[0] if entries else None
+        else:
+            entries.remove(entry)
+        self.declined.discard(entry[3])
+
+    def count_ahead(self, entry: WaitingEntry) -> int:
+        return int(self.entries.bisect_left(entry))
 
 
 class Pool:
@@ -57,7 +99,7 @@ class Pool:
         self.rank_skills = rank_skills
         self.explicit_agents = explicit_agents
         self.members: set[str] = set()
-        self.waiting: dict[Channel, SortedList] = {}
+        self.waiting: dict[Channel, Line] = {}
         self.idle: dict[Channel, SortedList] = {}
         self.references = 0
 
@@ -71,22 +113,6 @@ class Pool:
         elif agent.id not in self.queue.members:
             return False
         return self.predicate(agent.attributes, agent.skills)
-
-    def add_waiting(self, channel: Channel, entry: WaitingEntry) -> None:
-        bucket = self.waiting.get(channel)
-        if bucket is None:
-            bucket = self.waiting[channel] = SortedList()
-        bucket.add(entry)
-
-    def remove_waiting(self, channel: Channel, entry: WaitingEntry) -> None:
-        bucket = self.waiting[channel]
-        bucket.remove(entry)
-        if not bucket:
-            del self.waiting[channel]
-
-    def count_ahead(self, channel: Channel, entry: WaitingEntry) -> int:
-        bucket = self.waiting.get(channel)
-        return 0 if bucket is None else bucket.bisect_left(entry)
 
     def idle_entry(self, agent: AgentState, contacts_today: int) -> IdleEntry:
         """The agent's sort key in this pool's idle indexes, per the queue's strategy."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from bisect import insort
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,6 +112,10 @@ class AgentFigures:
     offer_ids: tuple[str, ...]
 
 
+def _line_rank(line: Line) -> int:
+    return line.rank
+
+
 class Engine:
     """The routing engine of one tenant."""
 
@@ -168,7 +173,7 @@ class Engine:
         if status.name in DERIVED_PRESENCES or status.name in {s.name for s in BUILTIN_STATUSES}:
             raise InvalidConfiguration(f"{status.name!r} is a built-in status")
         self._statuses[status.name] = status
-        self._emit(ev.StatusDefined(at=self._now, seq=self._next_seq(), status=status))
+        self._out.append(ev.StatusDefined(at=self._now, seq=self._next_seq(), status=status))
         return self._flush()
 
     def configure_queue(self, config: QueueConfig) -> list[ev.Event]:
@@ -199,11 +204,14 @@ class Engine:
                 for line in pool.waiting.values():
                     line.rank = -config.priority
                     line.aging_per_s = config.aging_per_s
+            for agent in self._agents.values():
+                for lines in agent.lines.values():
+                    lines.sort(key=_line_rank)
             queue = existing
         else:
             queue = QueueState(config=config, expression=expression)
             self._queues[config.id] = queue
-        self._emit(ev.QueueConfigured(at=self._now, seq=self._next_seq(), queue=config))
+        self._out.append(ev.QueueConfigured(at=self._now, seq=self._next_seq(), queue=config))
         for pool in queue.pools:
             for index in pool.idle.values():
                 index.clear()
@@ -224,7 +232,7 @@ class Engine:
             if step.expression is not None:
                 self._step_expression(step.expression)
         self._policies[policy.id] = policy
-        self._emit(ev.PolicyConfigured(at=self._now, seq=self._next_seq(), policy=policy))
+        self._out.append(ev.PolicyConfigured(at=self._now, seq=self._next_seq(), policy=policy))
         return self._flush()
 
     def configure_agent(self, config: AgentConfig) -> list[ev.Event]:
@@ -268,7 +276,7 @@ class Engine:
                 capacity=config.capacity,
                 status=agent.status.name,
             )
-        self._emit(ev.AgentConfigured(at=self._now, seq=self._next_seq(), agent=event_config))
+        self._out.append(ev.AgentConfigured(at=self._now, seq=self._next_seq(), agent=event_config))
         self._update_membership(agent)
         self._settle_agent(agent)
         return self._flush()
@@ -288,7 +296,7 @@ class Engine:
         for queue in self._queues.values():
             queue.members.discard(agent.id)
         del self._agents[agent_id]
-        self._emit(ev.AgentRemoved(at=self._now, seq=self._next_seq(), agent_id=agent_id))
+        self._out.append(ev.AgentRemoved(at=self._now, seq=self._next_seq(), agent_id=agent_id))
         return self._flush()
 
     # --- presence -----------------------------------------------------------------------------
@@ -331,7 +339,7 @@ class Engine:
             enqueued_at=self._now,
         )
         self._tasks[task_id] = task
-        self._emit(
+        self._out.append(
             ev.TaskCreated(
                 at=self._now,
                 seq=self._next_seq(),
@@ -375,7 +383,7 @@ class Engine:
         stats.wait_handled_s += wait_s
         if wait_s <= queue.config.sl_threshold_s:
             stats.handled_within_threshold += 1
-        self._emit(
+        self._out.append(
             ev.OfferAccepted(
                 at=self._now,
                 seq=self._next_seq(),
@@ -433,7 +441,7 @@ class Engine:
         if wait_s > queue.config.sl_threshold_s:
             stats.abandoned_after_threshold += 1
         self._detach_waiting(task)
-        self._emit(
+        self._out.append(
             ev.TaskAbandoned(
                 at=self._now, seq=self._next_seq(), task_id=task.id, queue_id=task.queue_id,
                 wait_s=wait_s,
@@ -447,7 +455,7 @@ class Engine:
         self._begin()
         task = self._task(task_id)
         self._detach_waiting(task)
-        self._emit(ev.TaskCancelled(at=self._now, seq=self._next_seq(), task_id=task.id,
+        self._out.append(ev.TaskCancelled(at=self._now, seq=self._next_seq(), task_id=task.id,
                                     reason=reason))
         agent = self._agents.get(task.agent_id or "")
         self._release(task)
@@ -483,7 +491,7 @@ class Engine:
         else:
             assert queue_id is not None
             policy = self._implicit_policy(queue_id)
-        self._emit(
+        self._out.append(
             ev.TaskTransferred(
                 at=self._now, seq=self._next_seq(), task_id=task.id, from_agent_id=from_agent.id,
                 to_queue_id=queue_id, to_agent_id=agent_id,
@@ -641,9 +649,6 @@ class Engine:
         if self.log is not None:
             self.log.extend(out)
         return out
-
-    def _emit(self, event: ev.Event) -> None:
-        self._out.append(event)
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -823,7 +828,7 @@ class Engine:
             if presence != previous:
                 agent.presence = presence
                 agent.presence_since = self._now
-            self._emit(
+            self._out.append(
                 ev.AgentStatusChanged(
                     at=self._now, seq=self._next_seq(), agent_id=agent.id,
                     status=agent.status.name, presence=presence, previous_presence=previous,
@@ -875,11 +880,18 @@ class Engine:
             if pool not in agent.pools:
                 pool.members.add(agent.id)
                 agent.pools.add(pool)
-                agent.lines = None
+                for line in pool.waiting.values():
+                    self._attach_line(agent, line)
         elif pool in agent.pools:
             pool.members.discard(agent.id)
             agent.pools.discard(pool)
-            agent.lines = None
+            for line in pool.waiting.values():
+                agent.lines[line.channel].remove(line)
+
+    @staticmethod
+    def _attach_line(agent: AgentState, line: Line) -> None:
+        """Add a line to the agent's lines of its channel, kept in queue-priority order."""
+        insort(agent.lines.setdefault(line.channel, []), line, key=_line_rank)
 
     # --- pools ----------------------------------------------------------------------------------
 
@@ -962,9 +974,10 @@ class Engine:
                     if not pools:
                         del self._explicit_pools[agent_id]
                 agent = self._agents.get(agent_id)
-                if agent is not None:
+                if agent is not None and pool in agent.pools:
                     agent.pools.discard(pool)
-                    agent.lines = None
+                    for line in pool.waiting.values():
+                        agent.lines[line.channel].remove(line)
                     for channel, index in pool.idle.items():
                         entry = agent.idle_keys.pop((pool, channel), None)
                         if entry is not None:
@@ -1001,7 +1014,7 @@ class Engine:
             stats.offered += 1
             if reason == "transfer":
                 stats.offered_by_transfer += 1
-        self._emit(
+        self._out.append(
             ev.TaskQueued(
                 at=self._now, seq=self._next_seq(), task_id=task.id, queue_id=config.id,
                 step_index=index, reason=reason,
@@ -1023,7 +1036,7 @@ class Engine:
         queue = self._queues.get(task.queue_id)
         if queue is not None:
             self._stats(queue).timed_out += 1
-        self._emit(
+        self._out.append(
             ev.TaskTimedOut(
                 at=self._now, seq=self._next_seq(), task_id=task.id, queue_id=task.queue_id,
                 action=policy.final_action.value, reason=policy.final_reason,
@@ -1051,7 +1064,7 @@ class Engine:
     def _open_line(self, pool: Pool, channel: Channel) -> Line:
         line = pool.waiting[channel] = Line(pool, channel)
         for agent_id in pool.members:
-            self._agents[agent_id].lines = None
+            self._attach_line(self._agents[agent_id], line)
         return line
 
     @staticmethod
@@ -1061,16 +1074,6 @@ class Engine:
             line.remove(task.entry)
             task.line = None
 
-    @staticmethod
-    def _lines_of(agent: AgentState) -> dict[Channel, list[Line]]:
-        lines = agent.lines
-        if lines is None:
-            lines = {}
-            for pool in agent.pools:
-                for channel, line in pool.waiting.items():
-                    lines.setdefault(channel, []).append(line)
-            agent.lines = lines
-        return lines
 
     def _declined(self, task: TaskState, agent_id: str) -> bool:
         until = task.declined_until.get(agent_id)
@@ -1123,26 +1126,30 @@ class Engine:
         """
         now = self._now
         agent_id = agent.id
+        lines_by_channel = agent.lines
         while agent.open_channels:
-            lines_by_channel = self._lines_of(agent)
-            best_key: tuple[int, float, float, int] | None = None
+            best_rank = 0
+            best_key: tuple[float, float, int] | WaitingEntry | None = None
             best_line: Line | None = None
             for channel in agent.open_channels:
                 lines = lines_by_channel.get(channel)
                 if lines is None:
                     continue
-                for line in lines:
+                for line in lines:  # in queue-priority order
                     head = line.head
                     if head is None:
                         continue
+                    rank = line.rank
+                    if best_key is not None and rank > best_rank:
+                        break
                     if line.declined and head[3] in line.declined:
                         head = self._first_not_declined(line, agent_id)
                         if head is None:
                             continue
                     aging = line.aging_per_s
-                    key = (line.rank, head[0] - aging * now if aging else head[0], head[1],
-                           head[2])
-                    if best_key is None or key < best_key:
+                    key = (head[0] - aging * now, head[1], head[2]) if aging else head
+                    if best_key is None or rank < best_rank or key < best_key:
+                        best_rank = rank
                         best_key = key
                         best_line = line
                         best_entry = head
@@ -1154,13 +1161,13 @@ class Engine:
             best_pool = best_line.pool
             if best_pool.queue.config.strategy is Strategy.RING_ALL:
                 others = [a for a in self._choose_agents(best_pool, best_task) if a != agent.id]
-                self._offer(best_task, best_pool, [agent.id, *others])
+                self._offer(best_task, best_pool, [agent.id, *others], settling=agent)
             else:
                 if best_pool.queue.config.strategy is Strategy.SEQUENTIAL:
                     best_task.hunt_cursor = cast(int, best_pool.idle_entry(agent, 0)[0])
                 elif best_pool.queue.config.strategy is Strategy.ROUND_ROBIN:
                     best_pool.queue.rr_cursor = agent.ordinal
-                self._offer(best_task, best_pool, [agent.id])
+                self._offer(best_task, best_pool, [agent.id], settling=agent)
 
     def _first_not_declined(self, line: Line, agent_id: str) -> WaitingEntry | None:
         """The first task in line this agent has not recently declined (slow path)."""
@@ -1178,7 +1185,9 @@ class Engine:
                 return entry  # type: ignore[no-any-return]
         return None
 
-    def _offer(self, task: TaskState, pool: Pool, agent_ids: list[str]) -> None:
+    def _offer(self, task: TaskState, pool: Pool, agent_ids: list[str],
+               settling: AgentState | None = None) -> None:
+        """Offer the task to each agent; `settling` is an agent whose caller re-indexes it."""
         config = pool.queue.config
         expires_at = self._now + config.offer_timeout_s
         task.phase = TaskPhase.OFFERED
@@ -1199,14 +1208,15 @@ class Engine:
             agent.in_progress[task.channel] = agent.in_progress.get(task.channel, 0) + 1
             agent.open_channels = self._open_channels(agent)
             self._schedule(expires_at, "offer", offer.id)
-            self._emit(
+            self._out.append(
                 ev.OfferCreated(
                     at=self._now, seq=self._next_seq(), offer_id=offer.id, task_id=task.id,
                     agent_id=agent_id, queue_id=config.id, channel=task.channel,
                     expires_at=expires_at,
                 )
             )
-            self._reindex(agent)
+            if agent is not settling:
+                self._reindex(agent)
 
     def _unlink_offer(self, offer: Offer, task: TaskState, agent: AgentState) -> None:
         del self._offers[offer.id]
@@ -1223,13 +1233,13 @@ class Engine:
         self._unlink_offer(offer, task, agent)
         now, seq = self._now, self._next_seq()
         if phase is OfferPhase.REJECTED:
-            self._emit(ev.OfferRejected(at=now, seq=seq, offer_id=offer.id, task_id=task.id,
+            self._out.append(ev.OfferRejected(at=now, seq=seq, offer_id=offer.id, task_id=task.id,
                                         agent_id=agent.id, reason=reason))
         elif phase is OfferPhase.TIMED_OUT:
-            self._emit(ev.OfferTimedOut(at=now, seq=seq, offer_id=offer.id, task_id=task.id,
+            self._out.append(ev.OfferTimedOut(at=now, seq=seq, offer_id=offer.id, task_id=task.id,
                                         agent_id=agent.id))
         else:
-            self._emit(ev.OfferRescinded(at=now, seq=seq, offer_id=offer.id, task_id=task.id,
+            self._out.append(ev.OfferRescinded(at=now, seq=seq, offer_id=offer.id, task_id=task.id,
                                          agent_id=agent.id, reason=reason))
         if phase is not OfferPhase.RESCINDED or reason.startswith("agent is"):
             delay = self._queues[offer.queue_id].config.reoffer_delay_s
@@ -1248,8 +1258,8 @@ class Engine:
             if task.step_expired:
                 self._advance_step(task)
             else:
-                self._emit(ev.TaskRequeued(at=self._now, seq=self._next_seq(), task_id=task.id,
-                                           queue_id=task.queue_id))
+                self._out.append(ev.TaskRequeued(at=self._now, seq=self._next_seq(),
+                                                 task_id=task.id, queue_id=task.queue_id))
                 self._route_task(task)
         if settle:
             self._settle_agent(agent)
@@ -1264,7 +1274,7 @@ class Engine:
                 agent = self._agents[offer.agent_id]
                 offer.phase = OfferPhase.RESCINDED
                 self._unlink_offer(offer, task, agent)
-                self._emit(
+                self._out.append(
                     ev.OfferRescinded(
                         at=self._now, seq=self._next_seq(), offer_id=offer.id, task_id=task.id,
                         agent_id=agent.id, reason="task left the queue",
@@ -1277,7 +1287,7 @@ class Engine:
         config = self._queues[task.queue_id].config
         self._account(agent)
         task.completed_at = self._now
-        self._emit(
+        self._out.append(
             ev.TaskCompleted(
                 at=self._now, seq=self._next_seq(), task_id=task.id, agent_id=agent.id,
                 queue_id=task.queue_id, talk_s=self._now - (task.accepted_at or self._now),
@@ -1296,7 +1306,7 @@ class Engine:
 
     def _wrap_up(self, task: TaskState, disposition: str | None, timed_out: bool) -> None:
         agent = self._agents[task.agent_id or ""]
-        self._emit(
+        self._out.append(
             ev.TaskWrappedUp(
                 at=self._now, seq=self._next_seq(), task_id=task.id, agent_id=agent.id,
                 disposition=disposition, wrap_up_s=self._now - (task.completed_at or self._now),
@@ -1333,7 +1343,7 @@ class Engine:
         self._release_pool(task)
         del self._tasks[task.id]
         self.tasks_ended += 1
-        self._emit(ev.TaskEnded(at=self._now, seq=self._next_seq(), task_id=task.id,
+        self._out.append(ev.TaskEnded(at=self._now, seq=self._next_seq(), task_id=task.id,
                                 outcome=outcome.value))
         if agent_id is not None:
             agent = self._agents.get(agent_id)

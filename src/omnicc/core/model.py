@@ -323,8 +323,8 @@ class AgentState:
     open_channels: frozenset[Channel] = frozenset()
     queues: set[str] = field(default_factory=set)
     pools: set[Pool] = field(default_factory=set)
-    lines: dict[Channel, list[Line]] | None = None
-    """The waiting lines of the agent's pools per channel; None when it must be rebuilt."""
+    lines: dict[Channel, list[Line]] = field(default_factory=dict)
+    """The waiting lines of the agent's pools per channel, in queue-priority order."""
     idle_keys: dict[tuple[Pool, Channel], tuple[object, ...]] = field(default_factory=dict)
     missed_offers: int = 0
     contacts_today: int = 0

@@ -4,11 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint bench clean
+.PHONY: demo test unit lint bench build clean
 
-$(STAMP): pyproject.toml
+# The routing engine's hot modules are compiled with mypyc (setup.py): rebuild when they change.
+HOT := setup.py src/omnicc/core/engine.py src/omnicc/core/pool.py src/omnicc/core/model.py
+
+$(STAMP): pyproject.toml $(HOT)
 	bash scripts/bootstrap.sh $(VENV)
 	touch $(STAMP)
+
+build: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/omnicc demo
@@ -29,4 +34,5 @@ bench: $(STAMP)
 	$(PY) bench/routing.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	find src -name '*.so' -delete

@@ -14,6 +14,12 @@ if ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   as_root apt-get update -q
   as_root apt-get install -y -q python3-venv python3-pip
 fi
+# The routing engine is compiled with mypyc at install time: it needs a C compiler and headers.
+include=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+if ! command -v gcc >/dev/null 2>&1 || [ ! -f "$include/Python.h" ]; then
+  as_root apt-get update -q
+  as_root apt-get install -y -q build-essential python3-dev
+fi
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi

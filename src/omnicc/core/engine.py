@@ -55,7 +55,7 @@ from omnicc.core.model import (
     TaskRequest,
     TaskState,
 )
-from omnicc.core.pool import AgentPredicate, IdleEntry, Line, Pool, WaitingEntry
+from omnicc.core.pool import AgentPredicate, IdleEntry, Line, LineGroup, Pool, WaitingEntry
 
 TRANSFER_TO_AGENT_TIMEOUT_S = 60.0
 """A task transferred to one agent waits this long for them, then returns to its queue."""
@@ -112,8 +112,11 @@ class AgentFigures:
     offer_ids: tuple[str, ...]
 
 
-def _line_rank(line: Line) -> int:
-    return line.rank
+_NO_CHANNELS: frozenset[Channel] = frozenset()
+
+
+def _group_rank(group: LineGroup) -> int:
+    return group.rank
 
 
 class Engine:
@@ -205,8 +208,11 @@ class Engine:
                     line.rank = -config.priority
                     line.aging_per_s = config.aging_per_s
             for agent in self._agents.values():
-                for lines in agent.lines.values():
-                    lines.sort(key=_line_rank)
+                lines = [line for groups in agent.lines.values() for g in groups
+                         for line in g.lines]
+                agent.lines.clear()
+                for line in lines:
+                    self._attach_line(agent, line)
             queue = existing
         else:
             queue = QueueState(config=config, expression=expression)
@@ -561,7 +567,7 @@ class Engine:
         for pool in queue.pools:
             for line_channel, line in pool.waiting.items():
                 if channel is None or line_channel == channel:
-                    entries.extend(line.entries)
+                    entries.extend(line.ordered())
         entries.sort()
         return [self._tasks[entry[3]] for entry in entries]
 
@@ -780,12 +786,15 @@ class Engine:
 
     def _open_channels(self, agent: AgentState) -> frozenset[Channel]:
         if not agent.status.accepts_work:
-            return frozenset()
+            return _NO_CHANNELS
         in_progress = agent.in_progress
         for channel in self._rules.exclusive:
             if in_progress.get(channel):
-                return frozenset()
+                return _NO_CHANNELS
         blocked_by = self._rules.blocked_by
+        if not blocked_by:
+            return frozenset([channel for channel, slots in agent.capacity.items()
+                              if slots > in_progress.get(channel, 0)])
         open_now = []
         for channel, slots in agent.capacity.items():
             if slots > in_progress.get(channel, 0):
@@ -886,12 +895,31 @@ class Engine:
             pool.members.discard(agent.id)
             agent.pools.discard(pool)
             for line in pool.waiting.values():
-                agent.lines[line.channel].remove(line)
+                self._detach_line(agent, line)
 
     @staticmethod
     def _attach_line(agent: AgentState, line: Line) -> None:
-        """Add a line to the agent's lines of its channel, kept in queue-priority order."""
-        insort(agent.lines.setdefault(line.channel, []), line, key=_line_rank)
+        """Add a line to the agent's group of its channel and queue priority."""
+        groups = agent.lines.setdefault(line.channel, [])
+        for group in groups:
+            if group.rank == line.rank:
+                break
+        else:
+            group = LineGroup(line.rank)
+            insort(groups, group, key=_group_rank)
+        group.lines.append(line)
+        group.classify()
+
+    @staticmethod
+    def _detach_line(agent: AgentState, line: Line) -> None:
+        groups = agent.lines[line.channel]
+        for group in groups:
+            if group.rank == line.rank:
+                group.lines.remove(line)
+                group.classify()
+                if not group.lines:
+                    groups.remove(group)
+                return
 
     # --- pools ----------------------------------------------------------------------------------
 
@@ -977,7 +1005,7 @@ class Engine:
                 if agent is not None and pool in agent.pools:
                     agent.pools.discard(pool)
                     for line in pool.waiting.values():
-                        agent.lines[line.channel].remove(line)
+                        self._detach_line(agent, line)
                     for channel, index in pool.idle.items():
                         entry = agent.idle_keys.pop((pool, channel), None)
                         if entry is not None:
@@ -1049,16 +1077,17 @@ class Engine:
         """Find agents for a waiting task now, or leave it waiting at its place in line."""
         pool = task.pool
         assert pool is not None
-        self._leave_line(task)
         agent_ids = self._choose_agents(pool, task)
         if not agent_ids:
             task.phase = TaskPhase.WAITING
-            line = pool.waiting.get(task.channel)
-            if line is None:
-                line = self._open_line(pool, task.channel)
-            line.add(task.entry, bool(task.declined_until))
-            task.line = line
+            if task.line is None:
+                line = pool.waiting.get(task.channel)
+                if line is None:
+                    line = self._open_line(pool, task.channel)
+                line.add(task.entry, bool(task.declined_until))
+                task.line = line
             return
+        self._leave_line(task)
         self._offer(task, pool, agent_ids)
 
     def _open_line(self, pool: Pool, channel: Channel) -> Line:
@@ -1132,27 +1161,36 @@ class Engine:
             best_key: tuple[float, float, int] | WaitingEntry | None = None
             best_line: Line | None = None
             for channel in agent.open_channels:
-                lines = lines_by_channel.get(channel)
-                if lines is None:
-                    continue
-                for line in lines:  # in queue-priority order
-                    head = line.head
-                    if head is None:
-                        continue
-                    rank = line.rank
-                    if best_key is not None and rank > best_rank:
-                        break
-                    if line.declined and head[3] in line.declined:
-                        head = self._first_not_declined(line, agent_id)
+                for group in lines_by_channel.get(channel, ()):  # better queue priority first
+                    rank = group.rank
+                    if best_key is not None:
+                        if rank > best_rank:
+                            break
+                        if rank < best_rank:
+                            best_key = None
+                    aged = group.aged
+                    for line in group.lines:
+                        head = line.head
                         if head is None:
                             continue
-                    aging = line.aging_per_s
-                    key = (head[0] - aging * now, head[1], head[2]) if aging else head
-                    if best_key is None or rank < best_rank or key < best_key:
+                        # Without aging the head itself is the key: (-score, enqueued_at, seq).
+                        aging = line.aging_per_s if aged else 0.0
+                        key = (head[0] - aging * now, head[1], head[2]) if aging else head
+                        if best_key is not None and key >= best_key:
+                            continue
+                        if line.declined and head[3] in line.declined:
+                            head = self._first_not_declined(line, agent_id)
+                            if head is None:
+                                continue
+                            key = (head[0] - aging * now, head[1], head[2]) if aging else head
+                            if best_key is not None and key >= best_key:
+                                continue
                         best_rank = rank
                         best_key = key
                         best_line = line
                         best_entry = head
+                    if best_key is not None and best_rank == rank:
+                        break  # later groups have a lower queue priority
             if best_line is None:
                 return
             best_task = self._tasks[best_entry[3]]
@@ -1172,17 +1210,15 @@ class Engine:
     def _first_not_declined(self, line: Line, agent_id: str) -> WaitingEntry | None:
         """The first task in line this agent has not recently declined (slow path)."""
         declined = line.declined
-        for position, entry in enumerate(line.entries):
-            if position >= DECLINED_SCAN_LIMIT:
-                return None
+        for entry in line.first(DECLINED_SCAN_LIMIT):
             task_id = entry[3]
             if task_id not in declined:
-                return entry  # type: ignore[no-any-return]
+                return entry
             task = self._tasks[task_id]
             if not self._declined(task, agent_id):
                 if not any(until > self._now for until in task.declined_until.values()):
                     declined.discard(task_id)
-                return entry  # type: ignore[no-any-return]
+                return entry
         return None
 
     def _offer(self, task: TaskState, pool: Pool, agent_ids: list[str],
@@ -1206,7 +1242,8 @@ class Engine:
             agent.offers[offer.id] = offer
             self._offers[offer.id] = offer
             agent.in_progress[task.channel] = agent.in_progress.get(task.channel, 0) + 1
-            agent.open_channels = self._open_channels(agent)
+            agent.open_channels = (_NO_CHANNELS if task.channel in self._rules.exclusive
+                                   else self._open_channels(agent))
             self._schedule(expires_at, "offer", offer.id)
             self._out.append(
                 ev.OfferCreated(
@@ -1246,13 +1283,15 @@ class Engine:
             if delay > 0:
                 task.declined_until[agent.id] = self._now + delay
                 self._schedule(self._now + delay, "retry", task.id)
+        not_ready = False
         if phase is OfferPhase.TIMED_OUT:
             agent.missed_offers += 1
             if agent.missed_offers >= self._max_missed and agent.status.accepts_work:
-                # The agent stops taking work before the task looks for another agent.
-                self._change_status(agent, self._missed_status,
-                                    f"{agent.missed_offers} offers missed")
-                settle = False
+                # Out of the indexes before this task looks for an agent, so it cannot come
+                # straight back; the agent's other offers are withdrawn after it, keeping order.
+                not_ready = True
+                agent.open_channels = _NO_CHANNELS
+                self._reindex(agent)
         if task.phase is TaskPhase.OFFERED and not task.offers:
             task.phase = TaskPhase.WAITING
             if task.step_expired:
@@ -1261,7 +1300,9 @@ class Engine:
                 self._out.append(ev.TaskRequeued(at=self._now, seq=self._next_seq(),
                                                  task_id=task.id, queue_id=task.queue_id))
                 self._route_task(task)
-        if settle:
+        if not_ready:
+            self._change_status(agent, self._missed_status, f"{agent.missed_offers} offers missed")
+        elif settle:
             self._settle_agent(agent)
 
     def _detach_waiting(self, task: TaskState) -> None:

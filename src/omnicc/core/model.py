@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from omnicc.core.errors import InvalidConfiguration
+from omnicc.core.expression import Expression
 
 if TYPE_CHECKING:
-    from omnicc.core.expression import Expression
-    from omnicc.core.pool import Line, Pool
+    from omnicc.core.pool import Line, LineGroup, Pool
 
 Channel = str
 """A channel name: "voice", "chat", "email", "sms", ... A new channel needs no change here."""
@@ -323,8 +323,8 @@ class AgentState:
     open_channels: frozenset[Channel] = frozenset()
     queues: set[str] = field(default_factory=set)
     pools: set[Pool] = field(default_factory=set)
-    lines: dict[Channel, list[Line]] = field(default_factory=dict)
-    """The waiting lines of the agent's pools per channel, in queue-priority order."""
+    lines: dict[Channel, list[LineGroup]] = field(default_factory=dict)
+    """The waiting lines of the agent's pools per channel, grouped by queue priority."""
     idle_keys: dict[tuple[Pool, Channel], tuple[object, ...]] = field(default_factory=dict)
     missed_offers: int = 0
     contacts_today: int = 0

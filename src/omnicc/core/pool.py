@@ -14,7 +14,9 @@ looks at the head of one idle index: both cost O(log n), not O(n).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Mapping
+from heapq import heappop, heappush, nsmallest
 
 from sortedcontainers import SortedList
 
@@ -28,26 +30,33 @@ WaitingEntry = tuple[float, float, int, str]
 class Line:
     """The waiting tasks of one pool on one channel, in order, with the head kept at hand.
 
-    `declined` holds the ids of tasks in the line that some agent declined recently, so that the
-    common case (nobody declined the head) needs no look at the task itself.
+    A binary heap with lazy deletion: taking the head is a C-level pop, and a task that leaves
+    from the middle (abandon, step change) is only marked stale until it surfaces. `declined`
+    holds the ids of tasks in the line that some agent declined recently, so that the common
+    case (nobody declined the head) needs no look at the task itself.
     """
 
-    __slots__ = ("aging_per_s", "channel", "declined", "entries", "head", "pool", "rank")
+    __slots__ = (
+        "aging_per_s", "channel", "declined", "head", "heap", "pool", "rank", "size", "stale",
+    )
 
     def __init__(self, pool: Pool, channel: Channel) -> None:
         self.pool = pool
         self.channel = channel
         self.rank = -pool.queue.config.priority
         self.aging_per_s = pool.queue.config.aging_per_s
-        self.entries = SortedList()
+        self.heap: list[WaitingEntry] = []
+        self.stale: dict[WaitingEntry, int] = {}
+        self.size = 0
         self.head: WaitingEntry | None = None
         self.declined: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self.size
 
     def add(self, entry: WaitingEntry, declined: bool) -> None:
-        self.entries.add(entry)
+        heappush(self.heap, entry)
+        self.size += 1
         head = self.head
         if head is None or entry < head:
             self.head = entry
@@ -55,16 +64,70 @@ class Line:
             self.declined.add(entry[3])
 
     def remove(self, entry: WaitingEntry) -> None:
-        entries = self.entries
-        if entry == self.head:
-            entries.pop(0)
-            self.head = entries[0] if entries else None
-        else:
-            entries.remove(entry)
+        self.size -= 1
         self.declined.discard(entry[3])
+        if entry == self.head:
+            heappop(self.heap)
+            self._settle_head()
+            return
+        self.stale[entry] = self.stale.get(entry, 0) + 1
+        if len(self.stale) > 64 and len(self.stale) * 2 > len(self.heap):
+            self._compact()
+
+    def ordered(self) -> list[WaitingEntry]:
+        """The live entries in serving order."""
+        stale = dict(self.stale)
+        live = []
+        for entry in sorted(self.heap):
+            count = stale.get(entry)
+            if count:
+                stale[entry] = count - 1
+            else:
+                live.append(entry)
+        return live
+
+    def first(self, count: int) -> list[WaitingEntry]:
+        """Up to `count` live entries from the head, in order."""
+        if not self.stale:
+            return nsmallest(count, self.heap)
+        return self.ordered()[:count]
 
     def count_ahead(self, entry: WaitingEntry) -> int:
-        return int(self.entries.bisect_left(entry))
+        return bisect_left(self.ordered(), entry)
+
+    def _settle_head(self) -> None:
+        heap, stale = self.heap, self.stale
+        while heap:
+            top = heap[0]
+            count = stale.get(top)
+            if not count:
+                self.head = top
+                return
+            heappop(heap)
+            if count == 1:
+                del stale[top]
+            else:
+                stale[top] = count - 1
+        self.head = None
+
+    def _compact(self) -> None:
+        self.heap = self.ordered()
+        self.stale.clear()
+        self.head = self.heap[0] if self.heap else None
+
+
+class LineGroup:
+    """An agent's lines on one channel that share a queue priority (`rank`, lower first)."""
+
+    __slots__ = ("aged", "lines", "rank")
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+        self.lines: list[Line] = []
+        self.aged = False
+
+    def classify(self) -> None:
+        self.aged = any(line.aging_per_s for line in self.lines)
 
 
 class Pool:

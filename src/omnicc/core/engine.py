@@ -31,7 +31,6 @@ from omnicc.core.clock import Clock
 from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
 from omnicc.core.expression import Expression, compile_expression
 from omnicc.core.model import (
-    AVAILABLE,
     BUILTIN_STATUSES,
     BUSY,
     DERIVED_PRESENCES,
@@ -606,7 +605,7 @@ class Engine:
             queue_id=queue_id,
             waiting=len(waiting),
             longest_wait_s=longest,
-            ewt_s=self._ewt(queue, channel or "voice", len(waiting)),
+            ewt_s=self._queue_ewt(queue, channel, waiting),
             offered=offered,
             handled=handled,
             abandoned=stats.abandoned,
@@ -743,6 +742,16 @@ class Engine:
             queue.stats_day = day
             queue.stats = QueueStats()
         return queue.stats
+
+    def _queue_ewt(self, queue: QueueState, channel: Channel | None,
+                   waiting: list[TaskState]) -> float | None:
+        """EWT of a new arrival on the channel; without one, on the head task's channel."""
+        if channel is None and waiting:
+            channel = waiting[0].channel
+        if channel is not None:
+            return self._ewt(queue, channel, len(waiting))
+        idle = any(self._agents[a].open_channels for a in queue.members)
+        return 0.0 if idle else None
 
     def _ewt(self, queue: QueueState, channel: Channel, ahead: int) -> float | None:
         """Queue-length predictor: (tasks ahead + 1) / (serving slots x service rate)."""
@@ -1392,4 +1401,4 @@ class Engine:
                 self._settle_agent(agent)
 
 
-__all__ = ["AVAILABLE", "AgentFigures", "Engine", "QueueFigures", "TaskPosition"]
+__all__ = ["AgentFigures", "Engine", "QueueFigures", "TaskPosition"]

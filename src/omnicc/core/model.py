@@ -335,14 +335,6 @@ class AgentState:
     ready_s: float = 0.0
     handling_s: float = 0.0
 
-    @property
-    def view(self) -> Mapping[str, object]:
-        """What eligibility expressions see as the agent's attributes."""
-        return self.attributes
-
-    def is_handling(self) -> bool:
-        return bool(self.tasks)
-
 
 @dataclass(slots=True, eq=False)
 class QueueStats:

@@ -149,3 +149,15 @@ def test_the_event_log_rebuilds_the_engines_state(seed: int) -> None:
     drive_randomly(desk, rng, 400)
     rebuilt = Projection().apply_all(desk.engine.log or []).snapshot()
     assert rebuilt == snapshot_of(desk.engine)
+
+
+def test_queue_ewt_follows_the_channel_of_the_waiting_work() -> None:
+    desk = Desk()
+    desk.queue("q", expected_handle_s=300)
+    desk.agent("a", capacity={"chat": 2})
+    for _ in range(3):
+        desk.task(channel="chat")
+    figures = desk.engine.queue_figures("q")
+    assert figures.waiting == 1
+    assert figures.ewt_s == pytest.approx(2 * 300 / 2)
+    assert desk.engine.queue_figures("q", channel="voice").ewt_s is None

@@ -1051,6 +1051,7 @@ def machine_for(scenario: Scenario, tally: Counter[str]) -> type[RuleBasedStateM
     return EngineMachine
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_engine_invariants_hold_for_random_commands(scenario: Scenario) -> None:
     tally: Counter[str] = Counter()

@@ -18,7 +18,7 @@ import heapq
 import math
 import random
 from bisect import insort
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -47,6 +47,7 @@ from omnicc.core.model import (
     QueueConfig,
     QueueState,
     QueueStats,
+    RestoredTask,
     RoutingPolicy,
     StatusDefinition,
     Strategy,
@@ -131,7 +132,10 @@ class Engine:
         seed: int = 0,
         timezone: str = "UTC",
         keep_log: bool = False,
+        last_event_seq: int = 0,
     ) -> None:
+        """`last_event_seq`: the seq of the last stored event, so numbering continues after a
+        restart (event seqs, and offer ids made from them, stay unique per tenant)."""
         if max_missed_offers < 1:
             raise InvalidConfiguration("max_missed_offers must be >= 1")
         self._clock = clock
@@ -157,10 +161,9 @@ class Engine:
         self._step_expressions: dict[str, Expression] = {}
         self._bound: dict[Hashable, AgentPredicate] = {}
         self._timers: list[tuple[float, int, str, str, int]] = []
-        self._seq = 0
+        self._seq = last_event_seq
         self._timer_seq = 0
         self._task_seq = 0
-        self._offer_seq = 0
         self._pool_seq = 0
         self._ordinal = 0
         self._out: list[ev.Event] = []
@@ -319,7 +322,7 @@ class Engine:
         """Accept a task for routing; the first event is its `task.created`."""
         self._begin()
         if request.policy is not None:
-            policy = self._policies.get(request.policy)
+            policy = self._policy(request.policy)
             if policy is None:
                 raise NotFound(f"unknown policy {request.policy!r}")
         else:
@@ -359,6 +362,107 @@ class Engine:
         )
         self._enter_step(task, 0, "created")
         return self._flush()
+
+    def restore(self, tasks: Iterable[RestoredTask]) -> list[ev.Event]:
+        """Put open tasks read back from the store after a restart back in place.
+
+        Configure statuses, queues, policies and agents first. Restoring emits no event of its
+        own (the log has the tasks' history already); waiting tasks keep their place in line
+        (their original enqueued_at and seq), assigned and wrapping tasks hold their agents'
+        capacity again, policy-step and wrap-up timers continue where they were. Then every
+        agent is offered work as usual, and those offers are the events returned.
+        """
+        self._begin()
+        restored = sorted(tasks, key=lambda r: (r.enqueued_at, r.seq))
+        for item in restored:
+            self._validate_restored(item)
+        for item in restored:
+            self._restore_task(item)
+        for agent in list(self._agents.values()):
+            self._settle_agent(agent)
+        return self._flush()
+
+    def _validate_restored(self, item: RestoredTask) -> None:
+        request = item.request
+        task_id = request.id or ""
+        if task_id in self._tasks:
+            raise Conflict(f"task {task_id} exists already")
+        if request.policy is not None and self._policy(request.policy) is None:
+            raise NotFound(f"task {task_id}: unknown policy {request.policy!r}")
+        if request.queue is not None and request.queue not in self._queues:
+            raise NotFound(f"task {task_id}: unknown queue {request.queue!r}")
+        if item.agent_id is not None and item.agent_id not in self._agents:
+            raise NotFound(f"task {task_id}: unknown agent {item.agent_id!r}")
+
+    def _restore_task(self, item: RestoredTask) -> None:
+        request = item.request
+        policy = (self._policy(request.policy) if request.policy is not None
+                  else self._implicit_policy(request.queue or ""))
+        assert policy is not None  # checked by _validate_restored
+        task_id = request.id or ""
+        self._task_seq = max(self._task_seq, item.seq)
+        task = TaskState(
+            id=task_id,
+            seq=item.seq,
+            channel=request.channel,
+            priority=request.priority,
+            attributes=dict(request.attributes),
+            required_skills=dict(request.required_skills),
+            conversation_id=request.conversation_id,
+            policy=policy,
+            created_at=item.created_at,
+            enqueued_at=item.enqueued_at,
+            transferred=item.transferred,
+        )
+        self._tasks[task_id] = task
+        step_index = min(item.step_index, len(policy.steps) - 1)
+        step = policy.steps[step_index]
+        queue = self._queues[step.queue]
+        if item.phase is TaskPhase.WAITING:
+            pool = self._pool_for(task, step)
+            if pool is None:
+                self._enter_step(task, step_index + 1, "step_timeout")
+                return
+            self._place(task, pool, step_index)
+            if step.timeout_s is not None:
+                entered = item.step_entered_at if item.step_entered_at is not None else (
+                    item.enqueued_at)
+                self._schedule(max(self._now, entered + step.timeout_s), "step", task.id,
+                               task.timer_token)
+            line = pool.waiting.get(task.channel) or self._open_line(pool, task.channel)
+            line.add(task.entry, False)
+            task.line = line
+            return
+        agent = self._agents[item.agent_id or ""]
+        self._account(agent)
+        task.queue_id = queue.config.id
+        task.step_index = step_index
+        task.agent_id = agent.id
+        task.accepted_at = item.accepted_at
+        task.phase = item.phase
+        agent.tasks[task.id] = task
+        agent.in_progress[task.channel] = agent.in_progress.get(task.channel, 0) + 1
+        if item.phase is TaskPhase.WRAPPING:
+            task.completed_at = item.completed_at
+            wrap_up_s = queue.config.wrap_up_s
+            if wrap_up_s is not None and math.isfinite(wrap_up_s):
+                started = item.completed_at if item.completed_at is not None else self._now
+                self._schedule(max(self._now, started + wrap_up_s), "wrap", task.id,
+                               task.timer_token)
+
+    def _place(self, task: TaskState, pool: Pool, step_index: int) -> None:
+        """Set the task's step, pool and place in line (its static ordering key)."""
+        pool.references += 1  # before releasing the old pool, which may be the same one
+        self._release_pool(task)
+        task.step_index = step_index
+        task.step_expired = False
+        task.timer_token += 1
+        task.pool = pool
+        config = pool.queue.config
+        task.queue_id = config.id
+        base = task.priority + (config.vip_score if task.is_vip else 0.0)
+        aged = config.aging_per_s * task.enqueued_at - base
+        task.entry = (aged, task.enqueued_at, task.seq, task.id)
 
     def accept(self, offer_id: str) -> list[ev.Event]:
         self._begin()
@@ -485,14 +589,7 @@ class Engine:
             self._agent(agent_id)
         from_agent = self._agents[task.agent_id or ""]
         if agent_id is not None:
-            policy = RoutingPolicy(
-                id=f"transfer:agent:{agent_id}",
-                steps=(
-                    PolicyStep(queue=task.queue_id, agents=(agent_id,),
-                               timeout_s=TRANSFER_TO_AGENT_TIMEOUT_S),
-                    PolicyStep(queue=task.queue_id),
-                ),
-            )
+            policy = self._transfer_policy(agent_id, task.queue_id)
         else:
             assert queue_id is not None
             policy = self._implicit_policy(queue_id)
@@ -711,12 +808,40 @@ class Engine:
             raise Conflict(f"offer {offer_id!r} is not pending (answered, expired or withdrawn)")
         return offer
 
+    # Policies the engine makes itself have ids that say how to make them again, so a task
+    # stored with such a policy id can be restored by a new engine.
+
     def _implicit_policy(self, queue_id: str) -> RoutingPolicy:
         policy = self._policies.get(f"queue:{queue_id}")
         if policy is None:
             policy = RoutingPolicy(id=f"queue:{queue_id}", steps=(PolicyStep(queue=queue_id),))
             self._policies[policy.id] = policy
         return policy
+
+    def _transfer_policy(self, agent_id: str, queue_id: str) -> RoutingPolicy:
+        """To one agent for a while, then back to the queue the task came from."""
+        policy_id = f"transfer:{agent_id}@{queue_id}"
+        policy = self._policies.get(policy_id)
+        if policy is None:
+            policy = RoutingPolicy(id=policy_id, steps=(
+                PolicyStep(queue=queue_id, agents=(agent_id,),
+                           timeout_s=TRANSFER_TO_AGENT_TIMEOUT_S),
+                PolicyStep(queue=queue_id),
+            ))
+            self._policies[policy_id] = policy
+        return policy
+
+    def _policy(self, policy_id: str) -> RoutingPolicy | None:
+        policy = self._policies.get(policy_id)
+        if policy is not None:
+            return policy
+        kind, _, rest = policy_id.partition(":")
+        if kind == "queue" and rest in self._queues:
+            return self._implicit_policy(rest)
+        agent_id, at, queue_id = rest.rpartition("@")
+        if kind == "transfer" and at and queue_id in self._queues:
+            return self._transfer_policy(agent_id, queue_id)
+        return None
 
     def _step_expression(self, source: str) -> Expression:
         expression = self._step_expressions.get(source)
@@ -1033,19 +1158,10 @@ class Engine:
             if pool is not None:
                 break
             index += 1
-        pool.references += 1  # before releasing the old pool, which may be the same one
-        self._release_pool(task)
-        task.step_index = index
-        task.step_expired = False
-        task.timer_token += 1
-        task.pool = pool
         queue = pool.queue
         config = queue.config
         entering_queue = reason in ("created", "transfer") or task.queue_id != config.id
-        task.queue_id = config.id
-        base = task.priority + (config.vip_score if task.is_vip else 0.0)
-        aged = config.aging_per_s * task.enqueued_at - base
-        task.entry = (aged, task.enqueued_at, task.seq, task.id)
+        self._place(task, pool, index)
         if entering_queue:
             stats = self._stats(queue)
             stats.offered += 1
@@ -1238,9 +1354,9 @@ class Engine:
         task.phase = TaskPhase.OFFERED
         for agent_id in agent_ids:
             agent = self._agents[agent_id]
-            self._offer_seq += 1
+            seq = self._next_seq()
             offer = Offer(
-                id=f"O{self._offer_seq}",
+                id=f"O{seq}",
                 task_id=task.id,
                 agent_id=agent_id,
                 queue_id=config.id,
@@ -1256,7 +1372,7 @@ class Engine:
             self._schedule(expires_at, "offer", offer.id)
             self._out.append(
                 ev.OfferCreated(
-                    at=self._now, seq=self._next_seq(), offer_id=offer.id, task_id=task.id,
+                    at=self._now, seq=seq, offer_id=offer.id, task_id=task.id,
                     agent_id=agent_id, queue_id=config.id, channel=task.channel,
                     expires_at=expires_at,
                 )

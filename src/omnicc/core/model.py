@@ -244,6 +244,36 @@ class OfferPhase(enum.StrEnum):
     RESCINDED = "rescinded"
 
 
+@dataclass(frozen=True, slots=True)
+class RestoredTask:
+    """An open task read back from the store after a restart (see `Engine.restore`).
+
+    `seq` is any number that grows with the original creation order (the store's sequence);
+    `phase` is waiting, assigned or wrapping: an offer that was pending when the process stopped
+    is not restored, its task waits again at its place in line.
+    """
+
+    request: TaskRequest
+    seq: int
+    created_at: float
+    enqueued_at: float
+    phase: TaskPhase
+    step_index: int = 0
+    step_entered_at: float | None = None
+    agent_id: str | None = None
+    accepted_at: float | None = None
+    completed_at: float | None = None
+    transferred: bool = False
+
+    def __post_init__(self) -> None:
+        if self.request.id is None:
+            raise InvalidConfiguration("a restored task needs its id")
+        if self.phase in (TaskPhase.ASSIGNED, TaskPhase.WRAPPING) and self.agent_id is None:
+            raise InvalidConfiguration(f"task {self.request.id}: {self.phase} needs its agent")
+        if self.phase not in (TaskPhase.WAITING, TaskPhase.ASSIGNED, TaskPhase.WRAPPING):
+            raise InvalidConfiguration(f"task {self.request.id}: cannot restore {self.phase}")
+
+
 @dataclass(slots=True, eq=False)
 class Offer:
     id: str

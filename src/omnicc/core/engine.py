@@ -464,6 +464,39 @@ class Engine:
         aged = config.aging_per_s * task.enqueued_at - base
         task.entry = (aged, task.enqueued_at, task.seq, task.id)
 
+    def restore_figures(self, events: Iterable[ev.Event]) -> None:
+        """Count today's events again after a restart, so live figures go on from where they were.
+
+        Give the events of today (older ones are ignored), after `restore`.
+        """
+        self._begin()
+        self._flush()
+        day_start = self._day_start if self._today() else 0.0
+        queue_of: dict[str, str] = {}
+        for event in events:
+            if event.at < day_start:
+                continue
+            match event:
+                case ev.TaskQueued(task_id=task_id, queue_id=queue_id, reason=reason):
+                    previous = queue_of.get(task_id)
+                    queue_of[task_id] = queue_id
+                    queue = self._queues.get(queue_id)
+                    if queue is None or not (reason != "step_timeout" or previous != queue_id):
+                        continue
+                    self._stats(queue).count_offered(by_transfer=reason == "transfer")
+                    if reason == "step_timeout" and previous in self._queues:
+                        self._stats(self._queues[previous]).overflowed_out += 1
+                case ev.OfferAccepted(queue_id=queue_id, wait_s=wait_s) if (
+                        queue_id in self._queues):
+                    queue = self._queues[queue_id]
+                    self._stats(queue).count_handled(wait_s, queue.config)
+                case ev.TaskAbandoned(queue_id=queue_id, wait_s=wait_s) if (
+                        queue_id in self._queues):
+                    queue = self._queues[queue_id]
+                    self._stats(queue).count_abandoned(wait_s, queue.config)
+                case ev.TaskTimedOut(queue_id=queue_id) if queue_id in self._queues:
+                    self._stats(self._queues[queue_id]).timed_out += 1
+
     def accept(self, offer_id: str) -> list[ev.Event]:
         self._begin()
         offer = self._pending_offer(offer_id)
@@ -487,11 +520,7 @@ class Engine:
         agent.contacts_handled += 1
         wait_s = self._now - task.enqueued_at
         queue = self._queues[task.queue_id]
-        stats = self._stats(queue)
-        stats.handled += 1
-        stats.wait_handled_s += wait_s
-        if wait_s <= queue.config.sl_threshold_s:
-            stats.handled_within_threshold += 1
+        self._stats(queue).count_handled(wait_s, queue.config)
         self._out.append(
             ev.OfferAccepted(
                 at=self._now,
@@ -543,12 +572,7 @@ class Engine:
             raise Conflict(f"task {task_id} is {task.phase.value}; complete it instead")
         wait_s = self._now - task.enqueued_at
         queue = self._queues[task.queue_id]
-        stats = self._stats(queue)
-        stats.abandoned += 1
-        if wait_s <= queue.config.short_abandon_s:
-            stats.short_abandoned += 1
-        if wait_s > queue.config.sl_threshold_s:
-            stats.abandoned_after_threshold += 1
+        self._stats(queue).count_abandoned(wait_s, queue.config)
         self._detach_waiting(task)
         self._out.append(
             ev.TaskAbandoned(
@@ -1163,10 +1187,7 @@ class Engine:
         entering_queue = reason in ("created", "transfer") or task.queue_id != config.id
         self._place(task, pool, index)
         if entering_queue:
-            stats = self._stats(queue)
-            stats.offered += 1
-            if reason == "transfer":
-                stats.offered_by_transfer += 1
+            self._stats(queue).count_offered(by_transfer=reason == "transfer")
         self._out.append(
             ev.TaskQueued(
                 at=self._now, seq=self._next_seq(), task_id=task.id, queue_id=config.id,

@@ -381,6 +381,24 @@ class QueueStats:
     timed_out: int = 0
     wait_handled_s: float = 0.0
 
+    def count_offered(self, by_transfer: bool) -> None:
+        self.offered += 1
+        if by_transfer:
+            self.offered_by_transfer += 1
+
+    def count_handled(self, wait_s: float, config: QueueConfig) -> None:
+        self.handled += 1
+        self.wait_handled_s += wait_s
+        if wait_s <= config.sl_threshold_s:
+            self.handled_within_threshold += 1
+
+    def count_abandoned(self, wait_s: float, config: QueueConfig) -> None:
+        self.abandoned += 1
+        if wait_s <= config.short_abandon_s:
+            self.short_abandoned += 1
+        if wait_s > config.sl_threshold_s:
+            self.abandoned_after_threshold += 1
+
 
 @dataclass(slots=True, eq=False)
 class QueueState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 
 import pytest
 
@@ -165,3 +166,27 @@ def test_bad_restore_is_refused_before_anything_is_placed() -> None:
     with pytest.raises(Conflict, match="exists already"):
         after.engine.restore(good)
     assert after.engine.task(task).phase == "waiting"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_todays_figures_are_counted_again_after_a_restart(seed: int) -> None:
+    before = Desk(max_missed_offers=2)
+    configure(before)
+    for i in range(4):
+        before.agent(f"a{i}", status="break", capacity={"voice": 1, "chat": 2})
+    drive_randomly(before, random.Random(seed), 300)
+    after = restarted(before)
+    after.engine.restore_figures(before.engine.log or [])
+    for queue in before.engine.queues():
+        assert asdict(after.engine.queue(queue.config.id).stats) == asdict(queue.stats)
+
+
+def test_yesterdays_events_do_not_count_today() -> None:
+    before = Desk()
+    configure(before)
+    before.agent("a")
+    before.task()
+    before.tick(86_400)
+    after = restarted(before)
+    after.engine.restore_figures(before.engine.log or [])
+    assert after.engine.queue_figures("q").offered == 0

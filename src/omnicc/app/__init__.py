@@ -1,0 +1,1 @@
+"""Use cases: receive, identify, route, deliver, wrap up, report."""

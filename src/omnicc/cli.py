@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich import box
@@ -34,6 +35,9 @@ from omnicc.sim.scenario import single_queue_scenario as build_single_queue
 from omnicc.sim.simulation import ProgressCallback, QueueKpis, SimulationResult, simulate
 from omnicc.sim.statistics import Estimate
 from omnicc.sim.theory import TheoryFigures, theory_for
+
+if TYPE_CHECKING:
+    from omnicc.config import Settings
 
 USAGE_ERROR = 2
 SINGLE_QUEUE_HOURS = 1000.0
@@ -475,3 +479,85 @@ def _explanation(before: SimulationResult, after: SimulationResult) -> str:
         "agree with Erlang C.",
     )
     return "\n\n".join(lines)
+
+
+# --- server ----------------------------------------------------------------------------------
+# The server stack is imported inside these commands so that `simulate` and `demo` start fast.
+
+
+def _server_settings(**overrides: object) -> Settings:
+    from omnicc.config import SettingsError, load_settings
+
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        _fail(str(error))
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on; 0 picks a free one "
+                                                 "[default: 8080].")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML settings file (or OMNICC_CONFIG).")
+    ] = None,
+) -> None:
+    """Run the OmniCC server until SIGTERM or Ctrl-C (settings: OMNICC_* and --config)."""
+    from omnicc.api.server import ServerError
+    from omnicc.api.server import serve as run_server
+    from omnicc.observability import configure_logging
+
+    settings = _server_settings(host=host, port=port, config=config)
+    configure_logging(settings.log_level, settings.log_format)
+
+    def announce(url: str) -> None:
+        typer.echo(f"OmniCC is serving on {url}; Ctrl-C stops it.")
+        sys.stdout.flush()
+
+    try:
+        run_server(settings, announce)
+    except ServerError as error:
+        _fail(str(error))
+
+
+def migrate_database(url: str) -> None:
+    """The one place the CLI reaches into the store to migrate."""
+    from omnicc.store.database import migrate as migrate_store
+
+    migrate_store(url)
+
+
+@app.command()
+def migrate(
+    database_url: Annotated[
+        str | None, typer.Option("--database-url",
+                                 help="SQLAlchemy URL [default: OMNICC_DATABASE_URL or the "
+                                      "SQLite file in the data directory].")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML settings file (or OMNICC_CONFIG).")
+    ] = None,
+) -> None:
+    """Bring the database schema up to date (Alembic upgrade to the newest revision)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from omnicc.observability import configure_logging
+
+    settings = _server_settings(database_url=database_url, config=config)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        _fail(f"setting database_url: not a database URL: {settings.database_url!r}")
+    try:
+        migrate_database(settings.database_url)
+    except Exception as error:  # the CLI's edge: any failure becomes one line and exit 2
+        message = str(error).strip().splitlines()
+        _fail(f"migrating {shown} failed: {message[0] if message else type(error).__name__}")
+    typer.echo(f"The database {shown} is up to date.")

@@ -1,0 +1,1 @@
+"""The HTTP edge of OmniCC: FastAPI application, problem details, health and metrics."""

@@ -1,0 +1,50 @@
+"""Probes and metrics: `/healthz` (the process answers), `/readyz` (it can serve), `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final
+
+from fastapi import APIRouter, Request, Response
+
+from omnicc.api.problems import problem, problem_type
+
+READINESS_TIMEOUT_S: Final = 2.0
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger("omnicc.api")
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers",
+    response_model=None,
+    responses={503: {"description": "Not ready; a problem names the failing check."}},
+)
+async def readyz(request: Request) -> Response | dict[str, object]:
+    try:
+        await asyncio.wait_for(request.app.state.database.ping(), READINESS_TIMEOUT_S)
+    except Exception as error:  # any failure means "not ready", whatever the driver raised
+        reason = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
+        log.warning("not ready: database %s", reason, extra={"check": "database"})
+        return problem(
+            503,
+            type_=problem_type("not-ready"),
+            title="Not ready",
+            detail=f"The database did not answer ({reason}).",
+            instance=request.url.path,
+            checks={"database": "failing"},
+        )
+    return {"status": "ready", "checks": {"database": "ok"}}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    body, content_type = request.app.state.metrics.render()
+    return Response(body, media_type=content_type)

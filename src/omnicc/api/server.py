@@ -1,0 +1,89 @@
+"""Running the application under uvicorn: binding, start-up failures, graceful shutdown.
+
+uvicorn's own signal handling gives the graceful shutdown (stop accepting, let requests finish
+within `shutdown_grace_s`, run the lifespan's shutdown). After it, uvicorn re-raises the signal
+it caught so that the default action would end the process; we install do-nothing handlers
+first, so a SIGTERM'd server exits with status 0 like any finished program.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from omnicc.api.app import create_app
+from omnicc.config import Settings
+
+
+class ServerError(Exception):
+    """The server could not start; the message says why in one line."""
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready socket for host:port (0 picks a free port)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        raise ServerError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def serve(settings: Settings, on_started: Callable[[str], None]) -> None:
+    """Serve until SIGTERM or SIGINT; `on_started(url)` once the server accepts requests."""
+    app = create_app(settings)
+    sock = bind_socket(settings.host, settings.port)
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # logging is already configured (omnicc.observability)
+        access_log=False,  # the request-context middleware logs each request with its id
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    server = _Server(config, lambda: on_started(url_of(sock)))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore_signal)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as error:  # uvicorn's way of saying that start-up failed
+        raise ServerError(_startup_failure(app.state.startup_error)) from error
+    finally:
+        sock.close()
+    if not server.started:
+        raise ServerError(_startup_failure(app.state.startup_error))
+
+
+def _startup_failure(error: BaseException | None) -> str:
+    if error is None:
+        return "the server did not start (see the log above)"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"the server did not start: {first_line}"
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """Receives the signal uvicorn re-raises after it has already shut down gracefully."""

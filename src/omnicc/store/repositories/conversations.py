@@ -1,0 +1,129 @@
+"""Customers, identities, conversations, contacts, tasks, messages and attachments."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from omnicc.core.errors import NotFound
+from omnicc.store.repositories.base import TenantRepository, take_sequence
+from omnicc.store.tables import (
+    OPEN_TASK_PHASES,
+    Attachment,
+    Contact,
+    Conversation,
+    Customer,
+    Identity,
+    Message,
+    Task,
+)
+
+
+class Customers(TenantRepository[Customer]):
+    table = Customer
+    noun = "customer"
+
+
+class Identities(TenantRepository[Identity]):
+    table = Identity
+    noun = "identity"
+
+    async def find_customer(self, kind: str, value: str) -> Identity | None:
+        """The identity of `kind` with this normalised `value`, if a customer has it."""
+        return await self.first(self.select().where(Identity.kind == kind, Identity.value == value))
+
+
+class Conversations(TenantRepository[Conversation]):
+    table = Conversation
+    noun = "conversation"
+
+    async def of_customer(self, customer_id: str) -> list[Conversation]:
+        statement = self.select().where(Conversation.customer_id == customer_id)
+        return await self.all(statement.order_by(Conversation.created_at, Conversation.id))
+
+
+class Contacts(TenantRepository[Contact]):
+    table = Contact
+    noun = "contact"
+
+    async def of_conversation(self, conversation_id: str) -> list[Contact]:
+        statement = self.select().where(Contact.conversation_id == conversation_id)
+        return await self.all(statement.order_by(Contact.started_at, Contact.id))
+
+
+class Tasks(TenantRepository[Task]):
+    """Routing tasks. `seq` is handed out here, in creation order, gap-free per tenant."""
+
+    table = Task
+    noun = "task"
+
+    async def add(self, row: Task) -> Task:
+        row.seq = await take_sequence(self.session, self.tenant_id, "task_seq")
+        return await super().add(row)
+
+    async def open_in_order(self) -> list[Task]:
+        """Every task not ended, in creation order: what the engine is rebuilt from."""
+        statement = self.select().where(Task.phase.in_(OPEN_TASK_PHASES))
+        return await self.all(statement.order_by(Task.seq))
+
+
+class Messages(TenantRepository[Message]):
+    table = Message
+    noun = "message"
+
+    async def append(self, message: Message) -> tuple[Message, bool]:
+        """Store `message` unless its conversation already has its idempotency key.
+
+        Returns the stored message and whether it is new: a resent message (same key) gives
+        back the first one and adds no row (use the returned message, not `message`). The
+        insert is `ON CONFLICT DO NOTHING`, so two concurrent sends of one key store one row.
+        """
+        if message.idempotency_key is None:
+            return await self.add(message), True
+        await self._own(message)
+        existing = await self._by_key(message.conversation_id, message.idempotency_key)
+        if existing is not None:
+            return existing, False
+        values = {
+            column.key: getattr(message, column.key)
+            for column in Message.__table__.columns
+            if getattr(message, column.key) is not None
+        }
+        dialect = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
+        statement = (
+            dialect.insert(Message)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["conversation_id", "idempotency_key"])
+            .returning(Message.id)
+        )
+        inserted = (await self.session.execute(statement)).scalar_one_or_none()
+        stored = await self._by_key(message.conversation_id, message.idempotency_key)
+        if stored is None:  # pragma: no cover - the row was just inserted or already there
+            raise NotFound(f"message {message.idempotency_key} vanished")
+        return stored, inserted is not None
+
+    async def history(self, conversation_id: str) -> list[Message]:
+        statement = self.select().where(Message.conversation_id == conversation_id)
+        return await self.all(statement.order_by(Message.created_at, Message.id))
+
+    async def _by_key(self, conversation_id: str, key: str) -> Message | None:
+        return await self.first(
+            self.select().where(
+                Message.conversation_id == conversation_id, Message.idempotency_key == key
+            )
+        )
+
+
+class Attachments(TenantRepository[Attachment]):
+    table = Attachment
+    noun = "attachment"
+
+
+__all__ = [
+    "Attachments",
+    "Contacts",
+    "Conversations",
+    "Customers",
+    "Identities",
+    "Messages",
+    "Tasks",
+]

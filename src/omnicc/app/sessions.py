@@ -4,7 +4,9 @@ The cookie carries the session id, user, tenant, role and the time the session b
 with itsdangerous under a per-purpose salt. Its signature timestamp is the last renewal, which
 gives two limits: ``idle_timeout_s`` since the last renewal and ``max_age_s`` since login. The
 cookie itself is stateless; logout puts the session id on a revocation list until the cookie
-could no longer be valid anyway, so the list stays small.
+could no longer be valid anyway, so the list stays small. The role in the cookie is the role at
+login: a password or role change, or disabling the account, must call ``close_all`` so that the
+user's older cookies stop working.
 
 CSRF uses the synchronizer-token pattern without server state: the token is an HMAC of the
 session id under a key of its own, sent by the page in a header on unsafe methods. Requests
@@ -18,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,12 +62,20 @@ class Session:
 
 
 class SessionRevocations(Protocol):
-    """Session ids that logged out. Async so the store or Redis can back it across nodes."""
+    """Sessions ended before their time. Async so the store or Redis can back it across nodes.
+
+    Each entry carries ``until_s``, the moment after which every cookie it could match has
+    expired anyway, so a backing store may delete it then.
+    """
 
     async def revoke(self, session_id: str, *, until_s: float) -> None:
-        """Reject ``session_id`` until ``until_s``, after which its cookie is expired anyway."""
+        """Reject one session (logout)."""
 
-    async def is_revoked(self, session_id: str) -> bool: ...
+    async def revoke_user(self, user_id: str, *, issued_before_s: float, until_s: float) -> None:
+        """Reject every session of a user that began before ``issued_before_s``: on a password
+        change, a role change or when the account is disabled."""
+
+    async def is_revoked(self, session: Session) -> bool: ...
 
 
 class MemorySessionRevocations:
@@ -74,23 +83,38 @@ class MemorySessionRevocations:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._until_s: dict[str, float] = {}
+        self._sessions: dict[str, float] = {}
+        self._users: dict[str, tuple[float, float]] = {}
 
     async def revoke(self, session_id: str, *, until_s: float) -> None:
         self._forget_expired()
-        self._until_s[session_id] = max(until_s, self._until_s.get(session_id, until_s))
+        self._sessions[session_id] = max(until_s, self._sessions.get(session_id, until_s))
 
-    async def is_revoked(self, session_id: str) -> bool:
-        until_s = self._until_s.get(session_id)
-        return until_s is not None and self._clock.now() < until_s
+    async def revoke_user(self, user_id: str, *, issued_before_s: float, until_s: float) -> None:
+        self._forget_expired()
+        earlier_before_s, earlier_until_s = self._users.get(user_id, (issued_before_s, until_s))
+        self._users[user_id] = (
+            max(issued_before_s, earlier_before_s),
+            max(until_s, earlier_until_s),
+        )
+
+    async def is_revoked(self, session: Session) -> bool:
+        now_s = self._clock.now()
+        until_s = self._sessions.get(session.session_id)
+        if until_s is not None and now_s < until_s:
+            return True
+        user = self._users.get(session.user_id)
+        return user is not None and now_s < user[1] and session.issued_at_s < user[0]
 
     def __len__(self) -> int:
-        return len(self._until_s)
+        return len(self._sessions) + len(self._users)
 
     def _forget_expired(self) -> None:
         now_s = self._clock.now()
-        for session_id in [s for s, until_s in self._until_s.items() if until_s <= now_s]:
-            del self._until_s[session_id]
+        for session_id in [k for k, until_s in self._sessions.items() if until_s <= now_s]:
+            del self._sessions[session_id]
+        for user_id in [k for k, (_, until_s) in self._users.items() if until_s <= now_s]:
+            del self._users[user_id]
 
 
 class _ClockedSigner(TimestampSigner):
@@ -142,14 +166,16 @@ class Sessions:
 
     def open(self, *, user_id: str, tenant_id: str, role: Role) -> tuple[Session, str]:
         """A new session after a successful login, and the cookie value that carries it."""
-        now_s = float(int(self._clock.now()))
+        now_s = self._clock.now()
         session = Session(
             session_id=secrets.token_urlsafe(32),
             user_id=user_id,
             tenant_id=tenant_id,
             role=role,
-            issued_at_s=now_s,
-            renewed_at_s=now_s,
+            # Milliseconds, so that a login just after ``close_all`` is told apart from those
+            # it revoked; the signature's own timestamp has whole seconds only.
+            issued_at_s=round(now_s, 3),
+            renewed_at_s=float(int(now_s)),
         )
         return session, self._dump(session)
 
@@ -177,7 +203,7 @@ class Sessions:
     async def authenticate(self, cookie: str | None) -> Session:
         """``read`` plus the revocation list: what every cookie-authenticated request calls."""
         session = self.read(cookie)
-        if await self._revocations.is_revoked(session.session_id):
+        if await self._revocations.is_revoked(session):
             raise Unauthenticated("session ended, please log in again")
         return session
 
@@ -204,6 +230,14 @@ class Sessions:
             session.session_id, until_s=session.issued_at_s + self.max_age_s + CLOCK_SKEW_S
         )
 
+    async def close_all(self, user_id: str) -> None:
+        """End every session the user has now, on every node: after a password or role change,
+        or when the account is disabled. Sessions opened afterwards are not affected."""
+        now_s = self._clock.now()
+        await self._revocations.revoke_user(
+            user_id, issued_before_s=now_s, until_s=now_s + self.max_age_s + CLOCK_SKEW_S
+        )
+
     def csrf_token(self, session: Session) -> str:
         """The token the page sends back in a header on unsafe methods."""
         return _csrf_token(self._csrf_keys[-1], session.session_id)
@@ -225,7 +259,7 @@ class Sessions:
             "uid": session.user_id,
             "tid": session.tenant_id,
             "role": session.role.value,
-            "iat": int(session.issued_at_s),
+            "iat_ms": round(session.issued_at_s * 1000),
         }
         value = self._serializer.dumps(payload)
         return value if isinstance(value, str) else value.decode()
@@ -257,14 +291,18 @@ def _session_from_payload(payload: Any, *, renewed_at_s: float) -> Session:
             user_id=_text(payload["uid"]),
             tenant_id=_text(payload["tid"]),
             role=Role(payload["role"]),
-            issued_at_s=float(payload["iat"]),
+            issued_at_s=_milliseconds(payload["iat_ms"]) / 1000,
             renewed_at_s=renewed_at_s,
         )
     except (KeyError, TypeError, ValueError):
         raise Unauthenticated("invalid session") from None
-    if not math.isfinite(session.issued_at_s):
-        raise Unauthenticated("invalid session")
     return session
+
+
+def _milliseconds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("expected integer milliseconds")
+    return value
 
 
 def _text(value: Any) -> str:

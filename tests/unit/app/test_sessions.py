@@ -81,7 +81,7 @@ def test_cookie_signed_with_another_key_is_refused(desk: Desk) -> None:
 
 def test_cookie_signed_for_another_purpose_is_refused(desk: Desk) -> None:
     forged = URLSafeTimedSerializer(KEY, salt="omnicc.other.purpose").dumps(
-        {"sid": "s", "uid": "u-ann", "tid": "acme", "role": "admin", "iat": int(START_S)}
+        {"sid": "s", "uid": "u-ann", "tid": "acme", "role": "admin", "iat_ms": int(START_S * 1000)}
     )
     with pytest.raises(Unauthenticated):
         desk.sessions.read(forged)
@@ -93,12 +93,14 @@ def test_cookie_signed_for_another_purpose_is_refused(desk: Desk) -> None:
         {},
         [],
         "text",
-        {"sid": "s", "uid": "u", "tid": "t", "role": "emperor", "iat": int(START_S)},
-        {"sid": "", "uid": "u", "tid": "t", "role": "agent", "iat": int(START_S)},
-        {"sid": 1, "uid": "u", "tid": "t", "role": "agent", "iat": int(START_S)},
+        {"sid": "s", "uid": "u", "tid": "t", "role": "emperor", "iat_ms": int(START_S * 1000)},
+        {"sid": "", "uid": "u", "tid": "t", "role": "agent", "iat_ms": int(START_S * 1000)},
+        {"sid": 1, "uid": "u", "tid": "t", "role": "agent", "iat_ms": int(START_S * 1000)},
         {"sid": "s", "uid": "u", "tid": "t", "role": "agent"},
-        {"sid": "s", "uid": "u", "tid": "t", "role": "agent", "iat": "soon"},
-        {"sid": "s", "uid": "u", "tid": "t", "role": "agent", "iat": 1e309},
+        {"sid": "s", "uid": "u", "tid": "t", "role": "agent", "iat_ms": "soon"},
+        {"sid": "s", "uid": "u", "tid": "t", "role": "agent", "iat_ms": 1.7e12},
+        {"sid": "s", "uid": "u", "tid": "t", "role": "agent", "iat_ms": True},
+        {"sid": "s", "uid": "u", "tid": "t", "role": "agent", "iat": int(START_S)},
     ],
 )
 def test_correctly_signed_but_malformed_payload_is_refused(desk: Desk, payload: object) -> None:
@@ -118,7 +120,7 @@ def _decoded_payload(cookie: str) -> bytes:
 def test_cookie_payload_is_readable_but_holds_no_secret(desk: Desk) -> None:
     # Signed, not encrypted: only identifiers may go in it.
     payload = json.loads(_decoded_payload(desk.cookie))
-    assert set(payload) == {"sid", "uid", "tid", "role", "iat"}
+    assert set(payload) == {"sid", "uid", "tid", "role", "iat_ms"}
 
 
 def test_editing_the_role_breaks_the_signature(desk: Desk) -> None:
@@ -267,18 +269,49 @@ def test_revocations_are_forgotten_once_the_cookie_would_be_expired(desk: Desk) 
     asyncio.run(desk.sessions.close(desk.session))
     assert len(desk.revocations) == 1
     desk.clock.advance(12 * 3600 + 10)
-    assert not asyncio.run(desk.revocations.is_revoked(desk.session.session_id))
+    assert not asyncio.run(desk.revocations.is_revoked(desk.session))
     asyncio.run(desk.revocations.revoke("another", until_s=desk.clock.now() + 60))
     assert len(desk.revocations) == 1
+
+
+def test_close_all_ends_every_older_session_of_the_user_only(desk: Desk) -> None:
+    desk.clock.advance(0.25)
+    second, second_cookie = desk.sessions.open(user_id="u-ann", tenant_id="acme", role=Role.AGENT)
+    _, bob_cookie = desk.sessions.open(user_id="u-bob", tenant_id="acme", role=Role.AGENT)
+    desk.clock.advance(0.25)
+    asyncio.run(desk.sessions.close_all("u-ann"))
+    for cookie in (desk.cookie, second_cookie, desk.sessions.renew(second)[1]):
+        with pytest.raises(Unauthenticated, match="session ended"):
+            asyncio.run(desk.sessions.authenticate(cookie))
+    asyncio.run(desk.sessions.authenticate(bob_cookie))
+    # A login in the same second, just after, is a new session and is let in.
+    desk.clock.advance(0.001)
+    _, fresh_cookie = desk.sessions.open(user_id="u-ann", tenant_id="acme", role=Role.ADMIN)
+    assert asyncio.run(desk.sessions.authenticate(fresh_cookie)).role is Role.ADMIN
+
+
+def test_user_revocations_are_forgotten_and_keep_their_widest_reach() -> None:
+    clock = ManualClock(START_S)
+    revocations = MemorySessionRevocations(clock)
+    old = Session("s1", "u1", "acme", Role.AGENT, issued_at_s=START_S - 5, renewed_at_s=START_S)
+    asyncio.run(revocations.revoke_user("u1", issued_before_s=START_S, until_s=START_S + 100))
+    asyncio.run(revocations.revoke_user("u1", issued_before_s=START_S - 10, until_s=START_S + 50))
+    clock.advance(60)
+    assert asyncio.run(revocations.is_revoked(old))
+    clock.advance(40)
+    assert not asyncio.run(revocations.is_revoked(old))
+    asyncio.run(revocations.revoke("s2", until_s=clock.now() + 1))
+    assert len(revocations) == 1
 
 
 def test_revoking_twice_keeps_the_later_limit() -> None:
     clock = ManualClock(START_S)
     revocations = MemorySessionRevocations(clock)
+    session = Session("s", "u1", "acme", Role.AGENT, issued_at_s=START_S, renewed_at_s=START_S)
     asyncio.run(revocations.revoke("s", until_s=START_S + 100))
     asyncio.run(revocations.revoke("s", until_s=START_S + 10))
     clock.advance(50)
-    assert asyncio.run(revocations.is_revoked("s"))
+    assert asyncio.run(revocations.is_revoked(session))
 
 
 def test_csrf_token_is_bound_to_the_session(desk: Desk) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -122,10 +123,11 @@ class Database:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (`alembic upgrade head`).
+    """Bring the database at `url` to `revision` (`alembic upgrade head`); idempotent.
 
-    Synchronous, for the CLI and start-up; inside a running event loop use
-    `await Database(url).ensure_schema()` instead.
+    Synchronous, for the CLI and start-up. Called inside a running event loop it runs in a
+    worker thread with a loop of its own and blocks until done; async code should rather
+    `await Database(url).ensure_schema()`.
     """
 
     async def run() -> None:
@@ -135,4 +137,10 @@ def migrate(url: str, revision: str = "head") -> None:
         finally:
             await database.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(run())
+        return
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        worker.submit(asyncio.run, run()).result()

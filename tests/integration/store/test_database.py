@@ -58,6 +58,16 @@ def test_migrate_is_synchronous_and_idempotent(database_url: str) -> None:
     migrate(database_url)
 
 
+async def test_migrate_works_inside_an_event_loop(database_url: str, anyio_backend: str) -> None:
+    migrate(database_url)
+    database = Database(database_url)
+    try:
+        async with database.engine.connect() as connection:
+            assert await connection.run_sync(_revision) == "0001"
+    finally:
+        await database.dispose()
+
+
 async def test_ping_reaches_the_database(database: Database) -> None:
     await database.ping()
 

@@ -12,7 +12,9 @@ CSRF uses the synchronizer-token pattern without server state: the token is an H
 session id under a key of its own, sent by the page in a header on unsafe methods. Requests
 authenticated by an API token are exempt: CSRF works because a browser attaches cookies to a
 cross-site request by itself, whereas an ``Authorization`` header is only sent by code that
-already holds the token, so a forged request cannot carry it.
+already holds the token, so a forged request cannot carry it. A WebSocket handshake is a GET
+that carries cookies and no custom header, so the API checks its ``Origin`` instead
+(``verify_origin``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -272,6 +274,20 @@ def requires_csrf(method: str, credential: Credential) -> bool:
     so a request bearing both a cookie and a token is checked whenever the cookie is used.
     """
     return credential is Credential.SESSION and method.upper() not in SAFE_METHODS
+
+
+def verify_origin(origin: str | None, allowed_origins: Collection[str]) -> None:
+    """``Forbidden`` unless a cookie-authenticated WebSocket handshake comes from our own pages.
+
+    Browsers always send ``Origin`` on WebSocket handshakes, so a missing one is refused too.
+    Origins compare case-insensitively and without a trailing slash.
+    """
+    if not origin or _origin(origin) not in {_origin(o) for o in allowed_origins}:
+        raise Forbidden("cross-origin WebSocket refused")
+
+
+def _origin(value: str) -> str:
+    return value.strip().rstrip("/").lower()
 
 
 def _csrf_token(key: bytes, session_id: str) -> str:

@@ -19,6 +19,7 @@ from omnicc.app.sessions import (
     Session,
     Sessions,
     requires_csrf,
+    verify_origin,
 )
 from omnicc.core.clock import ManualClock
 from omnicc.core.errors import InvalidConfiguration
@@ -377,3 +378,30 @@ def test_session_is_immutable(desk: Desk) -> None:
     with pytest.raises(AttributeError):
         desk.session.role = Role.ADMIN  # type: ignore[misc]
     assert isinstance(desk.session, Session)
+
+
+ORIGINS = ["https://cc.example.com", "http://localhost:8000"]
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://cc.example.com", "HTTPS://CC.EXAMPLE.COM", "http://localhost:8000/"]
+)
+def test_websocket_from_our_own_pages_is_accepted(origin: str) -> None:
+    verify_origin(origin, ORIGINS)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,
+        "",
+        "null",
+        "https://evil.example",
+        "https://cc.example.com.evil.example",
+        "http://cc.example.com",
+        "http://localhost:8001",
+    ],
+)
+def test_websocket_from_elsewhere_is_forbidden(origin: str | None) -> None:
+    with pytest.raises(Forbidden, match="cross-origin"):
+        verify_origin(origin, ORIGINS)

@@ -25,7 +25,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from omnicc.store.database import Database, sqlite_url
+from omnicc.store.database import Database, migrate, sqlite_url
 
 BACKENDS = ("sqlite", "postgresql")
 PG_USER = "omnicc"
@@ -198,3 +198,11 @@ async def database(database_url: str, anyio_backend: str) -> AsyncIterator[Datab
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """The URL of a migrated database on the backend under test, for code that connects by
+    itself (a server in a subprocess, a CLI command)."""
+    migrate(database_url)
+    return database_url

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -59,16 +60,22 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine for `url`, with SQLite set up for durability and concurrency."""
+def create_engine(url: str, *, echo: bool = False, **options: Any) -> AsyncEngine:
+    """An async engine for `url`, with SQLite set up for durability and concurrency.
+
+    `options` go to SQLAlchemy's `create_async_engine` (e.g. `pool_size` for PostgreSQL).
+    """
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo)
+        else:
+            # An in-memory database lives in one connection: share it, or each would be empty.
+            options.setdefault("poolclass", StaticPool)
+        engine = create_async_engine(url, echo=echo, **options)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, pool_pre_ping=True, **options)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -92,9 +99,9 @@ def _upgrade(connection: Connection, revision: str = "head") -> None:
 class Database:
     """One database of OmniCC: an engine, a session factory, and the schema's migrations."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, **options: Any) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo)
+        self.engine = create_engine(url, echo=echo, **options)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -110,3 +110,19 @@ async def test_sqlite_is_durable_and_enforces_foreign_keys(
         "foreign_keys": 1,
         "busy_timeout": 5000,
     }
+
+
+async def test_an_in_memory_database_is_one_database(anyio_backend: str) -> None:
+    database = Database("sqlite+aiosqlite:///:memory:")
+    try:
+        await database.ensure_schema()
+        async with database.session() as session:
+            session.add(Tenant(id="t", slug="t", name="T"))
+        async with database.session() as session:
+            assert (await session.execute(select(Tenant.slug))).scalar_one() == "t"
+    finally:
+        await database.dispose()
+
+
+def test_migrated_database_url_is_at_head(migrated_database_url: str) -> None:
+    migrate(migrated_database_url)

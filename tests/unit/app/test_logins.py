@@ -115,17 +115,19 @@ def test_concurrent_hashes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     desk = Desk(max_concurrent_hashes=2)
     running = 0
     peak = 0
-    guard = threading.Lock()
-    release = threading.Event()
+    changed = threading.Condition()
     real_verify = Passwords.verify
 
     def slow(self: Passwords, stored_hash: str | None, password: str) -> bool:
         nonlocal running, peak
-        with guard:
+        with changed:
             running += 1
             peak = max(peak, running)
-        release.wait(timeout=0.05)
-        with guard:
+            changed.notify_all()
+            # Hold the slot until a second check runs alongside (or a third would, if the
+            # bound were broken), however slowly the threads are scheduled.
+            changed.wait_for(lambda: peak >= 2, timeout=5)
+            changed.wait(timeout=0.02)
             running -= 1
         return real_verify(self, stored_hash, password)
 

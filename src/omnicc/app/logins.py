@@ -28,6 +28,8 @@ class VerifiedPassword:
 
 
 class Logins:
+    """Checks passwords for the login endpoint; one instance per process, like the throttle."""
+
     def __init__(
         self, passwords: Passwords, throttle: LoginThrottle, *, max_concurrent_hashes: int = 4
     ) -> None:

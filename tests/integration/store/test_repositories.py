@@ -86,7 +86,27 @@ async def test_a_repository_never_sees_another_tenants_rows(database: Database) 
         with pytest.raises(ValueError, match="tenant"):
             await Queues(session, a).add(Queue(name="x", tenant_id=b))
     async with database.session() as session:
+        task = await Tasks(session, a).add(Task(channel="chat"))
+        task.agent_id = agent_b.id
+        with pytest.raises(NotFound):
+            await Tasks(session, a).save(task)
+    async with database.session() as session:
         assert (await Queues(session, b).get(queue_b.id)).config == {"priority": 1}
+
+
+async def test_changes_inside_json_columns_are_saved(database: Database) -> None:
+    a, _ = await _tenants(database)
+    async with database.session() as session:
+        queue = await Queues(session, a).add(Queue(name="sales", config={"priority": 1}))
+        agent = await Agents(session, a).add(Agent(name="Ann", skills={"fi": 3}))
+    async with database.session() as session:
+        loaded_queue = await Queues(session, a).get(queue.id)
+        loaded_queue.config["priority"] = 5
+        loaded_agent = await Agents(session, a).get(agent.id)
+        loaded_agent.skills["sv"] = 2
+    async with database.session() as session:
+        assert (await Queues(session, a).get(queue.id)).config == {"priority": 5}
+        assert (await Agents(session, a).get(agent.id)).skills == {"fi": 3, "sv": 2}
 
 
 async def test_api_tokens_are_found_by_hash_while_live(database: Database) -> None:
@@ -100,6 +120,11 @@ async def test_api_tokens_are_found_by_hash_while_live(database: Database) -> No
         token = await authenticate_api_token(session, "h1", now=T0)
         assert token.tenant_id == a
         assert token.last_used_at == T0
+        # Use is recorded at most once a minute: not a write per request.
+        await authenticate_api_token(session, "h1", now=T0 + timedelta(seconds=30))
+        assert token.last_used_at == T0
+        await authenticate_api_token(session, "h1", now=T0 + timedelta(minutes=1))
+        assert token.last_used_at == T0 + timedelta(minutes=1)
         assert (await ApiTokens(session, a).by_hash("h1")).name == "crm"
         with pytest.raises(NotFound):
             await ApiTokens(session, b).by_hash("h1")

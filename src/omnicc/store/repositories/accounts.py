@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,11 +63,17 @@ class Users(TenantRepository[User]):
         return user
 
 
-def _usable(token: ApiToken | None, now: datetime) -> ApiToken:
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+"""`last_used_at` is written at most this often, so using a token is not a write per request."""
+
+
+def _use(token: ApiToken | None, now: datetime) -> ApiToken:
     if token is None or token.revoked_at is not None:
         raise NotFound("API token not found")
     if token.expires_at is not None and token.expires_at <= now:
         raise NotFound("API token expired")
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
+        token.last_used_at = now
     return token
 
 
@@ -78,9 +84,7 @@ class ApiTokens(TenantRepository[ApiToken]):
     async def by_hash(self, token_hash: str, now: datetime | None = None) -> ApiToken:
         """The live (not revoked, not expired) token with this hash; records its use."""
         token = await self.first(self.select().where(ApiToken.token_hash == token_hash))
-        token = _usable(token, now or utc_now())
-        token.last_used_at = now or utc_now()
-        return token
+        return _use(token, now or utc_now())
 
     async def revoke(self, token_id: str, now: datetime | None = None) -> None:
         (await self.get(token_id)).revoked_at = now or utc_now()
@@ -94,9 +98,7 @@ async def authenticate_api_token(
     The caller then works through repositories of `token.tenant_id` only.
     """
     statement = select(ApiToken).where(ApiToken.token_hash == token_hash)
-    token = _usable((await session.execute(statement)).scalar_one_or_none(), now or utc_now())
-    token.last_used_at = now or utc_now()
-    return token
+    return _use((await session.execute(statement)).scalar_one_or_none(), now or utc_now())
 
 
 async def count_users(session: AsyncSession, tenant_id: str) -> int:

@@ -79,6 +79,12 @@ class TenantRepository(Generic[RowT]):
         await self.session.flush()
         return list(rows)
 
+    async def save(self, row: RowT) -> RowT:
+        """Flush changes to a row of this tenant, checking the rows it now references."""
+        await self._own(row)
+        await self.session.flush()
+        return row
+
     async def delete(self, row_id: str) -> None:
         await self.session.delete(await self.get(row_id))
         await self.session.flush()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from omnicc.store.tables.base import (
     ID_LENGTH,
     Base,
+    JsonList,
     choice,
     created_column,
     id_column,
@@ -83,7 +84,7 @@ class ApiToken(TenantOwned, Base):
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     role: Mapped[str] = mapped_column(String(16))
-    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    scopes: Mapped[list[Any]] = mapped_column(JsonList, default=list)
     created_at: Mapped[datetime] = created_column()
     last_used_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]

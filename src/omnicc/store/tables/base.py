@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, MetaData, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 # Explicit constraint names: Alembic can then drop or alter them by name on both backends, and
 # autogenerate compares like with like instead of backend-invented names.
@@ -55,16 +57,27 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+def _json() -> TypeEngine[Any]:
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+Json = _json()
 """JSON documents; JSONB on PostgreSQL so they can be indexed and compared."""
+
+# Changing a key of a loaded dict (or an item of a list) marks the row dirty, so
+# `queue.config["priority"] = 2` is saved like an assignment would be. Nested values are not
+# tracked: assign a new top-level value to change them. (Each needs its own type instance:
+# as_mutable attaches to columns by the identity of the type.)
+JsonObject = MutableDict.as_mutable(_json())
+JsonList = MutableList.as_mutable(_json())
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # JSON columns name their type (JsonObject or JsonList) explicitly: change tracking
+    # attaches to the type instance, which the annotation map would copy.
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         datetime: UtcDateTime(),
-        dict[str, Any]: Json,
-        list[Any]: Json,
     }
 
 

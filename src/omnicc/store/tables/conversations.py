@@ -17,7 +17,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnicc.store.tables.accounts import TenantOwned
-from omnicc.store.tables.base import ID_LENGTH, Base, choice, created_column, id_column
+from omnicc.store.tables.base import (
+    ID_LENGTH,
+    Base,
+    JsonObject,
+    choice,
+    created_column,
+    id_column,
+)
 
 TASK_PHASES = ("waiting", "offered", "assigned", "wrapping", "ended")
 OPEN_TASK_PHASES = ("waiting", "offered", "assigned", "wrapping")
@@ -37,7 +44,7 @@ class Customer(TenantOwned, Base):
 
     id: Mapped[str] = id_column()
     name: Mapped[str] = mapped_column(String(200), default="")
-    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
     created_at: Mapped[datetime] = created_column()
 
 
@@ -86,7 +93,7 @@ class Contact(TenantOwned, Base):
     queue_id: Mapped[str | None] = _reference("queues", ondelete="SET NULL")
     agent_id: Mapped[str | None] = _reference("agents", ondelete="SET NULL")
     wrap_up_code_id: Mapped[str | None] = _reference("wrap_up_codes", ondelete="SET NULL")
-    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
     started_at: Mapped[datetime] = created_column()
     ended_at: Mapped[datetime | None]
     csat_score: Mapped[int | None]
@@ -113,8 +120,8 @@ class Task(TenantOwned, Base):
     queue_id: Mapped[str | None] = _reference("queues", ondelete="RESTRICT")
     policy_id: Mapped[str | None] = _reference("routing_policies", ondelete="RESTRICT")
     priority: Mapped[int] = mapped_column(default=0)
-    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    required_skills: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
+    required_skills: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
     phase: Mapped[str] = mapped_column(String(16), default="waiting")
     created_at: Mapped[datetime] = created_column()
     enqueued_at: Mapped[datetime] = created_column()

@@ -9,7 +9,15 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, T
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnicc.store.tables.accounts import TenantOwned
-from omnicc.store.tables.base import ID_LENGTH, Base, choice, created_column, id_column
+from omnicc.store.tables.base import (
+    ID_LENGTH,
+    Base,
+    JsonList,
+    JsonObject,
+    choice,
+    created_column,
+    id_column,
+)
 
 DELIVERY_STATES = ("pending", "delivered", "failed")
 
@@ -26,7 +34,7 @@ class Event(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     type: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = created_column()
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
 
 
 class WebhookSubscription(TenantOwned, Base):
@@ -37,7 +45,7 @@ class WebhookSubscription(TenantOwned, Base):
     id: Mapped[str] = id_column()
     url: Mapped[str] = mapped_column(String(2000))
     secret: Mapped[str] = mapped_column(String(200))
-    event_types: Mapped[list[Any]] = mapped_column(default=list)
+    event_types: Mapped[list[Any]] = mapped_column(JsonList, default=list)
     """Event type names or prefixes (`task.`); empty means all."""
     is_enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = created_column()

@@ -10,7 +10,14 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnicc.store.tables.accounts import TenantOwned
-from omnicc.store.tables.base import ID_LENGTH, Base, created_column, id_column
+from omnicc.store.tables.base import (
+    ID_LENGTH,
+    Base,
+    JsonList,
+    JsonObject,
+    created_column,
+    id_column,
+)
 
 
 class Skill(TenantOwned, Base):
@@ -36,8 +43,8 @@ class BusinessHours(TenantOwned, Base):
     id: Mapped[str] = id_column()
     name: Mapped[str] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64))
-    weekly: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    holidays: Mapped[list[Any]] = mapped_column(default=list)
+    weekly: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
+    holidays: Mapped[list[Any]] = mapped_column(JsonList, default=list)
 
 
 class Queue(TenantOwned, Base):
@@ -54,7 +61,7 @@ class Queue(TenantOwned, Base):
     business_hours_id: Mapped[str | None] = mapped_column(
         String(ID_LENGTH), ForeignKey("business_hours.id", ondelete="SET NULL"), index=True
     )
-    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
     created_at: Mapped[datetime] = created_column()
 
 
@@ -66,7 +73,7 @@ class RoutingPolicy(TenantOwned, Base):
 
     id: Mapped[str] = id_column()
     name: Mapped[str] = mapped_column(String(100))
-    steps: Mapped[list[Any]] = mapped_column(default=list)
+    steps: Mapped[list[Any]] = mapped_column(JsonList, default=list)
     final_action: Mapped[str] = mapped_column(String(32), default="close")
     final_reason: Mapped[str] = mapped_column(String(200), default="no agent available")
 
@@ -82,9 +89,9 @@ class Agent(TenantOwned, Base):
         String(ID_LENGTH), ForeignKey("users.id", ondelete="SET NULL"), unique=True
     )
     name: Mapped[str] = mapped_column(String(200))
-    skills: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    skills: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
+    capacity: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
     """Per channel, e.g. `{"voice": 1, "chat": 3}`; empty means the engine's default."""
     status: Mapped[str] = mapped_column(String(32), default="offline")
     status_since: Mapped[datetime] = created_column()

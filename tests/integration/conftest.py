@@ -11,15 +11,17 @@ As root, the cluster runs as the `postgres` user (initdb refuses root).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -30,33 +32,7 @@ from omnicc.store.database import Database, migrate, sqlite_url
 BACKENDS = ("sqlite", "postgresql")
 PG_USER = "omnicc"
 PG_START_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class PostgresCluster:
-    """A running throwaway PostgreSQL cluster."""
-
-    directory: Path
-    port: int
-
-    def url(self, database: str) -> str:
-        return f"postgresql+asyncpg://{PG_USER}@/{database}?host={self.directory}&port={self.port}"
-
-    def create_database(self) -> str:
-        """A new empty database; returns its SQLAlchemy URL."""
-        name = f"test_{uuid.uuid4().hex[:12]}"
-
-        async def create() -> None:
-            connection = await asyncpg.connect(
-                host=str(self.directory), port=self.port, user=PG_USER, database="postgres"
-            )
-            try:
-                await connection.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await connection.close()
-
-        asyncio.run(create())
-        return self.url(name)
+LOG_TAIL_CHARS = 3000
 
 
 def _postgres_binary(name: str) -> str:
@@ -102,70 +78,154 @@ def _as_cluster_owner(directory: Path) -> list[str]:
     return [runuser, "-u", "postgres", "--"]
 
 
-def _run(command: list[str], what: str) -> None:
+def _run(command: list[str], what: str, log: Path | None = None) -> None:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
+        server_log = log.read_text()[-LOG_TAIL_CHARS:] if log and log.exists() else ""
         pytest.fail(
             f"PostgreSQL could not be started: {what} failed ({result.returncode}):\n"
-            f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}",
+            f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}\n{server_log}",
             pytrace=False,
         )
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    initdb = _postgres_binary("initdb")
-    pg_ctl = _postgres_binary("pg_ctl")
-    # Not under pytest's tmp_path: its parents are private to the invoking user, and the
-    # cluster's owner must be able to reach the directory.
-    directory = Path(tempfile.mkdtemp(prefix="omnicc-pg-"))
-    data = directory / "data"
-    log = directory / "postgres.log"
-    prefix = _as_cluster_owner(directory)
-    port = _free_port()
-    _run(
-        [
-            *prefix,
-            initdb,
-            "-D",
-            str(data),
-            "-U",
-            PG_USER,
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ],
-        "initdb",
-    )
-    options = f"-k {directory} -p {port} -c listen_addresses=127.0.0.1 -c fsync=on"
-    _run(
-        [
-            *prefix,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-l",
-            str(log),
-            "-w",
-            "-t",
-            str(PG_START_TIMEOUT_S),
-            "-o",
-            options,
-            "start",
-        ],
-        f"pg_ctl start (log: {log})",
-    )
-    try:
-        yield PostgresCluster(directory=directory, port=port)
-    finally:
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster in its own temporary directory (data, socket, log)."""
+
+    def __init__(self) -> None:
+        self.initdb = _postgres_binary("initdb")
+        self.pg_ctl = _postgres_binary("pg_ctl")
+        # Not under pytest's tmp_path: its parents are private to the invoking user, and the
+        # cluster's owner must be able to reach the directory.
+        self.directory = Path(tempfile.mkdtemp(prefix="omnicc-pg-"))
+        self.data = self.directory / "data"
+        self.log = self.directory / "postgres.log"
+        self.prefix = _as_cluster_owner(self.directory)
+        self.port = _free_port()
+        _run(
+            [
+                *self.prefix,
+                self.initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                PG_USER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            "initdb",
+        )
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://{PG_USER}@/{database}?host={self.directory}&port={self.port}"
+
+    def start(self) -> None:
+        options = f"-k {self.directory} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=on"
+        _run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                str(PG_START_TIMEOUT_S),
+                "-o",
+                options,
+                "start",
+            ],
+            "pg_ctl start",
+            self.log,
+        )
+
+    def stop(self) -> None:
         subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"],
             capture_output=True,
             check=False,
         )
-        shutil.rmtree(directory, ignore_errors=True)
+
+    def crash(self) -> None:
+        """SIGKILL the server and all its processes at once, as a crash would."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        victims = [postmaster, *_children(postmaster)]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + PG_START_TIMEOUT_S
+        while any(_is_running(pid) for pid in victims) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Where PID 1 reaps no orphans the dead postmaster stays a zombie, which PostgreSQL
+        # would take for a live server holding the data directory and the socket.
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        (self.directory / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def create_database(self) -> str:
+        """A new empty database; returns its SQLAlchemy URL."""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+
+        async def create() -> None:
+            connection = await asyncpg.connect(
+                host=str(self.directory), port=self.port, user=PG_USER, database="postgres"
+            )
+            try:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await connection.close()
+
+        asyncio.run(create())
+        return self.url(name)
+
+
+def _children(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The parent pid is the 2nd field after the parenthesised command name.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@contextlib.contextmanager
+def _running_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """The session's shared cluster; each test takes a database of its own in it."""
+    with _running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def private_postgres_cluster() -> Iterator[PostgresCluster]:
+    """A cluster for one test alone, for tests that stop or crash the server."""
+    with _running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=BACKENDS)

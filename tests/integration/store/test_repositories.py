@@ -15,7 +15,9 @@ from omnicc.store.repositories import (
     Agents,
     ApiTokens,
     Conversations,
+    Customers,
     Events,
+    Identities,
     Messages,
     NewEvent,
     Queues,
@@ -28,7 +30,9 @@ from omnicc.store.tables import (
     Agent,
     ApiToken,
     Conversation,
+    Customer,
     Event,
+    Identity,
     Message,
     Queue,
     Task,
@@ -282,3 +286,24 @@ async def test_constraints_hold(database: Database) -> None:
     async with database.session() as session:
         count = (await session.execute(select(func.count()).select_from(Queue))).scalar_one()
         assert count == 0
+
+
+async def test_an_identity_is_unique_within_a_tenant_only(database: Database) -> None:
+    a, b = await _tenants(database)
+    async with database.session() as session:
+        for tenant in (a, b):
+            customer = await Customers(session, tenant).add(Customer(name="Eve"))
+            await Identities(session, tenant).add(
+                Identity(customer_id=customer.id, kind="phone", value="+358401234567")
+            )
+    async with database.session() as session:
+        found = await Identities(session, a).by_value("phone", "+358401234567")
+        assert found is not None
+        assert found.tenant_id == a
+        assert await Identities(session, a).by_value("email", "+358401234567") is None
+    with pytest.raises(IntegrityError):
+        async with database.session() as session:
+            customer = await Customers(session, a).add(Customer(name="Other"))
+            await Identities(session, a).add(
+                Identity(customer_id=customer.id, kind="phone", value="+358401234567")
+            )

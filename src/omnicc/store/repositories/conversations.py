@@ -27,7 +27,7 @@ class Identities(TenantRepository[Identity]):
     table = Identity
     noun = "identity"
 
-    async def find_customer(self, kind: str, value: str) -> Identity | None:
+    async def by_value(self, kind: str, value: str) -> Identity | None:
         """The identity of `kind` with this normalised `value`, if a customer has it."""
         return await self.first(self.select().where(Identity.kind == kind, Identity.value == value))
 

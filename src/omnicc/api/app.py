@@ -32,18 +32,22 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = database_factory(settings.database_url)
+        database: Database | None = None
         try:
+            database = database_factory(settings.database_url)
             if settings.is_embedded_database:
                 await database.ensure_schema()
             app.state.database = database
-            log.info("started", extra={"database": database.backend,
-                                       "public_base_url": settings.public_base_url})
-            yield
-        except BaseException as error:
+        except Exception as error:
             # Kept for `omnicc serve`, which prints it as the reason the server did not start.
             app.state.startup_error = error
+            if database is not None:
+                await database.dispose()
             raise
+        log.info("started", extra={"database": database.backend,
+                                   "public_base_url": settings.public_base_url})
+        try:
+            yield
         finally:
             await database.dispose()
             log.info("stopped")

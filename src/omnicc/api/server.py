@@ -64,6 +64,7 @@ def serve(settings: Settings, on_started: Callable[[str], None]) -> None:
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
+        ws_max_size=settings.max_request_bytes,  # a WebSocket message obeys the body limit
     )
     server = _Server(config, lambda: on_started(url_of(sock)))
     for signum in (signal.SIGINT, signal.SIGTERM):

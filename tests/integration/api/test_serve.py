@@ -183,3 +183,32 @@ def test_unreachable_database_fails_migrate_with_one_line(tmp_path: Path) -> Non
     (line,) = stderr.strip().splitlines()
     assert line.startswith("omnicc: error: migrating postgresql+asyncpg://omnicc:***@127.0.0.1:")
     assert "hunter2" not in line
+
+
+def test_readyz_is_503_while_the_database_is_unreachable(tmp_path: Path) -> None:
+    # An external database is not touched at start-up, so the server starts and says not ready.
+    unreachable = f"postgresql+asyncpg://omnicc@127.0.0.1:{free_port()}/omnicc"
+    running = start_server(tmp_path, server_environment(tmp_path / "data",
+                                                        OMNICC_DATABASE_URL=unreachable))
+    try:
+        ready = httpx.get(f"{running.url}/readyz", timeout=10.0)
+        assert ready.status_code == 503
+        assert ready.headers["content-type"] == "application/problem+json"
+        assert ready.json()["checks"] == {"database": "failing"}
+        assert running.stop(signal.SIGTERM) == 0
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+
+
+def test_failed_start_up_ends_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("the database directory cannot be created under a file")
+    code, stderr = run_failing(
+        tmp_path, "serve", "--port", "0",
+        OMNICC_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'a-file' / 'omnicc.db'}",
+    )
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("omnicc: error: the server did not start: ")
+    assert "a-file" in last

@@ -17,15 +17,20 @@ from omnicc.api.problems import ProblemResponse, problem, problem_type
 MULTIPART: Final = b"multipart/form-data"
 
 
+def _detail(limit_bytes: int) -> str:
+    return f"The request body exceeds the limit of {limit_bytes} bytes."
+
+
 class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body crosses the limit while the application reads it."""
+
     def __init__(self, limit_bytes: int) -> None:
-        super().__init__(413, detail=f"The request body exceeds the limit of {limit_bytes} bytes.")
+        super().__init__(413, detail=_detail(limit_bytes))
         self.limit_bytes = limit_bytes
 
 
 def too_large(limit_bytes: int, instance: str | None) -> ProblemResponse:
-    error = BodyTooLarge(limit_bytes)
-    return problem(413, type_=problem_type("body-too-large"), detail=error.detail,
+    return problem(413, type_=problem_type("body-too-large"), detail=_detail(limit_bytes),
                    instance=instance, limit_bytes=limit_bytes)
 
 

@@ -89,7 +89,7 @@ class RequestContextMiddleware:
             error_log.exception("unhandled error", extra={"path": scope.get("path")})
             if response_started:
                 raise  # too late for a problem; the server closes the connection
-            await internal_error(scope.get("path")).__call__(scope, receive, send_with_id)
+            await internal_error(scope.get("path"))(scope, receive, send_with_id)
         finally:
             self.metrics.in_progress.dec()
             duration_s = time.perf_counter() - started_at

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from omnicc.api.database import request_database
 from omnicc.api.problems import MEDIA_TYPE
 from tests.unit.api.conftest import FakeDatabase
 
@@ -87,3 +88,11 @@ async def test_external_database_is_not_migrated_at_start(
 async def test_openapi_documents_the_probes(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
+
+
+async def test_handlers_get_the_open_database(app: FastAPI, client: httpx.AsyncClient) -> None:
+    @app.get("/backend")
+    async def backend(database: object = Depends(request_database)) -> dict[str, str]:
+        return {"backend": str(getattr(database, "backend", ""))}
+
+    assert (await client.get("/backend")).json() == {"backend": "fake"}

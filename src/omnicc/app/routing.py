@@ -1,0 +1,210 @@
+"""The routing use case: one tenant's engine, durable.
+
+The engine is in memory and single-writer; the store is the system of record. Every command runs
+under one lock: the engine decides, then its events are appended to the event log and the task
+and agent rows they change are updated in one transaction, and only then does the caller get the
+events back. A restart rebuilds the engine from the store (`engine_records.load_routing`) and
+continues the event numbering, so nothing is lost or doubled. If a commit fails, the engine is
+rebuilt from the store, so memory never runs ahead of what was stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from omnicc.core import events as ev
+from omnicc.core.clock import Clock
+from omnicc.core.engine import Engine
+from omnicc.core.model import TaskRequest
+from omnicc.store.database import Database
+from omnicc.store.engine_records import load_routing
+from omnicc.store.repositories import Agents, Tasks, Tenants
+from omnicc.store.repositories.events import Events, NewEvent
+from omnicc.store.tables import Task
+
+EngineCommand = Callable[[Engine], list[ev.Event]]
+
+
+class StoreOutOfStep(RuntimeError):
+    """The event log was written by someone else: this process is not the tenant's writer."""
+
+
+class RoutingService:
+    """One tenant's routing engine with its state committed before each command returns."""
+
+    def __init__(self, database: Database, tenant_id: str, clock: Clock) -> None:
+        self._database = database
+        self._tenant_id = tenant_id
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """For queries; change state only through `run` or the helpers below."""
+        if self._engine is None:
+            raise RuntimeError("the routing service is not started")
+        return self._engine
+
+    async def start(self) -> list[ev.Event]:
+        """Build the engine from the store and commit what restoring it caused (new offers)."""
+        async with self._lock:
+            return await self._rebuild()
+
+    async def run(self, command: EngineCommand) -> list[ev.Event]:
+        """Run an engine command and commit its events before returning them."""
+        async with self._lock:
+            engine = self.engine
+            events = command(engine)
+            try:
+                await self._commit(events)
+            except BaseException:
+                await self._rebuild()
+                raise
+            return events
+
+    async def create_task(self, request: TaskRequest) -> list[ev.Event]:
+        """Create a task; it gets a globally unique id when the request has none."""
+        if request.id is None:
+            request = replace(request, id=uuid.uuid4().hex)
+        return await self.run(lambda engine: engine.create_task(request))
+
+    async def advance(self) -> list[ev.Event]:
+        """Fire due timers (the server calls this at `engine.next_deadline()`)."""
+        return await self.run(lambda engine: engine.advance())
+
+    async def _rebuild(self) -> list[ev.Event]:
+        async with self._database.session() as session:
+            tenant = await Tenants(session).get(self._tenant_id)
+            snapshot = await load_routing(session, self._tenant_id)
+            last_seq = await Events(session, self._tenant_id).last_seq()
+        engine = Engine(self._clock, timezone=tenant.timezone, last_event_seq=last_seq)
+        events: list[ev.Event] = []
+        for queue in snapshot.queues:
+            events += engine.configure_queue(queue)
+        for policy in snapshot.policies:
+            events += engine.configure_policy(policy)
+        for agent in snapshot.agents:
+            events += engine.configure_agent(agent)
+        events += engine.restore(snapshot.tasks)
+        self._engine = engine
+        await self._commit(events)
+        return events
+
+    async def _commit(self, events: list[ev.Event]) -> None:
+        if not events:
+            return
+        async with self._database.session() as session:
+            stored = await Events(session, self._tenant_id).append(
+                [NewEvent(type=e.type, payload=payload_of(e), at=_datetime(e.at)) for e in events]
+            )
+            if [row.seq for row in stored] != [e.seq for e in events]:
+                raise StoreOutOfStep(
+                    f"tenant {self._tenant_id}: stored seqs {stored[0].seq}.. differ from the "
+                    f"engine's {events[0].seq}..; another process writes this tenant's events"
+                )
+            await _TaskRows(session, self._tenant_id).apply(events)
+
+
+class _TaskRows:
+    """Keeps the task and agent rows in step with the engine's events, in the same transaction."""
+
+    def __init__(self, session: Any, tenant_id: str) -> None:
+        self._tasks = Tasks(session, tenant_id)
+        self._agents = Agents(session, tenant_id)
+        self._rows: dict[str, Task] = {}
+
+    async def apply(self, events: list[ev.Event]) -> None:
+        for event in events:
+            await self._apply(event)
+        for row in self._rows.values():
+            await self._tasks.save(row)
+
+    async def _row(self, task_id: str) -> Task:
+        row = self._rows.get(task_id)
+        if row is None:
+            row = self._rows[task_id] = await self._tasks.get(task_id)
+        return row
+
+    async def _apply(self, event: ev.Event) -> None:  # one branch per event type
+        at = _datetime(event.at)
+        match event:
+            case ev.TaskCreated():
+                queue_id, policy_id = _route_of(event.policy_id)
+                row = Task(
+                    id=event.task_id, channel=event.channel, queue_id=queue_id,
+                    policy_id=policy_id, priority=event.priority,
+                    attributes=dict(event.attributes), required_skills=dict(event.required_skills),
+                    created_at=at, enqueued_at=at, phase="waiting",
+                )
+                self._rows[event.task_id] = await self._tasks.add(row)
+            case ev.TaskQueued():
+                row = await self._row(event.task_id)
+                row.queue_id, row.phase, row.step_entered_at = event.queue_id, "waiting", at
+                row.step_index = event.step_index
+                if event.reason == "transfer":
+                    # The engine's transfer policy is not a stored policy: the task goes on in
+                    # the queue it was transferred to (or came from, when sent to an agent).
+                    row.policy_id, row.step_index, row.enqueued_at = None, 0, at
+            case ev.TaskRequeued():
+                (await self._row(event.task_id)).phase = "waiting"
+            case ev.OfferCreated():
+                (await self._row(event.task_id)).phase = "offered"
+            case ev.OfferAccepted():
+                row = await self._row(event.task_id)
+                row.phase, row.agent_id, row.accepted_at = "assigned", event.agent_id, at
+            case ev.TaskTransferred():
+                row = await self._row(event.task_id)
+                row.agent_id, row.transferred = None, True
+            case ev.TaskCompleted():
+                row = await self._row(event.task_id)
+                row.phase, row.completed_at = "wrapping", at
+            case ev.TaskEnded():
+                row = await self._row(event.task_id)
+                row.phase, row.outcome, row.ended_at = "ended", event.outcome, at
+            case ev.AgentStatusChanged():
+                agent = await self._agents.get(event.agent_id)
+                if agent.status != event.status:
+                    agent.status, agent.status_since = event.status, at
+                    await self._agents.save(agent)
+
+
+def _route_of(policy_id: str) -> tuple[str | None, str | None]:
+    """(queue_id, policy_id) of a task row: the engine's implicit `queue:<id>` is a queue."""
+    kind, _, queue_id = policy_id.partition(":")
+    if kind == "queue":
+        return queue_id, None
+    return None, policy_id
+
+
+def _datetime(at_s: float) -> datetime:
+    return datetime.fromtimestamp(at_s, UTC)
+
+
+def payload_of(event: ev.Event) -> dict[str, Any]:
+    """An event's fields (without `at` and `seq`, which are columns) as JSON values."""
+    return {f.name: _jsonable(getattr(event, f.name)) for f in fields(event)
+            if f.name not in ("at", "seq")}
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no infinity; "inf" reads back with float()
+    return value

@@ -1,0 +1,90 @@
+"""The routing use case on a real database: committed before acknowledged, continued after a
+restart in the same order, nothing lost or doubled (issue 3, item 2)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from omnicc.app.routing import RoutingService
+from omnicc.core import events as ev
+from omnicc.core.clock import ManualClock
+from omnicc.core.errors import NotFound
+from omnicc.core.model import QueueConfig, TaskRequest
+from omnicc.store.database import Database
+from omnicc.store.repositories import Agents, Queues, Tasks, Tenants
+from omnicc.store.repositories.events import Events
+from omnicc.store.tables import Agent, Event, Queue, Task
+
+pytestmark = pytest.mark.anyio
+
+START_S = 1_780_000_000.0
+
+
+async def set_up(database: Database) -> tuple[str, str, str]:
+    async with database.session() as session:
+        tenant = (await Tenants(session).create("acme", "Acme")).id
+        queue = await Queues(session, tenant).add(Queue(name="support", config={"wrap_up_s": 30}))
+        agent = await Agents(session, tenant).add(Agent(name="Ann", capacity={"voice": 1}))
+    return tenant, queue.id, agent.id
+
+
+async def test_a_restart_continues_every_task_in_order(database: Database) -> None:
+    tenant, queue, ann = await set_up(database)
+    clock = ManualClock(START_S)
+    service = RoutingService(database, tenant, clock)
+    await service.start()
+    await service.run(lambda engine: engine.set_status(ann, "available"))
+    created = []
+    for priority in (0, 0, 5, 0):
+        clock.advance(1)
+        events = await service.create_task(
+            TaskRequest(channel="voice", queue=queue, priority=priority))
+        created.append(events[0].task_id)  # type: ignore[attr-defined]
+    first = created[0]
+    (offer_id,) = service.engine.agent(ann).offers
+    await service.run(lambda engine: engine.accept(offer_id))
+    expected = [t.id for t in service.engine.waiting_tasks(queue)]
+    assert expected == [created[2], created[1], created[3]]
+
+    clock.advance(5)
+    after = RoutingService(database, tenant, clock)  # the process was killed and started again
+    await after.start()
+    assert [t.id for t in after.engine.waiting_tasks(queue)] == expected
+    assert after.engine.task(first).agent_id == ann
+    assert after.engine.agent(ann).status.name == "available"
+
+    events = await after.run(lambda engine: engine.complete(first))
+    offered = [e for e in events if isinstance(e, ev.OfferCreated)]
+    assert [e.task_id for e in offered] == []  # wrap-up holds the agent for 30 s
+    clock.advance(30)
+    events = await after.advance()
+    assert [e.task_id for e in events if isinstance(e, ev.OfferCreated)] == [created[2]]
+
+    async with database.session() as session:
+        seqs = list((await session.execute(
+            select(Event.seq).where(Event.tenant_id == tenant).order_by(Event.seq))).scalars())
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(await Tasks(session, tenant).list_all()) == 4
+        row = await Tasks(session, tenant).get(first)
+        assert (row.phase, row.outcome) == ("ended", "completed")
+        assert await Events(session, tenant).last_seq() == seqs[-1]
+
+
+async def test_a_failed_commit_leaves_memory_as_the_store_has_it(database: Database) -> None:
+    tenant, queue, _ = await set_up(database)
+    clock = ManualClock(START_S)
+    service = RoutingService(database, tenant, clock)
+    await service.start()
+    async with database.session() as session:
+        before = (await session.execute(select(func.count()).select_from(Task))).scalar_one()
+    # A task on a queue the store does not know cannot be committed (foreign key in the tenant).
+    with pytest.raises(NotFound, match="ghost"):
+        await service.run(lambda engine: (
+            engine.configure_queue(QueueConfig(id="ghost"))
+            + engine.create_task(TaskRequest(channel="voice", queue="ghost", id="x"))))
+    assert [q.config.id for q in service.engine.queues()] == [queue]
+    async with database.session() as session:
+        after = (await session.execute(select(func.count()).select_from(Task))).scalar_one()
+    assert after == before
+    await service.create_task(TaskRequest(channel="voice", queue=queue))

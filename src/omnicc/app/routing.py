@@ -11,13 +11,13 @@ rebuilt from the store, so memory never runs ahead of what was stored.
 from __future__ import annotations
 
 import asyncio
-import enum
-import math
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import fields, is_dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from omnicc.core import events as ev
 from omnicc.core.clock import Clock
@@ -27,9 +27,13 @@ from omnicc.store.database import Database
 from omnicc.store.engine_records import load_routing
 from omnicc.store.repositories import Agents, Tasks, Tenants
 from omnicc.store.repositories.events import Events, NewEvent
-from omnicc.store.tables import Task
+from omnicc.store.tables import Event, Task
 
 EngineCommand = Callable[[Engine], list[ev.Event]]
+
+FIGURE_EVENT_TYPES = tuple(cls.type for cls in (
+    ev.TaskQueued, ev.OfferAccepted, ev.TaskAbandoned, ev.TaskTimedOut))
+"""What `Engine.restore_figures` counts."""
 
 
 class StoreOutOfStep(RuntimeError):
@@ -94,16 +98,32 @@ class RoutingService:
         for agent in snapshot.agents:
             events += engine.configure_agent(agent)
         events += engine.restore(snapshot.tasks)
+        engine.restore_figures(await self._todays_events(engine))
         self._engine = engine
         await self._commit(events)
         return events
+
+    async def _todays_events(self, engine: Engine) -> list[ev.Event]:
+        """The stored events that count in today's live figures."""
+        day_start = _datetime(engine.day_start_s())
+        statement = (
+            select(Event)
+            .where(Event.tenant_id == self._tenant_id, Event.at >= day_start,
+                   Event.type.in_(FIGURE_EVENT_TYPES))
+            .order_by(Event.seq)
+        )
+        async with self._database.session() as session:
+            rows = (await session.execute(statement)).scalars().all()
+            return [ev.decode_event(row.type, row.at.timestamp(), row.seq, row.payload)
+                    for row in rows]
 
     async def _commit(self, events: list[ev.Event]) -> None:
         if not events:
             return
         async with self._database.session() as session:
             stored = await Events(session, self._tenant_id).append(
-                [NewEvent(type=e.type, payload=payload_of(e), at=_datetime(e.at)) for e in events]
+                [NewEvent(type=e.type, payload=ev.encode_payload(e), at=_datetime(e.at))
+                 for e in events]
             )
             if [row.seq for row in stored] != [e.seq for e in events]:
                 raise StoreOutOfStep(
@@ -186,25 +206,3 @@ def _route_of(policy_id: str) -> tuple[str | None, str | None]:
 
 def _datetime(at_s: float) -> datetime:
     return datetime.fromtimestamp(at_s, UTC)
-
-
-def payload_of(event: ev.Event) -> dict[str, Any]:
-    """An event's fields (without `at` and `seq`, which are columns) as JSON values."""
-    return {f.name: _jsonable(getattr(event, f.name)) for f in fields(event)
-            if f.name not in ("at", "seq")}
-
-
-def _jsonable(value: object) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted(_jsonable(v) for v in value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no infinity; "inf" reads back with float()
-    return value

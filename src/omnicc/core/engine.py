@@ -464,6 +464,11 @@ class Engine:
         aged = config.aging_per_s * task.enqueued_at - base
         task.entry = (aged, task.enqueued_at, task.seq, task.id)
 
+    def day_start_s(self) -> float:
+        """When today began in the engine's time zone (live figures count from here)."""
+        self._today()
+        return self._day_start
+
     def restore_figures(self, events: Iterable[ev.Event]) -> None:
         """Count today's events again after a restart, so live figures go on from where they were.
 

@@ -7,9 +7,11 @@ Each event has `at` (POSIX seconds) and `seq` (the engine's running number, gap-
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, ClassVar
 
 from omnicc.core.model import AgentConfig, QueueConfig, RoutingPolicy, StatusDefinition
 
@@ -208,3 +210,51 @@ class TaskEnded(Event):
     type: ClassVar[str] = "task.ended"
     task_id: str
     outcome: str
+
+
+# --- wire form ---------------------------------------------------------------------------------
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        StatusDefined, QueueConfigured, PolicyConfigured, AgentConfigured, AgentRemoved,
+        AgentStatusChanged, TaskCreated, TaskQueued, TaskRequeued, OfferCreated, OfferAccepted,
+        OfferRejected, OfferTimedOut, OfferRescinded, TaskTransferred, TaskCompleted,
+        TaskWrappedUp, TaskAbandoned, TaskCancelled, TaskTimedOut, TaskEnded,
+    )
+}
+"""Every event class by its stable `type` name."""
+
+_CONFIGURATION_EVENTS = frozenset({"status.defined", "queue.configured", "policy.configured",
+                                   "agent.configured"})
+
+
+def encode_payload(event: Event) -> dict[str, Any]:
+    """An event's fields other than `at` and `seq`, as JSON values (the store's payload)."""
+    return {f.name: _jsonable(getattr(event, f.name)) for f in fields(event)
+            if f.name not in ("at", "seq")}
+
+
+def decode_event(type_name: str, at_s: float, seq: int, payload: Mapping[str, Any]) -> Event:
+    """The event back from its stored form. Configuration events carry whole configurations and
+    are read back through the store's own tables instead, so they are refused here."""
+    cls = EVENT_TYPES.get(type_name)
+    if cls is None or type_name in _CONFIGURATION_EVENTS:
+        raise ValueError(f"cannot decode event type {type_name!r}")
+    return cls(at=at_s, seq=seq, **payload)
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no infinity; "inf" reads back with float()
+    return value

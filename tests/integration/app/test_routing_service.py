@@ -46,6 +46,8 @@ async def test_a_restart_continues_every_task_in_order(database: Database) -> No
     await service.run(lambda engine: engine.accept(offer_id))
     expected = [t.id for t in service.engine.waiting_tasks(queue)]
     assert expected == [created[2], created[1], created[3]]
+    figures = service.engine.queue_figures(queue)
+    assert (figures.offered, figures.handled) == (4, 1)
 
     clock.advance(5)
     after = RoutingService(database, tenant, clock)  # the process was killed and started again
@@ -53,6 +55,8 @@ async def test_a_restart_continues_every_task_in_order(database: Database) -> No
     assert [t.id for t in after.engine.waiting_tasks(queue)] == expected
     assert after.engine.task(first).agent_id == ann
     assert after.engine.agent(ann).status.name == "available"
+    restored = after.engine.queue_figures(queue)
+    assert (restored.offered, restored.handled, restored.asa_s) == (4, 1, figures.asa_s)
 
     events = await after.run(lambda engine: engine.complete(first))
     offered = [e for e in events if isinstance(e, ev.OfferCreated)]

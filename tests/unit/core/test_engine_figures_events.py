@@ -161,3 +161,30 @@ def test_queue_ewt_follows_the_channel_of_the_waiting_work() -> None:
     assert figures.waiting == 1
     assert figures.ewt_s == pytest.approx(2 * 300 / 2)
     assert desk.engine.queue_figures("q", channel="voice").ewt_s is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_events_survive_their_wire_form(seed: int) -> None:
+    import json
+
+    from omnicc.core import events as ev
+
+    desk = Desk(max_missed_offers=2)
+    desk.queue("q", wrap_up_s=15, aging_per_s=0.05, reoffer_delay_s=3)
+    desk.queue("chat_q", strategy=Strategy.ROUND_ROBIN, offer_timeout_s=8)
+    desk.engine.configure_policy(RoutingPolicy(id="escalate", steps=(
+        PolicyStep(queue="chat_q", timeout_s=20), PolicyStep(queue="q"))))
+    for i in range(4):
+        desk.agent(f"a{i}", status="break", capacity={"voice": 1, "chat": 2})
+    drive_randomly(desk, random.Random(seed), 200)
+    decoded = 0
+    for event in desk.engine.log or []:
+        payload = json.loads(json.dumps(ev.encode_payload(event)))
+        if event.type in ("status.defined", "queue.configured", "policy.configured",
+                          "agent.configured"):
+            with pytest.raises(ValueError, match="cannot decode"):
+                ev.decode_event(event.type, event.at, event.seq, payload)
+            continue
+        assert ev.decode_event(event.type, event.at, event.seq, payload) == event
+        decoded += 1
+    assert decoded > 100

@@ -11,6 +11,8 @@ rebuilt from the store, so memory never runs ahead of what was stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,6 +51,8 @@ class RoutingService:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._engine: Engine | None = None
+        self.changed = asyncio.Event()
+        """Set after every commit: the engine's next deadline may have moved."""
 
     @property
     def engine(self) -> Engine:
@@ -131,6 +135,38 @@ class RoutingService:
                     f"engine's {events[0].seq}..; another process writes this tenant's events"
                 )
             await _TaskRows(session, self._tenant_id).apply(events)
+        self.changed.set()
+
+
+class WallClock:
+    """The clock of a running server: POSIX seconds from the system."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+class RoutingTimers:
+    """Fires the engine's timers (offer timeouts, policy steps, wrap-up) as wall time passes."""
+
+    def __init__(self, service: RoutingService, clock: Clock, *, max_sleep_s: float = 1.0) -> None:
+        self._service = service
+        self._clock = clock
+        self._max_sleep_s = max_sleep_s
+
+    async def run(self) -> None:
+        """Until cancelled: sleep to the next deadline (or a change), then advance the engine."""
+        service = self._service
+        while True:
+            deadline = service.engine.next_deadline()
+            now = self._clock.now()
+            if deadline is not None and deadline <= now:
+                await service.advance()
+                continue
+            sleep_s = self._max_sleep_s if deadline is None else min(self._max_sleep_s,
+                                                                     deadline - now)
+            service.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(service.changed.wait(), timeout=sleep_s)
 
 
 class _TaskRows:

@@ -92,3 +92,35 @@ async def test_a_failed_commit_leaves_memory_as_the_store_has_it(database: Datab
         after = (await session.execute(select(func.count()).select_from(Task))).scalar_one()
     assert after == before
     await service.create_task(TaskRequest(channel="voice", queue=queue))
+
+
+async def test_timers_fire_on_the_wall_clock(database: Database) -> None:
+    import anyio
+
+    from omnicc.app.routing import RoutingTimers, WallClock
+
+    async with database.session() as session:
+        tenant = (await Tenants(session).create("wall", "Wall")).id
+        queue = await Queues(session, tenant).add(
+            Queue(name="fast", config={"offer_timeout_s": 0.2, "reoffer_delay_s": 0}))
+        for name in ("Ann", "Bo"):
+            await Agents(session, tenant).add(Agent(name=name, capacity={"voice": 1},
+                                                    status="available"))
+    clock = WallClock()
+    service = RoutingService(database, tenant, clock)
+    await service.start()
+    events = await service.create_task(TaskRequest(channel="voice", queue=queue.id))
+    task_id = events[0].task_id  # type: ignore[attr-defined]
+    first = set(service.engine.task(task_id).offers)
+    assert first
+    async with anyio.create_task_group() as group:
+        group.start_soon(RoutingTimers(service, clock, max_sleep_s=0.05).run)
+        with anyio.fail_after(10):  # generous: the offer times out after 0.2 s
+            while set(service.engine.task(task_id).offers) in (first, set()):
+                await anyio.sleep(0.05)
+        group.cancel_scope.cancel()
+    async with database.session() as session:
+        stored = list((await session.execute(
+            select(Event.type).where(Event.tenant_id == tenant).order_by(Event.seq))).scalars())
+    assert "offer.timed_out" in stored
+    assert stored.count("offer.created") >= 2

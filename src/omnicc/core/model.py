@@ -380,6 +380,7 @@ class QueueStats:
     overflowed_out: int = 0
     timed_out: int = 0
     wait_handled_s: float = 0.0
+    wait_abandoned_s: float = 0.0
 
     def count_offered(self, by_transfer: bool) -> None:
         self.offered += 1
@@ -394,6 +395,7 @@ class QueueStats:
 
     def count_abandoned(self, wait_s: float, config: QueueConfig) -> None:
         self.abandoned += 1
+        self.wait_abandoned_s += wait_s
         if wait_s <= config.short_abandon_s:
             self.short_abandoned += 1
         if wait_s > config.sl_threshold_s:

@@ -188,3 +188,26 @@ def test_events_survive_their_wire_form(seed: int) -> None:
         assert ev.decode_event(event.type, event.at, event.seq, payload) == event
         decoded += 1
     assert decoded > 100
+
+
+def test_expected_wait_with_abandonment() -> None:
+    from omnicc.core.engine import expected_wait_s
+
+    assert expected_wait_s(0.1, 0.0, 4) == pytest.approx(50)
+    assert expected_wait_s(0.1, 0.01, 2) == pytest.approx(1 / 0.1 + 1 / 0.11 + 1 / 0.12)
+    exact = sum(1 / (0.5 + i * 0.002) for i in range(5001))
+    assert expected_wait_s(0.5, 0.002, 5000) == pytest.approx(exact, rel=1e-3)
+
+
+def test_ewt_discounts_callers_ahead_who_give_up(desk: Desk) -> None:
+    desk.queue("q", expected_handle_s=100)
+    desk.agent("a")
+    desk.task()
+    desk.accept("a")
+    waiting = [desk.task() for _ in range(3)]
+    assert desk.engine.task_position(waiting[2]).ewt_s == pytest.approx(300)
+    desk.tick(50)
+    # one abandon over 50 s of finished waits (the handled task waited 0 s): theta = 1/50
+    desk.engine.abandon(waiting[0])
+    ewt = desk.engine.task_position(waiting[2]).ewt_s
+    assert ewt == pytest.approx(1 / 0.01 + 1 / (0.01 + 1 / 50))

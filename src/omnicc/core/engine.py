@@ -440,9 +440,7 @@ class Engine:
                     item.enqueued_at)
                 self._schedule(max(self._now, entered + step.timeout_s), "step", task.id,
                                task.timer_token)
-            line = pool.waiting.get(task.channel) or self._open_line(pool, task.channel)
-            line.add(task.entry, False)
-            task.line = line
+            self._join_line(task, pool)
             return
         agent = self._agents[item.agent_id or ""]
         self._account(agent)
@@ -1253,14 +1251,15 @@ class Engine:
         if not agent_ids:
             task.phase = TaskPhase.WAITING
             if task.line is None:
-                line = pool.waiting.get(task.channel)
-                if line is None:
-                    line = self._open_line(pool, task.channel)
-                line.add(task.entry, bool(task.declined_until))
-                task.line = line
+                self._join_line(task, pool)
             return
         self._leave_line(task)
         self._offer(task, pool, agent_ids)
+
+    def _join_line(self, task: TaskState, pool: Pool) -> None:
+        line = pool.waiting.get(task.channel) or self._open_line(pool, task.channel)
+        line.add(task.entry, bool(task.declined_until))
+        task.line = line
 
     def _open_line(self, pool: Pool, channel: Channel) -> Line:
         line = pool.waiting[channel] = Line(pool, channel)

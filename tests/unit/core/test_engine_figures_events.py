@@ -136,17 +136,27 @@ def drive_randomly(desk: Desk, rng: random.Random, steps: int) -> None:
             pass
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_the_event_log_rebuilds_the_engines_state(seed: int) -> None:
-    desk = Desk(max_missed_offers=2)
+def configure_center(desk: Desk) -> None:
+    """Two queues with different strategies, wrap-up and aging, and an escalating policy."""
     desk.queue("q", wrap_up_s=15, aging_per_s=0.05, reoffer_delay_s=3)
     desk.queue("chat_q", strategy=Strategy.ROUND_ROBIN, offer_timeout_s=8)
     desk.engine.configure_policy(RoutingPolicy(id="escalate", steps=(
         PolicyStep(queue="chat_q", timeout_s=20), PolicyStep(queue="q"))))
+
+
+def busy_desk(seed: int, steps: int) -> Desk:
+    """The center of `configure_center` with four agents, after `steps` random commands."""
+    desk = Desk(max_missed_offers=2)
+    configure_center(desk)
     for i in range(4):
         desk.agent(f"a{i}", status="break", capacity={"voice": 1, "chat": 2})
-    rng = random.Random(seed)
-    drive_randomly(desk, rng, 400)
+    drive_randomly(desk, random.Random(seed), steps)
+    return desk
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_event_log_rebuilds_the_engines_state(seed: int) -> None:
+    desk = busy_desk(seed, 400)
     rebuilt = Projection().apply_all(desk.engine.log or []).snapshot()
     assert rebuilt == snapshot_of(desk.engine)
 
@@ -169,14 +179,7 @@ def test_events_survive_their_wire_form(seed: int) -> None:
 
     from omnicc.core import events as ev
 
-    desk = Desk(max_missed_offers=2)
-    desk.queue("q", wrap_up_s=15, aging_per_s=0.05, reoffer_delay_s=3)
-    desk.queue("chat_q", strategy=Strategy.ROUND_ROBIN, offer_timeout_s=8)
-    desk.engine.configure_policy(RoutingPolicy(id="escalate", steps=(
-        PolicyStep(queue="chat_q", timeout_s=20), PolicyStep(queue="q"))))
-    for i in range(4):
-        desk.agent(f"a{i}", status="break", capacity={"voice": 1, "chat": 2})
-    drive_randomly(desk, random.Random(seed), 200)
+    desk = busy_desk(seed, 200)
     decoded = 0
     for event in desk.engine.log or []:
         payload = json.loads(json.dumps(ev.encode_payload(event)))

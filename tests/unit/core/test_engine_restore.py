@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict
 
 import pytest
@@ -12,23 +11,14 @@ from omnicc.core.engine import Engine
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import (
     AgentConfig,
-    PolicyStep,
     RestoredTask,
-    RoutingPolicy,
-    Strategy,
     TaskPhase,
     TaskRequest,
 )
 
 from .conftest import Desk
-from .test_engine_figures_events import drive_randomly
-
-
-def configure(desk: Desk) -> None:
-    desk.queue("q", wrap_up_s=15, aging_per_s=0.05, reoffer_delay_s=3)
-    desk.queue("chat_q", strategy=Strategy.ROUND_ROBIN, offer_timeout_s=8)
-    desk.engine.configure_policy(RoutingPolicy(id="escalate", steps=(
-        PolicyStep(queue="chat_q", timeout_s=20), PolicyStep(queue="q"))))
+from .test_engine_figures_events import busy_desk
+from .test_engine_figures_events import configure_center as configure
 
 
 def open_tasks_of(engine: Engine) -> list[RestoredTask]:
@@ -71,11 +61,7 @@ def restarted(desk: Desk, agents_status: str = "break") -> Desk:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_waiting_tasks_keep_their_order_and_assigned_tasks_their_agents(seed: int) -> None:
-    before = Desk(max_missed_offers=2)
-    configure(before)
-    for i in range(4):
-        before.agent(f"a{i}", status="break", capacity={"voice": 1, "chat": 2})
-    drive_randomly(before, random.Random(seed), 300)
+    before = busy_desk(seed, 300)
     expected_waiting = {
         q.config.id: [t.id for t in before.engine.waiting_tasks(q.config.id)
                       if t.phase is TaskPhase.WAITING]
@@ -170,11 +156,7 @@ def test_bad_restore_is_refused_before_anything_is_placed() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_todays_figures_are_counted_again_after_a_restart(seed: int) -> None:
-    before = Desk(max_missed_offers=2)
-    configure(before)
-    for i in range(4):
-        before.agent(f"a{i}", status="break", capacity={"voice": 1, "chat": 2})
-    drive_randomly(before, random.Random(seed), 300)
+    before = busy_desk(seed, 300)
     after = restarted(before)
     after.engine.restore_figures(before.engine.log or [])
     for queue in before.engine.queues():

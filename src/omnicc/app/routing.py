@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.core import events as ev
 from omnicc.core.clock import Clock
@@ -172,7 +172,7 @@ class RoutingTimers:
 class _TaskRows:
     """Keeps the task and agent rows in step with the engine's events, in the same transaction."""
 
-    def __init__(self, session: Any, tenant_id: str) -> None:
+    def __init__(self, session: AsyncSession, tenant_id: str) -> None:
         self._tasks = Tasks(session, tenant_id)
         self._agents = Agents(session, tenant_id)
         self._rows: dict[str, Task] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -10,10 +12,14 @@ from fastapi import FastAPI, Request, Response
 
 from omnicc import __version__
 from omnicc.api import health
+from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
 from omnicc.api.problems import install_problem_handlers
 from omnicc.api.request_context import RequestContextMiddleware
+from omnicc.app.routing import WallClock
+from omnicc.app.runtime import ContactCenter, RuntimeLimits
+from omnicc.bus import Bus
 from omnicc.config import Settings
 from omnicc.observability import HttpMetrics
 from omnicc.store.database import Database
@@ -33,14 +39,25 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database: Database | None = None
+        center: ContactCenter | None = None
+        starting: asyncio.Task[None] | None = None
         try:
             database = database_factory(settings.database_url)
+            app.state.database = database
+            center = ContactCenter(database, WallClock(), app.state.bus,
+                                   RuntimeLimits(max_message_chars=settings.max_message_bytes))
+            app.state.center = center
             if settings.is_embedded_database:
                 await database.ensure_schema()
-            app.state.database = database
+                await center.start()
+            else:
+                # An external database may come up after us: /readyz says so meanwhile.
+                starting = asyncio.create_task(center.start_when_reachable())
         except Exception as error:
             # Kept for `omnicc serve`, which prints it as the reason the server did not start.
             app.state.startup_error = error
+            if center is not None:
+                await center.stop()
             if database is not None:
                 await database.dispose()
             raise
@@ -49,6 +66,11 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
         try:
             yield
         finally:
+            if starting is not None:
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            await center.stop()
             await database.dispose()
             log.info("stopped")
 
@@ -61,7 +83,11 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.state.settings = settings
     app.state.metrics = HttpMetrics()
     app.state.startup_error = None
+    app.state.bus = Bus()
+    app.state.security = Security.create(settings.secret_key.get_secret_value(), WallClock(),
+                                         settings.public_base_url)
     install_problem_handlers(app)
+    install_auth(app)
 
     async def body_too_large(request: Request, error: Exception) -> Response:
         assert isinstance(error, BodyTooLarge)

@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the database answers",
+    summary="Readiness: the database answers and routing is loaded",
     response_model=None,
     responses={503: {"description": "Not ready; a problem names the failing check."}},
 )
@@ -41,7 +41,17 @@ async def readyz(request: Request) -> Response | dict[str, object]:
             instance=request.url.path,
             checks={"database": "failing"},
         )
-    return {"status": "ready", "checks": {"database": "ok"}}
+    center = getattr(request.app.state, "center", None)
+    if center is None or not center.is_started:
+        return problem(
+            503,
+            type_=problem_type("not-ready"),
+            title="Not ready",
+            detail="The contact center is still loading its tenants from the database.",
+            instance=request.url.path,
+            checks={"database": "ok", "routing": "starting"},
+        )
+    return {"status": "ready", "checks": {"database": "ok", "routing": "ok"}}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -32,6 +32,10 @@ from omnicc.store.repositories.events import Events, NewEvent
 from omnicc.store.tables import Event, Task
 
 EngineCommand = Callable[[Engine], list[ev.Event]]
+Alongside = Callable[[AsyncSession, list[ev.Event]], Awaitable[None]]
+"""Writes more rows in the transaction that stores a command's events (a chat's first message)."""
+CommitListener = Callable[[list[ev.Event]], None]
+"""Told of every committed batch of events, in order (the bus publisher)."""
 
 FIGURE_EVENT_TYPES = tuple(cls.type for cls in (
     ev.TaskQueued, ev.OfferAccepted, ev.TaskAbandoned, ev.TaskTimedOut))
@@ -51,8 +55,13 @@ class RoutingService:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._engine: Engine | None = None
+        self._listeners: list[CommitListener] = []
         self.changed = asyncio.Event()
         """Set after every commit: the engine's next deadline may have moved."""
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     @property
     def engine(self) -> Engine:
@@ -66,23 +75,40 @@ class RoutingService:
         async with self._lock:
             return await self._rebuild()
 
-    async def run(self, command: EngineCommand) -> list[ev.Event]:
-        """Run an engine command and commit its events before returning them."""
+    def listen(self, listener: CommitListener) -> None:
+        """Call `listener` with every batch of events after it is committed."""
+        self._listeners.append(listener)
+
+    async def reload(self) -> list[ev.Event]:
+        """Rebuild the engine from the store after its configuration rows changed."""
+        async with self._lock:
+            return await self._rebuild()
+
+    async def run(
+        self, command: EngineCommand, *, alongside: Alongside | None = None
+    ) -> list[ev.Event]:
+        """Run an engine command and commit its events before returning them.
+
+        `alongside` writes more rows in the same transaction; if it fails, nothing is stored
+        and the engine is rebuilt from the store, as for a failed commit.
+        """
         async with self._lock:
             engine = self.engine
             events = command(engine)
             try:
-                await self._commit(events)
+                await self._commit(events, alongside)
             except BaseException:
                 await self._rebuild()
                 raise
             return events
 
-    async def create_task(self, request: TaskRequest) -> list[ev.Event]:
+    async def create_task(
+        self, request: TaskRequest, *, alongside: Alongside | None = None
+    ) -> list[ev.Event]:
         """Create a task; it gets a globally unique id when the request has none."""
         if request.id is None:
             request = replace(request, id=uuid.uuid4().hex)
-        return await self.run(lambda engine: engine.create_task(request))
+        return await self.run(lambda engine: engine.create_task(request), alongside=alongside)
 
     async def advance(self) -> list[ev.Event]:
         """Fire due timers (the server calls this at `engine.next_deadline()`)."""
@@ -121,21 +147,26 @@ class RoutingService:
             return [ev.decode_event(row.type, row.at.timestamp(), row.seq, row.payload)
                     for row in rows]
 
-    async def _commit(self, events: list[ev.Event]) -> None:
-        if not events:
+    async def _commit(self, events: list[ev.Event], alongside: Alongside | None = None) -> None:
+        if not events and alongside is None:
             return
         async with self._database.session() as session:
             stored = await Events(session, self._tenant_id).append(
                 [NewEvent(type=e.type, payload=ev.encode_payload(e), at=_datetime(e.at))
                  for e in events]
             )
-            if [row.seq for row in stored] != [e.seq for e in events]:
+            if stored and [row.seq for row in stored] != [e.seq for e in events]:
                 raise StoreOutOfStep(
                     f"tenant {self._tenant_id}: stored seqs {stored[0].seq}.. differ from the "
                     f"engine's {events[0].seq}..; another process writes this tenant's events"
                 )
             await _TaskRows(session, self._tenant_id).apply(events)
+            if alongside is not None:
+                await alongside(session, events)
         self.changed.set()
+        if events:
+            for listener in self._listeners:
+                listener(events)
 
 
 class WallClock:
@@ -197,6 +228,7 @@ class _TaskRows:
                 row = Task(
                     id=event.task_id, channel=event.channel, queue_id=queue_id,
                     policy_id=policy_id, priority=event.priority,
+                    conversation_id=event.conversation_id,
                     attributes=dict(event.attributes), required_skills=dict(event.required_skills),
                     created_at=at, enqueued_at=at, phase="waiting",
                 )

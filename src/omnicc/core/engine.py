@@ -614,18 +614,24 @@ class Engine:
     def transfer(
         self, task_id: str, *, queue_id: str | None = None, agent_id: str | None = None
     ) -> list[ev.Event]:
-        """Hand an assigned task to a queue or an agent; it keeps its id and history."""
+        """Hand a task to a queue or an agent; it keeps its id and history.
+
+        An assigned task leaves its agent (an agent's transfer); a waiting or offered task
+        leaves its line and its offers (a supervisor moving work), `from_agent_id` is "".
+        """
         self._begin()
         if (queue_id is None) == (agent_id is None):
             raise InvalidConfiguration("transfer to exactly one of a queue or an agent")
         task = self._task(task_id)
-        if task.phase is not TaskPhase.ASSIGNED:
-            raise Conflict(f"task {task_id} is {task.phase.value}, not assigned")
+        if task.phase not in (TaskPhase.ASSIGNED, TaskPhase.WAITING, TaskPhase.OFFERED):
+            raise Conflict(f"task {task_id} is {task.phase.value}; it cannot be transferred")
         if queue_id is not None and queue_id not in self._queues:
             raise NotFound(f"unknown queue {queue_id!r}")
         if agent_id is not None:
             self._agent(agent_id)
-        from_agent = self._agents[task.agent_id or ""]
+        from_agent = self._agents.get(task.agent_id or "")
+        if from_agent is None:
+            self._detach_waiting(task)
         if agent_id is not None:
             policy = self._transfer_policy(agent_id, task.queue_id)
         else:
@@ -633,7 +639,8 @@ class Engine:
             policy = self._implicit_policy(queue_id)
         self._out.append(
             ev.TaskTransferred(
-                at=self._now, seq=self._next_seq(), task_id=task.id, from_agent_id=from_agent.id,
+                at=self._now, seq=self._next_seq(), task_id=task.id,
+                from_agent_id="" if from_agent is None else from_agent.id,
                 to_queue_id=queue_id, to_agent_id=agent_id,
             )
         )
@@ -645,7 +652,8 @@ class Engine:
         task.accepted_at = None
         task.declined_until.clear()
         self._enter_step(task, 0, "transfer")
-        self._settle_agent(from_agent)
+        if from_agent is not None:
+            self._settle_agent(from_agent)
         return self._flush()
 
     # --- time -----------------------------------------------------------------------------------

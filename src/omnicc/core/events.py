@@ -244,6 +244,11 @@ def decode_event(type_name: str, at_s: float, seq: int, payload: Mapping[str, An
     return cls(at=at_s, seq=seq, **payload)
 
 
+def wire_form(value: object) -> Any:
+    """Any event or figures dataclass as JSON values (enums by value, sets sorted)."""
+    return _jsonable(value)
+
+
 def _jsonable(value: object) -> Any:
     if isinstance(value, enum.Enum):
         return value.value

@@ -101,7 +101,7 @@ def test_serve_answers_probes_and_exits_cleanly_on_sigterm(
 ) -> None:
     ready = httpx.get(f"{server.url}/readyz", timeout=10.0)
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "routing": "ok"}
     assert ready.headers["x-request-id"]
 
     missing = httpx.get(f"{server.url}/no-such-page", timeout=10.0)

@@ -12,14 +12,15 @@ from fastapi import FastAPI
 
 from omnicc.api.app import create_app
 from omnicc.config import Settings, load_settings
+from omnicc.store.database import Database, sqlite_url
 
 
-class FakeDatabase:
-    """Stands in for the store's Database: records calls, can be told to fail its ping."""
+class FakeDatabase(Database):
+    """The store's Database on the test's SQLite file that records calls and can be told to
+    fail its ping."""
 
-    backend = "fake"
-
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, backing_url: str) -> None:
+        super().__init__(backing_url)
         self.url = url
         self.is_reachable = True
         self.migrated = False
@@ -28,11 +29,14 @@ class FakeDatabase:
     async def ping(self) -> None:
         if not self.is_reachable:
             raise ConnectionRefusedError("database down")
+        await super().ping()
 
-    async def ensure_schema(self) -> None:
+    async def ensure_schema(self, revision: str = "head") -> None:
+        await super().ensure_schema(revision)
         self.migrated = True
 
     async def dispose(self) -> None:
+        await super().dispose()
         self.disposed = True
 
 
@@ -60,7 +64,7 @@ def make_app(
 ) -> Callable[..., FastAPI]:
     def make(**overrides: Any) -> FastAPI:
         def factory(url: str) -> Any:
-            databases.append(FakeDatabase(url))
+            databases.append(FakeDatabase(url, sqlite_url(settings.data_dir / "fake.sqlite3")))
             return databases[-1]
 
         chosen = settings.model_copy(update=overrides) if overrides else settings

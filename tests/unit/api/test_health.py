@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
 from omnicc.api.database import request_database
 from omnicc.api.problems import MEDIA_TYPE
+from omnicc.config import Settings
+from omnicc.store.database import migrate, sqlite_url
 from tests.unit.api.conftest import FakeDatabase
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +26,7 @@ async def test_healthz_answers_ok(client: httpx.AsyncClient) -> None:
 async def test_readyz_pings_the_database(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "routing": "ok"}}
 
 
 async def test_readyz_is_503_problem_when_database_is_down(
@@ -75,10 +79,12 @@ async def test_embedded_database_is_migrated_and_closed(
 
 
 async def test_external_database_is_not_migrated_at_start(
-    make_app: object, databases: list[FakeDatabase]
+    make_app: object, databases: list[FakeDatabase], settings: Settings
 ) -> None:
     assert callable(make_app)
     app = make_app(database_url="postgresql+asyncpg://omnicc@db.example/omnicc")
+    # Stands for the external database, migrated by `omnicc migrate` beforehand.
+    await asyncio.to_thread(migrate, sqlite_url(settings.data_dir / "fake.sqlite3"))
     async with app.router.lifespan_context(app):
         assert databases[0].url == "postgresql+asyncpg://omnicc@db.example/omnicc"
         assert not databases[0].migrated
@@ -95,4 +101,4 @@ async def test_handlers_get_the_open_database(app: FastAPI, client: httpx.AsyncC
     async def backend(database: object = Depends(request_database)) -> dict[str, str]:
         return {"backend": str(getattr(database, "backend", ""))}
 
-    assert (await client.get("/backend")).json() == {"backend": "fake"}
+    assert (await client.get("/backend")).json() == {"backend": "sqlite"}

@@ -11,12 +11,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from omnicc import __version__
-from omnicc.api import health
+from omnicc.api import chat, desk, health, supervision
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
 from omnicc.api.problems import install_problem_handlers
 from omnicc.api.request_context import RequestContextMiddleware
+from omnicc.api.webhooks import install_webhooks
 from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, RuntimeLimits
 from omnicc.bus import Bus
@@ -88,6 +89,10 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                                          settings.public_base_url)
     install_problem_handlers(app)
     install_auth(app)
+    install_webhooks(app)
+    app.include_router(chat.router)
+    app.include_router(desk.router)
+    app.include_router(supervision.router)
 
     async def body_too_large(request: Request, error: Exception) -> Response:
         assert isinstance(error, BodyTooLarge)

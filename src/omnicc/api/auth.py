@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, WebSocket
-from starlette.requests import HTTPConnection
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
 from omnicc.api.problems import problem, problem_type
 from omnicc.app.login_throttle import LoginThrottle, LoginThrottled

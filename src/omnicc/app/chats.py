@@ -163,6 +163,19 @@ class ChatDesk:
             raise NotFound(f"no open chat in conversation {conversation_id}")
         return chat
 
+    def find_chat(self, conversation_id: str) -> Chat | None:
+        return self._chats.get(conversation_id)
+
+    def involves(self, chat: Chat, agent_id: str) -> bool:
+        """Whether the agent has the chat or an offer of it."""
+        if chat.agent_id == agent_id:
+            return True
+        try:
+            offers = self._routing.engine.task(chat.task_id).offers.values()
+        except NotFound:
+            return False
+        return any(offer.agent_id == agent_id for offer in offers)
+
     def open_chats(self) -> list[Chat]:
         return list(self._chats.values())
 
@@ -191,6 +204,18 @@ class ChatDesk:
                                           value=visitor_digest(token)))
             return token, customer
 
+    async def update_customer(self, customer_id: str, *, name: str, email: str) -> Customer:
+        """The pre-chat form's name and email, kept on the customer."""
+        async with self._database.session() as session:
+            customers = Customers(session, self.tenant_id)
+            customer = await customers.get(customer_id)
+            if name:
+                customer.name = name
+                self._names[("customer", customer_id)] = name
+            if email:
+                customer.attributes = {**customer.attributes, "email": email.lower()}
+            return await customers.save(customer)
+
     def open_chat_of(self, customer_id: str) -> Chat | None:
         return self._by_customer.get(customer_id)
 
@@ -207,7 +232,7 @@ class ChatDesk:
                 .limit(limit)
             )
             rows = list((await session.execute(statement)).scalars().all())[::-1]
-            return [message_view(m, await self._author_name(session, m)) for m in rows]
+            return [message_view(m, await self.author_name(session, m)) for m in rows]
 
     async def availability(self, queue_id: str) -> tuple[bool, str]:
         """Whether a chat to the queue can be answered now, and why not."""
@@ -254,8 +279,6 @@ class ChatDesk:
                 channel=CHAT, queue_id=queue_id, started_at=at,
                 attributes={"offline": is_offline, "offline_reason": "" if is_available
                             else reason, "topic": topic}))
-            task = await Tasks(session, self.tenant_id).get(task_id)
-            task.contact_id = contact_id
             stored["message"], _ = await Messages(session, self.tenant_id).append(Message(
                 conversation_id=conversation_id, contact_id=contact_id,
                 author_kind="customer", author_id=customer.id, text=text,
@@ -264,7 +287,7 @@ class ChatDesk:
         request = TaskRequest(
             channel=CHAT, queue=queue_id, id=task_id, conversation_id=conversation_id,
             attributes={"customer_name": customer.name, "customer_email": email,
-                        "topic": topic, "offline": is_offline},
+                        "topic": topic, "offline": is_offline, "contact_id": contact_id},
         )
         await self._routing.create_task(request, alongside=write_chat)
         chat = Chat(conversation_id=conversation_id, contact_id=contact_id,
@@ -518,7 +541,7 @@ class ChatDesk:
         self._names[(kind, row_id)] = name
         return name
 
-    async def _author_name(self, session: AsyncSession, message: Message) -> str:
+    async def author_name(self, session: AsyncSession, message: Message) -> str:
         if message.author_kind == "system" or message.author_id is None:
             return "OmniCC"
         if message.author_kind == "supervisor":

@@ -33,7 +33,9 @@ from omnicc.store.tables import Event, Task
 
 EngineCommand = Callable[[Engine], list[ev.Event]]
 Alongside = Callable[[AsyncSession, list[ev.Event]], Awaitable[None]]
-"""Writes more rows in the transaction that stores a command's events (a chat's first message)."""
+"""Writes more rows in the transaction that stores a command's events, before the task rows
+(a chat's conversation, contact and first message). A task's `contact_id` attribute links its
+row to its contact."""
 CommitListener = Callable[[list[ev.Event]], None]
 """Told of every committed batch of events, in order (the bus publisher)."""
 
@@ -160,9 +162,11 @@ class RoutingService:
                     f"tenant {self._tenant_id}: stored seqs {stored[0].seq}.. differ from the "
                     f"engine's {events[0].seq}..; another process writes this tenant's events"
                 )
-            await _TaskRows(session, self._tenant_id).apply(events)
+            # The rows a channel writes (a chat's conversation and contact) come first: the
+            # task rows refer to them.
             if alongside is not None:
                 await alongside(session, events)
+            await _TaskRows(session, self._tenant_id).apply(events)
         self.changed.set()
         if events:
             for listener in self._listeners:
@@ -229,6 +233,7 @@ class _TaskRows:
                     id=event.task_id, channel=event.channel, queue_id=queue_id,
                     policy_id=policy_id, priority=event.priority,
                     conversation_id=event.conversation_id,
+                    contact_id=_text_or_none(event.attributes.get("contact_id")),
                     attributes=dict(event.attributes), required_skills=dict(event.required_skills),
                     created_at=at, enqueued_at=at, phase="waiting",
                 )
@@ -270,6 +275,10 @@ def _route_of(policy_id: str) -> tuple[str | None, str | None]:
     if kind == "queue":
         return queue_id, None
     return None, policy_id
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _datetime(at_s: float) -> datetime:

@@ -17,6 +17,7 @@ from typing import Any
 
 from omnicc.app.chats import ChatDesk, agent_topic, conversation_topic
 from omnicc.app.routing import RoutingService, RoutingTimers
+from omnicc.app.webhooks import WebhookDispatcher
 from omnicc.bus import Bus, Notice
 from omnicc.core import events as ev
 from omnicc.core.clock import Clock
@@ -52,6 +53,7 @@ class TenantRuntime:
         self._conversations: dict[str, str] = {}  # task id -> conversation id
         self._positions: dict[str, tuple[int, int]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self.webhooks = WebhookDispatcher(database, tenant_id, slug, clock, bus)
         self.routing.listen(self._publish)
 
     async def start(self) -> None:
@@ -64,6 +66,7 @@ class TenantRuntime:
         self._background = [
             asyncio.create_task(timers.run(), name=f"routing-timers-{self.slug}"),
             asyncio.create_task(self._pulse(), name=f"pulse-{self.slug}"),
+            asyncio.create_task(self.webhooks.run(), name=f"webhooks-{self.slug}"),
         ]
 
     async def stop(self) -> None:
@@ -110,10 +113,13 @@ class TenantRuntime:
             except Exception:  # the pulse must outlive any one bad moment
                 log.exception("pulse failed")
 
-    def publish_positions(self) -> None:
-        """Tell each waiting customer their place and expected wait when either changed."""
+    def publish_positions(self, *, force_conversation: str | None = None) -> None:
+        """Tell each waiting customer their place and expected wait when either changed
+        (`force_conversation`: tell that one anyway, it just connected)."""
         engine = self.routing.engine
         for chat in self.chats.open_chats():
+            if chat.conversation_id == force_conversation:
+                self._positions.pop(chat.task_id, None)
             topic = conversation_topic(chat.conversation_id)
             if not self.bus.followers(self.tenant_id, topic):
                 continue

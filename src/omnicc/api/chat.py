@@ -1,0 +1,304 @@
+"""The customer's side of web chat: the widget's configuration and its WebSocket.
+
+The widget speaks JSON over `GET /api/chat/ws?tenant=<slug>` (protocol in docs/api.md). The
+first frame is `hello` with the visitor token the widget kept (or none); the server answers
+`welcome` with the token to keep, the customer's history and the open chat, if any. Every
+message the customer sends is committed before its `ack`; a resent frame with the same `id`
+is acknowledged again without a second message. Customers only ever receive public messages:
+internal notes and whispers never leave the agents' side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field, ValidationError
+
+from omnicc.app.chats import ChatDesk, MessageTooLong, conversation_topic
+from omnicc.app.runtime import ContactCenter, TenantRuntime
+from omnicc.bus import Notice, Subscription
+from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
+from omnicc.store.repositories import Queues, Tenants
+from omnicc.store.tables import Customer
+
+log = logging.getLogger("omnicc.api.chat")
+
+router = APIRouter(prefix="/api/chat", tags=["web chat"])
+
+MAX_FRAME_BYTES = 64 * 1024
+CLOSE_POLICY = 1008
+CLOSE_OVERLOAD = 1013
+
+
+class WidgetQueue(BaseModel):
+    id: str
+    name: str
+    description: str
+    is_open: bool = Field(description="Open and staffed now; else a message is answered later.")
+
+
+class WidgetConfig(BaseModel):
+    tenant: str
+    tenant_name: str
+    queues: list[WidgetQueue]
+    max_message_chars: int
+
+
+def _center(connection: Request | WebSocket) -> ContactCenter:
+    center: ContactCenter = connection.app.state.center
+    return center
+
+
+@router.get("/config", response_model=WidgetConfig,
+            summary="What the widget shows before a chat: topics (queues) and whether open")
+async def widget_config(request: Request,
+                        tenant: str = Query(min_length=1, max_length=64)) -> WidgetConfig:
+    runtime = await _center(request).by_slug(tenant)
+    database = request.app.state.database
+    async with database.session() as session:
+        tenant_row = await Tenants(session).get(runtime.tenant_id)
+        queues = await Queues(session, runtime.tenant_id).enabled()
+    listed = []
+    for queue in sorted(queues, key=lambda q: q.name):
+        is_open, _ = await runtime.chats.availability(queue.id)
+        listed.append(WidgetQueue(id=queue.id, name=queue.name, description=queue.description,
+                                  is_open=is_open))
+    return WidgetConfig(tenant=tenant_row.slug, tenant_name=tenant_row.name, queues=listed,
+                        max_message_chars=runtime.chats.max_message_chars)
+
+
+# --- the WebSocket ------------------------------------------------------------------------------
+
+class Hello(BaseModel, extra="forbid"):
+    type: str
+    visitor: str | None = Field(default=None, max_length=100)
+    name: str = Field(default="", max_length=200)
+    email: str = Field(default="", max_length=320)
+
+
+class Start(BaseModel, extra="forbid"):
+    type: str
+    queue_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1)
+    id: str | None = Field(default=None, max_length=128)
+    name: str = Field(default="", max_length=200)
+    email: str = Field(default="", max_length=320)
+    topic: str = Field(default="", max_length=200)
+
+
+class Say(BaseModel, extra="forbid"):
+    type: str
+    text: str = Field(min_length=1)
+    id: str | None = Field(default=None, max_length=128)
+
+
+class Typing(BaseModel, extra="forbid"):
+    type: str
+    is_typing: bool
+
+
+class Rate(BaseModel, extra="forbid"):
+    type: str
+    contact_id: str = Field(min_length=1, max_length=64)
+    score: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=2000)
+
+
+FRAMES: dict[str, type[BaseModel]] = {
+    "start": Start, "message": Say, "typing": Typing, "rate": Rate, "leave": Typing,
+}
+
+
+class CustomerSocket:
+    """One widget connection: reads the customer's frames, forwards the bus to them."""
+
+    def __init__(self, websocket: WebSocket, runtime: TenantRuntime) -> None:
+        self.websocket = websocket
+        self.runtime = runtime
+        self.chats: ChatDesk = runtime.chats
+        self.customer: Customer | None = None
+        self.subscription: Subscription | None = None
+
+    async def send(self, data: dict[str, Any]) -> None:
+        await self.websocket.send_json(data)
+
+    async def error(self, status: int, detail: str, frame_id: str | None = None) -> None:
+        await self.send({"type": "error", "status": status, "detail": detail, "id": frame_id})
+
+    async def welcome(self, hello: Hello) -> None:
+        token, customer = await self.chats.identify(hello.visitor, name=hello.name,
+                                                    email=hello.email)
+        self.customer = customer
+        self.subscription = self.runtime.bus.subscribe(self.runtime.tenant_id)
+        chat = self.chats.open_chat_of(customer.id)
+        if chat is not None:
+            self.subscription.follow(conversation_topic(chat.conversation_id))
+        await self.send({
+            "type": "welcome", "visitor": token,
+            "customer": {"name": customer.name,
+                         "email": customer.attributes.get("email", "")},
+            "history": await self.chats.history(customer.id),
+            "chat": None if chat is None else {
+                "conversation_id": chat.conversation_id, "contact_id": chat.contact_id,
+                "is_offline": chat.is_offline},
+        })
+        if chat is not None:
+            self.runtime.publish_positions(force_conversation=chat.conversation_id)
+
+    async def handle(self, raw: dict[str, Any]) -> None:
+        kind = raw.get("type")
+        model = FRAMES.get(kind) if isinstance(kind, str) else None
+        frame_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        if model is None:
+            await self.error(400, f"unknown frame type {kind!r}", frame_id)
+            return
+        try:
+            frame = model.model_validate(raw)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            await self.error(422, f"{where}: {first['msg']}", frame_id)
+            return
+        assert self.customer is not None and self.subscription is not None
+        try:
+            await self._dispatch(frame)
+        except (InvalidConfiguration, Conflict, NotFound) as error:
+            await self.error(error_status(error), str(error), frame_id)
+
+    async def _dispatch(self, frame: BaseModel) -> None:
+        assert self.customer is not None and self.subscription is not None
+        customer = self.customer
+        match frame:
+            case Start():
+                if frame.name or frame.email:
+                    customer = await self.chats.update_customer(customer.id, name=frame.name,
+                                                                email=frame.email)
+                    self.customer = customer
+                chat, view = await self.chats.start(customer, queue_id=frame.queue_id,
+                                                    text=frame.text, key=frame.id,
+                                                    topic=frame.topic)
+                self.subscription.follow(conversation_topic(chat.conversation_id))
+                await self.send({"type": "chat", "conversation_id": chat.conversation_id,
+                                 "contact_id": chat.contact_id, "is_offline": chat.is_offline})
+                await self.send({"type": "ack", "id": frame.id, "message": view})
+                self.runtime.publish_positions(force_conversation=chat.conversation_id)
+            case Say():
+                view = await self.chats.post_customer(customer.id, frame.text, frame.id)
+                await self.send({"type": "ack", "id": frame.id, "message": view})
+            case Typing() if frame.type == "typing":
+                open_chat = self.chats.open_chat_of(customer.id)
+                if open_chat is not None:
+                    self.chats.publish_typing(open_chat.conversation_id, "customer",
+                                              customer.name or "Customer", frame.is_typing)
+            case Typing():  # leave
+                await self.chats.leave(customer.id)
+            case Rate():
+                await self.chats.rate(customer.id, frame.contact_id, frame.score,
+                                      frame.comment)
+                await self.send({"type": "rated", "contact_id": frame.contact_id})
+
+    async def forward(self) -> None:
+        """Bus -> customer, public things only."""
+        assert self.subscription is not None
+        while True:
+            notice = await self.subscription.get()
+            if notice is None:
+                if self.subscription.overflowed:
+                    await self.websocket.close(CLOSE_OVERLOAD, "too slow; reconnect")
+                return
+            frame = customer_frame(notice)
+            if frame is not None:
+                await self.send(frame)
+
+
+def error_status(error: Exception) -> int:
+    """The HTTP status a refused chat command maps to (also used in WebSocket error frames)."""
+    if isinstance(error, MessageTooLong):
+        return 413
+    if isinstance(error, Conflict):
+        return 409
+    if isinstance(error, NotFound):
+        return 404
+    return 422
+
+
+def customer_frame(notice: Notice) -> dict[str, Any] | None:
+    """What a customer may see of a notice on their conversation's topic."""
+    data = notice.data
+    match notice.type:
+        case "message.created" if data.get("visibility") == "public":
+            return {"type": "message", "message": {
+                k: data[k] for k in ("id", "author_kind", "author_name", "text", "created_at",
+                                     "contact_id", "conversation_id")}}
+        case "typing" if data.get("author_kind") != "customer":
+            return {"type": "typing", "author_name": data["author_name"],
+                    "is_typing": data["is_typing"]}
+        case "queue.position":
+            return {"type": "position", "position": data["position"], "ewt_s": data["ewt_s"],
+                    "is_offline": data["is_offline"]}
+        case "chat.ended":
+            return {"type": "chat_ended", "contact_id": data["contact_id"]}
+        case "offer.accepted":
+            return {"type": "agent_joined"}
+        case _:
+            return None
+
+
+@router.websocket("/ws")
+async def customer_socket(websocket: WebSocket,
+                          tenant: str = Query(min_length=1, max_length=64)) -> None:
+    try:
+        runtime = await _center(websocket).by_slug(tenant)
+    except NotFound:
+        await websocket.close(CLOSE_POLICY, "unknown tenant")
+        return
+    await websocket.accept()
+    socket = CustomerSocket(websocket, runtime)
+    forwarding: asyncio.Task[None] | None = None
+    try:
+        first = await websocket.receive_json()
+        try:
+            hello = Hello.model_validate(first)
+        except ValidationError:
+            await websocket.close(CLOSE_POLICY, "the first frame must be hello")
+            return
+        await socket.welcome(hello)
+        forwarding = asyncio.create_task(socket.forward())
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None or len(text) > MAX_FRAME_BYTES:
+                await socket.error(413, f"a frame is text of at most {MAX_FRAME_BYTES} bytes")
+                continue
+            try:
+                raw = _json_object(text)
+            except ValueError as error:
+                await socket.error(400, str(error))
+                continue
+            await socket.handle(raw)
+    except WebSocketDisconnect:
+        return
+    finally:
+        if socket.subscription is not None:
+            socket.subscription.close()
+        if forwarding is not None:
+            forwarding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await forwarding
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error.msg}") from None
+    if not isinstance(value, dict):
+        raise ValueError("a frame is a JSON object")
+    return value

@@ -1,0 +1,356 @@
+"""The agent desktop's API: presence, offers, conversations, wrap-up, and the desk's WebSocket.
+
+REST carries every action (so integrations and tests can do what the page does); the WebSocket
+`/api/desk/ws` pushes what happens to the agent: offers, their chats' messages and typing,
+their presence. The logged-in user acts as their own agent (the agent row linked to the user).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import select
+
+from omnicc.api.auth import authenticate, require_permission
+from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY
+from omnicc.app.chats import agent_topic, conversation_topic, message_view
+from omnicc.app.permissions import Permission, require
+from omnicc.app.principals import Forbidden, Principal, Unauthenticated
+from omnicc.app.runtime import ContactCenter, TenantRuntime
+from omnicc.core import events as ev
+from omnicc.core.errors import NotFound
+from omnicc.store.database import Database
+from omnicc.store.repositories import (
+    Agents,
+    Contacts,
+    Conversations,
+    Customers,
+    Messages,
+    Queues,
+    WrapUpCodes,
+)
+from omnicc.store.tables import Contact, Identity
+
+router = APIRouter(prefix="/api/desk", tags=["agent desktop"])
+
+Handler = Annotated[Principal, Depends(require_permission(Permission.HANDLE_CONTACTS))]
+
+
+async def _runtime(request: Request | WebSocket, principal: Principal) -> TenantRuntime:
+    center: ContactCenter = request.app.state.center
+    return await center.tenant(principal.tenant_id)
+
+
+def _database(request: Request | WebSocket) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def agent_of(request: Request | WebSocket, principal: Principal) -> str:
+    """The agent id of the logged-in user; 403 when the user takes no contacts."""
+    async with _database(request).session() as session:
+        try:
+            return (await Agents(session, principal.tenant_id).by_user(principal.subject_id)).id
+        except NotFound:
+            raise Forbidden("your user is not an agent; ask an admin to make you one") from None
+
+
+class StatusChange(BaseModel, extra="forbid"):
+    status: str = Field(min_length=1, max_length=32,
+                        description="available, break, offline or a custom status")
+    reason: str = Field(default="", max_length=200)
+
+
+class MessageIn(BaseModel, extra="forbid"):
+    text: str = Field(min_length=1)
+    internal: bool = Field(default=False, description="An internal note: agents only.")
+    id: str | None = Field(default=None, max_length=128, description="Idempotency key.")
+
+
+class Transfer(BaseModel, extra="forbid"):
+    queue_id: str | None = Field(default=None, max_length=64)
+    agent_id: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Transfer:
+        if (self.queue_id is None) == (self.agent_id is None):
+            raise ValueError("give exactly one of queue_id or agent_id")
+        return self
+
+
+class WrapUp(BaseModel, extra="forbid"):
+    code: str | None = Field(default=None, max_length=64)
+
+
+class Reject(BaseModel, extra="forbid"):
+    reason: str = Field(default="", max_length=200)
+
+
+def desk_state(runtime: TenantRuntime, agent_id: str) -> dict[str, Any]:
+    """The agent's presence, pending offers and tasks, as the page draws them."""
+    engine = runtime.routing.engine
+    agent = engine.agent(agent_id)
+    figures = engine.agent_figures(agent_id)
+    offers = []
+    for offer_id in figures.offer_ids:
+        offer = engine.offer(offer_id)
+        task = engine.task(offer.task_id)
+        offers.append({"offer_id": offer.id, "task_id": task.id, "queue_id": offer.queue_id,
+                       "channel": task.channel, "expires_at": offer.expires_at,
+                       "conversation_id": task.conversation_id,
+                       "customer_name": task.attributes.get("customer_name", ""),
+                       "topic": task.attributes.get("topic", "")})
+    tasks = []
+    for task_id in figures.task_ids:
+        task = engine.task(task_id)
+        tasks.append({"task_id": task.id, "phase": task.phase.value, "channel": task.channel,
+                      "queue_id": task.queue_id, "conversation_id": task.conversation_id,
+                      "customer_name": task.attributes.get("customer_name", ""),
+                      "accepted_at": task.accepted_at, "completed_at": task.completed_at})
+    return {
+        "agent": {"id": agent.id, "name": agent.name, "status": agent.status.name,
+                  "presence": agent.presence, "presence_since": agent.presence_since,
+                  "capacity": dict(agent.capacity)},
+        "statuses": [{"name": s.name, "accepts_work": s.accepts_work,
+                      "logged_in": s.logged_in} for s in engine.statuses().values()
+                     if s.name != "no_answer"],
+        "offers": offers,
+        "tasks": tasks,
+        "now": runtime.routing.clock.now(),
+    }
+
+
+@router.get("/state", summary="The agent's presence, offers and tasks")
+async def state(request: Request, principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    return desk_state(await _runtime(request, principal), agent_id)
+
+
+@router.put("/status", summary="Change the agent's own presence (one click)")
+async def change_status(body: StatusChange, request: Request,
+                        principal: Handler) -> dict[str, Any]:
+    require(principal, Permission.CHANGE_OWN_STATUS)
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    await runtime.routing.run(lambda e: e.set_status(agent_id, body.status, body.reason))
+    return desk_state(runtime, agent_id)
+
+
+@router.post("/offers/{offer_id}/accept", summary="Accept an offer")
+async def accept(offer_id: str, request: Request, principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    await runtime.chats.accept(agent_id, offer_id)
+    return desk_state(runtime, agent_id)
+
+
+@router.post("/offers/{offer_id}/reject", summary="Reject an offer; it goes to someone else")
+async def reject(offer_id: str, body: Reject, request: Request,
+                 principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    await runtime.chats.reject(agent_id, offer_id, body.reason)
+    return desk_state(runtime, agent_id)
+
+
+@router.get("/conversations/{conversation_id}",
+            summary="A conversation with its messages, the customer and their past contacts")
+async def conversation(conversation_id: str, request: Request,
+                       principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    return await conversation_view(request, runtime, conversation_id, agent_id=agent_id)
+
+
+async def conversation_view(request: Request, runtime: TenantRuntime, conversation_id: str,
+                            *, agent_id: str | None) -> dict[str, Any]:
+    """Everything the agent's middle and right columns show. An agent sees conversations they
+    handle or handled; supervisors (agent_id None) see any."""
+    tenant_id = runtime.tenant_id
+    async with _database(request).session() as session:
+        conversation = await Conversations(session, tenant_id).get(conversation_id)
+        contacts = await Contacts(session, tenant_id).of_conversation(conversation_id)
+        open_chat = runtime.chats.find_chat(conversation_id)
+        if agent_id is not None and agent_id not in {c.agent_id for c in contacts} and (
+                open_chat is None or not runtime.chats.involves(open_chat, agent_id)):
+            raise NotFound(f"conversation {conversation_id} not found")
+        messages = await Messages(session, tenant_id).history(conversation_id)
+        names: dict[str, str] = {}
+        views = []
+        for message in messages:
+            key = f"{message.author_kind}:{message.author_id}"
+            if key not in names:
+                names[key] = await runtime.chats.author_name(session, message)
+            views.append(message_view(message, names[key]))
+        customer = None
+        past: list[dict[str, Any]] = []
+        if conversation.customer_id is not None:
+            row = await Customers(session, tenant_id).get(conversation.customer_id)
+            identities = list((await session.execute(
+                select(Identity).where(Identity.tenant_id == tenant_id,
+                                       Identity.customer_id == row.id))).scalars())
+            customer = {"id": row.id, "name": row.name, "attributes": dict(row.attributes),
+                        "identities": [{"kind": i.kind, "value": i.value if i.kind !=
+                                        "chat_visitor" else "web visitor"}
+                                       for i in identities]}
+            earlier = (await session.execute(
+                select(Contact).where(Contact.tenant_id == tenant_id,
+                                      Contact.customer_id == row.id)
+                .order_by(Contact.started_at.desc()).limit(50))).scalars()
+            codes = {c.id: c.code for c in await WrapUpCodes(session, tenant_id).list_all()}
+            queues = {q.id: q.name for q in await Queues(session, tenant_id).list_all()}
+            for contact in earlier:
+                past.append({
+                    "contact_id": contact.id, "conversation_id": contact.conversation_id,
+                    "channel": contact.channel, "started_at": contact.started_at.isoformat(),
+                    "ended_at": contact.ended_at.isoformat() if contact.ended_at else None,
+                    "queue": queues.get(contact.queue_id or "", ""),
+                    "agent_id": contact.agent_id,
+                    "disposition": codes.get(contact.wrap_up_code_id or ""),
+                    "csat_score": contact.csat_score,
+                    "topic": contact.attributes.get("topic", ""),
+                })
+    return {
+        "conversation": {"id": conversation.id, "status": conversation.status,
+                         "subject": conversation.subject,
+                         "created_at": conversation.created_at.isoformat()},
+        "chat": None if open_chat is None else {
+            "task_id": open_chat.task_id, "contact_id": open_chat.contact_id,
+            "agent_id": open_chat.agent_id, "queue_id": open_chat.queue_id,
+            "is_offline": open_chat.is_offline},
+        "messages": views,
+        "customer": customer,
+        "contacts": past,
+    }
+
+
+@router.get("/customers/{customer_id}/messages",
+            summary="The customer's earlier messages across all conversations")
+async def customer_history(customer_id: str, request: Request,
+                           principal: Handler) -> list[dict[str, Any]]:
+    runtime = await _runtime(request, principal)
+    async with _database(request).session() as session:
+        await Customers(session, runtime.tenant_id).get(customer_id)
+    return await runtime.chats.history(customer_id)
+
+
+@router.post("/conversations/{conversation_id}/messages", status_code=201,
+             summary="Reply to the customer, or add an internal note")
+async def reply(conversation_id: str, body: MessageIn, request: Request,
+                principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    return await runtime.chats.post_agent(agent_id, conversation_id, body.text, body.id,
+                                          internal=body.internal)
+
+
+@router.post("/conversations/{conversation_id}/end", summary="End the chat (wrap-up follows)")
+async def end(conversation_id: str, request: Request, principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    await runtime.chats.end(agent_id, conversation_id)
+    return desk_state(runtime, agent_id)
+
+
+@router.post("/conversations/{conversation_id}/transfer",
+             summary="Transfer the chat to a queue or an agent")
+async def transfer(conversation_id: str, body: Transfer, request: Request,
+                   principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    await runtime.chats.transfer(agent_id, conversation_id, queue_id=body.queue_id,
+                                 to_agent_id=body.agent_id)
+    return desk_state(runtime, agent_id)
+
+
+@router.post("/tasks/{task_id}/wrap-up", summary="Finish wrap-up with a disposition code")
+async def wrap_up(task_id: str, body: WrapUp, request: Request,
+                  principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    runtime = await _runtime(request, principal)
+    await runtime.chats.wrap_up(agent_id, task_id, body.code)
+    return desk_state(runtime, agent_id)
+
+
+@router.get("/wrap-up-codes", summary="The disposition codes an agent may choose")
+async def wrap_up_codes(request: Request, principal: Handler) -> list[dict[str, str]]:
+    async with _database(request).session() as session:
+        codes = await WrapUpCodes(session, principal.tenant_id).list_all()
+    return [{"code": c.code, "label": c.label} for c in sorted(codes, key=lambda c: c.label)
+            if c.is_enabled]
+
+
+# --- the WebSocket ------------------------------------------------------------------------------
+
+def desk_frame(notice_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": notice_type, **data}
+
+
+@router.websocket("/ws")
+async def desk_socket(websocket: WebSocket) -> None:
+    """Pushes `offer.*`, `task.*`, `agent.status_changed`, `message.created` (public, internal
+    and whispers of the agent's chats) and `typing`; accepts `typing` frames."""
+    try:
+        principal = require(await authenticate(websocket), Permission.HANDLE_CONTACTS)
+        agent_id = await agent_of(websocket, principal)
+    except (Unauthenticated, Forbidden) as error:
+        await websocket.close(CLOSE_POLICY, str(error)[:100])
+        return
+    runtime = await _runtime(websocket, principal)
+    await websocket.accept()
+    subscription = runtime.bus.subscribe(runtime.tenant_id, agent_topic(agent_id))
+    for open_chat in runtime.chats.open_chats():
+        if open_chat.agent_id == agent_id:
+            subscription.follow(conversation_topic(open_chat.conversation_id))
+    name = runtime.routing.engine.agent(agent_id).name
+    await websocket.send_json({"type": "state", **desk_state(runtime, agent_id)})
+
+    async def forward() -> None:
+        while True:
+            notice = await subscription.get()
+            if notice is None:
+                if subscription.overflowed:
+                    await websocket.close(CLOSE_OVERLOAD, "too slow; reconnect")
+                return
+            data = dict(notice.data)
+            conversation_id = data.get("conversation_id")
+            if notice.type in (ev.OfferAccepted.type, ev.TaskTransferred.type) and \
+                    conversation_id:
+                if data.get("agent_id") == agent_id or data.get("to_agent_id") == agent_id:
+                    subscription.follow(conversation_topic(conversation_id))
+                if data.get("from_agent_id") == agent_id:
+                    subscription.unfollow(conversation_topic(conversation_id))
+            if notice.type == "typing" and data.get("author_kind") == "agent":
+                continue
+            await websocket.send_json(desk_frame(notice.type, data))
+            if notice.type in ("chat.ended",) and conversation_id:
+                subscription.unfollow(conversation_topic(conversation_id))
+
+    forwarding = asyncio.create_task(forward())
+    try:
+        while True:
+            text = await websocket.receive_text()
+            try:
+                frame = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(frame, dict) and frame.get("type") == "typing":
+                conversation_id = str(frame.get("conversation_id", ""))
+                chat = runtime.chats.find_chat(conversation_id)
+                if chat is not None and chat.agent_id == agent_id:
+                    runtime.chats.publish_typing(conversation_id, "agent", name,
+                                                 bool(frame.get("is_typing")))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        subscription.close()
+        forwarding.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await forwarding
+
+

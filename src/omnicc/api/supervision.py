@@ -1,0 +1,190 @@
+"""The supervisor's API: the live wallboard, watching, whispering, barging, moving work and
+people.
+
+`/api/supervisor/ws` sends a `wallboard` frame every second (queues, agents, live
+conversations; figures as defined in METRICS.md) and the engine's events as they happen; a
+`{"type": "watch", "conversation_id": ...}` frame adds that conversation's messages, whispers
+and notes included (silent monitoring: nobody in the chat is told).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+
+from omnicc.api.auth import authenticate, require_permission
+from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY
+from omnicc.api.desk import MessageIn, StatusChange, Transfer, conversation_view
+from omnicc.app.chats import conversation_topic
+from omnicc.app.permissions import Permission, has_permission, require
+from omnicc.app.principals import Forbidden, Principal, Unauthenticated
+from omnicc.app.runtime import EVENTS_TOPIC, WALLBOARD_TOPIC, ContactCenter, TenantRuntime
+from omnicc.core.model import AgentConfig
+from omnicc.store.database import Database
+from omnicc.store.engine_records import agent_config
+from omnicc.store.repositories import Agents, Users
+
+router = APIRouter(prefix="/api/supervisor", tags=["supervision"])
+
+
+Viewer = Annotated[Principal, Depends(require_permission(Permission.VIEW_WALLBOARD))]
+Monitor = Annotated[Principal, Depends(require_permission(Permission.MONITOR_CONVERSATIONS))]
+Whisperer = Annotated[Principal, Depends(require_permission(Permission.WHISPER))]
+Barger = Annotated[Principal, Depends(require_permission(Permission.BARGE))]
+Reassigner = Annotated[Principal, Depends(require_permission(Permission.REASSIGN_TASKS))]
+StatusChanger = Annotated[Principal,
+                          Depends(require_permission(Permission.CHANGE_ANY_AGENT_STATUS))]
+SkillChanger = Annotated[Principal, Depends(require_permission(Permission.CHANGE_AGENT_SKILLS))]
+
+
+async def _runtime(connection: Request | WebSocket, principal: Principal) -> TenantRuntime:
+    center: ContactCenter = connection.app.state.center
+    return await center.tenant(principal.tenant_id)
+
+
+def _database(connection: Request | WebSocket) -> Database:
+    database: Database = connection.app.state.database
+    return database
+
+
+async def _user_name(connection: Request | WebSocket, principal: Principal) -> str:
+    if not principal.is_session:
+        return "Supervisor"
+    async with _database(connection).session() as session:
+        user = await Users(session, principal.tenant_id).get(principal.subject_id)
+    return user.display_name or user.username
+
+
+class SkillsChange(BaseModel, extra="forbid"):
+    skills: dict[str, int] = Field(description="The agent's skills and levels (0-10), whole.")
+
+
+@router.get("/wallboard", summary="Live figures of every queue and agent, and live chats")
+async def wallboard(request: Request, principal: Viewer) -> dict[str, Any]:
+    return (await _runtime(request, principal)).wallboard()
+
+
+@router.get("/conversations/{conversation_id}",
+            summary="Watch a conversation: all its messages, notes and whispers")
+async def watch(conversation_id: str, request: Request, principal: Monitor) -> dict[str, Any]:
+    runtime = await _runtime(request, principal)
+    return await conversation_view(request, runtime, conversation_id, agent_id=None)
+
+
+@router.post("/conversations/{conversation_id}/whisper", status_code=201,
+             summary="Coach the agent: a message only the agent sees")
+async def whisper(conversation_id: str, body: MessageIn, request: Request,
+                  principal: Whisperer) -> dict[str, Any]:
+    runtime = await _runtime(request, principal)
+    return await runtime.chats.whisper(principal.subject_id,
+                                       await _user_name(request, principal),
+                                       conversation_id, body.text)
+
+
+@router.post("/conversations/{conversation_id}/barge", status_code=204,
+             summary="Join the chat, visible to the customer")
+async def barge(conversation_id: str, request: Request, principal: Barger) -> None:
+    runtime = await _runtime(request, principal)
+    await runtime.chats.barge(principal.subject_id, await _user_name(request, principal),
+                              conversation_id)
+
+
+@router.post("/conversations/{conversation_id}/messages", status_code=201,
+             summary="Write to the customer after barging in")
+async def say(conversation_id: str, body: MessageIn, request: Request,
+              principal: Barger) -> dict[str, Any]:
+    runtime = await _runtime(request, principal)
+    return await runtime.chats.post_supervisor(principal.subject_id,
+                                               await _user_name(request, principal),
+                                               conversation_id, body.text, body.id)
+
+
+@router.post("/conversations/{conversation_id}/reassign", status_code=204,
+             summary="Move a waiting, offered or assigned chat to a queue or an agent")
+async def reassign(conversation_id: str, body: Transfer, request: Request,
+                   principal: Reassigner) -> None:
+    runtime = await _runtime(request, principal)
+    await runtime.chats.transfer(None, conversation_id, queue_id=body.queue_id,
+                                 to_agent_id=body.agent_id)
+
+
+@router.put("/agents/{agent_id}/status", summary="Change an agent's presence")
+async def agent_status(agent_id: str, body: StatusChange, request: Request,
+                       principal: StatusChanger) -> dict[str, Any]:
+    runtime = await _runtime(request, principal)
+    await runtime.routing.run(lambda e: e.set_status(agent_id, body.status,
+                                                     body.reason or "supervisor"))
+    return {"agent_id": agent_id, "status": runtime.routing.engine.agent(agent_id).status.name}
+
+
+@router.put("/agents/{agent_id}/skills", summary="Change an agent's skills; routing follows")
+async def agent_skills(agent_id: str, body: SkillsChange, request: Request,
+                       principal: SkillChanger) -> dict[str, Any]:
+    runtime = await _runtime(request, principal)
+    async with _database(request).session() as session:
+        row = await Agents(session, principal.tenant_id).get(agent_id)
+    current = agent_config(row)
+    live_status = runtime.routing.engine.agent(agent_id).status.name
+    updated = AgentConfig(id=current.id, name=current.name, skills=dict(body.skills),
+                          attributes=current.attributes, capacity=current.capacity,
+                          status=live_status)
+
+    async def save(session: Any, events: Any) -> None:
+        stored = await Agents(session, principal.tenant_id).get(agent_id)
+        stored.skills = dict(body.skills)
+        await Agents(session, principal.tenant_id).save(stored)
+
+    await runtime.routing.run(lambda e: e.configure_agent(updated), alongside=save)
+    return {"agent_id": agent_id, "skills": dict(body.skills)}
+
+
+@router.websocket("/ws")
+async def supervisor_socket(websocket: WebSocket) -> None:
+    try:
+        principal = require(await authenticate(websocket), Permission.VIEW_WALLBOARD)
+    except (Unauthenticated, Forbidden) as error:
+        await websocket.close(CLOSE_POLICY, str(error)[:100])
+        return
+    runtime = await _runtime(websocket, principal)
+    await websocket.accept()
+    may_monitor = has_permission(principal.role, Permission.MONITOR_CONVERSATIONS)
+    subscription = runtime.bus.subscribe(runtime.tenant_id, WALLBOARD_TOPIC, EVENTS_TOPIC)
+    await websocket.send_json({"type": "wallboard", **runtime.wallboard()})
+
+    async def forward() -> None:
+        while True:
+            notice = await subscription.get()
+            if notice is None:
+                if subscription.overflowed:
+                    await websocket.close(CLOSE_OVERLOAD, "too slow; reconnect")
+                return
+            await websocket.send_json(notice.wire())
+
+    forwarding = asyncio.create_task(forward())
+    try:
+        while True:
+            text = await websocket.receive_text()
+            try:
+                frame = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(frame, dict):
+                continue
+            conversation_id = str(frame.get("conversation_id", ""))
+            if frame.get("type") == "watch" and may_monitor and conversation_id:
+                subscription.follow(conversation_topic(conversation_id))
+            elif frame.get("type") == "unwatch" and conversation_id:
+                subscription.unfollow(conversation_topic(conversation_id))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        subscription.close()
+        forwarding.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await forwarding
+

@@ -78,7 +78,7 @@ async def test_a_chat_from_widget_to_agent_and_back(
         conversation_id = chat["conversation_id"]
         view = (await alice.http.get(f"/api/desk/conversations/{conversation_id}")).json()
         assert view["customer"]["name"] == "Carol"
-        assert [m["text"] for m in view["messages"]][0] == "My <b>bill</b>"
+        assert view["messages"][0]["text"] == "My <b>bill</b>"
 
         # A reply reaches the customer; an internal note and a whisper do not.
         reply = await alice.http.post(f"/api/desk/conversations/{conversation_id}/messages",

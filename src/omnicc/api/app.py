@@ -15,6 +15,7 @@ from omnicc.api import chat, desk, health, supervision
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
+from omnicc.api.pages import install_pages
 from omnicc.api.problems import install_problem_handlers
 from omnicc.api.request_context import RequestContextMiddleware
 from omnicc.api.webhooks import install_webhooks
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(chat.router)
     app.include_router(desk.router)
     app.include_router(supervision.router)
+    install_pages(app)
 
     async def body_too_large(request: Request, error: Exception) -> Response:
         assert isinstance(error, BodyTooLarge)

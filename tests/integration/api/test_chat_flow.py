@@ -183,3 +183,15 @@ async def test_desk_and_wallboard_need_the_right_role(server: LiveServer) -> Non
     assert no_csrf.status_code == 403
     await alice.close()
     await anonymous.close()
+
+
+async def test_pages_send_strangers_to_the_login_page(server: LiveServer) -> None:
+    alice = await Browser(server, "alice").login()
+    anonymous = Browser(server, "nobody")
+    login = await anonymous.http.get("/login")
+    assert login.status_code == 200 and "Log in" in login.text
+    assert (await anonymous.http.get("/")).headers["location"] == "/login"
+    assert (await alice.http.get("/")).headers["location"] == "/desk"
+    assert (await anonymous.http.get("/static/app.css")).status_code == 200
+    await alice.close()
+    await anonymous.close()

@@ -21,6 +21,7 @@ class Permission(StrEnum):
     MANAGE_WRAP_UP_CODES = "wrap_up_codes:manage"
     MANAGE_CANNED_RESPONSES = "canned_responses:manage"
     MANAGE_API_TOKENS = "api_tokens:manage"
+    MANAGE_WEBHOOKS = "webhooks:manage"
     EXPORT_CONFIG = "config:export"
     IMPORT_CONFIG = "config:import"
     VIEW_WALLBOARD = "wallboard:view"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, select, text
 
-from omnicc.store.database import Database, migrate, sqlite_url
+from omnicc.store.database import Database, alembic_config, migrate, sqlite_url
 from omnicc.store.tables import Tenant, metadata
 
 pytestmark = pytest.mark.anyio
@@ -23,6 +24,9 @@ def _schema_difference(connection: Connection) -> list[object]:
 
 def _table_names(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
+
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _revision(connection: Connection) -> str | None:
@@ -50,7 +54,7 @@ async def test_migrations_are_idempotent(database: Database) -> None:
         before = await connection.run_sync(_revision)
     await database.ensure_schema()
     async with database.engine.connect() as connection:
-        assert await connection.run_sync(_revision) == before == "0001"
+        assert await connection.run_sync(_revision) == before == HEAD
 
 
 def test_migrate_is_synchronous_and_idempotent(database_url: str) -> None:
@@ -63,7 +67,7 @@ async def test_migrate_works_inside_an_event_loop(database_url: str, anyio_backe
     database = Database(database_url)
     try:
         async with database.engine.connect() as connection:
-            assert await connection.run_sync(_revision) == "0001"
+            assert await connection.run_sync(_revision) == HEAD
     finally:
         await database.dispose()
 

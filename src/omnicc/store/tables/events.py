@@ -46,9 +46,12 @@ class WebhookSubscription(TenantOwned, Base):
     url: Mapped[str] = mapped_column(String(2000))
     secret: Mapped[str] = mapped_column(String(200))
     event_types: Mapped[list[Any]] = mapped_column(JsonList, default=list)
-    """Event type names or prefixes (`task.`); empty means all."""
+    """Event type names, prefixes (`task.*`) or `*`; empty means all."""
     is_enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = created_column()
+    cursor_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    """The last event seq handed over to deliveries: the dispatcher resumes after it, and a new
+    subscription starts at the log's end (it follows what happens from now on)."""
 
 
 class WebhookDelivery(TenantOwned, Base):

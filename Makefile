@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/omnicc demo
 
 test: $(STAMP)
+	bash scripts/test_packages.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest tests

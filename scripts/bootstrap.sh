@@ -20,11 +20,6 @@ if ! command -v gcc >/dev/null 2>&1 || [ ! -f "$include/Python.h" ]; then
   as_root apt-get update -q
   as_root apt-get install -y -q build-essential python3-dev
 fi
-# Integration tests start a throwaway PostgreSQL cluster (tests/integration/conftest.py).
-if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
-  as_root apt-get update -q
-  as_root apt-get install -y -q postgresql
-fi
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi

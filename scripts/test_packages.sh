@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Debian packages the test suite drives for real: PostgreSQL (integration tests start a
+# throwaway cluster, tests/integration/conftest.py) and Chromium (the end-to-end tests drive
+# Debian's browser with Playwright; a downloaded browser cannot work here). Installed only
+# when missing, so `make test` stays quick on a machine that has them.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "test packages: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+missing=()
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -q
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

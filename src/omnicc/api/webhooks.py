@@ -264,15 +264,14 @@ async def event_stream(websocket: WebSocket,
 async def _send(websocket: WebSocket, feed: EventFeed,
                 after_seq: int | None) -> tuple[int, str]:
     """Send events until the feed ends; the close code and reason to end with."""
-    last = after_seq
+    last = await feed.last_seq() if after_seq is None else after_seq
     try:
-        async with contextlib.aclosing(feed.follow(after_seq)) as events:
+        async with contextlib.aclosing(feed.follow(last)) as events:
             async for event in events:
                 await websocket.send_json(event)
                 last = event["seq"]
     except FeedOverflow:
-        resume = "" if last is None else f"; resume with after_seq={last}"
-        return CLOSE_OVERLOAD, f"too slow{resume}"
+        return CLOSE_OVERLOAD, f"too slow; resume with after_seq={last}"
     return 1001, "going away"
 
 

@@ -5,16 +5,10 @@ or doubled across a restart (issue 3, part 8)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +22,7 @@ from omnicc.store.database import Database
 from omnicc.store.repositories import Tenants
 from omnicc.store.repositories.events import Events, NewEvent, WebhookSubscriptions
 from omnicc.store.tables import WebhookDelivery, WebhookSubscription
+from tests.integration.webhook_receiver import Receiver, running_receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -36,79 +31,9 @@ SECRET = "whsec_test-secret"
 POLICY = DeliveryPolicy(backoff_s=(10, 30), max_attempts=4, jitter=0, poll_s=30)
 
 
-@dataclass
-class Receiver:
-    """A CRM's webhook endpoint: checks each signature, fails the first `fail_first` attempts
-    of every key, and remembers what it accepted, per key, as a receiver that drops repeats
-    would."""
-
-    fail_first: int = 0
-    status: int = 200
-    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    bad_signatures: int = 0
-    accepted: Counter[str] = field(default_factory=Counter)
-    hold: threading.Event | None = None
-    arrived: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
-
-    def handle(self, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str]]:
-        if path == "/moved":
-            return 302, {"Location": "/hook"}
-        timestamp = headers["X-OmniCC-Timestamp"]
-        expected = "sha256=" + hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body,
-                                        hashlib.sha256).hexdigest()
-        key = headers["X-OmniCC-Delivery"]
-        with self.lock:
-            if not hmac.compare_digest(expected, headers["X-OmniCC-Signature"]):
-                self.bad_signatures += 1
-                return 400, {}
-            envelope = json.loads(body)
-            assert envelope["id"] == key and headers["X-OmniCC-Event"] == envelope["type"]
-            self.requests.append((key, envelope))
-            tries = sum(1 for seen, _ in self.requests if seen == key)
-        self.arrived.set()
-        if self.hold is not None:
-            self.hold.wait(10)
-        if tries <= self.fail_first or self.status != 200:
-            return self.status if self.status != 200 else 503, {}
-        with self.lock:
-            self.accepted[key] += 1
-        return 200, {}
-
-    def tries(self, key: str) -> int:
-        return sum(1 for seen, _ in self.requests if seen == key)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status, headers = state.handle(self.path, self.headers, body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        if state.hold is not None:
-            state.hold.set()
-        server.shutdown()
-        server.server_close()
+    yield from running_receiver(SECRET)
 
 
 async def set_up(database: Database, url: str, event_types: list[str] | None = None,

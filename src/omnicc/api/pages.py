@@ -64,6 +64,11 @@ async def login_page(request: Request, next: str = "/") -> Response:
     return render(request, "login.html", next=safe_next)
 
 
+@router.get("/desk", response_class=HTMLResponse)
+async def desk_page(request: Request) -> Response:
+    return await page_for(request, "desk.html", Permission.HANDLE_CONTACTS)
+
+
 def install_pages(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

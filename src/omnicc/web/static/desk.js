@@ -1,0 +1,716 @@
+// The agent desktop: presence, offers, several chats at once, the conversation with its
+// history, notes, canned responses, transfer and wrap-up. Everything goes through the public
+// REST API; the desk WebSocket only tells us what changed, and after every (re)connection the
+// page reloads /api/desk/state because notices sent while offline are not replayed.
+
+import { api, currentUser, liveSocket, toast } from "/static/session.js";
+import { askNotifications, chime, notificationsWanted, notify, unlockSound } from "/static/desk-alerts.js";
+import { customerPanel, dividerItem, duration, el, humanize, messageItem } from "/static/desk-view.js";
+
+const $ = (id) => document.getElementById(id);
+const MAIN_STATUSES = ["available", "break", "offline"];
+const TYPING_IDLE_MS = 4000;
+const TYPING_SHOWN_MS = 7000;
+
+const desk = {
+  me: null,
+  state: null,
+  skew: 0,                    // server clock minus ours, seconds
+  queues: new Map(),          // id -> name
+  agents: [],                 // colleagues for transfers
+  agentNames: new Map(),
+  codes: [],
+  canned: [],
+  offerSeen: new Map(),       // offer id -> server time first seen (for the countdown bar)
+  chats: new Map(),           // conversation id -> {view, unread, typingUntil, history}
+  selected: null,
+  socket: null,
+  typingSent: 0,
+  typingTimer: null,
+};
+
+const serverNow = () => Date.now() / 1000 + desk.skew;
+
+function fail(error) {
+  toast(error.message || String(error), "error");
+}
+
+async function run(action) {
+  try {
+    return await action();
+  } catch (error) {
+    fail(error);
+    return null;
+  }
+}
+
+// --- state ------------------------------------------------------------------------------------
+
+function applyState(state) {
+  desk.state = state;
+  desk.skew = state.now - Date.now() / 1000;
+  const live = new Set(state.offers.map((o) => o.offer_id));
+  for (const offer of state.offers) {
+    if (!desk.offerSeen.has(offer.offer_id)) desk.offerSeen.set(offer.offer_id, state.now);
+  }
+  for (const id of desk.offerSeen.keys()) if (!live.has(id)) desk.offerSeen.delete(id);
+  const mine = new Set(state.tasks.map((t) => t.conversation_id));
+  for (const id of desk.chats.keys()) if (!mine.has(id)) desk.chats.delete(id);
+  if (desk.selected && !mine.has(desk.selected)) desk.selected = null;
+  if (!desk.selected && state.tasks.length) select(state.tasks[0].conversation_id);
+  drawAll();
+}
+
+async function reloadState() {
+  const state = await run(() => api("/api/desk/state"));
+  if (state) applyState(state);
+}
+
+function taskOf(conversationId) {
+  return desk.state?.tasks.find((t) => t.conversation_id === conversationId) || null;
+}
+
+function chatEntry(conversationId) {
+  if (!desk.chats.has(conversationId)) {
+    desk.chats.set(conversationId, { view: null, unread: 0, typingUntil: 0, history: null,
+                                     loading: null });
+  }
+  return desk.chats.get(conversationId);
+}
+
+async function loadConversation(conversationId) {
+  const entry = chatEntry(conversationId);
+  entry.loading = api(`/api/desk/conversations/${encodeURIComponent(conversationId)}`);
+  try {
+    entry.view = await entry.loading;
+  } catch (error) {
+    if (error.status !== 404) fail(error);
+  } finally {
+    entry.loading = null;
+  }
+  if (desk.selected === conversationId) drawConversation();
+  drawChats();
+}
+
+function select(conversationId) {
+  desk.selected = conversationId;
+  const entry = chatEntry(conversationId);
+  entry.unread = 0;
+  if (!entry.view && !entry.loading) loadConversation(conversationId);
+  drawChats();
+  drawConversation();
+}
+
+// --- drawing ----------------------------------------------------------------------------------
+
+function drawAll() {
+  drawPresence();
+  drawOffers();
+  drawChats();
+  drawConversation();
+}
+
+function drawPresence() {
+  const { agent, statuses } = desk.state;
+  const box = $("presence-buttons");
+  box.replaceChildren();
+  const others = statuses.filter((s) => !MAIN_STATUSES.includes(s.name));
+  for (const name of MAIN_STATUSES) {
+    if (!statuses.some((s) => s.name === name)) continue;
+    const button = el("button", { className: `segment ${name}`, text: humanize(name),
+                                  attrs: { type: "button", "aria-pressed": String(agent.status === name),
+                                           "data-status": name } });
+    button.addEventListener("click", () => setStatus(name));
+    box.append(button);
+  }
+  const select = $("custom-status");
+  $("custom-status-box").hidden = !others.length;
+  select.replaceChildren(el("option", { text: "Choose…", attrs: { value: "" } }),
+    ...others.map((s) => el("option", { text: humanize(s.name),
+                                        attrs: { value: s.name, selected: agent.status === s.name } })));
+  const badge = $("presence-badge");
+  badge.className = `badge ${agent.presence}`;
+  badge.textContent = humanize(agent.presence);
+  drawTimers();
+}
+
+function drawOffers() {
+  const list = $("offers");
+  const offers = desk.state.offers;
+  const shown = new Map([...list.children].map((li) => [li.dataset.offerId, li]));
+  for (const [id, li] of shown) if (!offers.some((o) => o.offer_id === id)) li.remove();
+  for (const offer of offers) {
+    if (shown.has(offer.offer_id)) continue;
+    const name = offer.customer_name || "Customer";
+    const bar = el("div", { className: "countdown-bar" });
+    const left = el("span", { className: "countdown-text" });
+    const accept = el("button", { className: "button success", text: "Accept",
+                                  attrs: { type: "button", "aria-keyshortcuts": "Alt+A",
+                                           "aria-describedby": `offer-${offer.offer_id}` } });
+    const reject = el("button", { className: "button", text: "Reject",
+                                  attrs: { type: "button", "aria-keyshortcuts": "Alt+R",
+                                           "aria-describedby": `offer-${offer.offer_id}` } });
+    accept.addEventListener("click", () => acceptOffer(offer.offer_id));
+    reject.addEventListener("click", () => rejectOffer(offer.offer_id));
+    list.append(el("li", { className: "offer card", attrs: { "data-testid": "offer",
+                                                            "data-offer-id": offer.offer_id } },
+      el("div", { className: "offer-head" },
+         el("span", { className: "badge", text: humanize(offer.channel) }),
+         el("strong", { text: name, attrs: { id: `offer-${offer.offer_id}` } })),
+      el("p", { className: "small", text: offer.topic || "No topic given" }),
+      el("p", { className: "small muted", text: `Queue: ${desk.queues.get(offer.queue_id) || "—"}` }),
+      el("div", { className: "countdown", attrs: { role: "timer", "aria-label": "Time left to answer" } },
+         el("div", { className: "countdown-track" }, bar), left),
+      el("div", { className: "offer-actions" }, accept, reject)));
+  }
+  $("offer-count").textContent = String(offers.length);
+  $("offers-empty").hidden = offers.length > 0;
+  drawTimers();
+}
+
+function drawChats() {
+  if (!desk.state) return;
+  const list = $("chats");
+  list.replaceChildren();
+  const tasks = desk.state.tasks;
+  tasks.forEach((task, index) => {
+    const entry = chatEntry(task.conversation_id);
+    const wrapping = task.phase === "wrapping";
+    const messages = entry.view?.messages || [];
+    const last = [...messages].reverse().find((m) => m.visibility === "public" && m.author_kind !== "system");
+    const button = el("button", { className: "chat-button", attrs: {
+      type: "button", "aria-current": desk.selected === task.conversation_id ? "true" : null,
+      "aria-keyshortcuts": index < 9 ? `Alt+${index + 1}` : null } },
+      el("span", { className: "chat-line" },
+         el("strong", { className: "chat-name", text: task.customer_name || "Customer" }),
+         el("span", { className: `badge ${wrapping ? "wrap_up" : "available"}`,
+                      text: wrapping ? "Wrap-up" : "Active", attrs: { "data-testid": "chat-phase" } })),
+      el("span", { className: "chat-line" },
+         el("span", { className: "chat-preview small muted",
+                      text: entry.typingUntil > Date.now() ? "typing…" : last?.text || humanize(task.channel) }),
+         entry.unread ? el("span", { className: "unread", text: String(entry.unread),
+                                     attrs: { "aria-label": `${entry.unread} unread`,
+                                              "data-testid": "unread" } }) : null),
+      index < 9 ? el("kbd", { className: "chat-key", text: `Alt+${index + 1}`, attrs: { "aria-hidden": "true" } }) : null);
+    button.addEventListener("click", () => select(task.conversation_id));
+    list.append(el("li", { className: "chat-item", attrs: { "data-testid": "chat-item",
+                                                           "data-conversation-id": task.conversation_id } }, button));
+  });
+  $("chats-empty").hidden = tasks.length > 0;
+  const chatCapacity = desk.state.agent.capacity.chat ?? 0;
+  const used = tasks.filter((t) => t.channel === "chat").length;
+  $("capacity").textContent = `${used}/${chatCapacity}`;
+  document.title = `${unreadTotal() ? `(${unreadTotal()}) ` : ""}Agent desktop · OmniCC`;
+}
+
+function unreadTotal() {
+  let total = desk.state?.offers.length || 0;
+  for (const entry of desk.chats.values()) total += entry.unread;
+  return total;
+}
+
+function drawConversation() {
+  const id = desk.selected;
+  const task = id ? taskOf(id) : null;
+  $("no-conversation").hidden = Boolean(task);
+  $("conversation").hidden = !task;
+  if (!task) {
+    $("customer").replaceChildren(el("p", { className: "empty small",
+      text: "The customer of the selected chat is shown here." }));
+    return;
+  }
+  const entry = chatEntry(id);
+  const view = entry.view;
+  const wrapping = task.phase === "wrapping";
+  $("conversation-title").textContent = view?.customer?.name || task.customer_name || "Customer";
+  const meta = [humanize(task.channel), desk.queues.get(task.queue_id), view?.conversation.subject]
+    .filter(Boolean).join(" · ");
+  $("conversation-meta").textContent = meta;
+  $("composer").hidden = wrapping;
+  $("end-button").hidden = wrapping;
+  $("transfer-button").hidden = wrapping;
+  $("wrap-up").hidden = !wrapping;
+  $("history-button").hidden = !view?.customer || entry.history !== null;
+  drawMessages(entry);
+  drawTyping();
+  if (wrapping) drawDisposition(task);
+  $("customer").replaceChildren(view ? customerPanel(view, {
+    agentNames: desk.agentNames, currentContactId: view.chat?.contact_id })
+    : el("p", { className: "empty small", text: "Loading…" }));
+  drawTimers();
+}
+
+function drawMessages(entry) {
+  const log = $("messages");
+  const myAgent = desk.state.agent.id;
+  const items = [];
+  if (entry.history?.length) {
+    let conversation = null;
+    for (const message of entry.history) {
+      if (message.conversation_id !== conversation) {
+        conversation = message.conversation_id;
+        items.push(dividerItem(`Earlier conversation · ${new Date(message.created_at).toLocaleDateString()}`));
+      }
+      items.push(messageItem(message, myAgent));
+    }
+    items.push(dividerItem("This conversation"));
+  } else if (entry.history) {
+    items.push(dividerItem("No earlier conversations"));
+  }
+  for (const message of entry.view?.messages || []) items.push(messageItem(message, myAgent));
+  const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  const same = log.dataset.conversation === desk.selected;
+  log.replaceChildren(...items);
+  log.dataset.conversation = desk.selected;
+  if (!same || nearBottom) log.scrollTop = log.scrollHeight;
+}
+
+function drawTyping() {
+  const entry = desk.selected ? desk.chats.get(desk.selected) : null;
+  const typing = entry && entry.typingUntil > Date.now();
+  $("typing").textContent = typing ? `${entry.typingName || "The customer"} is typing…` : "";
+}
+
+function drawDisposition(task) {
+  const select = $("disposition");
+  if (select.dataset.task === task.task_id) return;
+  select.dataset.task = task.task_id;
+  select.replaceChildren(el("option", { text: "No disposition", attrs: { value: "" } }),
+    ...desk.codes.map((c) => el("option", { text: c.label || c.code, attrs: { value: c.code } })));
+}
+
+function drawTimers() {
+  if (!desk.state) return;
+  const now = serverNow();
+  $("presence-timer").textContent = duration(now - desk.state.agent.presence_since);
+  for (const li of $("offers").children) {
+    const offer = desk.state.offers.find((o) => o.offer_id === li.dataset.offerId);
+    if (!offer) continue;
+    const seen = desk.offerSeen.get(offer.offer_id) ?? now;
+    const total = Math.max(1, offer.expires_at - seen);
+    const left = Math.max(0, offer.expires_at - now);
+    const bar = li.querySelector(".countdown-bar");
+    bar.style.width = `${Math.min(100, (left / total) * 100)}%`;
+    bar.classList.toggle("urgent", left < 10);
+    li.querySelector(".countdown-text").textContent = `${Math.ceil(left)} s`;
+  }
+  const task = desk.selected ? taskOf(desk.selected) : null;
+  if (task?.phase === "wrapping" && task.completed_at) {
+    $("wrap-up-timer").textContent = duration(now - task.completed_at);
+  }
+}
+
+// --- actions ----------------------------------------------------------------------------------
+
+async function setStatus(name) {
+  askForAlerts();
+  const state = await run(() => api("/api/desk/status", { method: "PUT", body: { status: name } }));
+  if (state) applyState(state);
+}
+
+async function acceptOffer(offerId) {
+  const before = new Set(desk.state.tasks.map((t) => t.conversation_id));
+  const state = await run(() => api(`/api/desk/offers/${offerId}/accept`, { method: "POST" }));
+  if (!state) return reloadState();
+  applyState(state);
+  const fresh = state.tasks.find((t) => !before.has(t.conversation_id));
+  if (fresh) {
+    select(fresh.conversation_id);
+    $("reply").focus();
+  }
+}
+
+async function rejectOffer(offerId) {
+  const state = await run(() => api(`/api/desk/offers/${offerId}/reject`,
+                                    { method: "POST", body: {} }));
+  state ? applyState(state) : reloadState();
+}
+
+async function send(event) {
+  event?.preventDefault();
+  const id = desk.selected;
+  const reply = $("reply");
+  const text = reply.value.trim();
+  if (!id || !text) return;
+  const internal = $("internal").checked;
+  reply.value = "";
+  hideSuggestions();
+  stopTyping();
+  const message = await run(() => api(`/api/desk/conversations/${encodeURIComponent(id)}/messages`, {
+    method: "POST", body: { text, internal, id: crypto.randomUUID() } }));
+  if (message) {
+    addMessage(message);
+  } else {
+    reply.value = text;
+  }
+}
+
+async function endChat() {
+  const id = desk.selected;
+  const task = id && taskOf(id);
+  if (!task || task.phase === "wrapping") return;
+  if (!confirm("End this chat?")) return;
+  const state = await run(() => api(`/api/desk/conversations/${encodeURIComponent(id)}/end`,
+                                    { method: "POST" }));
+  if (state) applyState(state);
+}
+
+async function finishWrapUp() {
+  const task = desk.selected && taskOf(desk.selected);
+  if (!task || task.phase !== "wrapping") return;
+  const code = $("disposition").value || null;
+  const state = await run(() => api(`/api/desk/tasks/${task.task_id}/wrap-up`,
+                                    { method: "POST", body: { code } }));
+  if (state) {
+    toast("Wrap-up finished.");
+    applyState(state);
+  }
+}
+
+function toggleAvailable() {
+  const status = desk.state?.agent.status;
+  setStatus(status === "available" ? "break" : "available");
+}
+
+// --- transfer ---------------------------------------------------------------------------------
+
+async function openTransfer() {
+  const task = desk.selected && taskOf(desk.selected);
+  if (!task || task.phase === "wrapping") return;
+  await loadAgents();
+  const queueSelect = $("transfer-queue");
+  queueSelect.replaceChildren(...[...desk.queues].map(([id, name]) =>
+    el("option", { text: name, attrs: { value: id } })));
+  const colleagues = desk.agents.filter((a) => a.id !== desk.state.agent.id);
+  $("transfer-agent").replaceChildren(...colleagues.map((a) =>
+    el("option", { text: `${a.name} — ${humanize(a.status)}`, attrs: { value: a.id } })));
+  $("transfer-form").querySelector('input[value="agent"]').disabled = !colleagues.length;
+  $("transfer-dialog").showModal();
+}
+
+function transferTarget() {
+  return $("transfer-form").querySelector('input[name="target"]:checked').value;
+}
+
+async function confirmTransfer(event) {
+  event.preventDefault();
+  const id = desk.selected;
+  const body = transferTarget() === "queue" ? { queue_id: $("transfer-queue").value }
+                                            : { agent_id: $("transfer-agent").value };
+  if (!Object.values(body)[0]) return;
+  const state = await run(() => api(`/api/desk/conversations/${encodeURIComponent(id)}/transfer`,
+                                    { method: "POST", body }));
+  if (state) {
+    $("transfer-dialog").close();
+    toast("Chat transferred.");
+    applyState(state);
+  }
+}
+
+// --- reference data ---------------------------------------------------------------------------
+
+async function loadQueues() {
+  try {
+    const queues = await api("/api/directory/queues");
+    desk.queues = new Map(queues.map((q) => [q.id, q.name]));
+  } catch {
+    const config = await run(() => api(`/api/chat/config?tenant=${encodeURIComponent(desk.me.tenant_slug)}`));
+    desk.queues = new Map((config?.queues || []).map((q) => [q.id, q.name]));
+  }
+}
+
+async function loadAgents() {
+  try {
+    desk.agents = await api("/api/directory/agents");
+    desk.agentNames = new Map(desk.agents.map((a) => [a.id, a.name]));
+  } catch {
+    desk.agents = [];
+  }
+}
+
+async function loadCodes() {
+  desk.codes = (await run(() => api("/api/desk/wrap-up-codes"))) || [];
+}
+
+async function loadCanned() {
+  try {
+    desk.canned = (await api("/api/directory/canned-responses")).map((c) => ({
+      ...c, shortcut: (c.shortcut || "").replace(/^\//, "") }));
+  } catch {
+    desk.canned = [];
+  }
+  drawCanned();
+}
+
+function cannedForChat() {
+  const task = desk.selected && taskOf(desk.selected);
+  return desk.canned.filter((c) => !c.queue_id || c.queue_id === task?.queue_id);
+}
+
+function drawCanned() {
+  $("canned-box").hidden = !desk.canned.length;
+  $("canned").replaceChildren(el("option", { text: "Canned response…", attrs: { value: "" } }),
+    ...desk.canned.map((c) => el("option", {
+      text: c.shortcut ? `${c.title} (/${c.shortcut})` : c.title, attrs: { value: c.id } })));
+}
+
+function insertText(text, { replaceAll = false } = {}) {
+  const reply = $("reply");
+  if (replaceAll) {
+    reply.value = text;
+  } else {
+    const { selectionStart: start, selectionEnd: end, value } = reply;
+    reply.value = value.slice(0, start) + text + value.slice(end);
+    reply.selectionStart = reply.selectionEnd = start + text.length;
+  }
+  reply.focus();
+}
+
+// Typing "/ship" offers the canned responses whose shortcut starts with "ship".
+function suggest() {
+  const match = /^\/(\S*)$/.exec($("reply").value);
+  const found = match ? cannedForChat().filter((c) => c.shortcut &&
+    c.shortcut.toLowerCase().startsWith(match[1].toLowerCase())) : [];
+  const list = $("suggestion-list");
+  list.replaceChildren(...found.slice(0, 6).map((c, index) => {
+    const item = el("li", { attrs: { role: "option", "aria-selected": String(index === 0),
+                                     "data-id": c.id } },
+      el("strong", { text: `/${c.shortcut}` }), el("span", { className: "small muted", text: c.title }));
+    item.addEventListener("mousedown", (event) => { event.preventDefault(); pick(c); });
+    return item;
+  }));
+  $("suggestions").hidden = !found.length;
+}
+
+function pick(canned) {
+  insertText(canned.text, { replaceAll: true });
+  hideSuggestions();
+}
+
+function hideSuggestions() {
+  $("suggestions").hidden = true;
+}
+
+// --- typing -----------------------------------------------------------------------------------
+
+function typing() {
+  const id = desk.selected;
+  if (!id || $("internal").checked) return;
+  if (Date.now() - desk.typingSent > TYPING_IDLE_MS - 1000) {
+    desk.socket?.send({ type: "typing", conversation_id: id, is_typing: true });
+    desk.typingSent = Date.now();
+  }
+  clearTimeout(desk.typingTimer);
+  desk.typingTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+}
+
+function stopTyping() {
+  clearTimeout(desk.typingTimer);
+  if (desk.typingSent && desk.selected) {
+    desk.socket?.send({ type: "typing", conversation_id: desk.selected, is_typing: false });
+  }
+  desk.typingSent = 0;
+}
+
+// --- live notices -----------------------------------------------------------------------------
+
+function addMessage(message) {
+  const entry = chatEntry(message.conversation_id);
+  if (entry.view && !entry.view.messages.some((m) => m.id === message.id)) {
+    entry.view.messages.push(message);
+  }
+  const fromOthers = !(message.author_kind === "agent" && message.author_id === desk.state?.agent.id);
+  if (message.author_kind === "customer") entry.typingUntil = 0;
+  if (fromOthers && message.author_kind !== "system" &&
+      (desk.selected !== message.conversation_id || document.hidden)) {
+    entry.unread += desk.selected === message.conversation_id ? 0 : 1;
+    if (document.hidden) notify(`New message from ${message.author_name || "customer"}`, message.text,
+                                message.conversation_id);
+  }
+  if (desk.selected === message.conversation_id) drawConversation();
+  drawChats();
+}
+
+function onNotice(frame) {
+  switch (frame.type) {
+    case "state": {
+      const { type, ...state } = frame;
+      applyState(state);
+      break;
+    }
+    case "offer.created":
+      chime();
+      reloadState().then(() => {
+        const offer = desk.state?.offers.find((o) => o.offer_id === frame.offer_id);
+        notify("New chat offer", offer ? `${offer.customer_name || "A customer"} — ${offer.topic || "no topic"}`
+                                       : "A customer is waiting", frame.offer_id);
+      });
+      break;
+    case "message.created":
+      addMessage(frame);
+      break;
+    case "typing":
+      if (frame.author_kind === "customer") {
+        const entry = chatEntry(frame.conversation_id);
+        entry.typingUntil = frame.is_typing ? Date.now() + TYPING_SHOWN_MS : 0;
+        entry.typingName = frame.author_name;
+        drawTyping();
+        drawChats();
+      }
+      break;
+    case "chat.ended":
+      if (desk.chats.get(frame.conversation_id)?.view) loadConversation(frame.conversation_id);
+      reloadState();
+      break;
+    default:
+      if (/^(offer|task|agent)\./.test(frame.type)) reloadState();
+  }
+}
+
+function onSocketStatus(status) {
+  const box = $("connection");
+  box.dataset.state = status;
+  box.textContent = status === "online" ? "Connected" : "Reconnecting…";
+}
+
+function onSocketOpen() {
+  // Notices sent while we were away are lost: read the state and open conversations again.
+  reloadState();
+  for (const [id, entry] of desk.chats) if (entry.view) loadConversation(id);
+}
+
+// --- keyboard, alerts -------------------------------------------------------------------------
+
+function inField(target) {
+  return target instanceof HTMLElement && (target.isContentEditable ||
+    ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+function onKey(event) {
+  unlockSound();
+  if (event.altKey && !event.ctrlKey && !event.metaKey) {
+    const digit = /^Digit([1-9])$/.exec(event.code);
+    const offer = desk.state?.offers[0];
+    const actions = {
+      KeyA: () => offer && acceptOffer(offer.offer_id),
+      KeyR: () => offer && rejectOffer(offer.offer_id),
+      KeyE: endChat,
+      KeyT: openTransfer,
+      KeyS: toggleAvailable,
+      KeyW: finishWrapUp,
+      KeyN: () => { const box = $("internal"); box.checked = !box.checked; box.dispatchEvent(new Event("change")); },
+    };
+    if (digit) {
+      const task = desk.state?.tasks[Number(digit[1]) - 1];
+      if (task) select(task.conversation_id);
+      event.preventDefault();
+    } else if (actions[event.code]) {
+      actions[event.code]();
+      event.preventDefault();
+    }
+    return;
+  }
+  if (event.key === "?" && !inField(event.target) && !document.querySelector("dialog[open]")) {
+    $("help-dialog").showModal();
+    event.preventDefault();
+  }
+}
+
+function onReplyKey(event) {
+  const open = !$("suggestions").hidden;
+  if (event.key === "Escape" && open) {
+    hideSuggestions();
+    event.preventDefault();
+  } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    const first = open && $("suggestion-list").firstElementChild;
+    if (first) pick(desk.canned.find((c) => c.id === first.dataset.id));
+    else send();
+  }
+}
+
+function askForAlerts() {
+  unlockSound();
+  if (notificationsWanted()) {
+    askNotifications().then(() => { $("alerts-button").hidden = !notificationsWanted(); });
+  }
+}
+
+// --- start ------------------------------------------------------------------------------------
+
+function wire() {
+  $("composer").addEventListener("submit", send);
+  const reply = $("reply");
+  reply.addEventListener("keydown", onReplyKey);
+  reply.addEventListener("input", () => { suggest(); typing(); });
+  reply.addEventListener("blur", () => setTimeout(hideSuggestions, 100));
+  $("internal").addEventListener("change", () => {
+    const note = $("internal").checked;
+    $("composer").classList.toggle("note", note);
+    reply.placeholder = note ? "Internal note — only agents and supervisors see it"
+                             : "Write a reply — Enter sends, Shift+Enter adds a line";
+    if (note) stopTyping();
+  });
+  $("canned").addEventListener("change", (event) => {
+    const canned = desk.canned.find((c) => c.id === event.target.value);
+    if (canned) insertText(canned.text);
+    event.target.value = "";
+  });
+  $("end-button").addEventListener("click", endChat);
+  $("transfer-button").addEventListener("click", openTransfer);
+  $("transfer-form").addEventListener("submit", confirmTransfer);
+  $("transfer-cancel").addEventListener("click", () => $("transfer-dialog").close());
+  $("transfer-form").addEventListener("change", () => {
+    const queue = transferTarget() === "queue";
+    $("transfer-queue-box").hidden = !queue;
+    $("transfer-agent-box").hidden = queue;
+  });
+  $("custom-status").addEventListener("change", (event) => {
+    if (event.target.value) setStatus(event.target.value);
+  });
+  $("wrap-up-done").addEventListener("click", finishWrapUp);
+  $("history-button").addEventListener("click", loadHistory);
+  $("help-button").addEventListener("click", () => $("help-dialog").showModal());
+  const alerts = $("alerts-button");
+  alerts.hidden = !notificationsWanted();
+  alerts.addEventListener("click", askForAlerts);
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("pointerdown", unlockSound);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && desk.selected) {
+      chatEntry(desk.selected).unread = 0;
+      drawChats();
+    }
+  });
+  setInterval(() => { drawTimers(); drawTyping(); }, 1000);
+}
+
+async function loadHistory() {
+  const entry = desk.selected && desk.chats.get(desk.selected);
+  const customer = entry?.view?.customer;
+  if (!customer) return;
+  const messages = await run(() => api(`/api/desk/customers/${encodeURIComponent(customer.id)}/messages`));
+  if (!messages) return;
+  entry.history = messages.filter((m) => m.conversation_id !== desk.selected);
+  drawConversation();
+}
+
+async function start() {
+  wire();
+  desk.me = await currentUser();
+  try {
+    await api("/api/desk/state");
+  } catch (error) {
+    // A supervisor or admin without an agent profile: say so instead of retrying forever.
+    $("conversation-placeholder-title").textContent = "You are not set up as an agent";
+    $("no-conversation").querySelector("p").textContent = error.message;
+    onSocketStatus("offline");
+    $("connection").textContent = "Not connected";
+    return;
+  }
+  await Promise.all([loadQueues(), loadAgents(), loadCodes(), loadCanned()]);
+  desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
+                                             onStatus: onSocketStatus });
+}
+
+start().catch(fail);

@@ -299,9 +299,37 @@ class TestTransfers:
         assert any(isinstance(e, ev.TaskTransferred) for e in events)
         assert desk.offered_task(other) == task
 
-    def test_transfer_of_a_waiting_task_is_a_conflict(self, desk: Desk) -> None:
+    def test_a_supervisor_moves_a_waiting_task_to_another_queue(self) -> None:
+        desk = Desk()
+        desk.queue("tier1")
+        desk.queue("tier2", expression="skills.tier2 >= 1")
+        desk.agent("t2", {"tier2": 3}, status="break")
+        task = desk.task("tier1")
+        events = desk.engine.transfer(task, queue_id="tier2")
+        moved = [e for e in events if isinstance(e, ev.TaskTransferred)]
+        assert [(e.from_agent_id, e.to_queue_id) for e in moved] == [("", "tier2")]
+        assert desk.engine.waiting_tasks("tier1") == []
+        assert [t.id for t in desk.engine.waiting_tasks("tier2")] == [task]
+        desk.engine.set_status("t2", "available")
+        assert desk.offered_task("t2") == task
+
+    def test_moving_an_offered_task_rescinds_its_offer(self, desk: Desk) -> None:
+        desk.queue("other")
+        desk.agent("a")
         task = desk.task()
-        with pytest.raises(Conflict):
+        (offer_id,) = desk.offers_to("a")
+        events = desk.engine.transfer(task, queue_id="other")
+        assert [e.offer_id for e in events if isinstance(e, ev.OfferRescinded)] == [offer_id]
+        assert desk.offered_task("a") == task  # "a" serves "other" too: a fresh offer
+
+    def test_transfer_of_a_task_in_wrap_up_is_a_conflict(self) -> None:
+        desk = Desk()
+        desk.queue("q", wrap_up_s=60.0)
+        desk.agent("a")
+        task = desk.task()
+        desk.accept("a")
+        desk.engine.complete(task)
+        with pytest.raises(Conflict, match="cannot be transferred"):
             desk.engine.transfer(task, queue_id="q")
 
 

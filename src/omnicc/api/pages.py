@@ -58,6 +58,11 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+@router.get("/wallboard", response_class=HTMLResponse)
+async def wallboard_page(request: Request) -> Response:
+    return await page_for(request, "wallboard.html", Permission.VIEW_WALLBOARD)
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str = "/") -> Response:
     safe_next = next if next.startswith("/") and not next.startswith("//") else "/"

@@ -444,6 +444,8 @@ class ChatDesk:
         target = (f"queue {await self._queue_name(queue_id)}" if queue_id
                   else await self._name("agent", to_agent_id or ""))
         chat.agent_id = None
+        if queue_id is not None:
+            chat.queue_id = queue_id
         await self._system_message(chat, f"The chat was transferred to {target}.")
 
     # --- the supervisor -----------------------------------------------------------------------

@@ -146,24 +146,30 @@ class TenantRuntime:
         for queue in engine.queues():
             figures = engine.queue_figures(queue.config.id)
             queues.append({"queue_id": queue.config.id, "name": queue.config.name,
+                           "sl_threshold_s": queue.config.sl_threshold_s,
                            **ev.wire_form(figures)})
         agents = []
         for agent in engine.agents():
             agents.append({"agent_id": agent.id, "name": agent.name,
+                           "skills": dict(agent.skills),
                            **ev.wire_form(engine.agent_figures(agent.id))})
-        return {"queues": queues, "agents": agents,
+        statuses = [s.name for s in engine.statuses().values() if s.name != "no_answer"]
+        return {"queues": queues, "agents": agents, "statuses": statuses,
                 "conversations": [self._conversation_row(c) for c in self.chats.open_chats()]}
 
     def _conversation_row(self, chat: Any) -> dict[str, Any]:
         engine = self.routing.engine
         try:
             task = engine.task(chat.task_id)
-            phase, waited_s = task.phase.value, self.routing.clock.now() - task.enqueued_at
+            now = self.routing.clock.now()
+            phase, waited_s = task.phase.value, now - task.enqueued_at
+            handling_s = None if task.accepted_at is None else round(now - task.accepted_at, 1)
         except NotFound:
-            phase, waited_s = "ended", 0.0
+            phase, waited_s, handling_s = "ended", 0.0, None
         return {"conversation_id": chat.conversation_id, "task_id": chat.task_id,
                 "queue_id": chat.queue_id, "agent_id": chat.agent_id, "phase": phase,
-                "since_s": round(waited_s, 1), "is_offline": chat.is_offline,
+                "since_s": round(waited_s, 1), "handling_s": handling_s,
+                "is_offline": chat.is_offline,
                 "customer_name": (task.attributes.get("customer_name", "")
                                   if phase != "ended" else "")}
 

@@ -94,6 +94,9 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(chat.router)
     app.include_router(desk.router)
     app.include_router(supervision.router)
+    from omnicc.api.attachments import install_attachments
+
+    install_attachments(app)
     install_pages(app)
 
     async def body_too_large(request: Request, error: Exception) -> Response:

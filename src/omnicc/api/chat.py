@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
 from omnicc.app.chats import ChatDesk, MessageTooLong, conversation_topic
@@ -56,8 +56,10 @@ def _center(connection: Request | WebSocket) -> ContactCenter:
 
 @router.get("/config", response_model=WidgetConfig,
             summary="What the widget shows before a chat: topics (queues) and whether open")
-async def widget_config(request: Request,
+async def widget_config(request: Request, response: Response,
                         tenant: str = Query(min_length=1, max_length=64)) -> WidgetConfig:
+    # Public data the widget fetches from the customer's own website, another origin.
+    response.headers["Access-Control-Allow-Origin"] = "*"
     runtime = await _center(request).by_slug(tenant)
     database = request.app.state.database
     async with database.session() as session:
@@ -102,6 +104,10 @@ class Typing(BaseModel, extra="forbid"):
     is_typing: bool
 
 
+class Leave(BaseModel, extra="forbid"):
+    type: str
+
+
 class Rate(BaseModel, extra="forbid"):
     type: str
     contact_id: str = Field(min_length=1, max_length=64)
@@ -110,7 +116,7 @@ class Rate(BaseModel, extra="forbid"):
 
 
 FRAMES: dict[str, type[BaseModel]] = {
-    "start": Start, "message": Say, "typing": Typing, "rate": Rate, "leave": Typing,
+    "start": Start, "message": Say, "typing": Typing, "rate": Rate, "leave": Leave,
 }
 
 
@@ -190,12 +196,12 @@ class CustomerSocket:
             case Say():
                 view = await self.chats.post_customer(customer.id, frame.text, frame.id)
                 await self.send({"type": "ack", "id": frame.id, "message": view})
-            case Typing() if frame.type == "typing":
+            case Typing():
                 open_chat = self.chats.open_chat_of(customer.id)
                 if open_chat is not None:
                     self.chats.publish_typing(open_chat.conversation_id, "customer",
                                               customer.name or "Customer", frame.is_typing)
-            case Typing():  # leave
+            case Leave():
                 await self.chats.leave(customer.id)
             case Rate():
                 await self.chats.rate(customer.id, frame.contact_id, frame.score,
@@ -234,7 +240,7 @@ def customer_frame(notice: Notice) -> dict[str, Any] | None:
         case "message.created" if data.get("visibility") == "public":
             return {"type": "message", "message": {
                 k: data[k] for k in ("id", "author_kind", "author_name", "text", "created_at",
-                                     "contact_id", "conversation_id")}}
+                                     "contact_id", "conversation_id", "attachments")}}
         case "typing" if data.get("author_kind") != "customer":
             return {"type": "typing", "author_name": data["author_name"],
                     "is_typing": data["is_typing"]}

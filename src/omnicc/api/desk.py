@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from omnicc.api.auth import authenticate, require_permission
 from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY
-from omnicc.app.chats import agent_topic, conversation_topic, message_view
+from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, message_view
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.runtime import ContactCenter, TenantRuntime
@@ -180,13 +180,14 @@ async def conversation_view(request: Request, runtime: TenantRuntime, conversati
                 open_chat is None or not runtime.chats.involves(open_chat, agent_id)):
             raise NotFound(f"conversation {conversation_id} not found")
         messages = await Messages(session, tenant_id).history(conversation_id)
+        files = await attachments_of(session, tenant_id, messages)
         names: dict[str, str] = {}
         views = []
         for message in messages:
             key = f"{message.author_kind}:{message.author_id}"
             if key not in names:
                 names[key] = await runtime.chats.author_name(session, message)
-            views.append(message_view(message, names[key]))
+            views.append(message_view(message, names[key], files.get(message.id, ())))
         customer = None
         past: list[dict[str, Any]] = []
         if conversation.customer_id is not None:

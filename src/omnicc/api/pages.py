@@ -69,6 +69,17 @@ async def login_page(request: Request, next: str = "/") -> Response:
     return render(request, "login.html", next=safe_next)
 
 
+@router.get("/demo", response_class=HTMLResponse)
+async def demo_page(request: Request, tenant: str = "") -> Response:
+    """A made-up company's customer-service page that embeds the chat widget (public)."""
+    from omnicc.store.repositories import Tenants  # only this page looks tenants up
+
+    async with request.app.state.database.session() as session:
+        slugs = [row.slug for row in await Tenants(session).list_all()]
+    chosen = tenant if tenant in slugs else (slugs[0] if slugs else "")
+    return render(request, "demo.html", tenant=chosen)
+
+
 @router.get("/desk", response_class=HTMLResponse)
 async def desk_page(request: Request) -> Response:
     return await page_for(request, "desk.html", Permission.HANDLE_CONTACTS)

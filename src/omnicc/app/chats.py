@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from omnicc.core.model import TaskPhase, TaskRequest
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
     Agents,
+    Attachments,
     BusinessHoursRepository,
     Contacts,
     Conversations,
@@ -42,7 +44,7 @@ from omnicc.store.repositories import (
     Tasks,
     WrapUpCodes,
 )
-from omnicc.store.tables import Contact, Conversation, Customer, Identity, Message
+from omnicc.store.tables import Attachment, Contact, Conversation, Customer, Identity, Message
 
 CHAT = "chat"
 VISITOR = "chat_visitor"
@@ -97,7 +99,30 @@ class Chat:
     barged_user_ids: set[str] = field(default_factory=set)
 
 
-def message_view(message: Message, author_name: str) -> dict[str, Any]:
+def attachment_view(attachment: Attachment) -> dict[str, Any]:
+    """What clients show of a file; `url` needs the viewer's credentials (see api/attachments)."""
+    return {"id": attachment.id, "filename": attachment.filename,
+            "content_type": attachment.content_type, "size_bytes": attachment.size_bytes,
+            "url": f"/api/attachments/{attachment.id}"}
+
+
+async def attachments_of(session: AsyncSession, tenant_id: str,
+                         messages: Iterable[Message]) -> dict[str, list[Attachment]]:
+    """The files of each message (by message id), in one query."""
+    ids = [m.id for m in messages]
+    if not ids:
+        return {}
+    statement = (select(Attachment)
+                 .where(Attachment.tenant_id == tenant_id, Attachment.message_id.in_(ids))
+                 .order_by(Attachment.created_at, Attachment.id))
+    found: dict[str, list[Attachment]] = {}
+    for row in (await session.execute(statement)).scalars():
+        found.setdefault(row.message_id or "", []).append(row)
+    return found
+
+
+def message_view(message: Message, author_name: str,
+                 attachments: Sequence[Attachment] = ()) -> dict[str, Any]:
     return {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -108,6 +133,7 @@ def message_view(message: Message, author_name: str) -> dict[str, Any]:
         "visibility": message.visibility,
         "text": message.text,
         "created_at": message.created_at.isoformat(),
+        "attachments": [attachment_view(a) for a in attachments],
     }
 
 
@@ -232,7 +258,9 @@ class ChatDesk:
                 .limit(limit)
             )
             rows = list((await session.execute(statement)).scalars().all())[::-1]
-            return [message_view(m, await self.author_name(session, m)) for m in rows]
+            files = await attachments_of(session, self.tenant_id, rows)
+            return [message_view(m, await self.author_name(session, m), files.get(m.id, ()))
+                    for m in rows]
 
     async def availability(self, queue_id: str) -> tuple[bool, str]:
         """Whether a chat to the queue can be answered now, and why not."""
@@ -471,6 +499,25 @@ class ChatDesk:
             raise Conflict("barge in first to write to the customer")
         return await self._post(chat, Author("supervisor", user_id, name), text, key, "public")
 
+    # --- files --------------------------------------------------------------------------------
+
+    async def post_attachment(self, chat: Chat, author_kind: str, author_id: str,
+                              attachment: Attachment) -> dict[str, Any]:
+        """A file in the chat: its message ("📎 name") and its row are written in one
+        transaction, so a file never shows without its message or the reverse; then told."""
+        author = Author(author_kind, author_id, await self._name(author_kind, author_id))
+        async with self._database.session() as session:
+            stored = await Messages(session, self.tenant_id).add(Message(
+                conversation_id=chat.conversation_id, contact_id=chat.contact_id,
+                author_kind=author.kind, author_id=author.id, visibility="public",
+                text=f"📎 {attachment.filename}", created_at=now_utc()))
+            attachment.conversation_id = chat.conversation_id
+            attachment.message_id = stored.id
+            await Attachments(session, self.tenant_id).add(attachment)
+        view = message_view(stored, author.name, [attachment])
+        self._publish(chat, "message.created", view)
+        return view
+
     # --- shared -------------------------------------------------------------------------------
 
     def _checked(self, text: str) -> str:
@@ -576,4 +623,4 @@ def _new_id() -> str:
     return secrets.token_hex(16)
 
 
-__all__ = ["Author", "Chat", "ChatDesk", "MessageTooLong"]
+__all__ = ["Author", "Chat", "ChatDesk", "MessageTooLong", "attachment_view", "attachments_of"]

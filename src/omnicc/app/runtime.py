@@ -188,10 +188,13 @@ class ContactCenter:
         self.is_started = False
 
     async def start(self) -> None:
-        async with self.database.session() as session:
-            tenants = await Tenants(session).list_all()
-        for tenant in tenants:
-            await self._start_tenant(tenant.id, tenant.slug)
+        # Under the lock: a request during start-up must wait, not start a second runtime.
+        async with self._lock:
+            async with self.database.session() as session:
+                tenants = await Tenants(session).list_all()
+            for tenant in tenants:
+                if tenant.id not in self._tenants:
+                    await self._start_tenant(tenant.id, tenant.slug)
         self.is_started = True
 
     async def start_when_reachable(self, *, retry_s: float = 2.0) -> None:

@@ -244,7 +244,7 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
 
   // Conversation.
   const log = h("ol", { class: "log", role: "log", "aria-live": "polite",
-    "aria-label": "Messages", "data-testid": "messages" });
+    "aria-label": "Conversation", "data-testid": "messages" });
   const scroll = h("div", { class: "scroll" }, log);
   const chatNotice = h("p", { class: "notice", "data-testid": "chat-offline-notice",
     text: OFFLINE_TEXT, hidden: true });

@@ -10,6 +10,10 @@ credential, so it can be logged or leaked without giving the file away: a page o
 origin loads it with its cookie, the widget fetches it with its header. Files are served with
 `nosniff`, a sandboxing Content-Security-Policy, and as downloads unless they are images, so an
 uploaded file can never run as a page of this origin.
+
+The widget runs on the customer's own website, another origin: the customer's routes answer
+CORS (any origin, no cookies: the visitor token in a header is the credential, which another
+site cannot know), and `GET /api/chat/attachments/rules` tells it the limits before it sends.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 from sqlalchemy import select
-from starlette.datastructures import UploadFile
+from starlette.datastructures import MutableHeaders, UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicc.api.auth import optional_principal, require_permission
 from omnicc.api.desk import agent_of
@@ -28,7 +34,10 @@ from omnicc.api.problems import ProblemResponse, problem, problem_type
 from omnicc.app.attachments import (
     ALLOWED_TYPES,
     CHUNK_BYTES,
+    CSV,
+    FILE_KINDS,
     IMAGE_TYPES,
+    PLAIN_TEXT,
     AttachmentStore,
     EmptyUpload,
     UnsupportedFileType,
@@ -55,6 +64,52 @@ UPLOAD_BODY: Final[dict[str, Any]] = {"requestBody": {"required": True, "content
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary",
                                 "description": "One of: " + ", ".join(ALLOWED_TYPES)}}}}}}}
+
+
+CORS_PATHS: Final = ("/api/chat/attachments", "/api/attachments/")
+CORS_HEADERS: Final = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", b"Content-Disposition"),
+)
+PREFLIGHT_HEADERS: Final = (
+    *CORS_HEADERS,
+    (b"access-control-allow-methods", b"GET, POST"),
+    (b"access-control-allow-headers", VISITOR_HEADER.encode()),
+    (b"access-control-max-age", b"600"),
+)
+
+
+class VisitorCors:
+    """CORS for the customer's routes only: preflights answered, every answer (problems
+    included) readable by the widget's page; the staff's routes stay same-origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(CORS_PATHS):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204,
+                        "headers": list(PREFLIGHT_HEADERS)})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in CORS_HEADERS:
+                    headers[key.decode()] = value.decode()
+            await send(message)
+
+        await self.app(scope, receive, with_cors)
+
+
+class UploadRules(BaseModel):
+    max_bytes: int
+    content_types: list[str]
+    accept: str
 
 
 def _store(request: Request) -> AttachmentStore:
@@ -98,6 +153,14 @@ async def _visitor_customer(database: Database, tenant_id: str, token: str | Non
     if identity is None:
         raise Unauthenticated("unknown visitor token")
     return identity.customer_id
+
+
+@router.get("/api/chat/attachments/rules", response_model=UploadRules,
+            summary="What a chat accepts: the size limit and the kinds of file")
+async def upload_rules(request: Request) -> UploadRules:
+    extensions = [e for kind in (*FILE_KINDS, CSV, PLAIN_TEXT) for e in kind.extensions]
+    return UploadRules(max_bytes=_store(request).max_bytes, content_types=list(ALLOWED_TYPES),
+                       accept=",".join(extensions))
 
 
 @router.post("/api/chat/attachments", status_code=201, openapi_extra=UPLOAD_BODY,
@@ -192,4 +255,5 @@ def install_attachments(app: FastAPI) -> None:
     app.add_exception_handler(UploadTooLarge, _too_large)
     app.add_exception_handler(UnsupportedFileType, _unsupported)
     app.add_exception_handler(EmptyUpload, _empty)
+    app.add_middleware(VisitorCors)
     app.include_router(router)

@@ -35,6 +35,7 @@ SNIFF_BYTES: Final = 512
 MAX_FILENAME_CHARS: Final = 200
 TEXT_MARKUP: Final = (b"<!doctype", b"<html", b"<head", b"<body", b"<script", b"<svg",
                       b"<?xml", b"<iframe", b"<object", b"<embed", b"<meta")
+BINARY_CHARACTERS: Final = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 class UploadTooLarge(InvalidConfiguration):
@@ -90,17 +91,17 @@ def _office(inner: str) -> Callable[[bytes, Path], bool]:
 
 
 def _text(head: bytes, path: Path) -> bool:
-    """UTF-8 text without NUL bytes, and not markup a browser would run."""
+    """UTF-8 text without control characters (which binaries have, even when their bytes
+    happen to decode), and not markup a browser would run."""
     start = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
     if start.startswith(TEXT_MARKUP):
         return False
     decoder = codecs.getincrementaldecoder("utf-8")()
     with path.open("rb") as file:
         while chunk := file.read(CHUNK_BYTES):
-            if b"\x00" in chunk:
-                return False
             try:
-                decoder.decode(chunk)
+                if BINARY_CHARACTERS.search(decoder.decode(chunk)):
+                    return False
             except UnicodeDecodeError:
                 return False
     try:
@@ -228,8 +229,10 @@ class AttachmentStore:
 
 __all__ = [
     "ALLOWED_TYPES",
+    "CSV",
     "FILE_KINDS",
     "IMAGE_TYPES",
+    "PLAIN_TEXT",
     "AttachmentStore",
     "EmptyUpload",
     "FileKind",

@@ -84,9 +84,21 @@ async def test_files_in_a_chat_reach_only_their_viewers(
         visitor = {"X-Visitor-Token": welcome["visitor"]}
         customer_url = "/api/chat/attachments?tenant=acme"
 
-        # No chat yet: nothing to attach to.
+        # The widget, on another origin, learns the rules and may call with its header.
+        rules = (await anonymous.get("/api/chat/attachments/rules")).json()
+        assert rules["max_bytes"] == MAX_UPLOAD_BYTES and "image/png" in rules["content_types"]
+        assert ".csv" in rules["accept"].split(",")
+        preflight = await anonymous.options(customer_url, headers={
+            "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-visitor-token"})
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        assert "X-Visitor-Token" in preflight.headers["access-control-allow-headers"]
+
+        # No chat yet: nothing to attach to (and the widget may read why).
         early = await upload(anonymous, customer_url, "a.png", PNG, headers=visitor)
         assert early.status_code == 409, early.text
+        assert early.headers["access-control-allow-origin"] == "*"
 
         await customer.send(json.dumps({"type": "start", "queue_id": seeded.queues["support"],
                                         "text": "see my screenshot", "name": "Carol"}))
@@ -126,6 +138,10 @@ async def test_files_in_a_chat_reach_only_their_viewers(
         assert got.headers["content-disposition"].startswith("inline")
         own = await anonymous.get(picture["url"], headers=visitor)
         assert own.status_code == 200 and own.content == PNG
+        assert own.headers["access-control-allow-origin"] == "*"
+        staff_only = await alice.http.options(
+            f"/api/desk/conversations/{conversation_id}/attachments")
+        assert "access-control-allow-origin" not in staff_only.headers
         assert (await anonymous.get(picture["url"])).status_code == 401
         assert (await stranger.http.get(picture["url"])).status_code == 404
         other_socket, other = await customer_hello(server)

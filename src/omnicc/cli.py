@@ -37,6 +37,7 @@ from omnicc.sim.statistics import Estimate
 from omnicc.sim.theory import TheoryFigures, theory_for
 
 if TYPE_CHECKING:
+    from omnicc.app.demo import Login
     from omnicc.config import Settings
 
 USAGE_ERROR = 2
@@ -401,7 +402,7 @@ def _print_result(console: Console, result: SimulationResult,
         )
 
 
-# --- demo ------------------------------------------------------------------------------------
+# --- demo-sim ----------------------------------------------------------------------------------
 
 
 def _examples_dir() -> Path:
@@ -411,8 +412,8 @@ def _examples_dir() -> Path:
     _fail("the example scenarios were not found; run the demo from an OmniCC source checkout")
 
 
-@app.command()
-def demo(
+@app.command("demo-sim")
+def demo_sim(
     hours: Annotated[
         float | None, typer.Option("--hours", help="Simulated hours per scenario.")
     ] = None,
@@ -482,7 +483,8 @@ def _explanation(before: SimulationResult, after: SimulationResult) -> str:
 
 
 # --- server ----------------------------------------------------------------------------------
-# The server stack is imported inside these commands so that `simulate` and `demo` start fast.
+# The server stack is imported inside these commands so that `simulate` and `demo-sim` start
+# fast.
 
 
 def _server_settings(**overrides: object) -> Settings:
@@ -561,3 +563,118 @@ def migrate(
         message = str(error).strip().splitlines()
         _fail(f"migrating {shown} failed: {message[0] if message else type(error).__name__}")
     typer.echo(f"The database {shown} is up to date.")
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+DEMO_PAGES = (
+    ("Agent desktop", "/desk", "agents: go available, take chats"),
+    ("Wallboard", "/wallboard", "the supervisor's live view"),
+    ("Admin", "/admin", "queues, skills, users, hours"),
+    ("Customer page", "/demo", "the chat widget as customers see it"),
+    ("API docs", "/docs", "REST and WebSocket endpoints"),
+)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Holds the demo's database, secret key and "
+                                             "logins.json.")
+    ] = Path("demo-data"),
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    traffic: Annotated[
+        bool, typer.Option("--traffic", help="Simulated customers chat with the center "
+                                             "(see --rate).")
+    ] = False,
+    rate: Annotated[
+        float, typer.Option("--rate", help="With --traffic: customers per hour per queue.")
+    ] = 30.0,
+    bot_agents: Annotated[
+        int, typer.Option("--bot-agents", help="Simulated agents that log in and answer chats "
+                                               "(their own users; the human logins stay free).")
+    ] = 0,
+) -> None:
+    """Start a ready-to-try contact center on this machine: a demo tenant with queues, skills,
+    agents, a supervisor and an admin (logins printed), optionally with simulated customers and
+    agents. Ctrl-C stops it; a second run finds everything as it was."""
+    import asyncio
+
+    from omnicc.api.server import ServerError
+    from omnicc.api.server import serve as run_server
+    from omnicc.app.demo import seed_demo
+    from omnicc.app.traffic import Traffic, TrafficPlan, start_in_background
+    from omnicc.observability import configure_logging
+
+    if not (math.isfinite(rate) and rate > 0):
+        _fail("--rate must be > 0")
+    if not 0 <= bot_agents <= 50:
+        _fail("--bot-agents must be between 0 and 50")
+    settings = _server_settings(data_dir=data_dir, host=host, port=port, log_format="text",
+                                log_level="warning")
+    configure_logging(settings.log_level, settings.log_format)
+    console = Console(highlight=False)
+    with console.status("Preparing the demo contact center..."):
+        migrate_database(settings.database_url)
+        center = asyncio.run(seed_demo(settings.database_url, settings.data_dir,
+                                       bot_agents=bot_agents))
+    plan = TrafficPlan(customers_per_hour=rate if traffic else 0.0)
+    background: list[asyncio.Task[None]] = []
+
+    def announce(url: str) -> None:
+        console.print(pages_table(center.name, url))
+        console.print(logins_table(center.logins, settings.data_dir))
+        if traffic or center.bots:
+            local = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+            background.append(start_in_background(Traffic(
+                local, center.slug, plan, bots=center.bots, origin=settings.public_base_url)))
+            console.print(_traffic_line(traffic, rate, len(center.bots), len(center.queues)))
+        console.print(f"OmniCC demo is serving on {url}; Ctrl-C stops it.")
+        sys.stdout.flush()
+
+    async def stop_traffic() -> None:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+    try:
+        run_server(settings, announce, stop_traffic)
+    except ServerError as error:
+        _fail(str(error))
+
+
+def _traffic_line(traffic: bool, rate: float, bots: int, queues: int) -> str:
+    parts = []
+    if traffic:
+        parts.append(f"about {rate:g} simulated customers per hour on each of the {queues} "
+                     "queues")
+    if bots:
+        parts.append(f"{bots} simulated agent{'s' if bots != 1 else ''} answering")
+    return "Traffic: " + " and ".join(parts) + "."
+
+
+def pages_table(name: str, url: str) -> Table:
+    """Where to go in the demo."""
+    table = Table(title=f"OmniCC demo: {name}", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("open")
+    table.add_column("address", no_wrap=True)
+    table.add_column("for")
+    for title, path, what in DEMO_PAGES:
+        table.add_row(title, f"{url}{path}", what)
+    return table
+
+
+def logins_table(logins: Sequence[Login], data_dir: Path) -> Table:
+    """Who to log in as (tenant `demo`); the bots' logins are the traffic's own."""
+    table = Table(title="Logins (tenant: demo)", title_justify="left", box=box.SIMPLE_HEAD,
+                  caption=f"Kept in {data_dir / 'logins.json'}; every run prints the same.",
+                  caption_justify="left")
+    table.add_column("username")
+    table.add_column("password", no_wrap=True)
+    table.add_column("role")
+    table.add_column("name")
+    for login in logins:
+        if not login.is_bot:
+            table.add_row(login.username, login.password, login.role, login.display_name)
+    return table

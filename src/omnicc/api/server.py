@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 
@@ -23,14 +23,21 @@ class ServerError(Exception):
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None],
+                 on_stopping: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(config)
         self.on_started = on_started
+        self.on_stopping = on_stopping
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
             self.on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.on_stopping is not None:
+            await self.on_stopping()
+        await super().shutdown(sockets)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -53,8 +60,10 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
-def serve(settings: Settings, on_started: Callable[[str], None]) -> None:
-    """Serve until SIGTERM or SIGINT; `on_started(url)` once the server accepts requests."""
+def serve(settings: Settings, on_started: Callable[[str], None],
+          on_stopping: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; `on_started(url)` once the server accepts requests,
+    `on_stopping()` before it closes connections (for work running beside it in its loop)."""
     app = create_app(settings)
     sock = bind_socket(settings.host, settings.port)
     config = uvicorn.Config(
@@ -66,7 +75,7 @@ def serve(settings: Settings, on_started: Callable[[str], None]) -> None:
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         ws_max_size=settings.max_request_bytes,  # a WebSocket message obeys the body limit
     )
-    server = _Server(config, lambda: on_started(url_of(sock)))
+    server = _Server(config, lambda: on_started(url_of(sock)), on_stopping)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _ignore_signal)
     try:

@@ -1,4 +1,4 @@
-"""`omnicc simulate` and `omnicc demo` through typer's test runner."""
+"""`omnicc simulate` and `omnicc demo-sim` through typer's test runner."""
 
 import json
 from pathlib import Path
@@ -122,8 +122,8 @@ def test_bad_options(args: list[str], expected: str) -> None:
     assert_usage_error(args, expected)
 
 
-def test_demo_runs_both_nordic_scenarios_and_explains() -> None:
-    result = runner.invoke(app, ["demo", "--hours", "10"])
+def test_demo_sim_runs_both_nordic_scenarios_and_explains() -> None:
+    result = runner.invoke(app, ["demo-sim", "--hours", "10"])
     assert result.exit_code == 0, result.output
     assert "Nordic specialists" in result.stdout and "Nordic cross-trained" in result.stdout
     assert "What cross-training buys" in result.stdout

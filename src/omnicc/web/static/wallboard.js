@@ -179,7 +179,9 @@ function makeAgentRow(agent) {
   row.today = el("td", { className: "number", attrs: { "data-testid": "contacts-today" } });
   row.occupancy = el("td", { className: "number", attrs: { "data-testid": "occupancy" } });
   row.skills = el("td", { className: "wb-skills", attrs: { "data-testid": "skills" } });
-  const actions = el("td", { className: "wb-actions" });
+  const actionsCell = el("td");
+  const actions = el("div", { className: "wb-actions" });
+  actionsCell.append(actions);
   row.select = el("select", { attrs: { "data-testid": "status-select" } });
   row.select.addEventListener("change", () => changeStatus(row.agent, row.select));
   row.skillsButton = el("button", { className: "button", text: "Edit skills",
@@ -187,7 +189,7 @@ function makeAgentRow(agent) {
   row.skillsButton.addEventListener("click", () => skillsDialog.open(row.agent, knownSkills()));
   actions.append(row.select, row.skillsButton);
   tr.append(row.name, statusCell, row.time, row.progress, row.today, row.occupancy, row.skills,
-            actions);
+            actionsCell);
   return row;
 }
 
@@ -256,7 +258,9 @@ function makeConversationRow(conversation) {
   phaseCell.append(row.phase);
   row.time = el("td", { className: "number", attrs: { "data-testid": "time" } });
   row.agent = el("td", { attrs: { "data-testid": "agent" } });
-  const actions = el("td", { className: "wb-actions" });
+  const actionsCell = el("td");
+  const actions = el("div", { className: "wb-actions" });
+  actionsCell.append(actions);
   row.watch = el("button", { className: "button", text: "Watch",
                              attrs: { type: "button", "aria-describedby": customerId } });
   row.watch.addEventListener("click", () => {
@@ -268,7 +272,7 @@ function makeConversationRow(conversation) {
   row.reassign.addEventListener("click", () =>
     reassignDialog.open(row.conversation, board, names));
   actions.append(row.watch, row.reassign);
-  tr.append(row.customer, row.queue, phaseCell, row.time, row.agent, actions);
+  tr.append(row.customer, row.queue, phaseCell, row.time, row.agent, actionsCell);
   return row;
 }
 

@@ -19,6 +19,7 @@ PUBLIC = {
     ("POST", "/api/auth/login"), ("POST", "/api/auth/logout"),
     ("GET", "/api/chat/config"),  # the widget, before any chat
     ("POST", "/api/chat/attachments"),  # the widget: proves itself with the visitor token
+    ("GET", "/api/chat/attachments/rules"),  # the widget: size limit and file kinds
     ("GET", "/api/attachments/{attachment_id}"),  # signed link or visitor token
 }
 

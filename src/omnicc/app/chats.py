@@ -42,6 +42,7 @@ from omnicc.store.repositories import (
     Messages,
     Queues,
     Tasks,
+    Users,
     WrapUpCodes,
 )
 from omnicc.store.tables import Attachment, Contact, Conversation, Customer, Identity, Message
@@ -593,8 +594,6 @@ class ChatDesk:
     async def author_name(self, session: AsyncSession, message: Message) -> str:
         if message.author_kind == "system" or message.author_id is None:
             return "OmniCC"
-        if message.author_kind == "supervisor":
-            return "Supervisor"
         key = (message.author_kind, message.author_id)
         if key not in self._names:
             self._names[key] = await self._lookup_name(session, *key)
@@ -606,6 +605,9 @@ class ChatDesk:
                 return (await Agents(session, self.tenant_id).get(row_id)).name
             if kind == "customer":
                 return (await Customers(session, self.tenant_id).get(row_id)).name or "Customer"
+            if kind == "supervisor":  # a whisper keeps saying who whispered after a reload
+                user = await Users(session, self.tenant_id).get(row_id)
+                return user.display_name or user.username
         except NotFound:
             pass
         return kind.capitalize()

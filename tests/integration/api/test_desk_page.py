@@ -150,7 +150,8 @@ async def test_a_chat_as_the_desk_page_drives_it(server: LiveServer, seeded: See
         assert done["tasks"] == []
         view = (await alice.http.get(f"/api/desk/conversations/{conversation_id}")).json()
         assert view["contacts"][0]["disposition"] == "solved"
-        assert [m["visibility"] for m in view["messages"]].count("whisper") == 1
+        [whispered] = [m for m in view["messages"] if m["visibility"] == "whisper"]
+        assert whispered["author_name"] == "Sam"
         history = (await alice.http.get(
             f"/api/desk/customers/{view['customer']['id']}/messages")).json()
         assert "VIP" not in [m["text"] for m in history]

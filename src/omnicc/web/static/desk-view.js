@@ -96,7 +96,6 @@ export function customerPanel(view, { agentNames, currentContactId }) {
        el("p", { className: "customer-name", text: name, attrs: { "data-testid": "customer-name" } }),
        el("p", { className: "small muted", text: attributes.email || "No email given" }))));
   const facts = el("dl", { className: "facts" });
-  facts.append(...fact("Email", attributes.email));
   for (const identity of customer.identities || []) {
     facts.append(...fact(humanize(identity.kind), identity.value));
   }

@@ -47,6 +47,9 @@ async function run(action) {
 // --- state ------------------------------------------------------------------------------------
 
 function applyState(state) {
+  // Oldest chat first, so Alt+1..9 keep pointing at the same chats.
+  state.tasks.sort((a, b) => (a.accepted_at ?? 0) - (b.accepted_at ?? 0));
+  state.offers.sort((a, b) => a.expires_at - b.expires_at);
   desk.state = state;
   desk.skew = state.now - Date.now() / 1000;
   const live = new Set(state.offers.map((o) => o.offer_id));
@@ -73,7 +76,7 @@ function taskOf(conversationId) {
 function chatEntry(conversationId) {
   if (!desk.chats.has(conversationId)) {
     desk.chats.set(conversationId, { view: null, unread: 0, typingUntil: 0, history: null,
-                                     loading: null });
+                                     loading: null, arrived: [] });
   }
   return desk.chats.get(conversationId);
 }
@@ -81,8 +84,15 @@ function chatEntry(conversationId) {
 async function loadConversation(conversationId) {
   const entry = chatEntry(conversationId);
   entry.loading = api(`/api/desk/conversations/${encodeURIComponent(conversationId)}`);
+  entry.arrived = [];
   try {
-    entry.view = await entry.loading;
+    const view = await entry.loading;
+    entry.contactId = view.chat?.contact_id || entry.contactId;
+    // Messages pushed while the request was in flight may be missing from its answer.
+    const known = new Set(view.messages.map((m) => m.id));
+    view.messages.push(...entry.arrived.filter((m) => !known.has(m.id)));
+    view.messages.sort((a, b) => a.created_at.localeCompare(b.created_at));
+    entry.view = view;
   } catch (error) {
     if (error.status !== 404) fail(error);
   } finally {
@@ -93,6 +103,16 @@ async function loadConversation(conversationId) {
 }
 
 function select(conversationId) {
+  const reply = $("reply");
+  if (desk.selected !== conversationId) {
+    // Each chat keeps its own unsent draft.
+    if (desk.selected && desk.chats.has(desk.selected)) {
+      stopTyping();
+      desk.chats.get(desk.selected).draft = reply.value;
+    }
+    reply.value = chatEntry(conversationId).draft || "";
+    hideSuggestions();
+  }
   desk.selected = conversationId;
   const entry = chatEntry(conversationId);
   entry.unread = 0;
@@ -187,12 +207,16 @@ function drawChats() {
                       text: wrapping ? "Wrap-up" : "Active", attrs: { "data-testid": "chat-phase" } })),
       el("span", { className: "chat-line" },
          el("span", { className: "chat-preview small muted",
-                      text: entry.typingUntil > Date.now() ? "typing…" : last?.text || humanize(task.channel) }),
+                      text: entry.typingUntil > Date.now() && !wrapping ? "typing…"
+                                                              : last?.text || humanize(task.channel) }),
          entry.unread ? el("span", { className: "unread", text: String(entry.unread),
                                      attrs: { "aria-label": `${entry.unread} unread`,
                                               "data-testid": "unread" } }) : null),
       index < 9 ? el("kbd", { className: "chat-key", text: `Alt+${index + 1}`, attrs: { "aria-hidden": "true" } }) : null);
-    button.addEventListener("click", () => select(task.conversation_id));
+    button.addEventListener("click", () => {
+      select(task.conversation_id);
+      if (window.matchMedia("(max-width: 760px)").matches) $("conversation").scrollIntoView();
+    });
     list.append(el("li", { className: "chat-item", attrs: { "data-testid": "chat-item",
                                                            "data-conversation-id": task.conversation_id } }, button));
   });
@@ -235,7 +259,7 @@ function drawConversation() {
   drawTyping();
   if (wrapping) drawDisposition(task);
   $("customer").replaceChildren(view ? customerPanel(view, {
-    agentNames: desk.agentNames, currentContactId: view.chat?.contact_id })
+    agentNames: desk.agentNames, currentContactId: entry.contactId })
     : el("p", { className: "empty small", text: "Loading…" }));
   drawTimers();
 }
@@ -267,7 +291,8 @@ function drawMessages(entry) {
 
 function drawTyping() {
   const entry = desk.selected ? desk.chats.get(desk.selected) : null;
-  const typing = entry && entry.typingUntil > Date.now();
+  const typing = entry && entry.typingUntil > Date.now() &&
+    taskOf(desk.selected)?.phase !== "wrapping";
   $("typing").textContent = typing ? `${entry.typingName || "The customer"} is typing…` : "";
 }
 
@@ -349,7 +374,6 @@ async function endChat() {
   const id = desk.selected;
   const task = id && taskOf(id);
   if (!task || task.phase === "wrapping") return;
-  if (!confirm("End this chat?")) return;
   const state = await run(() => api(`/api/desk/conversations/${encodeURIComponent(id)}/end`,
                                     { method: "POST" }));
   if (state) applyState(state);
@@ -516,6 +540,7 @@ function stopTyping() {
 
 function addMessage(message) {
   const entry = chatEntry(message.conversation_id);
+  if (entry.loading) entry.arrived.push(message);
   if (entry.view && !entry.view.messages.some((m) => m.id === message.id)) {
     entry.view.messages.push(message);
   }
@@ -559,6 +584,7 @@ function onNotice(frame) {
       }
       break;
     case "chat.ended":
+      chatEntry(frame.conversation_id).typingUntil = 0;
       if (desk.chats.get(frame.conversation_id)?.view) loadConversation(frame.conversation_id);
       reloadState();
       break;

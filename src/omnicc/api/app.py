@@ -90,6 +90,9 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                                          settings.public_base_url)
     install_problem_handlers(app)
     install_auth(app)
+    from omnicc.api import admin
+
+    app.include_router(admin.router)
     install_webhooks(app)
     app.include_router(chat.router)
     app.include_router(desk.router)

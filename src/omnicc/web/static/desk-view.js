@@ -81,7 +81,7 @@ function fact(term, value) {
 }
 
 // The right column: who the customer is and how earlier contacts went.
-export function customerPanel(view, { agentNames, currentContactId }) {
+export function customerPanel(view, { agentNames, codeLabels, currentContactId }) {
   const box = document.createDocumentFragment();
   const customer = view.customer;
   if (!customer) {
@@ -118,7 +118,8 @@ export function customerPanel(view, { agentNames, currentContactId }) {
       el("span", { className: "badge", text: humanize(contact.channel) }));
     if (current) badges.append(el("span", { className: "badge available", text: "This chat" }));
     if (contact.disposition) {
-      badges.append(el("span", { className: "badge", text: contact.disposition,
+      badges.append(el("span", { className: "badge",
+                                 text: codeLabels.get(contact.disposition) || contact.disposition,
                                  attrs: { title: "Disposition" } }));
     }
     if (contact.csat_score) {

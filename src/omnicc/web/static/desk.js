@@ -130,19 +130,29 @@ function drawAll() {
   drawConversation();
 }
 
+// Redraw a list without losing the keyboard focus that was inside it.
+function keepingFocus(container, attribute, draw) {
+  const holder = container.contains(document.activeElement)
+    ? document.activeElement.closest(`[${attribute}]`) : null;
+  const value = holder?.getAttribute(attribute);
+  draw();
+  if (value === undefined || value === null) return;
+  const again = container.querySelector(`[${attribute}="${CSS.escape(value)}"]`);
+  (again?.matches("button, select") ? again : again?.querySelector("button"))?.focus();
+}
+
 function drawPresence() {
   const { agent, statuses } = desk.state;
   const box = $("presence-buttons");
-  box.replaceChildren();
+  keepingFocus(box, "data-status", () => box.replaceChildren(...MAIN_STATUSES
+    .filter((name) => statuses.some((s) => s.name === name))
+    .map((name) => {
+      const button = el("button", { className: `segment ${name}`, text: humanize(name), attrs: {
+        type: "button", "aria-pressed": String(agent.status === name), "data-status": name } });
+      button.addEventListener("click", () => setStatus(name));
+      return button;
+    })));
   const others = statuses.filter((s) => !MAIN_STATUSES.includes(s.name));
-  for (const name of MAIN_STATUSES) {
-    if (!statuses.some((s) => s.name === name)) continue;
-    const button = el("button", { className: `segment ${name}`, text: humanize(name),
-                                  attrs: { type: "button", "aria-pressed": String(agent.status === name),
-                                           "data-status": name } });
-    button.addEventListener("click", () => setStatus(name));
-    box.append(button);
-  }
   const select = $("custom-status");
   $("custom-status-box").hidden = !others.length;
   select.replaceChildren(el("option", { text: "Choose…", attrs: { value: "" } }),
@@ -191,9 +201,8 @@ function drawOffers() {
 function drawChats() {
   if (!desk.state) return;
   const list = $("chats");
-  list.replaceChildren();
   const tasks = desk.state.tasks;
-  tasks.forEach((task, index) => {
+  keepingFocus(list, "data-conversation-id", () => list.replaceChildren(...tasks.map((task, index) => {
     const entry = chatEntry(task.conversation_id);
     const wrapping = task.phase === "wrapping";
     const messages = entry.view?.messages || [];
@@ -217,9 +226,9 @@ function drawChats() {
       select(task.conversation_id);
       if (window.matchMedia("(max-width: 760px)").matches) $("conversation").scrollIntoView();
     });
-    list.append(el("li", { className: "chat-item", attrs: { "data-testid": "chat-item",
-                                                           "data-conversation-id": task.conversation_id } }, button));
-  });
+    return el("li", { className: "chat-item", attrs: { "data-testid": "chat-item",
+                                                      "data-conversation-id": task.conversation_id } }, button);
+  })));
   $("chats-empty").hidden = tasks.length > 0;
   const chatCapacity = desk.state.agent.capacity.chat ?? 0;
   const used = tasks.filter((t) => t.channel === "chat").length;
@@ -259,34 +268,45 @@ function drawConversation() {
   drawTyping();
   if (wrapping) drawDisposition(task);
   $("customer").replaceChildren(view ? customerPanel(view, {
-    agentNames: desk.agentNames, currentContactId: entry.contactId })
+    agentNames: desk.agentNames, currentContactId: entry.contactId,
+    codeLabels: new Map(desk.codes.map((c) => [c.code, c.label])) })
     : el("p", { className: "empty small", text: "Loading…" }));
   drawTimers();
 }
 
+// The log only grows while the same conversation is shown, so screen readers announce new
+// messages rather than the whole conversation again; anything else redraws it.
 function drawMessages(entry) {
   const log = $("messages");
   const myAgent = desk.state.agent.id;
-  const items = [];
-  if (entry.history?.length) {
-    let conversation = null;
-    for (const message of entry.history) {
-      if (message.conversation_id !== conversation) {
-        conversation = message.conversation_id;
-        items.push(dividerItem(`Earlier conversation · ${new Date(message.created_at).toLocaleDateString()}`));
-      }
-      items.push(messageItem(message, myAgent));
-    }
-    items.push(dividerItem("This conversation"));
-  } else if (entry.history) {
-    items.push(dividerItem("No earlier conversations"));
-  }
-  for (const message of entry.view?.messages || []) items.push(messageItem(message, myAgent));
+  const messages = entry.view?.messages || [];
+  const key = `${desk.selected}|${entry.history ? entry.history.length : "none"}`;
+  const shown = log.dataset.key === key ? (log.shownIds || []) : null;
   const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-  const same = log.dataset.conversation === desk.selected;
-  log.replaceChildren(...items);
-  log.dataset.conversation = desk.selected;
-  if (!same || nearBottom) log.scrollTop = log.scrollHeight;
+  if (shown && shown.every((id, index) => messages[index]?.id === id)) {
+    log.append(...messages.slice(shown.length).map((m) => messageItem(m, myAgent)));
+  } else {
+    const items = [];
+    if (entry.history?.length) {
+      let conversation = null;
+      for (const message of entry.history) {
+        if (message.conversation_id !== conversation) {
+          conversation = message.conversation_id;
+          items.push(dividerItem(`Earlier conversation · ${new Date(message.created_at).toLocaleDateString()}`));
+        }
+        items.push(messageItem(message, myAgent));
+      }
+      items.push(dividerItem("This conversation"));
+    } else if (entry.history) {
+      items.push(dividerItem("No earlier conversations"));
+    }
+    items.push(...messages.map((m) => messageItem(m, myAgent)));
+    log.replaceChildren(...items);
+  }
+  const switched = !log.dataset.key?.startsWith(`${desk.selected}|`);
+  log.dataset.key = key;
+  log.shownIds = messages.map((m) => m.id);
+  if (switched || nearBottom) log.scrollTop = log.scrollHeight;
 }
 
 function drawTyping() {

@@ -527,6 +527,138 @@ def serve(
         _fail(str(error))
 
 
+# --- configuration and users -------------------------------------------------------------------
+
+config_app = typer.Typer(help="Export or import the tenant's configuration as one YAML file.",
+                         no_args_is_help=True)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(users_app, name="users")
+TenantOption = Annotated[str | None, typer.Option(
+    "--tenant", help="Tenant slug [default: the only tenant; `default` is created if none].")]
+
+
+def _with_tenant(slug: str | None, work: Callable[..., object]) -> object:
+    """Run `work(session, tenant_id)` in one transaction on the configured database."""
+    import asyncio
+
+    from omnicc.store.database import Database
+    from omnicc.store.repositories import Tenants
+
+    settings = _server_settings()
+    migrate_database(settings.database_url)
+
+    async def run() -> object:
+        database = Database(settings.database_url)
+        try:
+            async with database.session() as session:
+                tenants = Tenants(session)
+                listed = await tenants.list_all()
+                if slug is not None:
+                    found = [t for t in listed if t.slug == slug]
+                    tenant = found[0] if found else await tenants.create(slug, slug)
+                elif len(listed) == 1:
+                    tenant = listed[0]
+                elif not listed:
+                    tenant = await tenants.create("default", "Default")
+                else:
+                    _fail("several tenants exist: name one with --tenant")
+                return await work(session, tenant.id)  # type: ignore[misc]
+        finally:
+            await database.dispose()
+
+    from omnicc.core.errors import OmniccError
+
+    try:
+        return asyncio.run(run())
+    except OmniccError as error:
+        _fail(str(error))
+
+
+@config_app.command("export")
+def config_export(
+    tenant: TenantOption = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output",
+                                                help="File to write [default: stdout].")] = None,
+) -> None:
+    """Write the tenant's configuration (names, no ids, no passwords) as YAML."""
+    from omnicc.api.admin.configuration import dump_yaml
+    from omnicc.app.configuration import export_configuration
+
+    text = dump_yaml(_with_tenant(tenant, export_configuration))  # type: ignore[arg-type]
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@config_app.command("import")
+def config_import(
+    file: Annotated[Path, typer.Argument(help="The YAML file.", exists=True, dir_okay=False)],
+    tenant: TenantOption = None,
+    replace: Annotated[bool, typer.Option("--replace",
+                                          help="Delete what the file does not name.")] = False,
+) -> None:
+    """Create or update everything the file names, all or nothing."""
+    import yaml
+
+    from omnicc.app.configuration import import_configuration
+
+    try:
+        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        _fail(f"{file}: not valid YAML: {error}")
+
+    async def work(session: object, tenant_id: str) -> object:
+        return await import_configuration(session, tenant_id, document,  # type: ignore[arg-type]
+                                          replace=replace)
+
+    _with_tenant(tenant, work)
+    typer.echo(f"Imported {file}.")
+    typer.echo("A running server picks the change up at its next restart; the admin API "
+               "(PUT /api/admin/config) applies it live.")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option("--role", help="admin, supervisor or agent.")] = "admin",
+    tenant: TenantOption = None,
+    display_name: Annotated[str, typer.Option("--display-name")] = "",
+    password: Annotated[str | None, typer.Option(
+        "--password", help="[default: asked for, hidden] (or OMNICC_PASSWORD)",
+        envvar="OMNICC_PASSWORD")] = None,
+) -> None:
+    """Create a user with an argon2id password (the first admin, typically)."""
+    from omnicc.app.passwords import Passwords, WeakPassword, check_password_policy
+    from omnicc.store.repositories import Users
+    from omnicc.store.tables import User
+
+    if role not in ("admin", "supervisor", "agent"):
+        _fail(f"unknown role {role!r} (admin, supervisor or agent)")
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_policy(password, username=username)
+    except WeakPassword as error:
+        _fail(str(error))
+    password_hash = Passwords().hash(password)
+
+    async def work(session: object, tenant_id: str) -> object:
+        users = Users(session, tenant_id)  # type: ignore[arg-type]
+        from omnicc.core.errors import Conflict, NotFound
+
+        try:
+            await users.by_username(username)
+        except NotFound:
+            return await users.add(User(username=username, role=role, display_name=display_name,
+                                        password_hash=password_hash))
+        raise Conflict(f"user {username} exists already")
+
+    _with_tenant(tenant, work)
+    typer.echo(f"User {username} ({role}) created.")
+
+
 def migrate_database(url: str) -> None:
     """The one place the CLI reaches into the store to migrate."""
     from omnicc.store.database import migrate as migrate_store

@@ -375,7 +375,19 @@ async def export_configuration(session: AsyncSession, tenant_id: str) -> dict[st
     exported["users"].sort(key=lambda entry: entry["username"])
     exported["wrap_up_codes"].sort(key=lambda entry: entry["code"])
     exported["canned_responses"].sort(key=lambda entry: entry["title"])
+    for section, entries in exported.items():
+        if isinstance(entries, list):
+            exported[section] = [_identity_first(entry) for entry in entries]
     return exported
+
+
+_IDENTITY = ("name", "username", "code", "title", "description", "enabled")
+
+
+def _identity_first(entry: dict[str, Any]) -> dict[str, Any]:
+    """What names an entry first, so the file reads like a list of things."""
+    first = {key: entry[key] for key in _IDENTITY if key in entry}
+    return {**first, **{key: value for key, value in entry.items() if key not in first}}
 
 
 # --- import ------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.anyio
 # The hooks the browser tests and docs/desk.md rely on.
 TEST_HOOKS = ('data-testid="messages"', 'role="log"', 'for="reply"', ">Send<",
               'id="internal"', "Internal note", ">End chat<", ">Transfer<", 'for="disposition"',
-              ">Finish wrap-up<", 'data-testid="customer-panel"', 'id="help-dialog"')
+              ">Finish wrap-up<", 'data-testid="customer-panel"', 'id="help-dialog"',
+              'aria-label="Attach a file"')
 
 
 @pytest.fixture

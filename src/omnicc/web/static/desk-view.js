@@ -1,6 +1,8 @@
 // Drawing helpers for the agent desktop: small DOM builders that only ever set text through
 // textContent, so nothing a customer types can become markup.
 
+import { attachmentLink } from "/static/attachments.js";
+
 export function el(tag, { className, text, attrs } = {}, ...children) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -67,7 +69,10 @@ export function messageItem(message, myAgentId) {
     head.append(el("span", { className: "private",
                              text: role === "whisper" ? "only you see this" : "agents only" }));
   }
-  item.append(head, el("p", { className: "message-text", text: message.text }));
+  const files = message.attachments || [];
+  // A file's message text is only "📎 <name>": the link says it better.
+  if (!files.length) item.append(head, el("p", { className: "message-text", text: message.text }));
+  else item.append(head, el("div", { className: "message-files" }, ...files.map((f) => attachmentLink(f))));
   return item;
 }
 

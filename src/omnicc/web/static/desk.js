@@ -4,6 +4,7 @@
 // page reloads /api/desk/state because notices sent while offline are not replayed.
 
 import { api, currentUser, liveSocket, toast } from "/static/session.js";
+import { RULES_PATH, uploadAttachment } from "/static/attachments.js";
 import { askNotifications, chime, notificationsWanted, notify, unlockSound } from "/static/desk-alerts.js";
 import { customerPanel, dividerItem, duration, el, humanize, messageItem } from "/static/desk-view.js";
 
@@ -21,6 +22,7 @@ const desk = {
   agentNames: new Map(),
   codes: [],
   canned: [],
+  uploadRules: null,          // size limit and accepted kinds of file
   offerSeen: new Map(),       // offer id -> server time first seen (for the countdown bar)
   chats: new Map(),           // conversation id -> {view, unread, typingUntil, history}
   selected: null,
@@ -390,6 +392,20 @@ async function send(event) {
   }
 }
 
+async function sendFiles(files) {
+  const id = desk.selected;
+  const task = id && taskOf(id);
+  if (!task || task.phase === "wrapping") return;
+  for (const file of files) {
+    try {
+      addMessage(await uploadAttachment(`/api/desk/conversations/${encodeURIComponent(id)}/attachments`,
+                                        file, { "X-CSRF-Token": desk.me.csrf_token }, desk.uploadRules));
+    } catch (error) {
+      fail(error);
+    }
+  }
+}
+
 async function endChat() {
   const id = desk.selected;
   const task = id && taskOf(id);
@@ -474,6 +490,15 @@ async function loadAgents() {
 
 async function loadCodes() {
   desk.codes = (await run(() => api("/api/desk/wrap-up-codes"))) || [];
+}
+
+async function loadUploadRules() {
+  try {
+    desk.uploadRules = await api(RULES_PATH);
+    $("attach").accept = desk.uploadRules.accept;
+  } catch {
+    desk.uploadRules = null;
+  }
 }
 
 async function loadCanned() {
@@ -702,6 +727,32 @@ function wire() {
     if (canned) insertText(canned.text);
     event.target.value = "";
   });
+  $("attach").addEventListener("change", (event) => {
+    sendFiles([...event.target.files]);
+    event.target.value = "";
+  });
+  // Pictures load after they are drawn: keep the log at the bottom unless the agent scrolled up.
+  const log = $("messages");
+  log.addEventListener("scroll", () => {
+    log.dataset.stick = String(log.scrollHeight - log.scrollTop - log.clientHeight < 80);
+  });
+  log.addEventListener("load", () => {
+    if (log.dataset.stick !== "false") log.scrollTop = log.scrollHeight;
+  }, true);
+  const composer = $("composer");
+  composer.addEventListener("dragover", (event) => {
+    if (event.dataTransfer?.types.includes("Files")) {
+      event.preventDefault();
+      composer.classList.add("dropping");
+    }
+  });
+  composer.addEventListener("dragleave", () => composer.classList.remove("dropping"));
+  composer.addEventListener("drop", (event) => {
+    composer.classList.remove("dropping");
+    if (!event.dataTransfer?.files.length) return;
+    event.preventDefault();
+    sendFiles([...event.dataTransfer.files]);
+  });
   $("end-button").addEventListener("click", endChat);
   $("transfer-button").addEventListener("click", openTransfer);
   $("transfer-form").addEventListener("submit", confirmTransfer);
@@ -754,7 +805,7 @@ async function start() {
     $("connection").textContent = "Not connected";
     return;
   }
-  await Promise.all([loadQueues(), loadAgents(), loadCodes(), loadCanned()]);
+  await Promise.all([loadQueues(), loadAgents(), loadCodes(), loadCanned(), loadUploadRules()]);
   desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
                                              onStatus: onSocketStatus });
 }

@@ -633,6 +633,14 @@ function onNotice(frame) {
       if (desk.chats.get(frame.conversation_id)?.view) loadConversation(frame.conversation_id);
       reloadState();
       break;
+    case "offer.timed_out":
+      toast("An offer ran out before you answered it.", "error");
+      reloadState();
+      break;
+    case "offer.rescinded":
+      toast("An offer was withdrawn (the customer left or it went elsewhere).");
+      reloadState();
+      break;
     default:
       if (/^(offer|task|agent)\./.test(frame.type)) reloadState();
   }
@@ -642,6 +650,8 @@ function onSocketStatus(status) {
   const box = $("connection");
   box.dataset.state = status;
   box.textContent = status === "online" ? "Connected" : "Reconnecting…";
+  // An expired session also closes the socket: the API call sends us to the login page.
+  if (status === "offline" && desk.state) api("/api/desk/state").catch(() => {});
 }
 
 function onSocketOpen() {

@@ -49,6 +49,8 @@ async function run(action) {
 // --- state ------------------------------------------------------------------------------------
 
 function applyState(state) {
+  // Answers can cross on the wire: never go back to an older picture.
+  if (desk.state && state.now < desk.state.now) return;
   // Oldest chat first, so Alt+1..9 keep pointing at the same chats.
   state.tasks.sort((a, b) => (a.accepted_at ?? 0) - (b.accepted_at ?? 0));
   state.offers.sort((a, b) => a.expires_at - b.expires_at);

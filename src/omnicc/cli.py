@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich import box
@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from typer.core import TyperCommand
 
 from omnicc.sim.scenario import (
     DEFAULT_BATCHES,
@@ -708,7 +709,31 @@ DEMO_PAGES = (
 )
 
 
-@app.command()
+DEFAULT_DEMO_RATE = 30.0
+
+
+class _StandaloneTraffic(TyperCommand):
+    """Lets `--traffic` stand alone (the default rate) as well as take one (`--traffic 60`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own click Context
+        given: list[str] = []
+        for index, arg in enumerate(args):
+            given.append(arg)
+            following = args[index + 1] if index + 1 < len(args) else ""
+            if arg == "--traffic" and not _is_number(following):
+                given.append(f"{DEFAULT_DEMO_RATE:g}")
+        return super().parse_args(ctx, given)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@app.command(cls=_StandaloneTraffic)
 def demo(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Holds the demo's database, secret key and "
@@ -717,12 +742,11 @@ def demo(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
     traffic: Annotated[
-        bool, typer.Option("--traffic", help="Simulated customers chat with the center "
-                                             "(see --rate).")
-    ] = False,
-    rate: Annotated[
-        float, typer.Option("--rate", help="With --traffic: customers per hour per queue.")
-    ] = 30.0,
+        float | None, typer.Option(
+            "--traffic", metavar="[RATE]", show_default=False,
+            help=f"Simulated customers chat with the center: RATE an hour per queue "
+                 f"({DEFAULT_DEMO_RATE:g} when --traffic stands alone).")
+    ] = None,
     bot_agents: Annotated[
         int, typer.Option("--bot-agents", help="Simulated agents that log in and answer chats "
                                                "(their own users; the human logins stay free).")
@@ -739,8 +763,8 @@ def demo(
     from omnicc.app.traffic import Traffic, TrafficPlan, start_in_background
     from omnicc.observability import configure_logging
 
-    if not (math.isfinite(rate) and rate > 0):
-        _fail("--rate must be > 0")
+    if traffic is not None and not (math.isfinite(traffic) and traffic > 0):
+        _fail("--traffic must be > 0 customers per hour")
     if not 0 <= bot_agents <= 50:
         _fail("--bot-agents must be between 0 and 50")
     settings = _server_settings(data_dir=data_dir, host=host, port=port, log_format="text",
@@ -751,17 +775,17 @@ def demo(
         migrate_database(settings.database_url)
         center = asyncio.run(seed_demo(settings.database_url, settings.data_dir,
                                        bot_agents=bot_agents))
-    plan = TrafficPlan(customers_per_hour=rate if traffic else 0.0)
+    plan = TrafficPlan(customers_per_hour=traffic or 0.0)
     background: list[asyncio.Task[None]] = []
 
     def announce(url: str) -> None:
         console.print(pages_table(center.name, url))
         console.print(logins_table(center.logins, settings.data_dir))
-        if traffic or center.bots:
+        if traffic is not None or center.bots:
             local = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
             background.append(start_in_background(Traffic(
                 local, center.slug, plan, bots=center.bots, origin=settings.public_base_url)))
-            console.print(_traffic_line(traffic, rate, len(center.bots), len(center.queues)))
+            console.print(_traffic_line(traffic, len(center.bots), len(center.queues)))
         console.print(f"OmniCC demo is serving on {url}; Ctrl-C stops it.")
         sys.stdout.flush()
 
@@ -776,9 +800,9 @@ def demo(
         _fail(str(error))
 
 
-def _traffic_line(traffic: bool, rate: float, bots: int, queues: int) -> str:
+def _traffic_line(rate: float | None, bots: int, queues: int) -> str:
     parts = []
-    if traffic:
+    if rate is not None:
         parts.append(f"about {rate:g} simulated customers per hour on each of the {queues} "
                      "queues")
     if bots:

@@ -15,6 +15,7 @@ Sentence Encoders", 2020; PolyAI-LDN/task-specific-datasets), licensed CC BY 4.0
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -35,6 +36,7 @@ from omnicc.app.demo import Login
 log = logging.getLogger("omnicc.app.traffic")
 
 QUESTIONS_FILE = "demo_questions.csv"
+LEAVE_TIMEOUT_S = 5.0
 
 TOPIC_QUEUES = {
     "sales": ("supported_cards_and_currencies", "getting_virtual_card", "order_physical_card",
@@ -110,7 +112,7 @@ class TrafficPlan:
     """Per queue: Poisson arrivals."""
     patience_s: float = 150.0
     """How long a customer waits for an agent before giving up (exponential)."""
-    customer_think_s: float = 12.0
+    customer_think_s: float = 8.0
     """How long a customer takes to write a message (exponential)."""
     customer_silence_s: float = 120.0
     """A customer whose agent says nothing this long leaves."""
@@ -118,9 +120,9 @@ class TrafficPlan:
     """The chance a customer answers an agent's message (at most three times)."""
     rating_share: float = 0.75
     """The chance a customer who was served rates the chat."""
-    bot_think_s: float = 10.0
+    bot_think_s: float = 6.0
     """How long a bot agent takes to read an offer or write a reply (exponential)."""
-    bot_idle_s: float = 45.0
+    bot_idle_s: float = 30.0
     """A bot agent closes a chat whose customer has said nothing this long."""
 
 
@@ -198,7 +200,11 @@ async def next_frame(ws: ClientConnection, timeout_s: float) -> dict[str, Any] |
     except TimeoutError:
         return None
     frame = json.loads(raw)
-    return frame if isinstance(frame, dict) else {}
+    if not isinstance(frame, dict):
+        return {}
+    if frame.get("type") == "error":
+        log.warning("the server refused a simulated customer's frame: %s", frame.get("detail"))
+    return frame
 
 
 class Customer:
@@ -226,8 +232,15 @@ class Customer:
                 "type": "start", "queue_id": self.queue_id, "text": self.question.text,
                 "id": self._next_id(), "topic": self.question.topic}))
             chat = await self._expect(ws, "chat")
-            if await self._wait_for_agent(ws) and await self._converse(ws) and \
-                    self.rng.random() < self.plan.rating_share:
+            try:
+                served = await self._wait_for_agent(ws) and await self._converse(ws)
+            except asyncio.CancelledError:
+                # The demo stops: leave like a closed browser tab would not, so that the next
+                # run finds no customers waiting who are not there.
+                with contextlib.suppress(OSError, WebSocketException, TimeoutError):
+                    await asyncio.wait_for(self._leave(ws), LEAVE_TIMEOUT_S)
+                raise
+            if served and self.rng.random() < self.plan.rating_share:
                 score = self.rng.choices(SCORES, SCORE_WEIGHTS)[0]
                 await ws.send(json.dumps({"type": "rate", "contact_id": chat["contact_id"],
                                           "score": score, "comment": COMMENTS[score]}))
@@ -241,6 +254,11 @@ class Customer:
             if frame.get("type") == wanted:
                 return frame
 
+    async def _leave(self, ws: ClientConnection) -> None:
+        """Leave the chat and see it end, so the leave is stored before the socket closes."""
+        await ws.send(json.dumps({"type": "leave"}))
+        await self._expect(ws, "chat_ended")
+
     async def _wait_for_agent(self, ws: ClientConnection) -> bool:
         """True once an agent joined; False when the customer gave up or the chat ended."""
         loop = asyncio.get_running_loop()
@@ -248,7 +266,7 @@ class Customer:
         while True:
             frame = await next_frame(ws, max(0.0, deadline - loop.time()))
             if frame is None:
-                await ws.send(json.dumps({"type": "leave", "is_typing": False}))
+                await self._leave(ws)
                 return False
             if frame.get("type") == "agent_joined":
                 return True
@@ -261,7 +279,7 @@ class Customer:
         while True:
             frame = await next_frame(ws, self.plan.customer_silence_s)
             if frame is None:
-                await ws.send(json.dumps({"type": "leave", "is_typing": False}))
+                await self._leave(ws)
                 return True
             kind = frame.get("type")
             if kind == "chat_ended":
@@ -273,7 +291,7 @@ class Customer:
                 await self._say(ws, self._follow_up())
             elif not replies_left and self.rng.random() < 0.2:
                 await self._say(ws, self.rng.choice(GOODBYES))
-                await ws.send(json.dumps({"type": "leave", "is_typing": False}))
+                await self._leave(ws)
                 return True
 
     def _follow_up(self) -> str:
@@ -357,8 +375,10 @@ class BotAgent:
         if kind == "state":
             for offer in frame["offers"]:
                 self._spawn(self._accept(offer["offer_id"], offer["conversation_id"]))
-            for task in frame["tasks"]:
-                if task["conversation_id"] not in self._inboxes:
+            for task in frame["tasks"]:  # left over from before a restart or reconnect
+                if task["phase"] == "wrapping":
+                    self._spawn(self._wrap_up(task["task_id"]))
+                elif task["conversation_id"] not in self._inboxes:
                     self._spawn(self._handle(task["conversation_id"], task["task_id"],
                                              task["queue_id"], greet=False))
         elif kind == "offer.created":  # this socket hears only this agent's offers
@@ -404,11 +424,14 @@ class BotAgent:
                 await self._post(conversation_id, BOT_CLOSING)
                 await self.traffic.delay(self.plan.bot_think_s / 2)
                 await self.http.post(f"/api/desk/conversations/{conversation_id}/end")
-            await self.traffic.delay(self.plan.bot_think_s / 2)
-            await self.http.post(f"/api/desk/tasks/{task_id}/wrap-up",
-                                 json={"code": self._wrap_up_code()})
+            await self._wrap_up(task_id)
         finally:
             self._inboxes.pop(conversation_id, None)
+
+    async def _wrap_up(self, task_id: str) -> None:
+        await self.traffic.delay(self.plan.bot_think_s / 2)
+        await self.http.post(f"/api/desk/tasks/{task_id}/wrap-up",
+                             json={"code": self._wrap_up_code()})
 
     async def _chat(self, conversation_id: str, queue_id: str,
                     inbox: asyncio.Queue[str | _Ended], *, greet: bool) -> bool:

@@ -192,3 +192,30 @@ async def test_traffic_is_served_end_to_end_by_bot_agents(
         await database.dispose()
     assert {c.wrap_up_code_id for c in served} <= codes
     assert {c.agent_id for c in served} <= bot_agents
+
+
+async def test_customers_nobody_answers_give_up(
+        server: LiveServer, migrated_database_url: str) -> None:
+    impatient = TrafficPlan(customers_per_hour=1800.0, patience_s=0.5)
+    running = asyncio.create_task(Traffic(server.url, DEMO_SLUG, impatient,
+                                          rng=random.Random(3)).run())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE_S
+        gone: list[Contact] = []
+        while len(gone) < 3:
+            assert not running.done(), running.exception()
+            assert loop.time() < deadline, f"only {len(gone)} customers gave up"
+            await asyncio.sleep(0.5)
+            database = Database(migrated_database_url)
+            try:
+                async with database.session() as session:
+                    gone = list((await session.execute(select(Contact).where(
+                        Contact.ended_at.is_not(None)))).scalars())
+            finally:
+                await database.dispose()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert all(c.agent_id is None and c.csat_score is None for c in gone)

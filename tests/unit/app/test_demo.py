@@ -6,6 +6,9 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+import typer
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from omnicc.app.demo import LOGINS_FILE, demo_passwords, new_password
@@ -18,16 +21,31 @@ runner = CliRunner()
 def test_demo_help_documents_the_options() -> None:
     result = runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for option in ("--data-dir", "--host", "--port", "--traffic", "--rate", "--bot-agents"):
+    for option in ("--data-dir", "--host", "--port", "--traffic", "--bot-agents"):
         assert option in result.stdout
     assert "logins" in result.stdout
 
 
+@pytest.mark.parametrize(("args", "rate"), [
+    ([], None),
+    (["--traffic"], 30.0),
+    (["--traffic", "--port", "9000"], 30.0),
+    (["--port", "9000", "--traffic"], 30.0),
+    (["--traffic", "60"], 60.0),
+    (["--traffic=12.5"], 12.5),
+])
+def test_traffic_takes_a_rate_or_stands_alone(args: list[str], rate: float | None) -> None:
+    command = typer.main.get_command(app)
+    assert isinstance(command, TyperGroup)
+    demo = command.commands["demo"]
+    context = demo.make_context("demo", list(args))
+    assert context.params["traffic"] == rate
+
+
 def test_demo_refuses_a_bad_rate_before_starting(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--data-dir", str(tmp_path), "--traffic",
-                                 "--rate", "0"])
+    result = runner.invoke(app, ["demo", "--data-dir", str(tmp_path), "--traffic", "0"])
     assert result.exit_code == 2
-    assert "--rate must be > 0" in result.output
+    assert "--traffic must be > 0" in result.output
     assert not (tmp_path / LOGINS_FILE).exists()
 
 

@@ -20,7 +20,7 @@ PUBLIC = {
     ("GET", "/api/chat/config"),  # the widget, before any chat
     ("POST", "/api/chat/attachments"),  # the widget: proves itself with the visitor token
     ("GET", "/api/chat/attachments/rules"),  # the widget: size limit and file kinds
-    ("GET", "/api/attachments/{attachment_id}"),  # signed link or visitor token
+    ("GET", "/api/attachments/{attachment_id}"),  # visitor token or staff session
 }
 
 

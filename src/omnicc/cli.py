@@ -704,7 +704,7 @@ DEMO_PAGES = (
     ("Agent desktop", "/desk", "agents: go available, take chats"),
     ("Wallboard", "/wallboard", "the supervisor's live view"),
     ("Admin", "/admin", "queues, skills, users, hours"),
-    ("Customer page", "/demo", "the chat widget as customers see it"),
+    ("Customer page", "/demo?tenant=demo", "the chat widget as customers see it"),
     ("API docs", "/docs", "REST and WebSocket endpoints"),
 )
 

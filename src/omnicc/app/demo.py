@@ -43,7 +43,7 @@ from omnicc.store.tables import (
 )
 
 DEMO_SLUG = "demo"
-DEMO_NAME = "Acme Bank"
+DEMO_NAME = "Acme Energy"
 DEMO_TIMEZONE = "Europe/Helsinki"
 LOGINS_FILE = "logins.json"
 LOGINS_MODE = 0o600
@@ -68,25 +68,25 @@ SKILLS = {
     "english": "Serves customers in English",
     "finnish": "Serves customers in Finnish",
     "swedish": "Serves customers in Swedish",
-    "billing": "Invoices, fees, refunds and payments",
-    "technical": "Cards, the app, transfers that do not work",
+    "billing": "Bills, direct debits, refunds and payments",
+    "technical": "The app, prepay top-ups and smart meters",
 }
 
 QUEUES: dict[str, dict[str, Any]] = {
     "sales": {
-        "description": "New accounts, cards and what they cost",
+        "description": "New customers, tariffs and ways to pay",
         "config": {"expression": "skills.english >= 3", "priority": 1,
                    "offer_timeout_s": 30.0, "wrap_up_s": 30.0, "sl_threshold_s": 30.0,
                    "expected_handle_s": 240.0, "proficiency_skills": ["english"]},
     },
     "support": {
-        "description": "Cards, the app and transfers",
+        "description": "Your account, the app and top-ups",
         "config": {"expression": "skills.technical >= 2 and skills.english >= 2",
                    "offer_timeout_s": 30.0, "wrap_up_s": 45.0, "sl_threshold_s": 60.0,
                    "expected_handle_s": 300.0, "proficiency_skills": ["technical"]},
     },
     "billing": {
-        "description": "Fees, charges, refunds and statements",
+        "description": "Bills, charges, refunds and direct debits",
         "config": {"expression": "skills.billing >= 2", "priority": 2,
                    "offer_timeout_s": 30.0, "wrap_up_s": 60.0, "sl_threshold_s": 45.0,
                    "expected_handle_s": 360.0, "proficiency_skills": ["billing"]},
@@ -106,7 +106,7 @@ WRAP_UP_CODES = {"solved": "Solved", "follow-up": "Needs follow-up",
                  "escalated": "Escalated", "spam": "Spam"}
 
 CANNED_RESPONSES = (
-    ("greeting", "Greeting", "Hello, and thank you for contacting Acme Bank! How can I help?"),
+    ("greeting", "Greeting", "Hello, and thank you for contacting Acme Energy! How can I help?"),
     ("moment", "One moment", "One moment please, I'm looking into this for you."),
     ("closing", "Closing", "Is there anything else I can help you with? Have a great day!"),
 )

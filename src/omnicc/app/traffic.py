@@ -8,8 +8,10 @@ process per queue, ask a real customer question, answer the agent now and then, 
 up while waiting, and rate the chat.
 
 The questions are a sample of Banking77 (Casanueva et al., "Efficient Intent Detection with Dual
-Sentence Encoders", 2020; PolyAI-LDN/task-specific-datasets), licensed CC BY 4.0: 10 rows each of
-27 of its 77 intents, unchanged, shipped as `demo_questions.csv` beside this module.
+Sentence Encoders", 2020; PolyAI-LDN/task-specific-datasets), licensed CC BY 4.0, shipped as
+`demo_questions.csv` beside this module: up to 10 rows of each of 24 of its 77 intents that an
+energy company's customers ask as well, leaving out rows with banking words (ATM, currency,
+cards, transfers); the texts themselves are unchanged.
 """
 
 from __future__ import annotations
@@ -39,18 +41,19 @@ QUESTIONS_FILE = "demo_questions.csv"
 LEAVE_TIMEOUT_S = 5.0
 
 TOPIC_QUEUES = {
-    "sales": ("supported_cards_and_currencies", "getting_virtual_card", "order_physical_card",
-              "visa_or_mastercard", "country_support", "age_limit", "apple_pay_or_google_pay",
-              "getting_spare_card", "exchange_rate"),
-    "support": ("card_arrival", "card_not_working", "lost_or_stolen_card", "pin_blocked",
-                "contactless_not_working", "passcode_forgotten",
-                "transfer_not_received_by_recipient", "activate_my_card",
-                "declined_card_payment"),
-    "billing": ("card_payment_fee_charged", "extra_charge_on_statement",
-                "transaction_charged_twice", "request_refund", "Refund_not_showing_up",
-                "transfer_fee_charged", "exchange_charge",
-                "direct_debit_payment_not_recognised", "cash_withdrawal_charge"),
+    "sales": ("age_limit", "country_support", "apple_pay_or_google_pay", "automatic_top_up",
+              "top_up_limits", "why_verify_identity", "verify_my_identity",
+              "topping_up_by_card"),
+    "support": ("passcode_forgotten", "edit_personal_details", "unable_to_verify_identity",
+                "terminate_account", "lost_or_stolen_phone", "top_up_failed", "pending_top_up",
+                "top_up_reverted"),
+    "billing": ("transaction_charged_twice", "request_refund", "Refund_not_showing_up",
+                "direct_debit_payment_not_recognised", "extra_charge_on_statement",
+                "balance_not_updated_after_bank_transfer", "card_payment_fee_charged",
+                "top_up_by_card_charge"),
 }
+"""Banking77 intents a utility's customers ask too (accounts, prepay top-ups, payments), by the
+demo queue that serves them."""
 
 FIRST_NAMES = ("Anna", "Mikko", "Johanna", "Ville", "Emma", "Oskar", "Leena", "Juha", "Ida",
                "Niklas", "Sanna", "Tomas", "Helmi", "Elias", "Karin", "Pekka", "Laura", "Jonas")
@@ -66,14 +69,15 @@ COMMENTS = {1: "Took far too long.", 2: "Not very helpful.", 3: "", 4: "Quick an
             5: "Very helpful, thank you!"}
 
 BOT_REPLIES = {
-    "sales": ("Good question! Our standard account includes a free physical card and up to "
-              "five virtual cards.", "You can order that directly in the app under Cards."),
-    "support": ("I'm sorry about the trouble. I've checked your card and reset it on our side; "
-                "please try again in a few minutes.",
-                "I can see the request here; it is being processed and should be done today."),
-    "billing": ("I've looked at your statement: that charge is our foreign exchange fee. I've "
-                "refunded it as a one-off.", "The refund is on its way and shows up within "
-                                             "3-5 business days."),
+    "sales": ("Welcome! You can join online in a few minutes; all you need is your address "
+              "and a meter reading.", "Yes, you can top up in the app and switch on automatic "
+                                      "top-ups there too."),
+    "support": ("I'm sorry about the trouble. I've reset that on our side; please try the app "
+                "again in a few minutes.", "I can see the request here; it is being processed "
+                                           "and should be done today."),
+    "billing": ("I've looked at your account: that charge was taken twice by mistake. I've "
+                "refunded it.", "The refund is on its way and shows up within 3-5 business "
+                                "days."),
 }
 BOT_GENERIC = ("One moment please, I'm looking into this for you.",
                "Thanks for the details, that helps.", "Let me double-check that for you.")
@@ -458,7 +462,7 @@ class BotAgent:
         return False
 
     def _greeting(self) -> str:
-        return (f"Hi, I'm {self.login.display_name} from Acme Bank, a simulated agent of the "
+        return (f"Hi, I'm {self.login.display_name} from Acme Energy, a simulated agent of the "
                 "demo. Thanks for waiting!")
 
     async def _post(self, conversation_id: str, text: str) -> bool:

@@ -165,9 +165,10 @@ class Traffic:
                 for name, queue_id in queues.items():
                     group.create_task(self._arrivals(name, queue_id))
         finally:
-            for task in self._customers:
+            customers = list(self._customers)
+            for task in customers:
                 task.cancel()
-            await asyncio.gather(*self._customers, return_exceptions=True)
+            await asyncio.gather(*customers, return_exceptions=True)
 
     async def _queues(self) -> dict[str, str]:
         """The widget's own view of the queues (those with questions for their topics)."""
@@ -206,7 +207,8 @@ async def next_frame(ws: ClientConnection, timeout_s: float) -> dict[str, Any] |
     frame = json.loads(raw)
     if not isinstance(frame, dict):
         return {}
-    if frame.get("type") == "error":
+    if frame.get("type") == "error" and frame.get("status") != 409:
+        # 409: the chat ended while the customer typed, a race real customers run into too.
         log.warning("the server refused a simulated customer's frame: %s", frame.get("detail"))
     return frame
 
@@ -219,6 +221,7 @@ class Customer:
         self.plan = traffic.plan
         self.rng = traffic.rng
         self.queue_id = queue_id
+        self.queue_name = queue_name
         self.question = self.rng.choice(traffic.questions[queue_name])
         self.name = f"{self.rng.choice(FIRST_NAMES)} {self.rng.choice(LAST_NAMES)}"
         self._sent = 0
@@ -300,15 +303,11 @@ class Customer:
 
     def _follow_up(self) -> str:
         if self.rng.random() < 0.4:
-            same_topic = [q for q in self.traffic.questions[self._queue_name()]
+            same_topic = [q for q in self.traffic.questions[self.queue_name]
                           if q.category == self.question.category and q != self.question]
             if same_topic:
                 return self.rng.choice(same_topic).text
         return self.rng.choice(FOLLOW_UPS)
-
-    def _queue_name(self) -> str:
-        return next(name for name, categories in TOPIC_QUEUES.items()
-                    if self.question.category in categories)
 
     async def _say(self, ws: ClientConnection, text: str) -> None:
         await ws.send(json.dumps({"type": "typing", "is_typing": True}))
@@ -347,10 +346,19 @@ class BotAgent:
                                 self.login.username, error)
                 await asyncio.sleep(self.RETRY_S)
         finally:
-            for task in self._work:
+            work = list(self._work)
+            for task in work:
                 task.cancel()
-            await asyncio.gather(*self._work, return_exceptions=True)
-            await self.http.aclose()
+            await asyncio.gather(*work, return_exceptions=True)
+            await self._log_out()
+
+    async def _log_out(self) -> None:
+        """Go offline, so a run without bots does not offer chats to agents nobody plays."""
+        if "X-CSRF-Token" in self.http.headers:
+            with contextlib.suppress(httpx.HTTPError):
+                await self.http.put("/api/desk/status", json={"status": "offline"},
+                                    timeout=LEAVE_TIMEOUT_S)
+        await self.http.aclose()
 
     async def _shift(self) -> None:
         response = await self.http.post("/api/auth/login", json={

@@ -78,6 +78,9 @@ async def test_the_widget_script_is_served_as_javascript(server: LiveServer) -> 
     assert re.match(r"(text|application)/javascript", script.headers["content-type"])
     assert "attachShadow" in script.text
     assert "innerHTML" not in script.text  # text only ever goes in through textContent
+    # A classic script, so one plain <script> tag works on any site: no import/export
+    # statements (an ES module from this server could not be imported by another origin).
+    assert not re.search(r"^\s*(import|export)\b", script.text, re.MULTILINE)
 
 
 def test_the_labels_the_browser_tests_use_are_documented_and_in_the_script() -> None:
@@ -85,9 +88,11 @@ def test_the_labels_the_browser_tests_use_are_documented_and_in_the_script() -> 
               / "widget.js").read_text()
     documented = DOCS.read_text()
     labels = ["Open chat", "Message", "Send", "Name", "Email", "Topic", "Start chat",
-              "End chat", "Comment", "Send rating", "Minimise chat", "Close chat"]
+              "End chat", "Comment", "Send rating", "Minimise chat", "Close chat",
+              "Attach a file"]
     test_ids = ["position", "messages", "typing", "offline-notice", "csat", "prechat",
-                "launcher", "end-chat", "thanks", "connection"]
+                "launcher", "end-chat", "thanks", "connection", "attach", "file-input",
+                "upload", "attachment", "drop-zone"]
     for label in labels:
         assert f'"{label}"' in script, label
         assert f"`{label}`" in documented, label

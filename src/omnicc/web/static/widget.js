@@ -109,6 +109,8 @@
   const CLOSE_ICON = "M6.4 5 12 10.6 17.6 5 19 6.4 13.4 12 19 17.6 17.6 19 12 13.4 6.4 19 5 17.6 10.6 12 5 6.4z";
   const MINIMISE_ICON = "M5 11h14v2H5z";
   const SEND_ICON = "M3 20.5 21 12 3 3.5v6.6l12 1.9-12 1.9z";
+  const CLIP_ICON = "M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z";
+  const FILE_ICON = "M6 2h8l6 6v12a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2zm7 1.5V9h5.5zM8 13v2h8v-2zm0 4v2h5v-2z";
 
   const host = h("div", { id: "omnicc-chat-widget", "data-omnicc": "widget" });
   const root = host.attachShadow({ mode: "open" });
@@ -188,6 +190,36 @@ form.composer button { border: 0; border-radius: 8px; width: 44px; height: 42px;
   background: var(--brand); color: var(--on-brand); cursor: pointer; display: grid; place-items: center; }
 form.composer button svg { width: 20px; height: 20px; fill: currentColor; }
 form.composer button:disabled { opacity: .5; cursor: not-allowed; }
+form.composer button.attach { background: transparent; color: var(--muted); width: 36px;
+  border: 1px solid var(--border); }
+form.composer button.attach:hover { background: var(--soft); color: var(--text); }
+form.composer button.attach[aria-disabled="true"] { opacity: .55; }
+.conversation { position: relative; }
+.drop { position: absolute; inset: 8px; z-index: 1; display: grid; place-items: center;
+  border: 2px dashed var(--brand); border-radius: 12px; background: rgb(255 255 255 / 94%);
+  font-weight: 650; color: var(--text); pointer-events: none; }
+.msg .bubble.files { display: flex; flex-direction: column; gap: 6px; padding: 6px; }
+.msg .bubble.files > span { padding: 2px 6px; }
+.file { display: flex; align-items: center; gap: 8px; width: 100%; min-width: 0; text-align: left;
+  border: 1px solid var(--border); border-radius: 10px; padding: 8px 10px; background: #fff;
+  color: var(--text); cursor: pointer; }
+.file:hover { border-color: var(--brand); }
+.file svg { width: 22px; height: 22px; flex: none; fill: var(--muted); }
+.file .name { flex: 1; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+  font-weight: 600; text-decoration: underline; }
+.file .size { flex: none; font-size: 12px; color: var(--muted); }
+.file[aria-busy="true"] { cursor: progress; opacity: .7; }
+figure.picture { margin: 0; display: flex; flex-direction: column; gap: 4px; }
+figure.picture a { display: block; border-radius: 10px; overflow: hidden; background: #fff;
+  min-width: 64px; min-height: 48px; }
+figure.picture img { display: block; max-width: 220px; max-height: 200px; width: auto;
+  height: auto; }
+figure.picture figcaption { font-size: 12px; padding: 0 4px; overflow-wrap: anywhere; }
+.msg.mine .file, .msg.mine figure.picture a { border-color: rgb(255 255 255 / 40%); }
+.upload { display: flex; flex-direction: column; gap: 6px; min-width: 180px; }
+.upload-name { display: flex; align-items: center; gap: 6px; overflow-wrap: anywhere; }
+.upload-name svg { width: 18px; height: 18px; flex: none; fill: currentColor; }
+.upload progress { width: 100%; height: 6px; accent-color: currentColor; }
 form.csat { padding: 16px; overflow-y: auto; }
 fieldset { border: 0; margin: 0; padding: 0; }
 legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
@@ -257,10 +289,18 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     placeholder: "Type your message…", maxlength: 16384 });
   const sendButton = h("button", { type: "submit", "aria-label": "Send", "data-testid": "send" },
     icon(SEND_ICON));
+  // The file input stays hidden: the paperclip opens it, so it needs no label of its own.
+  const fileInput = h("input", { type: "file", multiple: true, hidden: true, tabindex: -1,
+    "data-testid": "file-input" });
+  const attachButton = h("button", { type: "button", class: "attach", "aria-label": "Attach a file",
+    title: "Attach a file", "aria-disabled": "true", "data-testid": "attach" }, icon(CLIP_ICON));
   const composer = h("form", { class: "composer", "data-testid": "composer" },
+    attachButton, fileInput,
     h("label", { for: "omnicc-message", class: "sr", text: "Message" }), messageInput, sendButton);
+  const dropZone = h("div", { class: "drop", "data-testid": "drop-zone", hidden: true,
+    text: "Drop files here to send them" });
   const conversation = h("div", { class: "body conversation", "data-testid": "conversation", hidden: true },
-    scroll, typingLine, positionLine, chatError, composer);
+    scroll, typingLine, positionLine, chatError, composer, dropZone);
 
   // Satisfaction survey.
   const starLabels = [];
@@ -317,6 +357,10 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     pending: new Map(),     // frame id -> {frame, element}; resent after a reconnect
     rendered: new Map(),    // message id -> element
     lastConversation: null,
+    visitor: null,          // the token of `welcome`, also when localStorage is unavailable
+    rules: null,            // {max_bytes, content_types, accept} of the chat's files
+    atBottom: true,         // the log was scrolled to the end: keep it there as pictures load
+    dragDepth: 0,
     unread: 0,
     typingSentAt: 0,
     typingIdle: null,
@@ -413,7 +457,10 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     state.connected = true;
     state.attempts = 0;
     showBanner("");
-    if (data.visitor) storage.set(localStorage, TOKEN_KEY, data.visitor);
+    if (data.visitor) {
+      state.visitor = data.visitor;
+      storage.set(localStorage, TOKEN_KEY, data.visitor);
+    }
     const customer = data.customer || {};
     if (customer.name && !nameInput.value) nameInput.value = customer.name;
     if (customer.email && !emailInput.value) emailInput.value = customer.email;
@@ -440,6 +487,7 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     setOffline(state.chat.is_offline);
     endButton.hidden = state.chat.is_offline;
     if (topicField.parentNode === conversation) topicField.hidden = true;
+    updateAttach();
   }
 
   function onChat(data) {
@@ -522,6 +570,7 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     endButton.hidden = true;
     setOffline(false);
     headStatus.textContent = "";
+    updateAttach();
     showView("csat");
   }
 
@@ -553,9 +602,13 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
       item = h("li", { class: "msg system" }, h("span", { text: message.text }));
     } else {
       const mine = kind === "customer";
+      const files = Array.isArray(message.attachments) ? message.attachments : [];
+      const bubble = files.length
+        ? h("span", { class: "bubble files" }, ...files.map(renderAttachment))
+        : h("span", { class: "bubble", text: message.text });
       item = h("li", { class: `msg ${mine ? "mine" : "agent"}` },
         h("span", { class: "who", text: mine ? "You" : (message.author_name || "Agent") }),
-        h("span", { class: "bubble", text: message.text }),
+        bubble,
         h("span", { class: "meta", text: clock(message.created_at) }));
     }
     item.dataset.id = message.id;
@@ -588,7 +641,12 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
 
   function scrollDown() {
     scroll.scrollTop = scroll.scrollHeight;
+    state.atBottom = true;
   }
+
+  scroll.addEventListener("scroll", () => {
+    state.atBottom = scroll.scrollHeight - scroll.scrollTop - scroll.clientHeight < 40;
+  });
 
   function setOffline(isOffline) {
     chatNotice.hidden = !isOffline;
@@ -792,6 +850,277 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     if (state.chat) sendRaw({ type: "leave" });
   });
 
+  // --- files ----------------------------------------------------------------------------------------
+  // The helpers of /static/attachments.js, inlined: that ES module cannot be imported from the
+  // customer's site (module scripts load with CORS, /static sends none), and the widget is one
+  // classic script. The visitor token goes in a header, never in a URL, so files are fetched
+  // with it and shown through blob URLs: an <img> or a link cannot send a header.
+
+  const VISITOR_HEADER = "X-Visitor-Token";
+
+  function visitorToken() {
+    return state.visitor || storage.get(localStorage, TOKEN_KEY);
+  }
+
+  function formatBytes(size) {
+    if (size < 1024) return `${size} B`;
+    if (size < 1048576) return `${(size / 1024).toFixed(size < 10240 ? 1 : 0)} KB`;
+    return `${(size / 1048576).toFixed(1)} MB`;
+  }
+
+  async function loadRules() {
+    if (state.rules) return;
+    try {
+      const response = await fetch(`${server}/api/chat/attachments/rules`, { credentials: "omit" });
+      if (!response.ok) return;
+      state.rules = await response.json();
+      fileInput.accept = state.rules.accept || "";
+    } catch {
+      // Without the rules the server still checks every file; the next open tries again.
+    }
+  }
+
+  function acceptedExtensions() {
+    const accept = state.rules && state.rules.accept ? state.rules.accept : "";
+    return accept.split(",").map((e) => e.trim().toLowerCase()).filter(Boolean);
+  }
+
+  /** Why the server would refuse this file, said before sending it; null when it may go. */
+  function fileProblem(file) {
+    if (file.size === 0) return `"${file.name}" is empty.`;
+    if (!state.rules) return null;
+    if (file.size > state.rules.max_bytes) {
+      return `"${file.name}" is ${formatBytes(file.size)}; files can be at most `
+        + `${formatBytes(state.rules.max_bytes)}.`;
+    }
+    const dot = file.name.lastIndexOf(".");
+    const extension = dot > 0 ? file.name.slice(dot).toLowerCase() : "";
+    const extensions = acceptedExtensions();
+    const known = extension ? extensions.includes(extension)
+      : (state.rules.content_types || []).includes(file.type);
+    if (!known) {
+      return `"${file.name}" cannot be sent: this kind of file is not accepted. `
+        + `You can send ${extensions.join(" ")} files.`;
+    }
+    return null;
+  }
+
+  /** The server's refusal in words, from its status and problem document. */
+  function refusal(file, status, problem) {
+    const detail = problem && typeof problem.detail === "string" ? problem.detail : "";
+    switch (status) {
+      case 0: return `"${file.name}" could not be sent: the connection failed. Please try again.`;
+      case 401: return "This chat session is no longer valid. Reload the page to start again.";
+      case 409: return "The chat is closed. Start a new chat to send files.";
+      case 413: {
+        const limit = (problem && problem.limit_bytes) || (state.rules && state.rules.max_bytes);
+        return limit ? `"${file.name}" is too large to send; files can be at most ${formatBytes(limit)}.`
+          : `"${file.name}" is too large to send.`;
+      }
+      case 415: return `"${file.name}" was not sent. ${detail || "This kind of file cannot be sent."}`;
+      case 422: return `"${file.name}" was not sent. ${detail || "The file is empty."}`;
+      default:
+        return `"${file.name}" could not be sent${detail ? `: ${detail}` : ` (error ${status}).`}`;
+    }
+  }
+
+  function showChatError(text) {
+    chatError.textContent = text;
+    chatError.hidden = false;
+  }
+
+  function updateAttach() {
+    const ready = Boolean(state.chat);
+    attachButton.setAttribute("aria-disabled", String(!ready));
+    attachButton.title = ready ? "Attach a file" : "Send a message first, then you can attach files";
+  }
+
+  /** POSTs one file; resolves to {status, body} (status 0 when the connection failed). XHR,
+   *  not fetch, because only XHR reports upload progress. */
+  function postFile(file, onProgress) {
+    return new Promise((resolve) => {
+      const request = new XMLHttpRequest();
+      request.open("POST", `${server}/api/chat/attachments?tenant=${encodeURIComponent(tenant)}`);
+      request.setRequestHeader(VISITOR_HEADER, visitorToken() || "");
+      request.setRequestHeader("Accept", "application/json");
+      request.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) onProgress(event.loaded / event.total);
+      });
+      request.addEventListener("load", () => {
+        let body = null;
+        try { body = JSON.parse(request.responseText); } catch { body = null; }
+        resolve({ status: request.status, body });
+      });
+      for (const failure of ["error", "abort", "timeout"]) {
+        request.addEventListener(failure, () => resolve({ status: 0, body: null }));
+      }
+      const form = new FormData();
+      form.append("file", file, file.name);
+      request.send(form);
+    });
+  }
+
+  function renderUpload(file) {
+    const progress = h("progress", { max: 100, value: 0, "aria-label": `Sending ${file.name}` });
+    const item = h("li", { class: "msg mine", "data-testid": "upload" },
+      h("span", { class: "who", text: "You" }),
+      h("span", { class: "bubble upload" },
+        h("span", { class: "upload-name" }, icon(FILE_ICON),
+          h("span", { text: `${file.name} (${formatBytes(file.size)})` })), progress),
+      h("span", { class: "meta", text: "Sending file…" }));
+    log.append(item);
+    scrollDown();
+    return { item, progress };
+  }
+
+  async function sendFile(file) {
+    const problem = fileProblem(file);
+    if (problem) {
+      showChatError(problem);
+      return;
+    }
+    const { item, progress } = renderUpload(file);
+    const { status, body } = await postFile(file, (fraction) => {
+      progress.value = Math.round(fraction * 100);
+      item.querySelector(".meta").textContent = fraction < 1
+        ? `Sending file… ${Math.round(fraction * 100)}%` : "Sending file…";
+    });
+    if (status === 201 && body && body.id) {
+      // The same message may already have come over the socket: show it once.
+      if (state.rendered.has(body.id)) item.remove();
+      else item.replaceWith(renderMessage(body));
+      return;
+    }
+    item.classList.add("failed");
+    progress.remove();
+    item.querySelector(".meta").textContent = "Not sent";
+    showChatError(refusal(file, status, body));
+  }
+
+  async function sendFiles(files) {
+    const list = Array.from(files || []);
+    if (!list.length) return;
+    chatError.hidden = true;
+    if (!state.chat) {
+      showChatError("Send a message first to start the chat, then attach your file.");
+      return;
+    }
+    await loadRules();
+    for (const file of list) await sendFile(file);  // one at a time, in the order chosen
+  }
+
+  /** The file's bytes, fetched with the visitor token, as a blob URL of this page. */
+  async function fileUrl(attachment) {
+    const url = new URL(attachment.url, server);
+    if (url.origin !== server) throw new Error("a file is only ever fetched from the server");
+    const response = await fetch(url, { credentials: "omit",
+      headers: { [VISITOR_HEADER]: visitorToken() || "" } });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return URL.createObjectURL(await response.blob());
+  }
+
+  function saveAs(href, filename) {
+    const link = h("a", { href, download: filename, hidden: true });
+    root.append(link);
+    link.click();
+    link.remove();
+  }
+
+  /** A picture as a small preview (a link that saves it), any other file as a download button. */
+  function renderAttachment(attachment) {
+    const size = formatBytes(attachment.size_bytes);
+    const label = `Download ${attachment.filename}, ${size}`;
+    if (String(attachment.content_type).startsWith("image/")) {
+      const image = h("img", { alt: attachment.filename, decoding: "async" });
+      const link = h("a", { download: attachment.filename, "aria-label": label, title: label },
+        image);
+      const figure = h("figure", { class: "picture", "data-testid": "attachment" }, link,
+        h("figcaption", { text: `${attachment.filename} · ${size}` }));
+      image.addEventListener("load", () => { if (state.atBottom) scrollDown(); });
+      fileUrl(attachment).then((href) => {
+        image.src = href;
+        link.href = href;
+      }).catch(() => {
+        link.replaceWith(h("span", { class: "hint", text: "The preview is not available." }));
+      });
+      return figure;
+    }
+    const button = h("button", { type: "button", class: "file", "aria-label": label,
+      "data-testid": "attachment" }, icon(FILE_ICON),
+      h("span", { class: "name", text: attachment.filename }),
+      h("span", { class: "size", text: size }));
+    let saved = null;
+    button.addEventListener("click", async () => {
+      if (button.getAttribute("aria-busy") === "true") return;
+      button.setAttribute("aria-busy", "true");
+      try {
+        saved = saved || await fileUrl(attachment);
+        saveAs(saved, attachment.filename);
+      } catch {
+        showChatError(`"${attachment.filename}" could not be downloaded. Please try again.`);
+      } finally {
+        button.removeAttribute("aria-busy");
+      }
+    });
+    return button;
+  }
+
+  updateAttach();
+
+  // aria-disabled, not disabled: the button stays focusable and says why it cannot be used yet.
+  attachButton.addEventListener("click", () => {
+    chatError.hidden = true;
+    if (!state.chat) {
+      showChatError("Send a message first to start the chat, then attach your file.");
+      return;
+    }
+    loadRules();
+    fileInput.click();
+  });
+
+  fileInput.addEventListener("change", () => {
+    const files = Array.from(fileInput.files || []);
+    fileInput.value = "";
+    sendFiles(files);
+  });
+
+  messageInput.addEventListener("paste", (event) => {
+    const files = event.clipboardData ? Array.from(event.clipboardData.files) : [];
+    if (!files.length) return;
+    event.preventDefault();
+    sendFiles(files);
+  });
+
+  function draggingFiles(event) {
+    return Boolean(event.dataTransfer) && Array.from(event.dataTransfer.types).includes("Files");
+  }
+
+  // A file dropped anywhere on the panel is kept from replacing the customer's page, and sent
+  // when the conversation is showing.
+  panel.addEventListener("dragenter", (event) => {
+    if (!draggingFiles(event)) return;
+    event.preventDefault();
+    state.dragDepth += 1;
+    dropZone.hidden = state.view !== "chat";
+  });
+  panel.addEventListener("dragover", (event) => {
+    if (!draggingFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = state.view === "chat" ? "copy" : "none";
+  });
+  panel.addEventListener("dragleave", (event) => {
+    if (!draggingFiles(event)) return;
+    state.dragDepth = Math.max(0, state.dragDepth - 1);
+    if (!state.dragDepth) dropZone.hidden = true;
+  });
+  panel.addEventListener("drop", (event) => {
+    if (!draggingFiles(event)) return;
+    event.preventDefault();
+    state.dragDepth = 0;
+    dropZone.hidden = true;
+    if (state.view === "chat") sendFiles(event.dataTransfer.files);
+  });
+
   // --- the survey ---------------------------------------------------------------------------------
 
   function paintStars(score) {
@@ -845,6 +1174,7 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     storage.set(sessionStorage, OPEN_KEY, "1");
     connect();
     if (!state.config) loadConfig();
+    loadRules();
     if (state.view === "prechat" && !usePrechat) newChat();
     if (focus) focusView();
     scrollDown();

@@ -302,9 +302,18 @@ class Shard:
     async def _reply(self, client: httpx.AsyncClient, conversation_id: str, customer: int,
                      seq: int) -> None:
         text = f"r {customer} {seq} {time.monotonic_ns()}"
+        body = {"text": text, "id": f"r-{customer}-{seq}"}
+        path = f"/api/desk/conversations/{conversation_id}/messages"
         try:
-            response = await client.post(f"/api/desk/conversations/{conversation_id}/messages",
-                                         json={"text": text, "id": f"r-{customer}-{seq}"})
+            response = await client.post(path, json=body)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # The server closed an idle keep-alive connection as it was reused: send again,
+            # as a browser does; the idempotency key keeps it one message.
+            try:
+                response = await client.post(path, json=body)
+            except httpx.HTTPError as error:
+                self.tally.errors.append(f"reply: {error!r}")
+                return
         except httpx.HTTPError as error:
             self.tally.errors.append(f"reply: {error!r}")
             return

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnicc.app.message_log import MessageLog
 from omnicc.app.principals import Forbidden
 from omnicc.app.routing import RoutingService
 from omnicc.bus import Bus, Notice
@@ -152,6 +153,7 @@ class ChatDesk:
         self._by_task: dict[str, Chat] = {}
         self._by_customer: dict[str, Chat] = {}
         self._names: dict[tuple[str, str], str] = {}
+        self._messages = MessageLog(database, tenant_id)
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -534,11 +536,10 @@ class ChatDesk:
     async def _post(self, chat: Chat, author: Author, text: str, key: str | None,
                     visibility: str) -> dict[str, Any]:
         text = self._checked(text)
-        async with self._database.session() as session:
-            stored, _ = await Messages(session, self.tenant_id).append(Message(
-                conversation_id=chat.conversation_id, contact_id=chat.contact_id,
-                author_kind=author.kind, author_id=author.id, visibility=visibility,
-                text=text, idempotency_key=key, created_at=now_utc()))
+        stored = await self._messages.append(Message(
+            conversation_id=chat.conversation_id, contact_id=chat.contact_id,
+            author_kind=author.kind, author_id=author.id, visibility=visibility,
+            text=text, idempotency_key=key, created_at=now_utc()))
         view = message_view(stored, author.name)
         self._publish(chat, "message.created", view)
         return view

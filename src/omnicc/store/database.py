@@ -69,6 +69,12 @@ def create_engine(url: str, *, echo: bool = False, **options: Any) -> AsyncEngin
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # SQLite has one writer at a time. Several pooled connections would contend for its
+            # lock through busy_timeout's sleep-and-retry, which is unfair: under load a writer
+            # starves past the timeout and fails with "database is locked". One connection
+            # makes transactions queue in order at the pool instead.
+            options.setdefault("pool_size", 1)
+            options.setdefault("max_overflow", 0)
         else:
             # An in-memory database lives in one connection: share it, or each would be empty.
             options.setdefault("poolclass", StaticPool)

@@ -49,13 +49,15 @@ def e2e_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSer
         server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API runs it keeps an event loop on the
+# main thread, and the tests collected after tests/e2e (asyncio.run in their fixtures) need it gone.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
     yield launched

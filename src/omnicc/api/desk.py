@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
@@ -23,6 +24,7 @@ from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.runtime import ContactCenter, TenantRuntime
 from omnicc.core import events as ev
+from omnicc.core.engine import Engine
 from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -91,6 +93,16 @@ class Reject(BaseModel, extra="forbid"):
     reason: str = Field(default="", max_length=200)
 
 
+def _wrap_up_limit(engine: Engine, queue_id: str) -> float | None:
+    """The queue's wrap-up time limit, so the desk can count it down; None when wrap-up lasts
+    until the agent finishes it (or the queue has none, or is gone)."""
+    try:
+        limit = engine.queue(queue_id).config.wrap_up_s
+    except NotFound:
+        return None
+    return limit if limit is not None and math.isfinite(limit) else None
+
+
 def desk_state(runtime: TenantRuntime, agent_id: str) -> dict[str, Any]:
     """The agent's presence, pending offers and tasks, as the page draws them."""
     engine = runtime.routing.engine
@@ -101,7 +113,9 @@ def desk_state(runtime: TenantRuntime, agent_id: str) -> dict[str, Any]:
         offer = engine.offer(offer_id)
         task = engine.task(offer.task_id)
         offers.append({"offer_id": offer.id, "task_id": task.id, "queue_id": offer.queue_id,
-                       "channel": task.channel, "expires_at": offer.expires_at,
+                       "channel": task.channel, "offered_at": offer.created_at,
+                       "expires_at": offer.expires_at,
+                       "offer_timeout_s": offer.expires_at - offer.created_at,
                        "conversation_id": task.conversation_id,
                        "customer_name": task.attributes.get("customer_name", ""),
                        "topic": task.attributes.get("topic", "")})
@@ -111,7 +125,8 @@ def desk_state(runtime: TenantRuntime, agent_id: str) -> dict[str, Any]:
         tasks.append({"task_id": task.id, "phase": task.phase.value, "channel": task.channel,
                       "queue_id": task.queue_id, "conversation_id": task.conversation_id,
                       "customer_name": task.attributes.get("customer_name", ""),
-                      "accepted_at": task.accepted_at, "completed_at": task.completed_at})
+                      "accepted_at": task.accepted_at, "completed_at": task.completed_at,
+                      "wrap_up_s": _wrap_up_limit(engine, task.queue_id)})
     return {
         "agent": {"id": agent.id, "name": agent.name, "status": agent.status.name,
                   "presence": agent.presence, "presence_since": agent.presence_since,

@@ -384,10 +384,15 @@ async def test_directory_lists_for_the_desktop(center: Center) -> None:
 
 async def test_admin_page_and_openapi(center: Center) -> None:
     c = center.client
+    away = await c.get("/admin")
+    assert away.status_code == 303 and away.headers["location"] == "/login?next=/admin"
+    await center.login("supervisor")
+    assert (await c.get("/admin")).status_code == 303  # not for supervisors
+    await center.login("admin")
     page = await c.get("/admin")
-    assert page.status_code == 200 and "admin.js" in page.text
-    assert (await c.get("/admin/assets/admin.js")).status_code == 200
-    _problem(await c.get("/admin/assets/secret.py"), 404)
+    assert page.status_code == 200 and '<script type="module" src="/static/admin.js' in page.text
+    assert 'href="/admin" aria-current="page"' in page.text and "data-logout" in page.text
+    assert (await c.get("/static/admin.js")).status_code == 200
     schema = (await c.get("/openapi.json")).json()
     assert "/api/admin/queues/{queue_id}" in schema["paths"]
     assert "ConfigurationDocument" in schema["components"]["schemas"]

@@ -193,6 +193,37 @@ async def test_a_transfer_to_a_colleague(server: LiveServer, seeded: Seeded) -> 
         await browser.close()
 
 
+async def test_the_state_carries_the_offer_and_wrap_up_limits(server: LiveServer,
+                                                              seeded: Seeded) -> None:
+    """The desk counts the offer down from its full length and wrap-up down to the queue's
+    limit; a queue whose wrap-up lasts until done gives no limit."""
+    alice = await Browser(server, "alice").login()
+    ada = await Browser(server, "ada").login()
+    await alice.http.put("/api/desk/status", json={"status": "available"})
+    async with alice.socket("/api/desk/ws") as desk:
+        await receive(desk, "state")
+        customer, _ = await start_chat(server, seeded.queues["support"], "Hi")
+        created = await receive(desk, "offer.created")
+        [offer] = (await alice.http.get("/api/desk/state")).json()["offers"]
+        assert offer["offer_id"] == created["offer_id"]
+        assert offer["offer_timeout_s"] == 30.0
+        assert offer["expires_at"] - offer["offered_at"] == 30.0
+        [task] = (await alice.http.post(
+            f"/api/desk/offers/{offer['offer_id']}/accept")).json()["tasks"]
+        assert task["wrap_up_s"] == 60.0
+
+        support = (await ada.http.get(f"/api/admin/queues/{seeded.queues['support']}")).json()
+        del support["id"]
+        changed = await ada.http.put(f"/api/admin/queues/{seeded.queues['support']}",
+                                     json={**support, "wrap_up_s": None})
+        assert changed.status_code == 200, changed.text
+        [task] = (await alice.http.get("/api/desk/state")).json()["tasks"]
+        assert task["wrap_up_s"] is None
+        await customer.close()
+    for browser in (alice, ada):
+        await browser.close()
+
+
 async def _first_offer(*desks: Any) -> tuple[Any, dict[str, Any]]:
     """Whichever agent the router picked: the first desk to see an offer."""
     waits = {asyncio.ensure_future(receive(d, "offer.created")): d for d in desks}

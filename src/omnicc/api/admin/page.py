@@ -1,32 +1,17 @@
-"""The admin page: one HTML page and its ES module, served without a build step."""
+"""The admin page: a thin shell like the desk and the wallboard (shared top bar, login
+redirect); `static/admin.js` does everything through `/api/admin`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Final
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse
-
-from omnicc.core.errors import NotFound
-
-WEB: Final = Path(__file__).resolve().parents[2] / "web"
-ASSETS: Final = {"admin.js": "text/javascript", "admin.css": "text/css"}
+from omnicc.api.pages import page_for
+from omnicc.app.permissions import Permission
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/admin", response_class=HTMLResponse)
-async def admin_page() -> HTMLResponse:
-    # The page logs in by itself (it has its own form), so it is served to anyone; every
-    # action it takes goes through the API's permission checks.
-    html = (WEB / "templates" / "admin.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
-
-
-@router.get("/admin/assets/{name}")
-async def admin_asset(name: str) -> FileResponse:
-    if name not in ASSETS:
-        raise NotFound(f"no asset {name}")
-    return FileResponse(WEB / "static" / name, media_type=ASSETS[name],
-                        headers={"Cache-Control": "no-cache"})
+async def admin_page(request: Request) -> Response:
+    return await page_for(request, "admin.html", Permission.CONFIGURE_TENANT)

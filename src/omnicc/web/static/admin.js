@@ -1,180 +1,270 @@
-// The admin page: lists and forms over /api/admin, plain ES module, no build step.
+// The admin page: lists and forms over /api/admin, plain ES module, no build step. The section
+// is in the address (#queues), so a reload or a shared link opens the same one.
+import { api, ApiError, currentUser, toast } from "/static/session.js";
+
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const ranges = (text) => text.split(",").map((r) => r.trim()).filter(Boolean).map((r) => r.split("-").map((t) => t.trim()));
 const showRanges = (list) => (list || []).map((r) => r.join("-")).join(", ");
+const NULLABLE = ["business_hours_id", "queue_id", "user_id", "shortcut", "email", "timezone"];
 
-// Each field: [key, label, kind, hint]. Kinds: text, textarea, number, bool, json, list, role, weekly, holidays.
+// Each field: [key, label, kind, hint, options]. Kinds: text, textarea, number, bool, json, list,
+// select, password, weekly, holidays. `columns`: [key, heading] shown in the list.
 const SECTIONS = {
-  queues: { title: "Queues", path: "queues", columns: ["name", "strategy", "enabled"], fields: [
+  queues: { title: "Queues", noun: "queue", path: "queues",
+    columns: [["name", "Name"], ["expression", "Eligible agents"], ["strategy", "Strategy"], ["enabled", "Enabled"]], fields: [
     ["name", "Name", "text"], ["description", "Description", "text"], ["enabled", "Enabled", "bool"],
-    ["expression", "Eligible agents (expression)", "text", "e.g. skills.finnish >= 3 and team == \"billing\""],
+    ["expression", "Eligible agents (expression)", "text", "e.g. skills.finnish >= 3 and team == \"billing\"; empty: everyone"],
     ["strategy", "Strategy", "select", "", ["longest_idle", "least_occupied", "most_proficient", "round_robin", "fewest_contacts", "random", "ring_all", "sequential"]],
     ["priority", "Priority", "number"], ["offer_timeout_s", "Offer timeout (s)", "number"],
-    ["wrap_up_s", "Wrap-up (s, empty: none)", "number"], ["sl_threshold_s", "Service-level threshold (s)", "number"],
-    ["business_hours_id", "Business hours id (empty: always open)", "text"],
-    ["proficiency_skills", "Proficiency skills (comma separated)", "list"], ["hunt_order", "Hunt order (agent ids, comma separated)", "list"]] },
-  skills: { title: "Skills", path: "skills", columns: ["name", "description"], fields: [["name", "Name", "text"], ["description", "Description", "text"]] },
-  agents: { title: "Agents", path: "agents", columns: ["name", "status"], fields: [
+    ["wrap_up_s", "Wrap-up (s)", "number", "Empty: no wrap-up"], ["sl_threshold_s", "Service-level threshold (s)", "number"],
+    ["business_hours_id", "Business hours id", "text", "Empty: always open"],
+    ["proficiency_skills", "Proficiency skills", "list", "Comma separated"], ["hunt_order", "Hunt order", "list", "Agent ids, comma separated"]] },
+  skills: { title: "Skills", noun: "skill", path: "skills", columns: [["name", "Name"], ["description", "Description"]],
+    fields: [["name", "Name", "text"], ["description", "Description", "text"]] },
+  agents: { title: "Agents", noun: "agent", path: "agents", columns: [["name", "Name"], ["status", "Status"]], fields: [
     ["name", "Name", "text"], ["user_id", "User id (login)", "text"],
     ["skills", "Skills (JSON)", "json", "{\"finnish\": 4}"], ["capacity", "Capacity per channel (JSON)", "json", "{\"voice\": 1, \"chat\": 3}"],
     ["attributes", "Attributes (JSON)", "json", "{\"team\": \"billing\"}"]] },
-  "routing-policies": { title: "Routing policies", path: "routing-policies", columns: ["name", "final_action"], fields: [
+  "routing-policies": { title: "Routing policies", noun: "routing policy", path: "routing-policies", columns: [["name", "Name"], ["final_action", "Final action"]], fields: [
     ["name", "Name", "text"], ["steps", "Steps (JSON)", "json", "[{\"queue\": \"<queue id>\", \"timeout_s\": 30}]"],
     ["final_action", "Final action", "select", "", ["close", "voicemail", "callback"]], ["final_reason", "Final reason", "text"]] },
-  "business-hours": { title: "Business hours", path: "business-hours", columns: ["name", "timezone"], fields: [
-    ["name", "Name", "text"], ["timezone", "Time zone (empty: the tenant's)", "text", "e.g. Europe/Helsinki"],
+  "business-hours": { title: "Business hours", noun: "business hours", path: "business-hours", columns: [["name", "Name"], ["timezone", "Time zone"]], fields: [
+    ["name", "Name", "text"], ["timezone", "Time zone", "text", "e.g. Europe/Helsinki; empty: the tenant's"],
     ["weekly", "Weekly hours", "weekly"], ["holidays", "Holidays", "holidays", "One a line: 2026-12-24 Christmas Eve [09:00-12:00]"]] },
-  "wrap-up-codes": { title: "Wrap-up codes", path: "wrap-up-codes", columns: ["code", "label", "enabled"], fields: [
+  "wrap-up-codes": { title: "Wrap-up codes", noun: "wrap-up code", path: "wrap-up-codes", columns: [["code", "Code"], ["label", "Label"], ["enabled", "Enabled"]], fields: [
     ["code", "Code", "text"], ["label", "Label", "text"], ["enabled", "Enabled", "bool"]] },
-  "canned-responses": { title: "Canned responses", path: "canned-responses", columns: ["title", "shortcut"], fields: [
-    ["title", "Title", "text"], ["shortcut", "Shortcut", "text"], ["text", "Text", "textarea"], ["queue_id", "Queue id (empty: all queues)", "text"]] },
-  users: { title: "Users", path: "users", columns: ["username", "role", "disabled"], fields: [
+  "canned-responses": { title: "Canned responses", noun: "canned response", path: "canned-responses", columns: [["title", "Title"], ["shortcut", "Shortcut"]], fields: [
+    ["title", "Title", "text"], ["shortcut", "Shortcut", "text"], ["text", "Text", "textarea"], ["queue_id", "Queue id", "text", "Empty: all queues"]] },
+  users: { title: "Users", noun: "user", path: "users", columns: [["username", "Username"], ["display_name", "Name"], ["role", "Role"], ["disabled", "Disabled"]], fields: [
     ["username", "Username", "text"], ["display_name", "Display name", "text"], ["email", "Email", "text"],
-    ["role", "Role", "select", "", ["agent", "supervisor", "admin"]], ["disabled", "Disabled", "bool"],
-    ["password", "New password (empty: unchanged)", "password"]] },
-  "api-tokens": { title: "API tokens", path: "api-tokens", columns: ["name", "role", "revoked_at"], readOnly: true, fields: [
+    ["role", "Role", "select", "", ["agent", "supervisor", "admin"]], ["disabled", "Disabled", "bool", "", null, false],
+    ["password", "New password", "password", "Empty: unchanged"]] },
+  "api-tokens": { title: "API tokens", noun: "API token", path: "api-tokens", columns: [["name", "Name"], ["role", "Role"], ["revoked_at", "Revoked"]], readOnly: true, fields: [
     ["name", "Name", "text"], ["role", "Role", "select", "", ["supervisor", "admin"]]] },
   config: { title: "Export / import", custom: true },
 };
 
-let csrf = null;
 const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => { const e = Object.assign(document.createElement(tag), props); e.append(...children); return e; };
-const say = (text, isError = false) => { $("status").textContent = text; $("status").className = isError ? "error" : ""; };
+let fieldCount = 0;
 
-async function api(method, path, body, raw = false) {
-  const headers = {};
-  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
-  if (body !== undefined && !raw) headers["Content-Type"] = "application/json";
-  if (raw) headers["Content-Type"] = "application/yaml";
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : raw ? body : JSON.stringify(body), credentials: "same-origin" });
-  if (!response.ok) {
-    const problem = await response.json().catch(() => ({ detail: response.statusText }));
-    const fields = (problem.errors || []).map((e) => `${e.field}: ${e.message}`).join("; ");
-    throw new Error(`${problem.title || response.status}: ${problem.detail || ""} ${fields}`);
-  }
-  if (response.status === 204) return null;
-  return (response.headers.get("content-type") || "").includes("json") ? response.json() : response.text();
+function el(tag, props = {}, ...children) {
+  const { attrs, ...rest } = props;
+  const node = Object.assign(document.createElement(tag), rest);
+  for (const [name, value] of Object.entries(attrs || {})) if (value !== null && value !== undefined) node.setAttribute(name, value);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function say(text) {
+  $("status").textContent = text;
+}
+
+function errorText(error) {
+  if (!(error instanceof ApiError)) return error.message || String(error);
+  const fields = (error.problem?.errors || []).map((e) => `${e.field.replace(/^body\./, "")}: ${e.message}`);
+  return [error.message, ...fields].join(" · ");
+}
+
+function showError(box, error) {
+  box.textContent = errorText(error);
+  box.hidden = false;
+}
+
+function cell(value) {
+  if (typeof value === "boolean") return el("span", { className: `badge ${value ? "ok" : ""}`, textContent: value ? "Yes" : "No" });
+  if (value === null || value === undefined || value === "") return el("span", { className: "admin-none", textContent: "—" });
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
 function input(field, value) {
-  const [key, label, kind, hint, options] = field;
+  const [key, label, kind, hint, options, fallback] = field;
+  const id = `field-${++fieldCount}`;
+  const hintId = hint ? `${id}-hint` : null;
+  const describe = { id, name: key, attrs: { "aria-describedby": hintId } };
+  const hintNode = hint ? el("p", { className: "admin-hint", id: hintId, textContent: hint }) : null;
+  if (kind === "bool") {
+    const box = el("input", { ...describe, type: "checkbox", checked: value ?? fallback ?? true });
+    return el("div", { className: "admin-field admin-check" }, el("label", {}, box, ` ${label}`), hintNode);
+  }
+  if (kind === "weekly") {
+    return el("fieldset", { className: "admin-field admin-wide admin-weekly" },
+      el("legend", { textContent: `${label} (e.g. 09:00-12:00, 13:00-17:00; empty: closed)` }),
+      ...DAYS.map((day) => el("label", { textContent: day },
+        el("input", { name: `weekly.${day}`, value: showRanges((value || {})[day]) }))));
+  }
   let control;
   if (kind === "select") {
-    control = el("select", { name: key }, ...options.map((o) => el("option", { value: o, textContent: o, selected: o === value })));
-  } else if (kind === "bool") {
-    control = el("input", { name: key, type: "checkbox", checked: value !== false });
-    return el("label", {}, control, " ", label);
-  } else if (kind === "weekly") {
-    const box = el("fieldset", {}, el("legend", { textContent: `${label} (e.g. 09:00-12:00, 13:00-17:00; empty: closed)` }));
-    for (const day of DAYS) box.append(el("label", { textContent: day }, el("input", { name: `weekly.${day}`, value: showRanges((value || {})[day]) })));
-    return box;
+    control = el("select", describe, ...options.map((o) => el("option", { value: o, textContent: o, selected: o === value })));
   } else if (kind === "holidays") {
-    control = el("textarea", { name: key, value: (value || []).map((h) => [h.date, h.name, showRanges(h.hours)].filter(Boolean).join(" ")).join("\n") });
+    control = el("textarea", { ...describe, rows: 4,
+      value: (value || []).map((h) => [h.date, h.name, showRanges(h.hours)].filter(Boolean).join(" ")).join("\n") });
   } else if (kind === "textarea" || kind === "json") {
-    control = el("textarea", { name: key, value: kind === "json" ? JSON.stringify(value ?? (key === "steps" ? [] : {}), null, 2) : value ?? "" });
+    control = el("textarea", { ...describe, rows: kind === "json" ? 4 : 5, className: kind === "json" ? "admin-code" : "",
+      value: kind === "json" ? JSON.stringify(value ?? (key === "steps" ? [] : {}), null, 2) : value ?? "" });
   } else {
-    control = el("input", { name: key, type: kind === "number" ? "number" : kind === "password" ? "password" : "text", step: "any",
+    control = el("input", { ...describe, type: kind === "number" ? "number" : kind === "password" ? "password" : "text",
+      step: "any", autocomplete: kind === "password" ? "new-password" : "off",
       value: kind === "list" ? (value || []).join(", ") : kind === "password" ? "" : value ?? "" });
   }
-  const labelled = el("label", { textContent: label }, control);
-  if (hint) labelled.append(el("span", { className: "hint", textContent: hint }));
-  return labelled;
+  const wide = ["textarea", "json", "holidays"].includes(kind) || key === "expression";
+  return el("div", { className: `admin-field${wide ? " admin-wide" : ""}` },
+    el("label", { htmlFor: id, textContent: label }), control, hintNode);
 }
 
 function read(form, fields) {
   const body = {};
-  for (const [key, , kind] of fields) {
+  for (const [key, label, kind] of fields) {
     if (kind === "weekly") {
       body.weekly = {};
       for (const day of DAYS) { const v = form.elements[`weekly.${day}`].value.trim(); if (v) body.weekly[day] = ranges(v); }
       continue;
     }
     const control = form.elements[key];
-    const text = kind === "bool" ? null : control.value.trim();
-    if (kind === "bool") body[key] = control.checked;
-    else if (kind === "json") body[key] = text ? JSON.parse(text) : {};
-    else if (kind === "list") body[key] = text ? text.split(",").map((s) => s.trim()) : [];
+    if (kind === "bool") { body[key] = control.checked; continue; }
+    const text = control.value.trim();
+    if (kind === "json") {
+      try { body[key] = text ? JSON.parse(text) : {}; } catch { throw new Error(`${label}: not valid JSON`); }
+    } else if (kind === "list") body[key] = text ? text.split(",").map((s) => s.trim()).filter(Boolean) : [];
     else if (kind === "number") { if (text !== "") body[key] = Number(text); else if (key === "wrap_up_s") body[key] = null; }
     else if (kind === "holidays") body.holidays = text.split("\n").filter((l) => l.trim()).map((line) => {
       const [date, ...rest] = line.trim().split(/\s+/); const timed = rest.filter((w) => /^\d\d:\d\d-\d\d:\d\d,?$/.test(w));
       return { date, name: rest.filter((w) => !timed.includes(w)).join(" "), hours: ranges(timed.join(",")) }; });
     else if (text !== "") body[key] = text;
-    else if (["business_hours_id", "queue_id", "user_id", "shortcut", "email", "timezone"].includes(key)) body[key] = null;
+    else if (NULLABLE.includes(key)) body[key] = null;
   }
   return body;
 }
 
-async function showSection(name) {
+function currentSection() {
+  const name = location.hash.slice(1);
+  return name in SECTIONS ? name : "queues";
+}
+
+function drawTabs(name) {
+  for (const link of $("tabs").querySelectorAll("a")) {
+    if (link.dataset.section === name) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
+  }
+}
+
+async function showSection(name, message = "") {
   const section = SECTIONS[name];
-  for (const b of document.querySelectorAll("nav button")) {
-    if (b.dataset.section === name) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
-  }
+  drawTabs(name);
+  document.title = `${section.title} · Administration · OmniCC`;
   $("section-title").textContent = section.title;
-  const area = $("section"); area.replaceChildren(); say("");
+  $("status").textContent = message;
+  const area = $("section");
+  const actions = $("section-actions");
+  actions.replaceChildren();
+  area.replaceChildren();
   if (section.custom) return showConfig(area);
+  const error = el("p", { className: "form-error", attrs: { role: "alert" }, hidden: true });
   let rows;
-  try { rows = await api("GET", `/api/admin/${section.path}`); } catch (error) { return say(error.message, true); }
-  const table = el("table", {}, el("caption", { className: "hint", textContent: `${rows.length} ${section.title.toLowerCase()}` }),
-    el("thead", {}, el("tr", {}, ...section.columns.map((c) => el("th", { scope: "col", textContent: c })), el("th", { scope: "col", textContent: "actions" }))));
-  const body = el("tbody");
-  for (const row of rows) {
-    const actions = el("td");
-    if (!section.readOnly) actions.append(el("button", { className: "secondary", textContent: "Edit", onclick: () => edit(name, row), ariaLabel: `Edit ${row[section.columns[0]]}` }), " ");
-    actions.append(el("button", { className: "secondary", textContent: section.readOnly ? "Revoke" : "Delete", ariaLabel: `Delete ${row[section.columns[0]]}`, onclick: async () => {
-      if (!confirm(`Delete ${row[section.columns[0]]}?`)) return;
-      try { await api("DELETE", `/api/admin/${section.path}/${row.id}`); await showSection(name); say("Deleted."); } catch (error) { say(error.message, true); } } }));
-    body.append(el("tr", {}, ...section.columns.map((c) => el("td", { textContent: String(row[c] ?? "") })), actions));
-  }
-  table.append(body);
-  area.append(table, el("button", { textContent: `New`, onclick: () => edit(name, null) }));
+  try { rows = await api(`/api/admin/${section.path}`); } catch (problem) { showError(error, problem); return area.append(error); }
+  actions.append(el("button", { type: "button", className: "button primary", textContent: `New ${section.noun}`,
+                                onclick: () => edit(name, null) }));
+  const label = (row) => row[section.columns[0][0]];
+  const body = el("tbody", {}, ...rows.map((row) => {
+    const buttons = el("td", { className: "admin-row-actions" });
+    if (!section.readOnly) {
+      buttons.append(el("button", { type: "button", className: "button small", textContent: "Edit",
+                                    attrs: { "aria-label": `Edit ${label(row)}` }, onclick: () => edit(name, row) }));
+    }
+    const verb = section.readOnly ? "Revoke" : "Delete";
+    if (!(section.readOnly && row.revoked_at)) {
+      buttons.append(el("button", { type: "button", className: "button small ghost danger-text", textContent: verb,
+        attrs: { "aria-label": `${verb} ${label(row)}` }, onclick: async () => {
+          if (!confirm(`${verb} ${label(row)}?`)) return;
+          try { await api(`/api/admin/${section.path}/${row.id}`, { method: "DELETE" }); await showSection(name, `${verb}d ${label(row)}.`); }
+          catch (problem) { showError(error, problem); }
+        } }));
+    }
+    return el("tr", { attrs: { "data-testid": "row" } },
+      ...section.columns.map(([key], index) => index === 0 ? el("th", { scope: "row" }, cell(row[key])) : el("td", {}, cell(row[key]))),
+      buttons);
+  }));
+  const table = el("table", { className: "data admin-table" },
+    el("caption", { className: "visually-hidden", textContent: section.title }),
+    el("thead", {}, el("tr", {}, ...section.columns.map(([, heading]) => el("th", { scope: "col", textContent: heading })),
+                       el("th", { scope: "col", className: "admin-row-actions" }, el("span", { className: "visually-hidden", textContent: "Actions" })))),
+    body);
+  area.append(error, rows.length ? el("div", { className: "admin-scroll" }, table)
+                                 : el("p", { className: "empty", textContent: `No ${section.title.toLowerCase()} yet.` }));
 }
 
 function edit(name, row) {
   const section = SECTIONS[name];
-  const form = el("form", { ariaLabel: row ? "Edit" : "Create" }, ...section.fields.map((f) => input(f, row ? row[f[0]] : undefined)),
-    el("button", { textContent: row ? "Save" : "Create" }), " ", el("button", { type: "button", className: "secondary", textContent: "Cancel", onclick: () => showSection(name) }));
-  form.onsubmit = async (event) => {
+  const title = row ? `Edit ${section.noun} ${row[section.columns[0][0]]}` : `New ${section.noun}`;
+  const error = el("p", { className: "form-error", attrs: { role: "alert" }, hidden: true });
+  const form = el("form", { className: "admin-form", noValidate: true, attrs: { "aria-labelledby": "form-title" } },
+    el("h3", { id: "form-title", textContent: title }),
+    el("div", { className: "admin-grid" }, ...section.fields.map((f) => input(f, row ? row[f[0]] : undefined))),
+    error,
+    el("div", { className: "admin-form-buttons" },
+      el("button", { type: "button", className: "button", textContent: "Cancel", onclick: () => showSection(name) }),
+      el("button", { type: "submit", className: "button primary", textContent: row ? "Save" : "Create" })));
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    error.hidden = true;
+    for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
     try {
-      const saved = await api(row ? "PUT" : "POST", `/api/admin/${section.path}${row ? `/${row.id}` : ""}`, read(form, section.fields));
-      await showSection(name);
-      say(saved && saved.token ? `Token created. Copy it now, it is shown only once: ${saved.token}` : "Saved.");
-    } catch (error) { say(error.message, true); }
-  };
+      const saved = await api(`/api/admin/${section.path}${row ? `/${row.id}` : ""}`,
+                              { method: row ? "PUT" : "POST", body: read(form, section.fields) });
+      await showSection(name, saved?.token ? `Token created. Copy it now, it is shown only once: ${saved.token}` : "Saved.");
+    } catch (problem) {
+      showError(error, problem);
+      const wrong = problem.problem?.expression !== undefined ? ["expression"]
+        : (problem.problem?.errors || []).map((e) => e.field.replace(/^body\./, "").split(".")[0]);
+      for (const key of wrong) form.elements[key]?.setAttribute?.("aria-invalid", "true");
+      (form.querySelector("[aria-invalid]") || error).focus?.();
+    }
+  });
+  $("section-actions").replaceChildren();
   $("section").replaceChildren(form);
   form.querySelector("input, textarea, select").focus();
 }
 
+async function putYaml(text, replace) {
+  // The file goes as YAML, not JSON: `api` always sends JSON, so this one request is by hand.
+  const me = await currentUser();
+  const response = await fetch(`/api/admin/config?replace=${replace}`, {
+    method: "PUT", credentials: "same-origin", body: text,
+    headers: { "Content-Type": "application/yaml", Accept: "application/json", "X-CSRF-Token": me.csrf_token } });
+  const data = await response.json().catch(() => ({ detail: response.statusText }));
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
 function showConfig(area) {
-  const text = el("textarea", { id: "yaml", rows: 20 });
+  const error = el("p", { className: "form-error", attrs: { role: "alert" }, hidden: true });
+  const text = el("textarea", { id: "yaml", rows: 18, className: "admin-code", spellcheck: false });
   const replace = el("input", { type: "checkbox", id: "replace" });
+  const load = el("button", { type: "button", className: "button", textContent: "Load current configuration", onclick: async () => {
+    error.hidden = true;
+    try { text.value = await api("/api/admin/config", { headers: { Accept: "application/yaml" } }); say("Loaded the current configuration."); }
+    catch (problem) { showError(error, problem); }
+  } });
+  const download = el("a", { className: "button", href: "/api/admin/config", download: "omnicc-configuration.yaml", textContent: "Download YAML" });
+  const upload = el("button", { type: "button", className: "button primary", textContent: "Import", onclick: async () => {
+    error.hidden = true;
+    try { const result = await putYaml(text.value, replace.checked); say(`Imported: ${JSON.stringify(result.imported)}`); }
+    catch (problem) { showError(error, problem); }
+  } });
+  $("section-actions").append(load, download);
   area.append(
-    el("button", { textContent: "Load current configuration", onclick: async () => { try { text.value = await api("GET", "/api/admin/config"); say("Loaded."); } catch (e) { say(e.message, true); } } }),
-    " ", el("a", { href: "/api/admin/config", download: "omnicc-configuration.yaml", textContent: "Download YAML" }),
-    el("label", { textContent: "Configuration (YAML)" }, text),
-    el("label", {}, replace, " Replace: delete what the file does not name"),
-    el("button", { textContent: "Import", onclick: async () => {
-      try { const r = await api("PUT", `/api/admin/config?replace=${replace.checked}`, text.value, true); say(`Imported: ${JSON.stringify(r.imported)}`); } catch (e) { say(e.message, true); } } }));
+    el("p", { className: "admin-hint", textContent: "The configuration as one YAML file: things are named, not numbered, so the file moves between installations." }),
+    el("div", { className: "admin-field admin-wide" }, el("label", { htmlFor: "yaml", textContent: "Configuration (YAML)" }), text),
+    el("div", { className: "admin-field admin-check" }, el("label", {}, replace, " Replace: delete what the file does not name")),
+    error,
+    el("div", { className: "admin-form-buttons" }, upload));
 }
 
-async function start(me) {
-  csrf = me.csrf_token;
-  $("who").textContent = `${me.display_name} (${me.role}) - ${me.tenant_name}`;
-  $("login").hidden = true; $("app").hidden = false;
-  $("tabs").replaceChildren(...Object.entries(SECTIONS).map(([key, s]) => {
-    const button = el("button", { textContent: s.title, onclick: () => showSection(key) });
-    button.dataset.section = key;
-    return el("li", {}, button);
-  }));
-  await showSection("queues");
+async function start() {
+  const me = await currentUser();
+  $("who").textContent = `${me.display_name} · ${me.tenant_name}`;
+  $("tabs").replaceChildren(...Object.entries(SECTIONS).map(([key, s]) =>
+    el("li", {}, el("a", { href: `#${key}`, textContent: s.title, attrs: { "data-section": key } }))));
+  window.addEventListener("hashchange", () => showSection(currentSection()));
+  await showSection(currentSection());
 }
 
-$("login").onsubmit = async (event) => {
-  event.preventDefault();
-  const data = Object.fromEntries(new FormData(event.target));
-  if (!data.tenant) delete data.tenant;
-  try { await start(await api("POST", "/api/auth/login", data)); } catch (error) { alert(error.message); }
-};
-
-api("GET", "/api/auth/me").then(start, () => { $("login").hidden = false; $("login").querySelector("input").focus(); });
+start().catch((error) => toast(errorText(error), "error"));

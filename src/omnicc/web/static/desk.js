@@ -23,7 +23,6 @@ const desk = {
   codes: [],
   canned: [],
   uploadRules: null,          // size limit and accepted kinds of file
-  offerSeen: new Map(),       // offer id -> server time first seen (for the countdown bar)
   chats: new Map(),           // conversation id -> {view, unread, typingUntil, history}
   selected: null,
   socket: null,
@@ -56,11 +55,6 @@ function applyState(state) {
   state.offers.sort((a, b) => a.expires_at - b.expires_at);
   desk.state = state;
   desk.skew = state.now - Date.now() / 1000;
-  const live = new Set(state.offers.map((o) => o.offer_id));
-  for (const offer of state.offers) {
-    if (!desk.offerSeen.has(offer.offer_id)) desk.offerSeen.set(offer.offer_id, state.now);
-  }
-  for (const id of desk.offerSeen.keys()) if (!live.has(id)) desk.offerSeen.delete(id);
   const mine = new Set(state.tasks.map((t) => t.conversation_id));
   for (const id of desk.chats.keys()) if (!mine.has(id)) desk.chats.delete(id);
   if (desk.selected && !mine.has(desk.selected)) desk.selected = null;
@@ -335,8 +329,7 @@ function drawTimers() {
   for (const li of $("offers").children) {
     const offer = desk.state.offers.find((o) => o.offer_id === li.dataset.offerId);
     if (!offer) continue;
-    const seen = desk.offerSeen.get(offer.offer_id) ?? now;
-    const total = Math.max(1, offer.expires_at - seen);
+    const total = Math.max(1, offer.offer_timeout_s);
     const left = Math.max(0, offer.expires_at - now);
     const bar = li.querySelector(".countdown-bar");
     bar.style.width = `${Math.min(100, (left / total) * 100)}%`;
@@ -345,7 +338,12 @@ function drawTimers() {
   }
   const task = desk.selected ? taskOf(desk.selected) : null;
   if (task?.phase === "wrapping" && task.completed_at) {
-    $("wrap-up-timer").textContent = duration(now - task.completed_at);
+    // A queue with a wrap-up limit frees the agent when it runs out: count down to it.
+    const limited = task.wrap_up_s !== null && task.wrap_up_s !== undefined;
+    const timer = $("wrap-up-timer");
+    const left = task.completed_at + (task.wrap_up_s ?? 0) - now;
+    timer.textContent = limited ? `${duration(Math.ceil(left))} left` : duration(now - task.completed_at);
+    timer.setAttribute("aria-label", limited ? "Time left in wrap-up" : "Time in wrap-up");
   }
 }
 

@@ -76,6 +76,11 @@ def test_an_agent_transfers_a_chat_to_a_colleague(e2e_site: tuple[LiveServer, Se
     bob.get_by_role("button", name="Send", exact=True).click()
     expect(log).to_contain_text("Bob here")
 
+    # Support limits wrap-up to 60 s: the desk counts it down.
+    bob.get_by_role("button", name="End chat").click()
+    expect(bob.get_by_test_id("wrap-up")).to_be_visible()
+    expect(bob.get_by_role("timer", name="Time left in wrap-up")).to_contain_text("left")
+
 
 def test_a_supervisor_reassigns_a_waiting_chat(e2e_site: tuple[LiveServer, Seeded],
                                                new_page: Callable[..., Page]) -> None:

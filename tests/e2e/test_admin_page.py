@@ -43,6 +43,13 @@ def test_admin_configures_the_tenant(e2e_site: tuple[LiveServer, Seeded],
     expect(created).to_contain_text("skills.swedish >= 2")
     screenshot(page, "admin")
 
+    # Editing shows every setting and saves them all (a PUT is the whole queue).
+    created.get_by_role("button", name="Edit swedish").click()
+    expect(page.get_by_label("Offer timeout (s)")).to_have_value("20")
+    page.get_by_label("Aging per second").fill("0.5")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("status")).to_contain_text("Saved")
+
     page.get_by_role("link", name="Wrap-up codes").click()
     expect(section.get_by_role("heading", name="Wrap-up codes")).to_be_visible()
     page.get_by_role("button", name="New wrap-up code").click()
@@ -59,8 +66,16 @@ def test_admin_configures_the_tenant(e2e_site: tuple[LiveServer, Seeded],
     yaml_box = page.get_by_label("Configuration (YAML)")
     expect(yaml_box).to_have_value(re.compile("Call the customer back"))
     assert "skills.swedish >= 2" in yaml_box.input_value()
+    assert "aging_per_s: 0.5" in yaml_box.input_value()
+    screenshot(page, "admin-config")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download YAML").click()
     saved = Path(download.value.path())
     text = saved.read_text(encoding="utf-8")
     assert "skills.swedish >= 2" in text and "callback" in text
+
+    # A narrow window: the sections become a row of links above the list.
+    page.set_viewport_size({"width": 700, "height": 900})
+    page.get_by_role("link", name="Wrap-up codes").click()
+    expect(section.get_by_test_id("row").filter(has_text="callback")).to_be_visible()
+    screenshot(page, "admin-narrow")

@@ -7,7 +7,7 @@ const ranges = (text) => text.split(",").map((r) => r.trim()).filter(Boolean).ma
 const showRanges = (list) => (list || []).map((r) => r.join("-")).join(", ");
 const NULLABLE = ["business_hours_id", "queue_id", "user_id", "shortcut", "email", "timezone"];
 
-// Each field: [key, label, kind, hint, options]. Kinds: text, textarea, number, bool, json, list,
+// Each field: [key, label, kind, hint, options, default]. Kinds: text, textarea, number, bool, json, list,
 // select, password, weekly, holidays. `columns`: [key, heading] shown in the list.
 const SECTIONS = {
   queues: { title: "Queues", noun: "queue", path: "queues",
@@ -15,9 +15,13 @@ const SECTIONS = {
     ["name", "Name", "text"], ["description", "Description", "text"], ["enabled", "Enabled", "bool"],
     ["expression", "Eligible agents (expression)", "text", "e.g. skills.finnish >= 3 and team == \"billing\"; empty: everyone"],
     ["strategy", "Strategy", "select", "", ["longest_idle", "least_occupied", "most_proficient", "round_robin", "fewest_contacts", "random", "ring_all", "sequential"]],
-    ["priority", "Priority", "number"], ["offer_timeout_s", "Offer timeout (s)", "number"],
-    ["wrap_up_s", "Wrap-up (s)", "number", "Empty: no wrap-up"], ["sl_threshold_s", "Service-level threshold (s)", "number"],
+    ["priority", "Priority", "number", "", null, 0], ["offer_timeout_s", "Offer timeout (s)", "number", "", null, 20],
+    ["wrap_up_s", "Wrap-up (s)", "number", "Empty: no wrap-up"], ["sl_threshold_s", "Service-level threshold (s)", "number", "", null, 20],
     ["business_hours_id", "Business hours id", "text", "Empty: always open"],
+    ["reoffer_delay_s", "Re-offer delay (s)", "number", "Before offering again to an agent who let an offer pass", null, 10],
+    ["short_abandon_s", "Short abandon (s)", "number", "Leaving sooner is not counted against the service level", null, 5],
+    ["aging_per_s", "Aging per second", "number", "Priority a waiting task gains each second", null, 0],
+    ["vip_score", "VIP score", "number", "", null, 100], ["expected_handle_s", "Expected handling time (s)", "number", "", null, 180],
     ["proficiency_skills", "Proficiency skills", "list", "Comma separated"], ["hunt_order", "Hunt order", "list", "Agent ids, comma separated"]] },
   skills: { title: "Skills", noun: "skill", path: "skills", columns: [["name", "Name"], ["description", "Description"]],
     fields: [["name", "Name", "text"], ["description", "Description", "text"]] },
@@ -104,6 +108,7 @@ function input(field, value) {
   } else {
     control = el("input", { ...describe, type: kind === "number" ? "number" : kind === "password" ? "password" : "text",
       step: "any", autocomplete: kind === "password" ? "new-password" : "off",
+      placeholder: kind === "number" && fallback !== undefined ? `Default: ${fallback}` : "",
       value: kind === "list" ? (value || []).join(", ") : kind === "password" ? "" : value ?? "" });
   }
   const wide = ["textarea", "json", "holidays"].includes(kind) || key === "expression";

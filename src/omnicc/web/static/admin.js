@@ -50,6 +50,7 @@ const SECTIONS = {
 
 const $ = (id) => document.getElementById(id);
 let fieldCount = 0;
+let view = 0;  // bumped by every list or form drawn, so a late answer never draws over a newer one
 
 function el(tag, props = {}, ...children) {
   const { attrs, ...rest } = props;
@@ -153,6 +154,7 @@ function drawTabs(name) {
 
 async function showSection(name, message = "") {
   const section = SECTIONS[name];
+  const drawing = ++view;
   drawTabs(name);
   document.title = `${section.title} · Administration · OmniCC`;
   $("section-title").textContent = section.title;
@@ -164,7 +166,11 @@ async function showSection(name, message = "") {
   if (section.custom) return showConfig(area);
   const error = el("p", { className: "form-error", attrs: { role: "alert" }, hidden: true });
   let rows;
-  try { rows = await api(`/api/admin/${section.path}`); } catch (problem) { showError(error, problem); return area.append(error); }
+  try { rows = await api(`/api/admin/${section.path}`); } catch (problem) {
+    if (drawing === view) { showError(error, problem); area.append(error); }
+    return;
+  }
+  if (drawing !== view) return;
   actions.append(el("button", { type: "button", className: "button primary", textContent: `New ${section.noun}`,
                                 onclick: () => edit(name, null) }));
   const label = (row) => row[section.columns[0][0]];
@@ -199,6 +205,8 @@ async function showSection(name, message = "") {
 function edit(name, row) {
   const section = SECTIONS[name];
   const title = row ? `Edit ${section.noun} ${row[section.columns[0][0]]}` : `New ${section.noun}`;
+  const drawing = ++view;
+  say("");
   const error = el("p", { className: "form-error", attrs: { role: "alert" }, hidden: true });
   const form = el("form", { className: "admin-form", noValidate: true, attrs: { "aria-labelledby": "form-title" } },
     el("h3", { id: "form-title", textContent: title }),
@@ -214,8 +222,10 @@ function edit(name, row) {
     try {
       const saved = await api(`/api/admin/${section.path}${row ? `/${row.id}` : ""}`,
                               { method: row ? "PUT" : "POST", body: read(form, section.fields) });
+      if (drawing !== view) return;
       await showSection(name, saved?.token ? `Token created. Copy it now, it is shown only once: ${saved.token}` : "Saved.");
     } catch (problem) {
+      if (drawing !== view) return;
       showError(error, problem);
       const wrong = problem.problem?.expression !== undefined ? ["expression"]
         : (problem.problem?.errors || []).map((e) => e.field.replace(/^body\./, "").split(".")[0]);

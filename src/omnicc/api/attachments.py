@@ -29,6 +29,7 @@ from starlette.datastructures import MutableHeaders, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnicc.api.auth import optional_principal, require_permission
+from omnicc.api.database import request_database
 from omnicc.api.desk import agent_of
 from omnicc.api.problems import ProblemResponse, problem, problem_type
 from omnicc.app.attachments import (
@@ -117,10 +118,6 @@ def _store(request: Request) -> AttachmentStore:
     return store
 
 
-def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
 
 def _center(request: Request) -> ContactCenter:
     center: ContactCenter = request.app.state.center
@@ -168,7 +165,7 @@ async def upload_rules(request: Request) -> UploadRules:
 async def customer_upload(request: Request, visitor: VisitorToken = None,
                           tenant: str = Query(min_length=1, max_length=64)) -> dict[str, Any]:
     runtime: TenantRuntime = await _center(request).by_slug(tenant)
-    customer_id = await _visitor_customer(_database(request), runtime.tenant_id, visitor)
+    customer_id = await _visitor_customer(request_database(request), runtime.tenant_id, visitor)
     chat = runtime.chats.open_chat_of(customer_id)
     if chat is None:
         raise Conflict("no open chat: start one before sending a file")
@@ -194,7 +191,7 @@ async def agent_upload(conversation_id: str, request: Request,
             responses={200: {"content": {t: {} for t in ALLOWED_TYPES}}})
 async def download(attachment_id: str, request: Request,
                    visitor: VisitorToken = None) -> Response:
-    database = _database(request)
+    database = request_database(request)
     principal = await optional_principal(request)
     if principal is None and not visitor:
         raise Unauthenticated(f"log in, or send the widget's visitor token in {VISITOR_HEADER}")

@@ -18,10 +18,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response, WebSocket
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
+from omnicc.api.database import request_database
 from omnicc.api.problems import problem, problem_type
 from omnicc.app.login_throttle import LoginThrottle, LoginThrottled
 from omnicc.app.logins import Logins
-from omnicc.app.passwords import Passwords
+from omnicc.app.passwords import Passwords, WeakPassword
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import (
     CrossTenantAccess,
@@ -39,7 +40,6 @@ from omnicc.app.sessions import (
 from omnicc.app.tokens import ApiTokenRecord, authenticate_api_token, digest_api_token
 from omnicc.core.clock import Clock
 from omnicc.core.errors import NotFound
-from omnicc.store.database import Database
 from omnicc.store.repositories import Agents, Tenants, Users
 from omnicc.store.repositories import authenticate_api_token as find_api_token
 
@@ -76,14 +76,10 @@ def _security(request: HTTPConnection) -> Security:
     return security
 
 
-def _database(request: HTTPConnection) -> Database:
-    database: Database = request.app.state.database
-    return database
-
 
 async def _bearer_principal(request: HTTPConnection, token: str) -> Principal:
     digest = digest_api_token(token)
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         try:
             row = await find_api_token(session, digest)
         except NotFound:
@@ -160,7 +156,7 @@ class Me(BaseModel):
 
 
 async def _me(request: Request, principal: Principal, csrf: str | None) -> Me:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         user = await Users(session, principal.tenant_id).get(principal.subject_id)
         tenant = await Tenants(session).get(principal.tenant_id)
         try:
@@ -175,7 +171,7 @@ async def _me(request: Request, principal: Principal, csrf: str | None) -> Me:
 @router.post("/login", response_model=Me, summary="Log in; sets the session cookie")
 async def login(body: LoginRequest, request: Request, response: Response) -> Me:
     security = _security(request)
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         tenants = await Tenants(session).list_all()
         if body.tenant is not None:
             tenant = next((t for t in tenants if t.slug == body.tenant), None)
@@ -256,7 +252,14 @@ async def _throttled(request: Request, error: Exception) -> Response:
                    headers={"Retry-After": str(error.retry_after_s)})
 
 
+async def _weak_password(request: Request, error: Exception) -> Response:
+    assert isinstance(error, WeakPassword)
+    return problem(422, type_=problem_type("weak-password"), title="Weak password",
+                   detail=str(error), instance=request.url.path, reasons=error.reasons)
+
+
 def install_auth(app: FastAPI) -> None:
+    app.add_exception_handler(WeakPassword, _weak_password)
     app.add_exception_handler(Unauthenticated, _unauthenticated)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(LoginThrottled, _throttled)

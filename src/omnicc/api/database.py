@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from omnicc.store.database import Database
 
@@ -12,7 +12,8 @@ def open_database(url: str) -> Database:
     return Database(url)
 
 
-def request_database(request: Request) -> Database:
-    """Dependency: the database the application opened at start-up."""
+def request_database(request: HTTPConnection) -> Database:
+    """The database the application opened at start-up (a dependency, or called with a
+    request or WebSocket)."""
     database: Database = request.app.state.database
     return database

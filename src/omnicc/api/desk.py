@@ -18,15 +18,16 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 
 from omnicc.api.auth import authenticate, require_permission
+from omnicc.api.center import tenant_runtime
 from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY
+from omnicc.api.database import request_database
 from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, message_view
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
-from omnicc.app.runtime import ContactCenter, TenantRuntime
+from omnicc.app.runtime import TenantRuntime
 from omnicc.core import events as ev
 from omnicc.core.engine import Engine
 from omnicc.core.errors import NotFound
-from omnicc.store.database import Database
 from omnicc.store.repositories import (
     Agents,
     Contacts,
@@ -43,19 +44,11 @@ router = APIRouter(prefix="/api/desk", tags=["agent desktop"])
 Handler = Annotated[Principal, Depends(require_permission(Permission.HANDLE_CONTACTS))]
 
 
-async def _runtime(request: Request | WebSocket, principal: Principal) -> TenantRuntime:
-    center: ContactCenter = request.app.state.center
-    return await center.tenant(principal.tenant_id)
-
-
-def _database(request: Request | WebSocket) -> Database:
-    database: Database = request.app.state.database
-    return database
 
 
 async def agent_of(request: Request | WebSocket, principal: Principal) -> str:
     """The agent id of the logged-in user; 403 when the user takes no contacts."""
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         try:
             return (await Agents(session, principal.tenant_id).by_user(principal.subject_id)).id
         except NotFound:
@@ -143,7 +136,7 @@ def desk_state(runtime: TenantRuntime, agent_id: str) -> dict[str, Any]:
 @router.get("/state", summary="The agent's presence, offers and tasks")
 async def state(request: Request, principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    return desk_state(await _runtime(request, principal), agent_id)
+    return desk_state(await tenant_runtime(request, principal), agent_id)
 
 
 @router.put("/status", summary="Change the agent's own presence (one click)")
@@ -151,7 +144,7 @@ async def change_status(body: StatusChange, request: Request,
                         principal: Handler) -> dict[str, Any]:
     require(principal, Permission.CHANGE_OWN_STATUS)
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.routing.run(lambda e: e.set_status(agent_id, body.status, body.reason))
     return desk_state(runtime, agent_id)
 
@@ -159,7 +152,7 @@ async def change_status(body: StatusChange, request: Request,
 @router.post("/offers/{offer_id}/accept", summary="Accept an offer")
 async def accept(offer_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.chats.accept(agent_id, offer_id)
     return desk_state(runtime, agent_id)
 
@@ -168,7 +161,7 @@ async def accept(offer_id: str, request: Request, principal: Handler) -> dict[st
 async def reject(offer_id: str, body: Reject, request: Request,
                  principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.chats.reject(agent_id, offer_id, body.reason)
     return desk_state(runtime, agent_id)
 
@@ -178,7 +171,7 @@ async def reject(offer_id: str, body: Reject, request: Request,
 async def conversation(conversation_id: str, request: Request,
                        principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     return await conversation_view(request, runtime, conversation_id, agent_id=agent_id)
 
 
@@ -187,7 +180,7 @@ async def conversation_view(request: Request, runtime: TenantRuntime, conversati
     """Everything the agent's middle and right columns show. An agent sees conversations they
     handle or handled; supervisors (agent_id None) see any."""
     tenant_id = runtime.tenant_id
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         conversation = await Conversations(session, tenant_id).get(conversation_id)
         contacts = await Contacts(session, tenant_id).of_conversation(conversation_id)
         open_chat = runtime.chats.find_chat(conversation_id)
@@ -249,8 +242,8 @@ async def conversation_view(request: Request, runtime: TenantRuntime, conversati
             summary="The customer's earlier messages across all conversations")
 async def customer_history(customer_id: str, request: Request,
                            principal: Handler) -> list[dict[str, Any]]:
-    runtime = await _runtime(request, principal)
-    async with _database(request).session() as session:
+    runtime = await tenant_runtime(request, principal)
+    async with request_database(request).session() as session:
         await Customers(session, runtime.tenant_id).get(customer_id)
     return await runtime.chats.history(customer_id)
 
@@ -260,7 +253,7 @@ async def customer_history(customer_id: str, request: Request,
 async def reply(conversation_id: str, body: MessageIn, request: Request,
                 principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     return await runtime.chats.post_agent(agent_id, conversation_id, body.text, body.id,
                                           internal=body.internal)
 
@@ -268,7 +261,7 @@ async def reply(conversation_id: str, body: MessageIn, request: Request,
 @router.post("/conversations/{conversation_id}/end", summary="End the chat (wrap-up follows)")
 async def end(conversation_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.chats.end(agent_id, conversation_id)
     return desk_state(runtime, agent_id)
 
@@ -278,7 +271,7 @@ async def end(conversation_id: str, request: Request, principal: Handler) -> dic
 async def transfer(conversation_id: str, body: Transfer, request: Request,
                    principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.chats.transfer(agent_id, conversation_id, queue_id=body.queue_id,
                                  to_agent_id=body.agent_id)
     return desk_state(runtime, agent_id)
@@ -288,14 +281,14 @@ async def transfer(conversation_id: str, body: Transfer, request: Request,
 async def wrap_up(task_id: str, body: WrapUp, request: Request,
                   principal: Handler) -> dict[str, Any]:
     agent_id = await agent_of(request, principal)
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.chats.wrap_up(agent_id, task_id, body.code)
     return desk_state(runtime, agent_id)
 
 
 @router.get("/wrap-up-codes", summary="The disposition codes an agent may choose")
 async def wrap_up_codes(request: Request, principal: Handler) -> list[dict[str, str]]:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         codes = await WrapUpCodes(session, principal.tenant_id).list_all()
     return [{"code": c.code, "label": c.label} for c in sorted(codes, key=lambda c: c.label)
             if c.is_enabled]
@@ -317,7 +310,7 @@ async def desk_socket(websocket: WebSocket) -> None:
     except (Unauthenticated, Forbidden) as error:
         await websocket.close(CLOSE_POLICY, str(error)[:100])
         return
-    runtime = await _runtime(websocket, principal)
+    runtime = await tenant_runtime(websocket, principal)
     await websocket.accept()
     subscription = runtime.bus.subscribe(runtime.tenant_id, agent_topic(agent_id))
     for open_chat in runtime.chats.open_chats():

@@ -18,14 +18,15 @@ from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
 from omnicc.api.auth import authenticate, require_permission
+from omnicc.api.center import tenant_runtime
 from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY
+from omnicc.api.database import request_database
 from omnicc.api.desk import MessageIn, StatusChange, Transfer, conversation_view
 from omnicc.app.chats import conversation_topic
 from omnicc.app.permissions import Permission, has_permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
-from omnicc.app.runtime import EVENTS_TOPIC, WALLBOARD_TOPIC, ContactCenter, TenantRuntime
+from omnicc.app.runtime import EVENTS_TOPIC, WALLBOARD_TOPIC
 from omnicc.core.model import AgentConfig
-from omnicc.store.database import Database
 from omnicc.store.engine_records import agent_config
 from omnicc.store.repositories import Agents, Users
 
@@ -42,20 +43,12 @@ StatusChanger = Annotated[Principal,
 SkillChanger = Annotated[Principal, Depends(require_permission(Permission.CHANGE_AGENT_SKILLS))]
 
 
-async def _runtime(connection: Request | WebSocket, principal: Principal) -> TenantRuntime:
-    center: ContactCenter = connection.app.state.center
-    return await center.tenant(principal.tenant_id)
-
-
-def _database(connection: Request | WebSocket) -> Database:
-    database: Database = connection.app.state.database
-    return database
 
 
 async def _user_name(connection: Request | WebSocket, principal: Principal) -> str:
     if not principal.is_session:
         return "Supervisor"
-    async with _database(connection).session() as session:
+    async with request_database(connection).session() as session:
         user = await Users(session, principal.tenant_id).get(principal.subject_id)
     return user.display_name or user.username
 
@@ -66,13 +59,13 @@ class SkillsChange(BaseModel, extra="forbid"):
 
 @router.get("/wallboard", summary="Live figures of every queue and agent, and live chats")
 async def wallboard(request: Request, principal: Viewer) -> dict[str, Any]:
-    return (await _runtime(request, principal)).wallboard()
+    return (await tenant_runtime(request, principal)).wallboard()
 
 
 @router.get("/conversations/{conversation_id}",
             summary="Watch a conversation: all its messages, notes and whispers")
 async def watch(conversation_id: str, request: Request, principal: Monitor) -> dict[str, Any]:
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     return await conversation_view(request, runtime, conversation_id, agent_id=None)
 
 
@@ -80,7 +73,7 @@ async def watch(conversation_id: str, request: Request, principal: Monitor) -> d
              summary="Coach the agent: a message only the agent sees")
 async def whisper(conversation_id: str, body: MessageIn, request: Request,
                   principal: Whisperer) -> dict[str, Any]:
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     return await runtime.chats.whisper(principal.subject_id,
                                        await _user_name(request, principal),
                                        conversation_id, body.text)
@@ -89,7 +82,7 @@ async def whisper(conversation_id: str, body: MessageIn, request: Request,
 @router.post("/conversations/{conversation_id}/barge", status_code=204,
              summary="Join the chat, visible to the customer")
 async def barge(conversation_id: str, request: Request, principal: Barger) -> None:
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.chats.barge(principal.subject_id, await _user_name(request, principal),
                               conversation_id)
 
@@ -98,7 +91,7 @@ async def barge(conversation_id: str, request: Request, principal: Barger) -> No
              summary="Write to the customer after barging in")
 async def say(conversation_id: str, body: MessageIn, request: Request,
               principal: Barger) -> dict[str, Any]:
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     return await runtime.chats.post_supervisor(principal.subject_id,
                                                await _user_name(request, principal),
                                                conversation_id, body.text, body.id)
@@ -108,7 +101,7 @@ async def say(conversation_id: str, body: MessageIn, request: Request,
              summary="Move a waiting, offered or assigned chat to a queue or an agent")
 async def reassign(conversation_id: str, body: Transfer, request: Request,
                    principal: Reassigner) -> None:
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.chats.transfer(None, conversation_id, queue_id=body.queue_id,
                                  to_agent_id=body.agent_id)
 
@@ -116,7 +109,7 @@ async def reassign(conversation_id: str, body: Transfer, request: Request,
 @router.put("/agents/{agent_id}/status", summary="Change an agent's presence")
 async def agent_status(agent_id: str, body: StatusChange, request: Request,
                        principal: StatusChanger) -> dict[str, Any]:
-    runtime = await _runtime(request, principal)
+    runtime = await tenant_runtime(request, principal)
     await runtime.routing.run(lambda e: e.set_status(agent_id, body.status,
                                                      body.reason or "supervisor"))
     return {"agent_id": agent_id, "status": runtime.routing.engine.agent(agent_id).status.name}
@@ -125,8 +118,8 @@ async def agent_status(agent_id: str, body: StatusChange, request: Request,
 @router.put("/agents/{agent_id}/skills", summary="Change an agent's skills; routing follows")
 async def agent_skills(agent_id: str, body: SkillsChange, request: Request,
                        principal: SkillChanger) -> dict[str, Any]:
-    runtime = await _runtime(request, principal)
-    async with _database(request).session() as session:
+    runtime = await tenant_runtime(request, principal)
+    async with request_database(request).session() as session:
         row = await Agents(session, principal.tenant_id).get(agent_id)
     current = agent_config(row)
     live_status = runtime.routing.engine.agent(agent_id).status.name
@@ -150,7 +143,7 @@ async def supervisor_socket(websocket: WebSocket) -> None:
     except (Unauthenticated, Forbidden) as error:
         await websocket.close(CLOSE_POLICY, str(error)[:100])
         return
-    runtime = await _runtime(websocket, principal)
+    runtime = await tenant_runtime(websocket, principal)
     await websocket.accept()
     may_monitor = has_permission(principal.role, Permission.MONITOR_CONVERSATIONS)
     subscription = runtime.bus.subscribe(runtime.tenant_id, WALLBOARD_TOPIC, EVENTS_TOPIC)

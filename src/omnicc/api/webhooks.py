@@ -18,6 +18,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field, field_validator
 from starlette.websockets import WebSocketDisconnect
 
 from omnicc.api.auth import authenticate, require_permission
+from omnicc.api.database import request_database
 from omnicc.app.event_feed import EventFeed, FeedOverflow
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
@@ -25,7 +26,6 @@ from omnicc.app.routing import WallClock
 from omnicc.app.webhooks import new_secret, send_test
 from omnicc.bus import Bus
 from omnicc.core.errors import NotFound
-from omnicc.store.database import Database
 from omnicc.store.repositories import Tenants
 from omnicc.store.repositories.events import Events, WebhookDeliveries, WebhookSubscriptions
 from omnicc.store.tables import WebhookDelivery, WebhookSubscription, utc_now
@@ -37,10 +37,6 @@ EVENT_TYPE = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 
 Admin = Annotated[Principal, Depends(require_permission(Permission.MANAGE_WEBHOOKS))]
 
-
-def _database(request: Request | WebSocket) -> Database:
-    database: Database = request.app.state.database
-    return database
 
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -118,7 +114,7 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 @router.get("", response_model=list[SubscriptionOut], summary="Webhook subscriptions")
 async def list_subscriptions(request: Request, principal: Admin) -> list[SubscriptionOut]:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         rows = await WebhookSubscriptions(session, principal.tenant_id).list_all()
     return [SubscriptionOut.of(row) for row in rows]
 
@@ -127,7 +123,7 @@ async def list_subscriptions(request: Request, principal: Admin) -> list[Subscri
              summary="Subscribe a URL to events; the answer holds the secret, once")
 async def create_subscription(body: SubscriptionCreate, request: Request,
                               principal: Admin) -> SubscriptionWithSecret:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         last_seq = await Events(session, principal.tenant_id).last_seq()
         row = await WebhookSubscriptions(session, principal.tenant_id).add(WebhookSubscription(
             url=str(body.url), secret=new_secret(), event_types=list(body.event_types),
@@ -138,7 +134,7 @@ async def create_subscription(body: SubscriptionCreate, request: Request,
 @router.get("/{subscription_id}", response_model=SubscriptionOut, summary="One subscription")
 async def get_subscription(subscription_id: str, request: Request,
                            principal: Admin) -> SubscriptionOut:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         row = await WebhookSubscriptions(session, principal.tenant_id).get(subscription_id)
     return SubscriptionOut.of(row)
 
@@ -147,7 +143,7 @@ async def get_subscription(subscription_id: str, request: Request,
               summary="Change a subscription's URL, event types or enabled state")
 async def update_subscription(subscription_id: str, body: SubscriptionFields, request: Request,
                               principal: Admin) -> SubscriptionOut:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         subscriptions = WebhookSubscriptions(session, principal.tenant_id)
         row = await subscriptions.get(subscription_id)
         if body.url is not None:
@@ -164,7 +160,7 @@ async def update_subscription(subscription_id: str, body: SubscriptionFields, re
                summary="Delete a subscription and its deliveries")
 async def delete_subscription(subscription_id: str, request: Request,
                               principal: Admin) -> Response:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         await WebhookSubscriptions(session, principal.tenant_id).delete(subscription_id)
     return Response(status_code=204)
 
@@ -173,7 +169,7 @@ async def delete_subscription(subscription_id: str, request: Request,
              summary="Replace the signing secret; the answer holds the new one, once")
 async def rotate_secret(subscription_id: str, request: Request,
                         principal: Admin) -> SubscriptionWithSecret:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         subscriptions = WebhookSubscriptions(session, principal.tenant_id)
         row = await subscriptions.get(subscription_id)
         row.secret = new_secret()
@@ -188,7 +184,7 @@ async def list_deliveries(
     state: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         await WebhookSubscriptions(session, principal.tenant_id).get(subscription_id)
         deliveries = WebhookDeliveries(session, principal.tenant_id)
         statement = deliveries.select().where(WebhookDelivery.subscription_id == subscription_id)
@@ -203,7 +199,7 @@ async def list_deliveries(
              summary="Send a failed delivery again (same idempotency key, attempts from zero)")
 async def retry_delivery(subscription_id: str, delivery_id: str, request: Request,
                          principal: Admin) -> DeliveryOut:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         deliveries = WebhookDeliveries(session, principal.tenant_id)
         row = await deliveries.first(deliveries.select().where(
             WebhookDelivery.id == delivery_id,
@@ -220,7 +216,7 @@ async def retry_delivery(subscription_id: str, delivery_id: str, request: Reques
              summary="POST a signed `webhook.test` event now and report the answer")
 async def test_subscription(subscription_id: str, request: Request,
                             principal: Admin) -> TestResult:
-    async with _database(request).session() as session:
+    async with request_database(request).session() as session:
         row = await WebhookSubscriptions(session, principal.tenant_id).get(subscription_id)
         tenant = await Tenants(session).get(principal.tenant_id)
     key, attempt = await send_test(row, tenant.slug, WallClock())
@@ -247,7 +243,7 @@ async def event_stream(websocket: WebSocket,
         return
     await websocket.accept()
     bus: Bus = websocket.app.state.bus
-    feed = EventFeed(_database(websocket), principal.tenant_id, bus)
+    feed = EventFeed(request_database(websocket), principal.tenant_id, bus)
     sender = asyncio.create_task(_send(websocket, feed, after_seq))
     listener = asyncio.create_task(_until_disconnected(websocket))
     try:

@@ -18,9 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from omnicc.api.admin.changes import changing, ensure_free, reading
 from omnicc.api.admin.routing import CHANGE_ERRORS, NOT_FOUND
 from omnicc.api.auth import require_permission
-from omnicc.api.problems import problem, problem_type
 from omnicc.app.configuration import Name, RoleName, Section
-from omnicc.app.passwords import WeakPassword, check_password_policy
+from omnicc.app.passwords import check_password_policy
 from omnicc.app.permissions import Permission, require_may_grant
 from omnicc.app.principals import Principal, Role
 from omnicc.app.tokens import issue_api_token
@@ -68,11 +67,6 @@ def _user_out(row: User) -> UserOut:
                    created_at=row.created_at, last_login_at=row.last_login_at)
 
 
-def _weak(error: WeakPassword, request: Request) -> Response:
-    return problem(422, type_=problem_type("weak-password"), title="Weak password",
-                   detail=str(error), instance=request.url.path, reasons=error.reasons)
-
-
 async def _enabled_admins(session: AsyncSession, tenant_id: str) -> int:
     statement = select(func.count()).select_from(User).where(
         User.tenant_id == tenant_id, User.role == Role.ADMIN.value, User.is_disabled.is_(False))
@@ -115,12 +109,9 @@ async def get_user(user_id: str, request: Request, principal: UserAdmin) -> User
 @router.post("/users", status_code=201, response_model=UserOut, responses=WEAK_PASSWORD,
              summary="Create a user (with a password, or without one to set later)")
 async def create_user(body: UserIn, request: Request,
-                      principal: UserAdmin) -> UserOut | Response:
+                      principal: UserAdmin) -> UserOut:
     if body.password is not None:
-        try:
-            check_password_policy(body.password, username=body.username)
-        except WeakPassword as error:
-            return _weak(error, request)
+        check_password_policy(body.password, username=body.username)  # 422 when weak
     async with changing(request, principal, affects_routing=False) as session:
         row = User()
         await _fill_user(request, session, principal, row, body)
@@ -130,12 +121,9 @@ async def create_user(body: UserIn, request: Request,
 @router.put("/users/{user_id}", response_model=UserOut, responses=WEAK_PASSWORD,
             summary="Change a user; a password given replaces the old one")
 async def update_user(user_id: str, body: UserIn, request: Request,
-                      principal: UserAdmin) -> UserOut | Response:
+                      principal: UserAdmin) -> UserOut:
     if body.password is not None:
-        try:
-            check_password_policy(body.password, username=body.username)
-        except WeakPassword as error:
-            return _weak(error, request)
+        check_password_policy(body.password, username=body.username)  # 422 when weak
     async with changing(request, principal, affects_routing=False) as session:
         users = Users(session, principal.tenant_id)
         row = await users.get(user_id)

@@ -64,8 +64,8 @@ class MessageLog:
 
     async def _commit(self, messages: list[Message]) -> list[Message]:
         async with self._database.session() as session:
-            repository = Messages(session, self.tenant_id)
-            stored = [(await repository.append(message))[0] for message in messages]
+            stored = [row for row, _ in
+                      await Messages(session, self.tenant_id).append_batch(messages)]
         self.commits += 1
         return stored
 

@@ -191,6 +191,36 @@ async def test_a_resent_message_is_stored_once(database: Database) -> None:
         assert history[0].created_at.tzinfo == UTC
 
 
+async def test_a_batch_of_messages_is_stored_once_each_and_within_the_tenant(
+        database: Database) -> None:
+    a, b = await _tenants(database)
+    async with database.session() as session:
+        conversation = await Conversations(session, a).add(Conversation())
+        foreign = await Conversations(session, b).add(Conversation())
+    async with database.session() as session:
+        await Messages(session, a).append(Message(
+            conversation_id=conversation.id, author_kind="customer", text="one",
+            idempotency_key="k1"))
+
+    def message(key: str | None, text: str) -> Message:
+        return Message(conversation_id=conversation.id, author_kind="customer", text=text,
+                       idempotency_key=key)
+
+    async with database.session() as session:
+        stored = await Messages(session, a).append_batch([
+            message("k1", "one again"), message("k2", "two"), message("k2", "two again"),
+            message(None, "keyless"), message(None, "keyless")])
+        assert [(row.text, is_new) for row, is_new in stored] == [
+            ("one", False), ("two", True), ("two", False), ("keyless", True),
+            ("keyless", True)]
+    async with database.session() as session:
+        history = await Messages(session, a).history(conversation.id)
+        assert sorted(m.text for m in history) == ["keyless", "keyless", "one", "two"]
+        with pytest.raises(NotFound):
+            await Messages(session, a).append_batch([Message(
+                conversation_id=foreign.id, author_kind="customer", text="x")])
+
+
 async def test_events_are_gap_free_and_commit_with_the_state_change(database: Database) -> None:
     a, b = await _tenants(database)
     async with database.session() as session:

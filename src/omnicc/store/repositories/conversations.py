@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from omnicc.core.errors import NotFound
@@ -16,6 +19,7 @@ from omnicc.store.tables import (
     Message,
     Task,
 )
+from omnicc.store.tables.base import new_id
 
 
 class Customers(TenantRepository[Customer]):
@@ -100,6 +104,56 @@ class Messages(TenantRepository[Message]):
         if stored is None:  # pragma: no cover - the row was just inserted or already there
             raise NotFound(f"message {message.idempotency_key} vanished")
         return stored, inserted is not None
+
+    async def append_batch(self, messages: Sequence[Message]) -> list[tuple[Message, bool]]:
+        """`append` for many messages in two or three statements: the chat's hot path.
+
+        The conversations and contacts they refer to are checked for this tenant once for the
+        batch; one multi-row `INSERT ... ON CONFLICT DO NOTHING` stores the new ones, and the
+        messages whose key was already stored are read back. Returns, in order, each stored
+        message and whether it is new (a key repeated within the batch is new once).
+        """
+        if not messages:
+            return []
+        await self._check_parents(messages)
+        values = []
+        for message in messages:
+            message.tenant_id = self.tenant_id
+            message.id = message.id or new_id()
+            values.append({column.key: getattr(message, column.key)
+                           for column in Message.__table__.columns
+                           if getattr(message, column.key) is not None})
+        dialect = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
+        statement = (
+            dialect.insert(Message)
+            .on_conflict_do_nothing(index_elements=["conversation_id", "idempotency_key"])
+            .returning(Message.id)
+        )
+        inserted = set((await self.session.execute(statement, values)).scalars().all())
+        result: list[tuple[Message, bool]] = []
+        for message in messages:
+            if message.id in inserted:
+                result.append((message, True))
+                continue
+            assert message.idempotency_key is not None  # only a keyed message can conflict
+            stored = await self._by_key(message.conversation_id, message.idempotency_key)
+            if stored is None:  # pragma: no cover - a conflict means the key is stored
+                raise NotFound(f"message {message.idempotency_key} vanished")
+            result.append((stored, False))
+        return result
+
+    async def _check_parents(self, messages: Sequence[Message]) -> None:
+        for table, ids in ((Conversation, {m.conversation_id for m in messages}),
+                           (Contact, {m.contact_id for m in messages} - {None})):
+            if not ids:
+                continue
+            found = set((await self.session.execute(
+                select(table.id).where(table.tenant_id == self.tenant_id, table.id.in_(ids))
+            )).scalars().all())
+            missing = ids - found
+            if missing:
+                noun = table.__tablename__.rstrip("s")
+                raise NotFound(f"{noun} {min(map(str, missing))} not found")
 
     async def history(self, conversation_id: str) -> list[Message]:
         statement = self.select().where(Message.conversation_id == conversation_id)

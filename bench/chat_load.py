@@ -286,10 +286,15 @@ class Shard:
                         self.tally.latencies_ms.append((now - sent_ns) / 1e6)
                     if self._in_window(now):
                         self.tally.delivered_in_window += 1
-                    reply = asyncio.create_task(self._reply(client, frame["conversation_id"],
+                    reply = asyncio.create_task(self._reply(ws, frame["conversation_id"],
                                                             customer, seq))
                     self.replies.add(reply)
                     reply.add_done_callback(self.replies.discard)
+                elif kind == "ack" and str(frame.get("id", "")).startswith("r-"):
+                    _, customer_text, seq_text = frame["id"].split("-")
+                    self.tally.replies_sent.append((int(customer_text), int(seq_text)))
+                elif kind == "error":
+                    self.tally.errors.append(f"agent {index}: {frame.get('detail')}")
                 elif kind == "offer.created" and frame.get("offer_id") not in self.accepted:
                     self.accepted.add(frame["offer_id"])
                     await self._accept(client, frame["offer_id"])
@@ -326,28 +331,14 @@ class Shard:
                     return
             await asyncio.sleep(0.5 * (attempt + 1))
 
-    async def _reply(self, client: httpx.AsyncClient, conversation_id: str, customer: int,
-                     seq: int) -> None:
+    async def _reply(self, ws: Any, conversation_id: str, customer: int, seq: int) -> None:
+        """The agent answers over the desk's WebSocket (the `ack` comes back to the reader)."""
         text = f"r {customer} {seq} {time.monotonic_ns()}"
-        body = {"text": text, "id": f"r-{customer}-{seq}"}
-        path = f"/api/desk/conversations/{conversation_id}/messages"
         try:
-            response = await client.post(path, json=body)
-        except (httpx.ReadError, httpx.RemoteProtocolError):
-            # The server closed an idle keep-alive connection as it was reused: send again,
-            # as a browser does; the idempotency key keeps it one message.
-            try:
-                response = await client.post(path, json=body)
-            except httpx.HTTPError as error:
-                self.tally.errors.append(f"reply: {error!r}")
-                return
-        except httpx.HTTPError as error:
+            await ws.send(json.dumps({"type": "message", "conversation_id": conversation_id,
+                                      "text": text, "id": f"r-{customer}-{seq}"}))
+        except websockets.ConnectionClosed as error:
             self.tally.errors.append(f"reply: {error!r}")
-            return
-        if response.status_code == 201:
-            self.tally.replies_sent.append((customer, seq))
-        else:
-            self.tally.errors.append(f"reply: {response.status_code} {response.text[:200]}")
 
     async def _customer_reader(self, index: int, ws: Any) -> None:
         try:

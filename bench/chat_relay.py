@@ -25,9 +25,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 
@@ -75,11 +73,20 @@ async def desk_socket(websocket: WebSocket) -> None:
     relay.agents[agent] = peer
     await websocket.send_text(json.dumps({"type": "state"}))
 
-    async def ignore(frame: dict[str, Any]) -> None:
-        return None
+    async def handle(frame: dict[str, Any]) -> None:
+        """An agent's reply: acknowledged, and passed to the customer of the conversation."""
+        if frame.get("type") != "message":
+            return
+        conversation_id = str(frame.get("conversation_id", ""))
+        customer = relay.customers.get(conversation_id)
+        message = {"id": frame.get("id"), "conversation_id": conversation_id,
+                   "author_kind": "agent", "text": frame.get("text")}
+        if customer is not None:
+            customer.outbox.put_nowait({"type": "message", "message": message})
+        peer.outbox.put_nowait({"type": "ack", "id": frame.get("id"), "message": message})
 
     try:
-        await serve_peer(peer, ignore)
+        await serve_peer(peer, handle)
     finally:
         relay.agents.pop(agent, None)
 
@@ -118,22 +125,9 @@ async def chat_socket(websocket: WebSocket) -> None:
         relay.pairs.pop(conversation_id, None)
 
 
-async def reply(request: Request) -> JSONResponse:
-    conversation_id = request.path_params["conversation_id"]
-    body = await request.json()
-    peer = relay.customers.get(conversation_id)
-    if peer is None:
-        return JSONResponse({"detail": "no such chat"}, status_code=404)
-    message = {"id": body.get("id"), "conversation_id": conversation_id,
-               "author_kind": "agent", "text": body.get("text")}
-    peer.outbox.put_nowait({"type": "message", "message": message})
-    return JSONResponse(message, status_code=201)
-
-
 app = Starlette(routes=[
     WebSocketRoute("/api/desk/ws", desk_socket),
     WebSocketRoute("/api/chat/ws", chat_socket),
-    Route("/api/desk/conversations/{conversation_id}/messages", reply, methods=["POST"]),
 ])
 
 

@@ -14,12 +14,12 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import select
 
 from omnicc.api.auth import authenticate, require_permission
 from omnicc.api.center import tenant_runtime
-from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY
+from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY, error_status
 from omnicc.api.database import request_database
 from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, message_view
 from omnicc.app.permissions import Permission, require
@@ -27,7 +27,7 @@ from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.runtime import TenantRuntime
 from omnicc.core import events as ev
 from omnicc.core.engine import Engine
-from omnicc.core.errors import NotFound
+from omnicc.core.errors import NotFound, OmniccError
 from omnicc.store.repositories import (
     Agents,
     Contacts,
@@ -48,11 +48,18 @@ Handler = Annotated[Principal, Depends(require_permission(Permission.HANDLE_CONT
 
 async def agent_of(request: Request | WebSocket, principal: Principal) -> str:
     """The agent id of the logged-in user; 403 when the user takes no contacts."""
+    runtime = await tenant_runtime(request, principal)
+    agent_id = runtime.agent_of_user(principal.subject_id)
+    if agent_id is not None:
+        return agent_id
     async with request_database(request).session() as session:
         try:
-            return (await Agents(session, principal.tenant_id).by_user(principal.subject_id)).id
+            agent_id = (await Agents(session, principal.tenant_id)
+                        .by_user(principal.subject_id)).id
         except NotFound:
             raise Forbidden("your user is not an agent; ask an admin to make you one") from None
+    runtime.remember_agent_of_user(principal.subject_id, agent_id)
+    return agent_id
 
 
 class StatusChange(BaseModel, extra="forbid"):
@@ -300,10 +307,37 @@ def desk_frame(notice_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": notice_type, **data}
 
 
+class SocketReply(MessageIn):
+    """A reply sent over the desk's WebSocket: the REST body plus the conversation."""
+
+    type: str
+    conversation_id: str = Field(min_length=1, max_length=64)
+
+
+async def _socket_reply(runtime: TenantRuntime, agent_id: str,
+                        frame: dict[str, Any]) -> dict[str, Any]:
+    """Post a reply sent as a frame; the answer is `ack` (committed) or `error`."""
+    frame_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+    try:
+        reply = SocketReply.model_validate(frame)
+        view = await runtime.chats.post_agent(agent_id, reply.conversation_id, reply.text,
+                                              reply.id, internal=reply.internal)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return {"type": "error", "status": 422, "detail": f"{where}: {first['msg']}",
+                "id": frame_id}
+    except (OmniccError, Forbidden) as error:
+        status = 403 if isinstance(error, Forbidden) else error_status(error)
+        return {"type": "error", "status": status, "detail": str(error), "id": frame_id}
+    return {"type": "ack", "id": reply.id, "message": view}
+
+
 @router.websocket("/ws")
 async def desk_socket(websocket: WebSocket) -> None:
     """Pushes `offer.*`, `task.*`, `agent.status_changed`, `message.created` (public, internal
-    and whispers of the agent's chats) and `typing`; accepts `typing` frames."""
+    and whispers of the agent's chats) and `typing`; accepts `typing` frames, and `message`
+    frames (`conversation_id`, `text`, `internal`, `id`) answered by `ack` or `error`."""
     try:
         principal = require(await authenticate(websocket), Permission.HANDLE_CONTACTS)
         agent_id = await agent_of(websocket, principal)
@@ -348,12 +382,16 @@ async def desk_socket(websocket: WebSocket) -> None:
                 frame = json.loads(text)
             except json.JSONDecodeError:
                 continue
-            if isinstance(frame, dict) and frame.get("type") == "typing":
+            if not isinstance(frame, dict):
+                continue
+            if frame.get("type") == "typing":
                 conversation_id = str(frame.get("conversation_id", ""))
                 chat = runtime.chats.find_chat(conversation_id)
                 if chat is not None and chat.agent_id == agent_id:
                     runtime.chats.publish_typing(conversation_id, "agent", name,
                                                  bool(frame.get("is_typing")))
+            elif frame.get("type") == "message":
+                await websocket.send_json(await _socket_reply(runtime, agent_id, frame))
     except WebSocketDisconnect:
         pass
     finally:

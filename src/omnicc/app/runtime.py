@@ -52,6 +52,7 @@ class TenantRuntime:
         self._limits = limits
         self._conversations: dict[str, str] = {}  # task id -> conversation id
         self._positions: dict[str, tuple[int, int]] = {}
+        self._agents_of_users: dict[str, str] = {}
         self._background: list[asyncio.Task[None]] = []
         self.webhooks = WebhookDispatcher(database, tenant_id, slug, clock, bus)
         self.routing.listen(self._publish)
@@ -79,8 +80,18 @@ class TenantRuntime:
 
     # --- events to the bus ---------------------------------------------------------------------
 
+    def agent_of_user(self, user_id: str) -> str | None:
+        """The agent a user works as, if known (the desk asks on every request)."""
+        return self._agents_of_users.get(user_id)
+
+    def remember_agent_of_user(self, user_id: str, agent_id: str) -> None:
+        self._agents_of_users[user_id] = agent_id
+
     def _publish(self, events: list[ev.Event]) -> None:
         for event in events:
+            if isinstance(event, ev.AgentConfigured | ev.AgentRemoved):
+                # An admin changed agents (and maybe who is which user): learn it again.
+                self._agents_of_users.clear()
             task_id = getattr(event, "task_id", None)
             if isinstance(event, ev.TaskCreated) and event.conversation_id is not None:
                 self._conversations[event.task_id] = event.conversation_id

@@ -107,6 +107,17 @@ async def test_a_chat_from_widget_to_agent_and_back(
         again = await receive(customer, "ack")
         assert again["message"]["id"] == relayed["id"]
 
+        # A reply can go over the desk's socket too: acknowledged once committed.
+        await desk.send(json.dumps({"type": "message", "conversation_id": conversation_id,
+                                    "text": "Anything else?", "id": "a-2"}))
+        acked = await receive(desk, "ack")
+        assert acked["id"] == "a-2" and acked["message"]["text"] == "Anything else?"
+        await receive(customer, "message",
+                      where=lambda f: f["message"]["text"] == "Anything else?")
+        await desk.send(json.dumps({"type": "message", "conversation_id": "not-mine",
+                                    "text": "hello?", "id": "a-3"}))
+        assert (await receive(desk, "error"))["status"] == 404
+
         # The agent ends the chat; the customer is asked for a rating.
         ended = await alice.http.post(f"/api/desk/conversations/{conversation_id}/end")
         assert ended.status_code == 200

@@ -8,6 +8,7 @@ first, so a SIGTERM'd server exits with status 0 like any finished program.
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -32,12 +33,28 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            settle_garbage_collector()
             self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.on_stopping is not None:
             await self.on_stopping()
         await super().shutdown(sockets)
+
+
+GC_THRESHOLDS = (20_000, 20, 20)
+"""The youngest generation is collected after 20,000 net allocations instead of 700: a
+server that holds thousands of connections allocates fast, and every collection of the oldest
+generation stops the event loop for every conversation at once."""
+
+
+def settle_garbage_collector() -> None:
+    """Move what start-up made (modules, classes, the engine's configuration) out of the
+    collector's sight, and collect less often. Measured in bench/chat_load.py: full collections
+    of ~450,000 objects stopped the loop for up to 300 ms and made the p99 latency."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -74,6 +91,9 @@ def serve(settings: Settings, on_started: Callable[[str], None],
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         ws_max_size=settings.max_request_bytes,  # a WebSocket message obeys the body limit
+        # Chat frames are a few hundred bytes: compressing them saves little bandwidth and
+        # costs CPU on the one event loop that carries every conversation.
+        ws_per_message_deflate=False,
     )
     server = _Server(config, lambda: on_started(url_of(sock)), on_stopping)
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -187,7 +187,8 @@ class CustomerSocket:
                     self.customer = customer
                 chat, view = await self.chats.start(customer, queue_id=frame.queue_id,
                                                     text=frame.text, key=frame.id,
-                                                    topic=frame.topic)
+                                                    topic=frame.topic,
+                                                    follower=self.subscription)
                 self.subscription.follow(conversation_topic(chat.conversation_id))
                 await self.send({"type": "chat", "conversation_id": chat.conversation_id,
                                  "contact_id": chat.contact_id, "is_offline": chat.is_offline})

@@ -25,7 +25,6 @@ from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, me
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.runtime import TenantRuntime
-from omnicc.core import events as ev
 from omnicc.core.engine import Engine
 from omnicc.core.errors import NotFound, OmniccError
 from omnicc.store.repositories import (
@@ -362,12 +361,6 @@ async def desk_socket(websocket: WebSocket) -> None:
                 return
             data = dict(notice.data)
             conversation_id = data.get("conversation_id")
-            if notice.type in (ev.OfferAccepted.type, ev.TaskTransferred.type) and \
-                    conversation_id:
-                if data.get("agent_id") == agent_id or data.get("to_agent_id") == agent_id:
-                    subscription.follow(conversation_topic(conversation_id))
-                if data.get("from_agent_id") == agent_id:
-                    subscription.unfollow(conversation_topic(conversation_id))
             if notice.type == "typing" and data.get("author_kind") == "agent":
                 continue
             await websocket.send_json(desk_frame(notice.type, data))

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from omnicc.app.message_log import MessageLog
 from omnicc.app.principals import Forbidden
 from omnicc.app.routing import RoutingService
-from omnicc.bus import Bus, Notice
+from omnicc.bus import Bus, Notice, Subscription
 from omnicc.core import events as ev
 from omnicc.core.business_hours import is_open
 from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
@@ -283,10 +283,13 @@ class ChatDesk:
         return True, "open"
 
     async def start(self, customer: Customer, *, queue_id: str, text: str,
-                    key: str | None = None, topic: str = "") -> tuple[Chat, dict[str, Any]]:
+                    key: str | None = None, topic: str = "",
+                    follower: Subscription | None = None) -> tuple[Chat, dict[str, Any]]:
         """Open a chat with its first message; returns the chat and that message.
 
         A customer has one open chat: a second start while one is open posts to it.
+        `follower` (the customer's connection) follows the conversation before the chat is
+        committed, so it misses nothing an agent does from the first moment.
         """
         existing = self._by_customer.get(customer.id)
         if existing is not None:
@@ -296,6 +299,8 @@ class ChatDesk:
         is_offline = not is_available
         at = now_utc()
         conversation_id = _new_id()
+        if follower is not None:
+            follower.follow(conversation_topic(conversation_id))
         contact_id = _new_id()
         task_id = _new_id()
         email = str(customer.attributes.get("email", ""))

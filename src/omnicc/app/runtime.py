@@ -100,6 +100,8 @@ class TenantRuntime:
             conversation_id = self._conversations.get(task_id) if task_id else None
             if conversation_id is not None:
                 data["conversation_id"] = conversation_id
+            if conversation_id is not None:
+                self._route_conversation(event, conversation_id)
             topics = [EVENTS_TOPIC]
             for key in ("agent_id", "from_agent_id", "to_agent_id"):
                 agent_id = getattr(event, key, None)
@@ -112,6 +114,17 @@ class TenantRuntime:
                 self.chats.on_task_ended(task_id, event.outcome)
                 self._conversations.pop(task_id, None)
                 self._positions.pop(task_id, None)
+
+    def _route_conversation(self, event: ev.Event, conversation_id: str) -> None:
+        """Make the agent's desks follow (or leave) the conversation as the event happens, not
+        when their socket gets round to reading it: messages published in between would be
+        missed."""
+        topic = conversation_topic(conversation_id)
+        match event:
+            case ev.OfferAccepted(agent_id=agent_id):
+                self.bus.extend(self.tenant_id, agent_topic(agent_id), topic)
+            case ev.TaskTransferred(from_agent_id=from_agent_id) if from_agent_id:
+                self.bus.withdraw(self.tenant_id, agent_topic(from_agent_id), topic)
 
     async def _pulse(self) -> None:
         while True:

@@ -107,6 +107,18 @@ class Bus:
             subscription._deliver(notice)
         return len(receivers)
 
+    def extend(self, tenant_id: str, followers_of: str, *topics: str) -> None:
+        """Every subscription following `followers_of` follows `topics` too, from this moment:
+        an agent's desks follow the chat they just accepted before its next message is
+        published, so none can slip past them."""
+        for subscription in list(self._topics.get((tenant_id, followers_of), ())):
+            subscription.follow(*topics)
+
+    def withdraw(self, tenant_id: str, followers_of: str, *topics: str) -> None:
+        """The reverse of `extend`: a transferred chat leaves the agent's desks."""
+        for subscription in list(self._topics.get((tenant_id, followers_of), ())):
+            subscription.unfollow(*topics)
+
     def followers(self, tenant_id: str, topic: str) -> int:
         return len(self._topics.get((tenant_id, topic), ()))
 

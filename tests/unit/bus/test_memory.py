@@ -48,3 +48,14 @@ async def test_a_slow_client_is_closed_not_silently_behind() -> None:
 
 def test_notice_wire_form() -> None:
     assert Notice("message.created", {"id": "m"}).wire() == {"type": "message.created", "id": "m"}
+
+
+async def test_extend_makes_followers_of_one_topic_follow_another_at_once() -> None:
+    bus = Bus()
+    desk, other_desk = bus.subscribe("t", "agent:a"), bus.subscribe("t", "agent:b")
+    bus.extend("t", "agent:a", "conversation:c")
+    bus.publish("t", ["conversation:c"], Notice("message"))
+    assert (await desk.get()).type == "message"
+    assert other_desk._queue.empty()
+    bus.withdraw("t", "agent:a", "conversation:c")
+    assert bus.followers("t", "conversation:c") == 0

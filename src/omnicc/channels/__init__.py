@@ -1,0 +1,1 @@
+"""Channel adapters: one package per channel (voice, webchat, email, messaging, webform)."""

@@ -1,0 +1,1 @@
+"""A focused SIP stack (RFC 3261): messages, transports, transactions, dialogs."""

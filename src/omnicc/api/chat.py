@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
+from omnicc.api.live_socket import CLOSE_POLICY, forward_notices
 from omnicc.app.chats import ChatDesk, MessageTooLong, conversation_topic
 from omnicc.app.runtime import ContactCenter, TenantRuntime
 from omnicc.bus import Notice, Subscription
@@ -31,8 +32,6 @@ log = logging.getLogger("omnicc.api.chat")
 router = APIRouter(prefix="/api/chat", tags=["web chat"])
 
 MAX_FRAME_BYTES = 64 * 1024
-CLOSE_POLICY = 1008
-CLOSE_OVERLOAD = 1013
 
 
 class WidgetQueue(BaseModel):
@@ -212,15 +211,7 @@ class CustomerSocket:
     async def forward(self) -> None:
         """Bus -> customer, public things only."""
         assert self.subscription is not None
-        while True:
-            notice = await self.subscription.get()
-            if notice is None:
-                if self.subscription.overflowed:
-                    await self.websocket.close(CLOSE_OVERLOAD, "too slow; reconnect")
-                return
-            frame = customer_frame(notice)
-            if frame is not None:
-                await self.send(frame)
+        await forward_notices(self.websocket, self.subscription, customer_frame)
 
 
 def error_status(error: Exception) -> int:

@@ -7,24 +7,23 @@ their presence. The logged-in user acts as their own agent (the agent row linked
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Request, WebSocket
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import select
 
 from omnicc.api.auth import authenticate, require_permission
 from omnicc.api.center import tenant_runtime
-from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY, error_status
+from omnicc.api.chat import error_status
 from omnicc.api.database import request_database
+from omnicc.api.live_socket import CLOSE_POLICY, serve_live_socket
 from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, message_view
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.runtime import TenantRuntime
+from omnicc.bus import Notice
 from omnicc.core.engine import Engine
 from omnicc.core.errors import NotFound, OmniccError
 from omnicc.store.repositories import (
@@ -302,10 +301,6 @@ async def wrap_up_codes(request: Request, principal: Handler) -> list[dict[str, 
 
 # --- the WebSocket ------------------------------------------------------------------------------
 
-def desk_frame(notice_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"type": notice_type, **data}
-
-
 class SocketReply(MessageIn):
     """A reply sent over the desk's WebSocket: the REST body plus the conversation."""
 
@@ -352,45 +347,24 @@ async def desk_socket(websocket: WebSocket) -> None:
     name = runtime.routing.engine.agent(agent_id).name
     await websocket.send_json({"type": "state", **desk_state(runtime, agent_id)})
 
-    async def forward() -> None:
-        while True:
-            notice = await subscription.get()
-            if notice is None:
-                if subscription.overflowed:
-                    await websocket.close(CLOSE_OVERLOAD, "too slow; reconnect")
-                return
-            data = dict(notice.data)
-            conversation_id = data.get("conversation_id")
-            if notice.type == "typing" and data.get("author_kind") == "agent":
-                continue
-            await websocket.send_json(desk_frame(notice.type, data))
-            if notice.type in ("chat.ended",) and conversation_id:
-                subscription.unfollow(conversation_topic(conversation_id))
+    def translate(notice: Notice) -> dict[str, Any] | None:
+        if notice.type == "typing" and notice.data.get("author_kind") == "agent":
+            return None  # the agent's own typing
+        conversation_id = notice.data.get("conversation_id")
+        if notice.type == "chat.ended" and conversation_id:
+            subscription.unfollow(conversation_topic(conversation_id))
+        return notice.wire()
 
-    forwarding = asyncio.create_task(forward())
-    try:
-        while True:
-            text = await websocket.receive_text()
-            try:
-                frame = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(frame, dict):
-                continue
-            if frame.get("type") == "typing":
-                conversation_id = str(frame.get("conversation_id", ""))
-                chat = runtime.chats.find_chat(conversation_id)
-                if chat is not None and chat.agent_id == agent_id:
-                    runtime.chats.publish_typing(conversation_id, "agent", name,
-                                                 bool(frame.get("is_typing")))
-            elif frame.get("type") == "message":
-                await websocket.send_json(await _socket_reply(runtime, agent_id, frame))
-    except WebSocketDisconnect:
-        pass
-    finally:
-        subscription.close()
-        forwarding.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await forwarding
+    async def on_frame(frame: dict[str, Any]) -> None:
+        if frame.get("type") == "typing":
+            conversation_id = str(frame.get("conversation_id", ""))
+            chat = runtime.chats.find_chat(conversation_id)
+            if chat is not None and chat.agent_id == agent_id:
+                runtime.chats.publish_typing(conversation_id, "agent", name,
+                                             bool(frame.get("is_typing")))
+        elif frame.get("type") == "message":
+            await websocket.send_json(await _socket_reply(runtime, agent_id, frame))
+
+    await serve_live_socket(websocket, subscription, on_frame, translate)
 
 

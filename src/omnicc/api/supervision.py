@@ -9,19 +9,16 @@ and notes included (silent monitoring: nobody in the chat is told).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Request, WebSocket
 from pydantic import BaseModel, Field
 
 from omnicc.api.auth import authenticate, require_permission
 from omnicc.api.center import tenant_runtime
-from omnicc.api.chat import CLOSE_OVERLOAD, CLOSE_POLICY
 from omnicc.api.database import request_database
 from omnicc.api.desk import MessageIn, StatusChange, Transfer, conversation_view
+from omnicc.api.live_socket import CLOSE_POLICY, serve_live_socket
 from omnicc.app.chats import conversation_topic
 from omnicc.app.permissions import Permission, has_permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
@@ -149,35 +146,12 @@ async def supervisor_socket(websocket: WebSocket) -> None:
     subscription = runtime.bus.subscribe(runtime.tenant_id, WALLBOARD_TOPIC, EVENTS_TOPIC)
     await websocket.send_json({"type": "wallboard", **runtime.wallboard()})
 
-    async def forward() -> None:
-        while True:
-            notice = await subscription.get()
-            if notice is None:
-                if subscription.overflowed:
-                    await websocket.close(CLOSE_OVERLOAD, "too slow; reconnect")
-                return
-            await websocket.send_json(notice.wire())
+    async def on_frame(frame: dict[str, Any]) -> None:
+        conversation_id = str(frame.get("conversation_id", ""))
+        if frame.get("type") == "watch" and may_monitor and conversation_id:
+            subscription.follow(conversation_topic(conversation_id))
+        elif frame.get("type") == "unwatch" and conversation_id:
+            subscription.unfollow(conversation_topic(conversation_id))
 
-    forwarding = asyncio.create_task(forward())
-    try:
-        while True:
-            text = await websocket.receive_text()
-            try:
-                frame = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(frame, dict):
-                continue
-            conversation_id = str(frame.get("conversation_id", ""))
-            if frame.get("type") == "watch" and may_monitor and conversation_id:
-                subscription.follow(conversation_topic(conversation_id))
-            elif frame.get("type") == "unwatch" and conversation_id:
-                subscription.unfollow(conversation_topic(conversation_id))
-    except WebSocketDisconnect:
-        pass
-    finally:
-        subscription.close()
-        forwarding.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await forwarding
+    await serve_live_socket(websocket, subscription, on_frame)
 

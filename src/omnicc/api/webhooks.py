@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from omnicc.api.auth import authenticate, require_permission
 from omnicc.api.database import request_database
+from omnicc.api.live_socket import CLOSE_OVERLOAD, CLOSE_POLICY
 from omnicc.app.event_feed import EventFeed, FeedOverflow
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
@@ -30,8 +31,6 @@ from omnicc.store.repositories import Tenants
 from omnicc.store.repositories.events import Events, WebhookDeliveries, WebhookSubscriptions
 from omnicc.store.tables import WebhookDelivery, WebhookSubscription, utc_now
 
-CLOSE_POLICY = 1008
-CLOSE_OVERLOAD = 1013
 MAX_EVENT_TYPES = 100
 EVENT_TYPE = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 

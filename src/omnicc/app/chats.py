@@ -333,15 +333,6 @@ class ChatDesk:
         self._names[("customer", customer.id)] = customer.name or "Customer"
         view = message_view(stored["message"], customer.name or "Customer")
         self._publish(chat, "message.created", view)
-        # The task's own events were published before the chat was known: tell its agent now.
-        task = self._routing.engine.task(task_id)
-        for offer in task.offers.values():
-            self._bus.publish(self.tenant_id, [agent_topic(offer.agent_id)],
-                              Notice("offer.created", {
-                                  "offer_id": offer.id, "task_id": task_id,
-                                  "agent_id": offer.agent_id, "queue_id": offer.queue_id,
-                                  "channel": CHAT, "expires_at": offer.expires_at,
-                                  "conversation_id": conversation_id}))
         return chat, view
 
     async def post_customer(self, customer_id: str, text: str,

@@ -113,14 +113,21 @@ async def test_timers_fire_on_the_wall_clock(database: Database) -> None:
     task_id = events[0].task_id  # type: ignore[attr-defined]
     first = set(service.engine.task(task_id).offers)
     assert first
+    async def stored_types() -> list[str]:
+        async with database.session() as session:
+            return list((await session.execute(
+                select(Event.type).where(Event.tenant_id == tenant).order_by(Event.seq)
+            )).scalars())
+
     async with anyio.create_task_group() as group:
         group.start_soon(RoutingTimers(service, clock, max_sleep_s=0.05).run)
         with anyio.fail_after(10):  # generous: the offer times out after 0.2 s
-            while set(service.engine.task(task_id).offers) in (first, set()):
+            # Wait for the re-offer to be committed, not just decided: the engine changes
+            # before its events are stored, and cancelling then would cut the commit short.
+            while set(service.engine.task(task_id).offers) in (first, set()) or \
+                    (await stored_types()).count("offer.created") < 2:
                 await anyio.sleep(0.05)
         group.cancel_scope.cancel()
-    async with database.session() as session:
-        stored = list((await session.execute(
-            select(Event.type).where(Event.tenant_id == tenant).order_by(Event.seq))).scalars())
+    stored = await stored_types()
     assert "offer.timed_out" in stored
     assert stored.count("offer.created") >= 2

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite drives for real: PostgreSQL (integration tests start a
-# throwaway cluster, tests/integration/conftest.py) and Chromium (the end-to-end tests drive
-# Debian's browser with Playwright; a downloaded browser cannot work here). Installed only
-# when missing, so `make test` stays quick on a machine that has them.
+# throwaway cluster, tests/integration/conftest.py), Chromium (the end-to-end tests drive
+# Debian's browser with Playwright; a downloaded browser cannot work here), and for voice the
+# media server rtpengine, the SIP test peers sipp and baresip, espeak-ng for spoken prompts and
+# sox for test audio. Installed only when missing, so `make test` stays quick on a machine that
+# has them.
 set -euo pipefail
 
 as_root() {
@@ -17,6 +19,12 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
   missing+=(chromium)
 fi
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need rtpengine rtpengine-daemon
+need sipp sip-tester
+need baresip baresip-core
+need espeak-ng espeak-ng
+need sox sox
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,208 @@
+"""The voice use cases of one tenant: a call becomes a contact and a routing task.
+
+The SIP and media mechanics live in `omnicc.channels.voice`; this module is what a call means
+to the rest of OmniCC. A caller is a customer known by their phone number (identity kind
+`phone`, E.164 when the number can be read as one). A call that leaves the IVR for a queue is
+a contact on the `voice` channel in a new conversation, with a routing task; both are written
+in one transaction, like a chat. The call's controller follows its task: `watch` hands it the
+engine's events for that task (an offer to ring, an offer withdrawn, the task's end).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from omnicc.app.routing import RoutingService
+from omnicc.core import events as ev
+from omnicc.core.errors import Conflict, NotFound
+from omnicc.core.model import TaskPhase, TaskRequest
+from omnicc.store.database import Database
+from omnicc.store.repositories import Contacts, Conversations, Customers, Identities
+from omnicc.store.tables import Contact, Conversation, Customer, Identity
+
+log = logging.getLogger("omnicc.voice")
+
+VOICE = "voice"
+PHONE = "phone"
+
+TaskWatcher = Callable[[ev.Event], None]
+
+
+def normalize_phone(raw: str, default_region: str | None = None) -> str:
+    """A caller's number as one identity value: E.164 when it parses as a possible number,
+    else its digits (an internal extension, an anonymous caller's "anonymous")."""
+    text = raw.strip()
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is not None and phonenumbers.is_possible_number(number):
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return digits or text.lower()[:64]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class VoiceContact:
+    """A call that reached a queue: the rows it made and its routing task."""
+
+    conversation_id: str
+    contact_id: str
+    customer_id: str
+    task_id: str
+    queue_id: str
+
+
+class VoiceDesk:
+    """A tenant's calls as contacts and routing tasks."""
+
+    def __init__(self, database: Database, tenant_id: str, routing: RoutingService,
+                 *, default_region: str | None = None) -> None:
+        self._database = database
+        self.tenant_id = tenant_id
+        self._routing = routing
+        self._default_region = default_region
+        self._watchers: dict[str, TaskWatcher] = {}
+        routing.listen(self._on_events)
+
+    @property
+    def routing(self) -> RoutingService:
+        return self._routing
+
+    # --- the caller ------------------------------------------------------------------------
+
+    async def identify_caller(self, number: str, display_name: str = "") -> Customer:
+        """The customer behind a calling number, made on their first call."""
+        value = normalize_phone(number, self._default_region)
+        async with self._database.session() as session:
+            identities = Identities(session, self.tenant_id)
+            customers = Customers(session, self.tenant_id)
+            identity = await identities.by_value(PHONE, value)
+            if identity is not None:
+                return await customers.get(identity.customer_id)
+            customer = await customers.add(Customer(
+                name=display_name[:200], attributes={"phone": value}))
+            await identities.add(Identity(customer_id=customer.id, kind=PHONE, value=value))
+            return customer
+
+    # --- the call's task -------------------------------------------------------------------
+
+    async def enqueue(self, customer: Customer, *, queue_id: str, call_id: str,
+                      attributes: dict[str, Any] | None = None, priority: int = 0,
+                      direction: str = "inbound", subject: str = "",
+                      watcher: TaskWatcher | None = None) -> VoiceContact:
+        """Open the call's contact and put its task in line; `watcher` gets the task's engine
+        events from the first one on (an offer can be made in the same commit)."""
+        at = _now()
+        conversation_id, contact_id, task_id = _new_id(), _new_id(), _new_id()
+        task_attributes = {"customer_name": customer.name,
+                           "customer_phone": str(customer.attributes.get("phone", "")),
+                           "contact_id": contact_id, "call_id": call_id,
+                           **(attributes or {})}
+
+        async def write_call(session: AsyncSession, events: list[ev.Event]) -> None:
+            await Conversations(session, self.tenant_id).add(Conversation(
+                id=conversation_id, customer_id=customer.id, subject=subject[:500],
+                created_at=at))
+            await Contacts(session, self.tenant_id).add(Contact(
+                id=contact_id, conversation_id=conversation_id, customer_id=customer.id,
+                channel=VOICE, direction=direction, queue_id=queue_id, started_at=at,
+                attributes={"call_id": call_id, **(attributes or {})}))
+
+        if watcher is not None:
+            self._watchers[task_id] = watcher
+        request = TaskRequest(channel=VOICE, queue=queue_id, id=task_id, priority=priority,
+                              conversation_id=conversation_id, attributes=task_attributes)
+        try:
+            await self._routing.create_task(request, alongside=write_call)
+        except BaseException:
+            self._watchers.pop(task_id, None)
+            raise
+        return VoiceContact(conversation_id=conversation_id, contact_id=contact_id,
+                            customer_id=customer.id, task_id=task_id, queue_id=queue_id)
+
+    def phase(self, contact: VoiceContact) -> TaskPhase | None:
+        try:
+            return self._routing.engine.task(contact.task_id).phase
+        except NotFound:
+            return None
+
+    async def accept(self, offer_id: str) -> bool:
+        """The agent answered: False when the offer is no longer pending (withdrawn, timed
+        out), and the caller must then not be connected to that agent."""
+        try:
+            await self._routing.run(lambda engine: engine.accept(offer_id))
+        except (Conflict, NotFound):
+            return False
+        return True
+
+    async def reject(self, offer_id: str, reason: str) -> None:
+        """The agent's phone refused or could not ring; the caller keeps their place."""
+        try:
+            await self._routing.run(lambda engine: engine.reject(offer_id, reason))
+        except (Conflict, NotFound):
+            log.debug("offer %s was no longer pending when rejected", offer_id)
+
+    async def hung_up(self, contact: VoiceContact, *, side: str) -> None:
+        """The call ended (`side` who hung up): abandoned while it waited, otherwise the
+        conversation is complete and the agent's wrap-up follows."""
+        phase = self.phase(contact)
+        end = self._end_contact(contact, side)
+        if phase in (TaskPhase.WAITING, TaskPhase.OFFERED):
+            await self._routing.run(lambda engine: engine.abandon(contact.task_id), alongside=end)
+        elif phase is TaskPhase.ASSIGNED:
+            await self._routing.run(lambda engine: engine.complete(contact.task_id),
+                                    alongside=end)
+        else:
+            async with self._database.session() as session:
+                await end(session, [])
+        self._watchers.pop(contact.task_id, None)
+
+    def _end_contact(self, contact: VoiceContact, side: str) -> Any:
+        async def write(session: AsyncSession, events: list[ev.Event]) -> None:
+            at = _now()
+            contacts = Contacts(session, self.tenant_id)
+            row = await contacts.get(contact.contact_id)
+            if row.ended_at is None:
+                row.ended_at = at
+                row.attributes = {**row.attributes, "hangup_side": side}
+                await contacts.save(row)
+            conversations = Conversations(session, self.tenant_id)
+            conversation = await conversations.get(contact.conversation_id)
+            if conversation.status == "open":
+                conversation.status, conversation.closed_at = "closed", at
+                await conversations.save(conversation)
+        return write
+
+    # --- engine events -----------------------------------------------------------------------
+
+    def _on_events(self, events: list[ev.Event]) -> None:
+        for event in events:
+            task_id = getattr(event, "task_id", None)
+            if task_id is None:
+                continue
+            watcher = self._watchers.get(task_id)
+            if watcher is None:
+                continue
+            if isinstance(event, ev.TaskEnded):
+                self._watchers.pop(task_id, None)
+            try:
+                watcher(event)
+            except Exception:  # one call's fault must not stop the others' events
+                log.exception("voice: the watcher of task %s failed on %s", task_id, event.type)

@@ -22,6 +22,14 @@ from omnicc.store.tables.routing import (
     Skill,
     WrapUpCode,
 )
+from omnicc.store.tables.voice import (
+    CallbackRequest,
+    CallRecord,
+    IvrFlow,
+    SipAccount,
+    VoiceNumber,
+    VoicePrompt,
+)
 
 metadata = Base.metadata
 
@@ -33,19 +41,25 @@ __all__ = [
     "Attachment",
     "Base",
     "BusinessHours",
+    "CallRecord",
+    "CallbackRequest",
     "CannedResponse",
     "Contact",
     "Conversation",
     "Customer",
     "Event",
     "Identity",
+    "IvrFlow",
     "Message",
     "Queue",
     "RoutingPolicy",
+    "SipAccount",
     "Skill",
     "Task",
     "Tenant",
     "User",
+    "VoiceNumber",
+    "VoicePrompt",
     "WebhookDelivery",
     "WebhookSubscription",
     "WrapUpCode",

@@ -502,12 +502,15 @@ class DigestServer:
         authorization: str | DigestCredentials,
         *,
         request_uri: str | None = None,
+        store: HA1Store | None = None,
     ) -> VerifyResult:
         """Verify an Authorization value for a request with ``method``.
 
         ``request_uri``, when given, must equal the ``uri`` parameter.  The response
         is compared in constant time, and an unknown user costs the same work as a
         known one.  On ``STALE`` answer a new challenge with ``stale=True``.
+        ``store`` replaces ``self.store`` for this call (HA1s fetched per request,
+        e.g. from a database).
         """
         if isinstance(authorization, DigestCredentials):
             creds = authorization
@@ -534,7 +537,7 @@ class DigestServer:
         nonce_verdict, issued_ms = self.check_nonce(creds.nonce)
         if nonce_verdict is Verdict.BAD_NONCE:
             return VerifyResult(Verdict.BAD_NONCE, user)
-        stored = self.store.ha1(user, creds.algorithm)
+        stored = (store or self.store).ha1(user, creds.algorithm)
         ha1 = stored if stored is not None else _h(creds.algorithm.base, f"\0{user}:{self.realm}")
         expected = compute_response(
             algorithm=creds.algorithm,

@@ -19,6 +19,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.passwords import Passwords, check_password_policy
+from omnicc.channels.voice.ivr.configuration import (
+    IvrFlowEntry,
+    VoiceNumberEntry,
+    export_voice,
+    import_voice,
+)
 from omnicc.core.business_hours import check_business_hours
 from omnicc.core.clock import ManualClock
 from omnicc.core.engine import Engine
@@ -198,6 +204,8 @@ class ConfigurationDocument(Section):
     users: list[UserEntry] = Field(default_factory=list, max_length=10_000)
     wrap_up_codes: list[WrapUpCodeEntry] = Field(default_factory=list, max_length=1000)
     canned_responses: list[CannedResponseEntry] = Field(default_factory=list, max_length=10_000)
+    ivr_flows: list[IvrFlowEntry] = Field(default_factory=list, max_length=1000)
+    voice_numbers: list[VoiceNumberEntry] = Field(default_factory=list, max_length=10_000)
 
 
 class InvalidDocument(InvalidConfiguration):
@@ -375,6 +383,7 @@ async def export_configuration(session: AsyncSession, tenant_id: str) -> dict[st
     exported["users"].sort(key=lambda entry: entry["username"])
     exported["wrap_up_codes"].sort(key=lambda entry: entry["code"])
     exported["canned_responses"].sort(key=lambda entry: entry["title"])
+    exported.update(await export_voice(session, tenant_id))
     for section, entries in exported.items():
         if isinstance(entries, list):
             exported[section] = [_identity_first(entry) for entry in entries]
@@ -446,6 +455,8 @@ class _Importer:
                           await CannedResponses(self.session, self.tenant_id).list_all()}
         self._check(tenant.timezone)
         await self._apply(tenant.timezone)
+        await import_voice(self.session, self.tenant_id, self.document.ivr_flows,
+                           self.document.voice_numbers, replace=self.replace)
         await check_routing(self.session, self.tenant_id)
 
     def _names(self, existing: Mapping[str, Any], entries: Iterable[str]) -> set[str]:

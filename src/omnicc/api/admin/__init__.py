@@ -3,10 +3,10 @@
 
 from fastapi import APIRouter
 
-from omnicc.api.admin import accounts, configuration, content, directory, page, routing
+from omnicc.api.admin import accounts, configuration, content, directory, page, routing, voice
 
 router = APIRouter()
-for part in (routing, content, accounts, configuration, directory, page):
+for part in (routing, content, accounts, configuration, directory, page, voice):
     router.include_router(part.router)
 
 __all__ = ["router"]

@@ -19,6 +19,7 @@ from omnicc.channels.voice.ivr.flow import (
     VoicemailNode,
     parse_flow,
     reference_problems,
+    rename_references,
 )
 from omnicc.channels.voice.ivr.interpreter import (
     AbandonedOutcome,
@@ -66,5 +67,6 @@ __all__ = [
     "luhn_valid",
     "parse_flow",
     "reference_problems",
+    "rename_references",
     "run_flow",
 ]

@@ -381,3 +381,34 @@ def reference_problems(
         if prompt.file_id is not None and prompt.file_id not in prompt_ids:
             problems.append(FlowProblem(f"{where}.file_id", f"no prompt file {prompt.file_id}"))
     return problems
+
+
+def rename_references(
+    flow: Flow,
+    *,
+    queues: Mapping[str, str],
+    business_hours: Mapping[str, str],
+    prompts: Mapping[str, str],
+) -> Flow:
+    """The flow with its queue, business-hours and prompt-file references mapped (ids to
+    names for a configuration file, names to ids on import); a reference the mapping does not
+    know is kept as it is, for `reference_problems` to report."""
+
+    def prompt(value: Prompt) -> Prompt:
+        if value.file_id is None:
+            return value
+        return value.model_copy(update={"file_id": prompts.get(value.file_id, value.file_id)})
+
+    nodes = {}
+    for node_id, node in flow.nodes.items():
+        changes: dict[str, Any] = {}
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if name == "queue_id" and value is not None:
+                changes[name] = queues.get(value, value)
+            elif name == "business_hours_id" and value is not None:
+                changes[name] = business_hours.get(value, value)
+            elif isinstance(value, Prompt):
+                changes[name] = prompt(value)
+        nodes[node_id] = node.model_copy(update=changes)
+    return flow.model_copy(update={"nodes": nodes})

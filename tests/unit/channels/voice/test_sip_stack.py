@@ -13,7 +13,7 @@ import pytest
 from omnicc.channels.voice.sip.dialog import DialogState
 from omnicc.channels.voice.sip.message import SipRequest
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
-from omnicc.channels.voice.sip.transaction import Timers, TransactionTimeout
+from omnicc.channels.voice.sip.transaction import Timers, TransactionTimeout, TransportFailure
 from omnicc.channels.voice.sip.transport import Peer
 
 pytestmark = pytest.mark.anyio
@@ -236,3 +236,74 @@ async def test_in_dialog_request_for_unknown_dialog_gets_481(
     bye.headers.set("To", "<sip:bob@127.0.0.1>;tag=nosuchdialog")
     response = await asyncio.wait_for(a.send(bye, b.udp), WAIT)
     assert response.status == 481
+
+
+async def test_reinvite_glare_is_refused_with_491(pair: tuple[SipStack, SipStack]) -> None:
+    a, b = pair
+    release = asyncio.Event()
+    reinvites: list[IncomingRequest] = []
+
+    async def slow_reinvite(incoming: IncomingRequest) -> None:
+        if incoming.method == "INVITE":
+            reinvites.append(incoming)
+            await release.wait()
+            await incoming.respond(200, body=SDP, content_type="application/sdp")
+
+    async def handler(incoming: IncomingRequest) -> None:
+        await incoming.respond(200, body=SDP, content_type="application/sdp")
+        assert incoming.dialog is not None
+        incoming.dialog.on_request = slow_reinvite
+
+    b.set_handler(handler)
+    call = a.invite(invite(a, b.udp), b.udp)
+    assert (await asyncio.wait_for(call.final(), WAIT)).status == 200
+    uac = call.dialog
+    assert uac is not None
+    uas = next(iter(b.dialogs.values()))
+    await asyncio.wait_for(uas.ack_received.wait(), WAIT)
+    ours = asyncio.ensure_future(uac.request("INVITE", body=SDP, content_type="application/sdp"))
+    for _ in range(500):
+        if reinvites:
+            break
+        await asyncio.sleep(0.01)
+    assert reinvites, "the re-INVITE did not reach B"
+    theirs = await asyncio.wait_for(uas.request("INVITE", body=SDP), WAIT)
+    assert theirs.status == 491
+    release.set()
+    assert (await asyncio.wait_for(ours, WAIT)).status == 200
+    assert uac.state is DialogState.CONFIRMED and uas.state is DialogState.CONFIRMED
+    await asyncio.wait_for(uac.request("BYE"), WAIT)
+
+
+async def test_tcp_connections_are_reused_and_limited() -> None:
+    async with SipStack(timers=FAST) as a, SipStack(timers=FAST, max_connections=1) as b:
+        for _ in range(3):
+            response = await asyncio.wait_for(a.send(options(a, b.tcp), b.tcp), WAIT)
+            assert response.status == 200
+        assert a.transport.connection_count == 1
+        assert b.transport.connection_count == 1
+        reader, writer = await asyncio.open_connection(b.tcp.host, b.tcp.port)
+        assert await asyncio.wait_for(reader.read(), WAIT) == b""  # over the limit: closed
+        writer.close()
+
+
+async def test_a_malformed_tcp_stream_closes_only_that_connection() -> None:
+    async with SipStack(timers=FAST) as b, SipStack(timers=FAST) as a:
+        reader, writer = await asyncio.open_connection(b.tcp.host, b.tcp.port)
+        writer.write(b"NOT SIP\r\nat all\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), WAIT) == b""
+        writer.close()
+        response = await asyncio.wait_for(a.send(options(a, b.tcp), b.tcp), WAIT)
+        assert response.status == 200
+
+
+async def test_a_message_over_the_size_limit_is_dropped() -> None:
+    async with SipStack(timers=FAST, max_message_bytes=2000) as b, SipStack(timers=FAST) as a:
+        big = options(a, b.udp)
+        big.headers.add("X-Padding", "x" * 3000)
+        with pytest.raises(TransactionTimeout):  # a's limit is 64 KiB: sent, and b drops it
+            await asyncio.wait_for(a.send(big, b.udp), WAIT)
+        with pytest.raises(TransportFailure):  # b refuses to send beyond its own limit
+            await asyncio.wait_for(b.send(big, a.udp), WAIT)
+        response = await asyncio.wait_for(a.send(options(a, b.udp), b.udp), WAIT)
+        assert response.status == 200

@@ -244,28 +244,22 @@ class Dialog:
         self._awaiting_ack[cseq] = task
 
     async def _repeat_2xx(self, response: SipResponse, peer: Peer, cseq: int) -> None:
+        """Cancelled by ``receive_ack``; running to the end means the ACK never came."""
         timers = self.stack.timers
         data = response.to_bytes()
-        interval = timers.t1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timers.timeout
-        try:
-            while loop.time() < deadline:
-                await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
-                if cseq not in self._awaiting_ack:
-                    return
-                if loop.time() >= deadline:
-                    break
-                if not peer.reliable:
-                    self.stack.layer.emit(data, peer, None)
-                interval = min(interval * 2, timers.t2)
-        except asyncio.CancelledError:
-            return
-        if self._awaiting_ack.pop(cseq, None) is not None:
-            log.info("SIP %s: no ACK for the 2xx to INVITE; hanging up", self.call_id)
-            self.termination_reason = "no ACK"
-            await self.bye()
-            self.terminate("no ACK")
+        interval = timers.t1
+        while (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(interval, remaining))
+            if not peer.reliable and loop.time() < deadline:
+                self.stack.layer.emit(data, peer, None)
+            interval = min(interval * 2, timers.t2)
+        self._awaiting_ack.pop(cseq, None)
+        log.info("SIP %s: no ACK for the 2xx to INVITE; hanging up", self.call_id)
+        self.termination_reason = "no ACK"
+        await self.bye()
+        self.terminate("no ACK")
 
     def receive_ack(self, ack: SipRequest) -> None:
         task = self._awaiting_ack.pop(ack.cseq.number, None)

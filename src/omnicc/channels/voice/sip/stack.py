@@ -40,7 +40,7 @@ from types import TracebackType
 
 from .dialog import Dialog, DialogState
 from .digest import DigestClient, DigestParseError
-from .message import Headers, NameAddr, SipRequest, SipResponse, parse_name_addr
+from .message import Headers, NameAddr, SipRequest, SipResponse, canonical_name, parse_name_addr
 from .transaction import (
     MAGIC_COOKIE,
     ClientTransaction,
@@ -573,8 +573,7 @@ class SipStack:
             out.add("Allow", ", ".join(ALLOWED_METHODS))
         if content_type is not None:
             out.add("Content-Type", content_type)
-        for name, value in _items(headers):
-            out.set(name, value) if name in ("Contact", "Max-Forwards") else out.add(name, value)
+        _merge(out, headers, replacing=("Contact", "Max-Forwards"))
         return SipRequest(method, uri, out, body)
 
     def build_response(
@@ -611,8 +610,7 @@ class SipStack:
         out.add("Server", self.user_agent)
         if content_type is not None:
             out.add("Content-Type", content_type)
-        for name, value in _items(headers):
-            out.set(name, value) if name == "Contact" else out.add(name, value)
+        _merge(out, headers, replacing=("Contact",))
         return SipResponse(status, reason or REASONS.get(status, "Unknown"), out, body)
 
     # ------------------------------------------------------------------ sending
@@ -797,8 +795,12 @@ class SipStack:
             if dialog is not None:
                 dialog.receive_ack(request)
             return
-        peer = response_peer(request.vias[0], source)
-        txn = ServerTransaction(self.layer, request, source, peer)
+        top = request.vias[0]
+        peer = response_peer(top, source)
+        fallback = None
+        if source.reliable:
+            fallback = Peer(source.transport, top.received or top.host, top.port or 5060)
+        txn = ServerTransaction(self.layer, request, source, peer, fallback)
         txn.start()
         if request.method == "INVITE":
             txn.respond(self.build_response(request, 100))
@@ -923,9 +925,18 @@ def _user_of(uri: str) -> str | None:
     return user or None
 
 
-def _items(headers: Headers | dict[str, str] | None) -> list[tuple[str, str]]:
-    if headers is None:
-        return []
-    if isinstance(headers, Headers):
-        return list(headers)
-    return list(headers.items())
+def _merge(
+    out: Headers, extra: Headers | dict[str, str] | None, replacing: tuple[str, ...]
+) -> None:
+    """Add the caller's headers; those named in ``replacing`` replace the stack's defaults."""
+    if extra is None:
+        return
+    items = list(extra) if isinstance(extra, Headers) else list(extra.items())
+    replaced: set[str] = set()
+    for name, value in items:
+        key = canonical_name(name)
+        if key in replacing and key not in replaced:
+            out.set(key, value)
+            replaced.add(key)
+        else:
+            out.add(key, value)

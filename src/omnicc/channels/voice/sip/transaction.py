@@ -307,7 +307,8 @@ def non_2xx_ack(request: SipRequest, response: SipResponse) -> SipRequest:
 class ServerTransaction(_Transaction):
     """INVITE or non-INVITE server transaction (§17.2).
 
-    ``on_ack_timeout`` fires when timer H gives up waiting for the ACK of a non-2xx final.
+    Responses go to ``peer``; over TCP, ``fallback`` is where to connect when the request's
+    connection has closed (§18.2.2).
     """
 
     def __init__(
@@ -316,10 +317,12 @@ class ServerTransaction(_Transaction):
         request: SipRequest,
         source: Peer,
         peer: Peer,
+        fallback: Peer | None = None,
     ) -> None:
         super().__init__(layer, peer)
         self.request = request
         self.source = source
+        self.fallback = fallback
         self.is_invite = request.method == "INVITE"
         self.key = server_key(request)
         self.state = State.PROCEEDING if self.is_invite else State.TRYING
@@ -385,6 +388,10 @@ class ServerTransaction(_Transaction):
 
     def _transport_error(self, exc: OSError) -> None:
         log.debug("SIP: cannot send a response to %s: %s", self.peer, exc)
+        if self.fallback is not None and self.fallback != self.peer:
+            # The connection the request came on is gone: connect to its sent-by (§18.2.2).
+            self.peer, self.fallback = self.fallback, None
+            self._emit()
 
     def _forget(self) -> None:
         if self.layer.servers.get(self.key) is self:

@@ -316,6 +316,8 @@ class SipTransport:
         elif not check_response(message):
             log.debug("SIP %s: dropping a malformed response", source)
             return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SIP recv %s from %s", _first_line(message), source)
         try:
             self.on_message(message, source)
         except Exception:
@@ -358,6 +360,8 @@ class SipTransport:
         """Send serialized ``data`` to ``peer``; raises ``OSError`` when it cannot."""
         if len(data) > self.max_message_bytes:
             raise OSError(f"SIP message of {len(data)} bytes exceeds the limit")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SIP send %s to %s", data.split(b"\r\n", 1)[0].decode(errors="replace"), peer)
         if not peer.reliable:
             if self._udp is None:
                 raise OSError("no UDP listener")

@@ -1,30 +1,31 @@
 """Call-level media operations for the B2BUA, on top of rtpengine.
 
 One rtpengine call per customer call (``call_id``).  The caller's offer is
-kept; every new "other side" (OmniCC's sink while in the IVR or the queue, an
-agent, a transfer target) gets a fresh *re-offer of the caller's SDP* and its
-answer, both with rtpengine's ``port latching`` flag so the port rtpengine
-gave the caller never changes: the caller needs no re-INVITE.
+kept; every "other side" - OmniCC's sink while in the IVR or the queue, an
+agent, a transfer target - is an rtpengine *tag* chosen by OmniCC (it is a B2BUA:
+these tags need not be SIP tags).  Connecting the caller to a tag is a re-offer
+of the caller's SDP **with that to-tag** and then its answer, both with the
+``port latching`` flag.  What rtpengine 10.5 does (found by experiment, written
+up in ``docs/voice.md``):
 
-What rtpengine 10.5 does (found by experiment, see ``docs/voice.md``):
-
-* a re-offer without ``port latching`` moves the caller's port;
-* a to-tag must not be answered twice: after the caller was connected to
-  another tag, re-answering an old tag only forwards one way.  Each leg
-  therefore gets a fresh tag (SIP to-tags are fresh anyway; sink legs are
-  numbered ``omnicc-sink-1``, ``-2``...);
-* a re-offer takes the ports of the current other side, so the old party's
-  audio stops when the offer for the new party is made;
-* ``play media`` to the caller needs no transcoding flags for G.711 WAV files;
-  while it plays, the current party's audio is still forwarded too, so hold
-  also blocks it.
+* without ``port latching`` every re-offer moves the caller's port (the caller
+  would need a re-INVITE); with it the caller's port never changes;
+* without a to-tag in the offer, rtpengine hands the *previous* party's ports to
+  the new one and the tags stop matching the media (``block media`` on the new
+  tag does nothing); with the to-tag each party keeps its own ports, so a party
+  can be re-connected later (transfer failed, back to the sink) on the same port;
+* the caller keeps receiving from every tag it was ever connected to, so the
+  tags not connected are blocked (``block media``) and the connected one unblocked;
+* from the re-offer until the answer, the caller's audio goes to nobody (the old
+  party still reaches the caller);
+* ``play media`` needs no transcoding flags for G.711 WAV prompts, but does not
+  silence the party: hold also blocks the party and silences the caller.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,14 +34,14 @@ from omnicc.channels.voice.media.ng import NgClient
 from omnicc.channels.voice.media.rtp import PayloadType, RtpEndpoint, media_address
 
 __all__ = [
-    "SINK_TAG_PREFIX",
+    "SINK_TAG",
     "WEBRTC_OFFER",
     "MediaCall",
     "MediaError",
     "RecordingHandle",
 ]
 
-SINK_TAG_PREFIX = "omnicc-sink-"
+SINK_TAG = "omnicc-sink"
 LOOP_REPEAT_TIMES = 1_000_000
 
 LATCH: dict[str, Any] = {"flags": ["port latching"]}
@@ -66,12 +67,16 @@ class MediaError(RuntimeError):
 
 @dataclass(slots=True)
 class RecordingHandle:
-    """A recording started on a call; rtpengine writes it under its recording directory."""
+    """A recording started on a call; rtpengine writes it under its recording directory.
+
+    Convert it after :meth:`MediaCall.delete` (rtpengine closes the pcap then) with
+    ``recording_to_wav(find_recording(recording_dir, call_id), caller_port, target)``.
+    """
 
     call_id: str
+    caller_port: int
     started_at: datetime
     stopped_at: datetime | None = None
-    parties: list[str] = field(default_factory=list)
 
 
 class MediaCall:
@@ -79,9 +84,9 @@ class MediaCall:
 
     Lifecycle: :meth:`caller_offer` -> :meth:`answer_caller_with_sink` (200 OK
     to the caller) -> prompts with :meth:`play` -> :meth:`offer_to` an agent ->
-    :meth:`answered_by` -> :meth:`hold`/:meth:`resume`, transfer by another
-    :meth:`offer_to`/:meth:`answered_by` (or :meth:`back_to_sink` when a party
-    rejects or leaves) -> :meth:`delete`.
+    :meth:`answered_by` -> :meth:`hold`/:meth:`resume` -> transfer by another
+    :meth:`offer_to`/:meth:`answered_by`, or :meth:`return_to` an earlier party /
+    :meth:`back_to_sink` when a party rejects or leaves -> :meth:`delete`.
     """
 
     def __init__(self, client: NgClient, call_id: str, *, sink_host: str = "127.0.0.1") -> None:
@@ -94,93 +99,82 @@ class MediaCall:
         self.party_tag: str | None = None
         self.sink: RtpEndpoint | None = None
         self.recording: RecordingHandle | None = None
-        self._offered_sdp: str | None = None
-        self._pending_tag: str | None = None
-        self._pending_webrtc = False
-        self._sink_numbers = itertools.count(1)
+        self._pending: tuple[str, bool] | None = None  # (tag, webrtc) offered, not answered
+        self._answers: dict[str, tuple[str, bool]] = {}  # tag -> (answer SDP, webrtc)
         self._on_hold = False
 
     # -- caller side -----------------------------------------------------------
 
     async def caller_offer(self, sdp: str, from_tag: str) -> None:
-        """The caller's INVITE offer; media goes nowhere until an answer."""
+        """The caller's INVITE offer (kept for every re-offer)."""
         self.caller_sdp, self.caller_tag = sdp, from_tag
-        self._offered_sdp = await self.client.offer(
-            self.call_id, from_tag, sdp, {**LATCH, **PLAIN_RTP}
-        )
 
     async def answer_caller_with_sink(self) -> str:
-        """Answer the caller with an OmniCC sink on the other side; returns the caller's SDP."""
-        return await self._connect_sink(reoffer=False)
+        """Connect the caller to OmniCC's sink; returns the SDP for the 200 OK to the caller."""
+        offered = await self.offer_to(SINK_TAG)
+        if self.sink is None:
+            self.sink = await RtpEndpoint(self.sink_host).open()
+        self.sink.payload_type, self.sink.event_payload_type = _sink_codecs(offered)
+        self.sink.connect(offered)
+        return await self._answer(SINK_TAG, self.sink.sdp())
 
     async def back_to_sink(self) -> None:
         """Detach the current party (rejected, hung up): the caller goes back to the sink."""
-        await self._connect_sink(reoffer=True)
+        await self.return_to(SINK_TAG)
 
-    async def _connect_sink(self, *, reoffer: bool) -> str:
-        caller_tag = self._require_caller()
-        if reoffer:
-            await self._reoffer(webrtc=False)
-        assert self._offered_sdp is not None
-        if self.sink is None:
-            self.sink = await RtpEndpoint(self.sink_host).open()
-        self.sink.payload_type, self.sink.event_payload_type = _sink_codecs(self._offered_sdp)
-        tag = f"{SINK_TAG_PREFIX}{next(self._sink_numbers)}"
-        sdp = await self.client.answer(
-            self.call_id,
-            caller_tag,
-            tag,
-            self.sink.sdp(),
-            LATCH,
-        )
-        self.sink.connect(self._offered_sdp)
-        self._set_caller_sdp(sdp)
-        self.party_tag, self._pending_tag = tag, None
-        return sdp
+    async def return_to(self, party_tag: str) -> None:
+        """Reconnect the caller to a party connected before (on that party's same port)."""
+        if party_tag not in self._answers:
+            raise MediaError(f"{party_tag!r} was never connected")
+        sdp, webrtc = self._answers[party_tag]
+        await self.offer_to(party_tag, webrtc=webrtc)
+        await self._answer(party_tag, sdp)
 
     # -- parties ---------------------------------------------------------------
 
     async def offer_to(self, party_tag: str, *, webrtc: bool = False) -> str:
         """SDP for the INVITE to a party (agent, transfer target); ``webrtc`` for browsers.
 
-        The party is connected by :meth:`answered_by` with the same tag, which must
-        be new in this call (use the tag the party's dialog will carry, or any
-        fresh string when the SIP to-tag is not known yet).
+        ``party_tag`` is OmniCC's name for the party's side in rtpengine, unique in
+        this call.  From now until :meth:`answered_by`, the caller's audio reaches
+        nobody (the current party is still heard by the caller).
         """
-        self._require_caller()
-        sdp = await self._reoffer(webrtc=webrtc)
-        self._pending_tag = party_tag
-        return sdp
-
-    async def answered_by(self, party_tag: str, sdp: str) -> None:
-        """The party's answer SDP: caller and party now hear each other."""
-        caller_tag = self._require_caller()
-        if self._pending_tag is None:
-            raise MediaError("answered_by without offer_to")
-        options = {**LATCH}
-        if self._pending_webrtc:
-            options = {**PLAIN_RTP, "flags": ["port latching"]}
-        reply = await self.client.answer(self.call_id, caller_tag, party_tag, sdp, options)
-        self._set_caller_sdp(reply)
-        self.party_tag, self._pending_tag = party_tag, None
-
-    async def _reoffer(self, *, webrtc: bool) -> str:
         caller_tag = self._require_caller()
         assert self.caller_sdp is not None
         options = WEBRTC_OFFER if webrtc else {**LATCH, **PLAIN_RTP}
-        self._offered_sdp = await self.client.offer(
-            self.call_id, caller_tag, self.caller_sdp, options
+        sdp = await self.client.offer(
+            self.call_id, caller_tag, self.caller_sdp, {**options, "to-tag": party_tag}
         )
-        self._pending_webrtc = webrtc
-        return self._offered_sdp
+        self._pending = (party_tag, webrtc)
+        return sdp
 
-    def _set_caller_sdp(self, sdp: str) -> None:
-        port = media_address(sdp)
+    async def answered_by(self, party_tag: str, sdp: str) -> None:
+        """The party's answer SDP: caller and party now hear each other, nobody else."""
+        if self._pending is None or self._pending[0] != party_tag:
+            raise MediaError(f"answered_by({party_tag!r}) without offer_to({party_tag!r})")
+        await self._answer(party_tag, sdp)
+
+    async def _answer(self, party_tag: str, sdp: str) -> str:
+        caller_tag = self._require_caller()
+        assert self._pending is not None
+        webrtc = self._pending[1]
+        options = {**PLAIN_RTP, **LATCH} if webrtc else LATCH
+        reply = await self.client.answer(self.call_id, caller_tag, party_tag, sdp, options)
+        port = media_address(reply)
         if self.caller_port is not None and port != self.caller_port:
             raise MediaError(
                 f"rtpengine moved the caller's media from {self.caller_port} to {port}"
             )
         self.caller_port = port
+        self._answers[party_tag] = (sdp, webrtc)
+        self._pending = None
+        self.party_tag = party_tag
+        for tag in self._answers:
+            command = "unblock media" if tag == party_tag else "block media"
+            await self.client.call_command(command, self.call_id, {"from-tag": tag})
+        if self._on_hold:
+            await self.resume()
+        return reply
 
     def _require_caller(self) -> str:
         if self.caller_tag is None:
@@ -201,14 +195,6 @@ class MediaCall:
     async def stop_play(self) -> None:
         await self.client.call_command(
             "stop media", self.call_id, {"from-tag": self._require_caller()}
-        )
-
-    async def play_dtmf(self, digit: str, *, duration_ms: int = 100) -> None:
-        """Send a DTMF digit to the current party (e.g. a digit relayed from SIP INFO)."""
-        await self.client.call_command(
-            "play DTMF",
-            self.call_id,
-            {"from-tag": self._require_caller(), "code": digit, "duration": duration_ms},
         )
 
     async def hold(self, music: Path | str) -> None:
@@ -240,8 +226,10 @@ class MediaCall:
 
     async def start_recording(self) -> RecordingHandle:
         """Record the whole call (both directions) from now on."""
+        if self.caller_port is None:
+            raise MediaError("the caller is not answered yet")
         await self.client.call_command("start recording", self.call_id)
-        self.recording = RecordingHandle(self.call_id, datetime.now(UTC))
+        self.recording = RecordingHandle(self.call_id, self.caller_port[1], datetime.now(UTC))
         return self.recording
 
     async def stop_recording(self) -> RecordingHandle:

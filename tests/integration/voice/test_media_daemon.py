@@ -1,0 +1,82 @@
+"""The rtpengine supervisor: start until ping answers, loss (kill -9) reported, restart, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from omnicc.channels.voice.media.daemon import (
+    EngineEvent,
+    EngineEventKind,
+    RtpengineDaemon,
+    RtpengineError,
+    RtpengineMonitor,
+)
+from omnicc.channels.voice.media.ng import NgClient
+
+pytestmark = pytest.mark.anyio
+
+EVENT_TIMEOUT_S = 10.0
+
+
+async def next_event(events: asyncio.Queue[EngineEvent]) -> EngineEvent:
+    return await asyncio.wait_for(events.get(), EVENT_TIMEOUT_S)
+
+
+async def test_a_killed_rtpengine_is_reported_lost_and_restart_brings_it_back() -> None:
+    events: asyncio.Queue[EngineEvent] = asyncio.Queue()
+    daemon = RtpengineDaemon(on_event=events.put_nowait, health_interval=0.2)
+    await daemon.start()
+    try:
+        await daemon.client.ping()
+        assert daemon.pid is not None and daemon.running
+        address = daemon.ng_address
+
+        os.kill(daemon.pid, signal.SIGKILL)
+        lost = await next_event(events)
+        assert lost.kind is EngineEventKind.LOST
+        assert "exited" in lost.detail or "not answering" in lost.detail
+        assert not daemon.running
+
+        await daemon.restart()
+        assert (await next_event(events)).kind is EngineEventKind.RESTARTED
+        await daemon.client.ping()
+        assert daemon.ng_address == address  # the same ng port when it is still free
+    finally:
+        await daemon.stop()
+    assert not daemon.running
+    assert events.empty()  # a requested stop is not a loss
+
+
+async def test_the_monitor_reports_an_external_engine_lost_and_back() -> None:
+    daemon = RtpengineDaemon()
+    await daemon.start()
+    events: list[EngineEvent] = []
+    async with NgClient(daemon.ng_address, timeout=0.2, retries=1) as client:
+        monitor = RtpengineMonitor(client, events.append)
+        await monitor.check()
+        assert events == []
+        await daemon.stop()
+        await monitor.check()
+        assert [event.kind for event in events] == [EngineEventKind.LOST]
+        await monitor.check()
+        assert len(events) == 1  # reported once
+        await daemon.start()
+        try:
+            await monitor.check()
+        finally:
+            await daemon.stop()
+    assert [event.kind for event in events] == [EngineEventKind.LOST, EngineEventKind.RESTARTED]
+
+
+async def test_a_missing_program_is_a_clear_error() -> None:
+    with pytest.raises(RtpengineError, match="not installed"):
+        await RtpengineDaemon(executable="rtpengine-does-not-exist").start()
+
+
+async def test_a_bad_option_fails_with_rtpengines_own_words() -> None:
+    with pytest.raises(RtpengineError, match="exited"):
+        await RtpengineDaemon(extra_args=("--no-such-option",)).start()

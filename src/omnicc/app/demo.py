@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.passwords import Passwords
+from omnicc.channels.voice.ivr.demo import seed_voice_demo
 from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -248,6 +249,7 @@ async def _seed_configuration(session: AsyncSession, tenant_id: str,
     for shortcut, title, text in CANNED_RESPONSES:
         if shortcut not in existing_shortcuts:
             await canned.add(CannedResponse(shortcut=shortcut, title=title, text=text))
+    await seed_voice_demo(session, tenant_id, center.queues, hours.id)
 
 
 async def _seed_person(session: AsyncSession, tenant_id: str, person: DemoUser, password: str,

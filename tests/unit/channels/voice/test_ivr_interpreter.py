@@ -429,3 +429,20 @@ async def test_a_caller_going_round_in_circles_is_hung_up_eventually() -> None:
 )
 def test_luhn(digits: str, valid: bool) -> None:
     assert luhn_valid(digits) is valid
+
+
+async def test_a_key_typed_ahead_survives_silent_nodes_and_skips_interruptible_prompts() -> None:
+    flow = _flow(
+        entry="hello",
+        hello={"kind": "play", "prompt": {"text": "Welcome."}, "next": "vip",
+               "interruptible": True},
+        vip={"kind": "set", "attributes": {"line": "main"}, "next": "hours"},
+        hours={"kind": "hours", "business_hours_id": "bh", "open": "news", "closed": "news"},
+        news={"kind": "play", "prompt": {"text": "News."}, "next": "menu",
+              "interruptible": True},
+    )
+    outcome, call = await _run(flow, [Barge("2")])
+    assert outcome.queue_id == "q-billing"
+    assert call.texts == ["Welcome."]
+    assert [step.input for step in outcome.path] == ["2", None, "open", "skipped", "2",
+                                                     "q-billing"]

@@ -250,6 +250,11 @@ class _Run:
     async def step(self, node_id: str, node: Any) -> str | FlowOutcome:
         """Run one node: the id of the next node, or the outcome of the flow."""
         if isinstance(node, PlayNode):
+            if node.interruptible and self.pending_key is not None:
+                # The caller typed ahead: an interruptible prompt is skipped, as it would stop
+                # at the first key anyway.
+                self.path.append(PathStep(node_id, node.kind, "skipped"))
+                return node.next
             key = await self.play(node.prompt, interruptible=node.interruptible)
             self.path.append(PathStep(node_id, node.kind, key))
             if key is not None:
@@ -259,7 +264,7 @@ class _Run:
             return await self.menu(node_id, node)
         if isinstance(node, CollectNode):
             return await self.collect(node_id, node)
-        self.pending_key = None
+        # A key typed ahead survives the silent nodes (hours, language, set) to the next menu.
         if isinstance(node, HoursNode):
             state = self.opening_state(node.business_hours_id)
             self.path.append(PathStep(node_id, node.kind, state))

@@ -10,12 +10,15 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from omnicc.channels.voice.ivr import parse_flow
+from omnicc.channels.voice.ivr import OpeningHours, parse_flow
+from omnicc.channels.voice.ivr.configuration import flows_using
+from omnicc.channels.voice.ivr.inbound import inbound_route
 from omnicc.channels.voice.sip.digest import Algorithm, compute_ha1
 from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
     Agents,
+    BusinessHoursRepository,
     CallbackRequests,
     CallRecords,
     Customers,
@@ -31,6 +34,7 @@ from omnicc.store.repositories import (
 )
 from omnicc.store.tables import (
     Agent,
+    BusinessHours,
     CallbackRequest,
     CallRecord,
     Customer,
@@ -239,3 +243,34 @@ async def test_callback_requests_fall_due_at_their_time(database: Database) -> N
         requests = CallbackRequests(session, a)
         assert [r.id for r in await requests.due(T0)] == [asap.id]
         assert [r.id for r in await requests.due(T0 + timedelta(hours=2))] == [asap.id, later.id]
+
+
+async def test_an_inbound_route_has_the_tenant_flow_and_business_hours(
+    database: Database,
+) -> None:
+    a, _ = await _tenants(database)
+    async with database.session() as session:
+        queue = await Queues(session, a).add(Queue(name="support"))
+        hours = await BusinessHoursRepository(session, a).add(BusinessHours(
+            name="office", timezone="Europe/Berlin", weekly={"mon": [["09:00", "17:00"]]},
+            holidays=[{"date": "2026-12-24"}]))
+        flow = await IvrFlows(session, a).add(IvrFlow(name="main", definition={
+            "entry": "h", "nodes": {
+                "h": {"kind": "hours", "business_hours_id": hours.id, "open": "q",
+                      "closed": "q"},
+                "q": {"kind": "queue", "queue_id": queue.id}}}))
+        await VoiceNumbers(session, a).add(VoiceNumber(number="+4930100", flow_id=flow.id))
+        await VoiceNumbers(session, a).add(VoiceNumber(number="200"))
+    async with database.session() as session:
+        route = await inbound_route(session, "+4930100")
+        assert route is not None
+        assert (route.tenant_id, route.tenant_slug, route.flow_id) == (a, "a", flow.id)
+        assert route.flow is not None and route.flow.entry == "h"
+        assert route.business_hours == {hours.id: OpeningHours(
+            "Europe/Berlin", {"mon": [["09:00", "17:00"]]}, ({"date": "2026-12-24"},))}
+        bare = await inbound_route(session, "200")
+        assert bare is not None and bare.flow is None
+        assert await inbound_route(session, "+4930999") is None
+        assert await flows_using(session, a, queue_id=queue.id) == ["IVR flow main"]
+        assert await flows_using(session, a, business_hours_id=hours.id) == ["IVR flow main"]
+        assert await flows_using(session, a, queue_id="other") == []

@@ -27,6 +27,7 @@ from omnicc.api.problems import ProblemResponse, problem, problem_type
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
 from omnicc.channels.voice.ivr import Flow, InvalidFlow, reference_problems
+from omnicc.channels.voice.ivr.configuration import flows_using
 from omnicc.core.errors import InvalidConfiguration
 from omnicc.store.repositories import (
     Agents,
@@ -480,14 +481,8 @@ async def delete_prompt(prompt_id: str, request: Request, principal: RoutingAdmi
     async with changing(request, principal, affects_routing=False) as session:
         prompts = VoicePrompts(session, principal.tenant_id)
         row = await prompts.get(prompt_id)
-        users = [f"IVR flow {flow.name}"
-                 for flow in await IvrFlows(session, principal.tenant_id).list_all()
-                 if _plays(flow.definition, row.id)]
-        in_use("prompt", row.name, users)
+        in_use("prompt", row.name,
+               await flows_using(session, principal.tenant_id, prompt_id=row.id))
         await prompts.delete(row.id)
     return Response(status_code=204)
 
-
-def _plays(definition: dict[str, Any], prompt_id: str) -> bool:
-    flow = Flow.model_validate(definition)
-    return any(prompt.file_id == prompt_id for _, prompt in flow.prompts())

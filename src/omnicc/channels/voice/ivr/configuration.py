@@ -99,6 +99,24 @@ async def export_voice(session: AsyncSession, tenant_id: str) -> dict[str, list[
     }
 
 
+async def flows_using(session: AsyncSession, tenant_id: str, *, queue_id: str | None = None,
+                      business_hours_id: str | None = None,
+                      prompt_id: str | None = None) -> list[str]:
+    """"IVR flow <name>" for each flow that names the queue, business hours or prompt file:
+    what must change before that row may be deleted."""
+    users = []
+    for row in await IvrFlows(session, tenant_id).list_all():
+        flow = Flow.model_validate(row.definition)
+        queues = {getattr(node, "queue_id", None) for node in flow.nodes.values()}
+        hours = {getattr(node, "business_hours_id", None) for node in flow.nodes.values()}
+        files = {prompt.file_id for _, prompt in flow.prompts()}
+        if ((queue_id is not None and queue_id in queues)
+                or (business_hours_id is not None and business_hours_id in hours)
+                or (prompt_id is not None and prompt_id in files)):
+            users.append(f"IVR flow {row.name}")
+    return users
+
+
 def _repeated(section: str, keys: Sequence[str]) -> None:
     seen: set[str] = set()
     for key in keys:

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import wave
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
 PROMPT_FORMAT = {"rate": 8000, "channels": 1, "sample_width": 2}
 MAX_PROMPT_SECONDS = 600.0
 TOOL_TIMEOUT_S = 60.0
+_VOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,39}")  # e.g. en, en-us, fr+f3; never an option
 
 
 class PromptError(ValueError):
@@ -159,6 +161,8 @@ class TextToSpeech:
         ``de+f3``) at ``rate`` words per minute; synthesised on the first request."""
         if not text.strip():
             raise PromptError("nothing to say")
+        if not _VOICE.fullmatch(voice):
+            raise PromptError(f"not an espeak-ng voice name: {voice!r}")
         if not 80 <= rate <= 450:
             raise PromptError("rate must be between 80 and 450 words per minute")
         target = self.cache_dir / f"{await self.cache_key(text, voice, rate)}.wav"

@@ -307,3 +307,18 @@ async def test_a_message_over_the_size_limit_is_dropped() -> None:
             await asyncio.wait_for(b.send(big, a.udp), WAIT)
         response = await asyncio.wait_for(a.send(options(a, b.udp), b.udp), WAIT)
         assert response.status == 200
+
+
+async def test_idle_outbound_tcp_connections_are_closed() -> None:
+    idle = SipStack(timers=FAST)
+    idle.transport.idle_timeout = 0.2  # swept every second at most
+    async with SipStack(timers=FAST) as b, idle as a:
+        assert (await asyncio.wait_for(a.send(options(a, b.tcp), b.tcp), WAIT)).status == 200
+        assert a.transport.connection_count == 1
+
+        async def closed() -> None:
+            while a.transport.connection_count or b.transport.connection_count:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(closed(), WAIT)
+        assert (await asyncio.wait_for(a.send(options(a, b.tcp), b.tcp), WAIT)).status == 200

@@ -18,14 +18,29 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .digest import DigestClient
-from .message import Headers, NameAddr, SipRequest, SipResponse, parse_name_addr
+from .message import (
+    Headers,
+    NameAddr,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    parse_name_addr,
+)
 from .transaction import TransactionError
 from .transport import DEFAULT_SIP_PORT, Peer
 
 if TYPE_CHECKING:
     from .stack import IncomingRequest, SipStack
 
-__all__ = ["Dialog", "DialogState", "RequestHandler", "uri_peer"]
+__all__ = [
+    "Dialog",
+    "DialogState",
+    "RequestHandler",
+    "contact_target",
+    "dialog_problem",
+    "record_routes",
+    "uri_peer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +66,44 @@ def uri_peer(uri: str, default_transport: str = "UDP") -> Peer:
         if name.strip().lower() == "transport" and value:
             transport = value.strip().upper()
     return Peer(transport, host, port)
+
+
+def contact_target(message: SipRequest | SipResponse, default: str) -> str:
+    """The remote target a message's Contact gives (§12.1), or ``default`` if it has none."""
+    try:
+        contacts = message.contacts
+    except SipParseError:
+        return default
+    return contacts[0].uri if contacts else default
+
+
+def record_routes(message: SipRequest | SipResponse) -> list[str]:
+    """The Record-Route entries that parse, in order (a bad one is skipped, not fatal)."""
+    try:
+        values = message.headers.values("Record-Route")
+    except SipParseError:
+        return []
+    routes = []
+    for value in values:
+        try:
+            parse_name_addr(value)
+        except SipParseError:
+            continue
+        routes.append(value)
+    return routes
+
+
+def dialog_problem(request: SipRequest) -> str | None:
+    """Why a dialog-creating request cannot create a dialog (a 400 reason), or None."""
+    try:
+        request.contacts  # noqa: B018 - parse check
+        for value in request.headers.values("Record-Route"):
+            parse_name_addr(value)
+    except SipParseError:
+        return "Bad Contact or Record-Route"
+    if request.is_wildcard_contact:
+        return "Bad Contact"
+    return None
 
 
 class DialogState(enum.Enum):
@@ -284,9 +337,7 @@ class Dialog:
                 retry = {"Retry-After": str(random.randint(0, 10))}
                 await incoming.respond(500, "Previous INVITE Pending", headers=retry)
                 return
-            contacts = request.contacts
-            if contacts:
-                self.remote_target = contacts[0].uri
+            self.remote_target = contact_target(request, self.remote_target)
             self._incoming_invite = True
         try:
             if self.on_request is not None:

@@ -38,7 +38,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
-from .dialog import Dialog, DialogState
+from .dialog import Dialog, DialogState, contact_target, dialog_problem, record_routes
 from .digest import DigestClient, DigestParseError
 from .message import Headers, NameAddr, SipRequest, SipResponse, canonical_name, parse_name_addr
 from .transaction import (
@@ -341,9 +341,7 @@ class OutgoingInvite:
     def _accept(self, response: SipResponse) -> None:
         tag = response.to.tag or ""
         if self._reinvite and self.dialog is not None:
-            contacts = response.contacts
-            if contacts:
-                self.dialog.remote_target = contacts[0].uri
+            self.dialog.remote_target = contact_target(response, self.dialog.remote_target)
             dialog = self.dialog
         else:
             dialog = (
@@ -354,9 +352,7 @@ class OutgoingInvite:
                 )
             )
             dialog.state = DialogState.CONFIRMED
-            dialog.remote_target = (
-                response.contacts[0].uri if response.contacts else dialog.remote_target
-            )
+            dialog.remote_target = contact_target(response, dialog.remote_target)
             self.stack.remember_dialog(dialog)
             for other in self._early.values():
                 other.terminate("another branch answered")
@@ -455,6 +451,7 @@ class SipStack:
         symmetric: bool = True,
         max_message_bytes: int = 64 * 1024,
         max_connections: int = 512,
+        advertised_host: str | None = None,
     ) -> None:
         self.timers = timers or Timers()
         self.user_agent = user_agent
@@ -466,6 +463,7 @@ class SipStack:
             tcp_port=tcp_port,
             max_message_bytes=max_message_bytes,
             max_connections=max_connections,
+            advertised_host=advertised_host,
         )
         self.layer = TransactionLayer(self.transport, self.timers)
         self.dialogs: dict[tuple[str, str, str], Dialog] = {}
@@ -515,7 +513,8 @@ class SipStack:
 
     @property
     def host(self) -> str:
-        return self.transport.host
+        """The host we put in Via, Contact and Call-ID (``advertised_host`` or the bound one)."""
+        return self.transport.advertised_host
 
     def set_handler(self, handler: Handler | None) -> None:
         """The async callable receiving out-of-dialog requests (INVITE, REGISTER, OPTIONS ...)."""
@@ -646,8 +645,8 @@ class SipStack:
     ) -> SipResponse:
         """Send a non-INVITE request; the final response (401/407 answered once with
         ``credentials``).  Raises ``TransactionTimeout`` or ``TransportFailure``."""
-        if request.method == "INVITE":
-            raise ValueError("use invite() for INVITE")
+        if request.method in ("INVITE", "ACK"):
+            raise ValueError(f"{request.method} is not sent with send(): use invite()")
         authenticated = False
         while True:
             response = await self._send_once(request, to)
@@ -717,14 +716,13 @@ class SipStack:
         credentials: DigestClient | None,
     ) -> Dialog:
         """The dialog a 1xx/2xx to our INVITE creates (§12.1.2)."""
-        contacts = response.contacts
         dialog = Dialog(
             self,
             call_id=request.call_id,
             local=request.from_,
             remote=response.to,
-            remote_target=contacts[0].uri if contacts else request.uri,
-            route_set=list(reversed(response.headers.values("Record-Route"))),
+            remote_target=contact_target(response, request.uri),
+            route_set=list(reversed(record_routes(response))),
             local_cseq=request.cseq.number,
             remote_cseq=None,
             flow=peer,
@@ -738,14 +736,13 @@ class SipStack:
     def uas_dialog(self, incoming: IncomingRequest, response: SipResponse) -> Dialog:
         """The dialog our 1xx/2xx to an INVITE creates (§12.1.1)."""
         request = incoming.message
-        contacts = request.contacts
         dialog = Dialog(
             self,
             call_id=request.call_id,
             local=response.to,
             remote=request.from_,
-            remote_target=contacts[0].uri if contacts else request.from_.uri,
-            route_set=request.headers.values("Record-Route"),
+            remote_target=contact_target(request, request.from_.uri),
+            route_set=record_routes(request),
             local_cseq=0,
             remote_cseq=request.cseq.number,
             flow=incoming.source,
@@ -814,10 +811,16 @@ class SipStack:
                 txn.respond(self.build_response(request, 481))
                 return
             incoming = IncomingRequest(self, request, source, txn, dialog)
+            if request.method == "INVITE":
+                self._invites[txn.key] = incoming
             self._spawn(dialog.receive(incoming), incoming)
             return
         incoming = IncomingRequest(self, request, source, txn)
-        required = [r for r in request.headers.values("Require") if r]
+        problem = dialog_problem(request) if request.method == "INVITE" else None
+        if problem is not None:
+            txn.respond(self.build_response(request, 400, problem))
+            return
+        required = [r for r in _safe_values(request, "Require") if r]
         if required:
             unsupported = {"Unsupported": ", ".join(required)}
             txn.respond(self.build_response(request, 420, headers=unsupported))
@@ -906,6 +909,13 @@ def _mark_received(request: SipRequest, source: Peer) -> None:
             continue
         rebuilt.add(name, value)
     request.headers = rebuilt
+
+
+def _safe_values(request: SipRequest, name: str) -> list[str]:
+    try:
+        return request.headers.values(name)
+    except ValueError:
+        return ["(unparsable)"]
 
 
 def _hostport(peer: Peer) -> str:

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_SIP_PORT = 5060
+DEFAULT_IDLE_TIMEOUT_S = 300.0
 _READ_CHUNK = 16 * 1024
 _CONNECT_TIMEOUT_S = 10.0
 
@@ -175,12 +176,16 @@ class _Connection:
         peer: Peer,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
+        outbound: bool,
     ) -> None:
         self.owner = owner
         self.peer = peer
         self.reader = reader
         self.writer = writer
+        self.outbound = outbound
         self.task: asyncio.Task[None] | None = None
+        self.last_activity = asyncio.get_running_loop().time()
 
     async def read_loop(self) -> None:
         buffer = b""
@@ -191,6 +196,7 @@ class _Connection:
                 if not chunk:
                     return
                 buffer += chunk
+                self.last_activity = asyncio.get_running_loop().time()
                 while True:
                     message, buffer = parse_stream(
                         buffer, max_header_bytes=limit, max_body_bytes=limit
@@ -209,6 +215,9 @@ class _Connection:
             self.writer.close()
 
     def send(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            raise ConnectionResetError(f"connection to {self.peer} is closed")
+        self.last_activity = asyncio.get_running_loop().time()
         self.writer.write(data)
 
 
@@ -224,8 +233,12 @@ class SipTransport:
         tcp_port: int | None = 0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        advertised_host: str | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.host = host
+        self.advertised_host = advertised_host or host
+        self.idle_timeout = idle_timeout
         self.on_message = on_message
         self.max_message_bytes = max_message_bytes
         self.max_connections = max_connections
@@ -237,6 +250,7 @@ class SipTransport:
         self._connecting: dict[tuple[str, int], asyncio.Future[_Connection]] = {}
         self.udp: Peer | None = None
         self.tcp: Peer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -254,8 +268,30 @@ class SipTransport:
             )
             port = self._server.sockets[0].getsockname()[1]
             self.tcp = Peer("TCP", self.host, int(port))
+        self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(max(1.0, self.idle_timeout / 4), self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections we opened that carried nothing for ``idle_timeout``.
+
+        Connections a peer opened stay: a phone registered over TCP is reached through its
+        own connection (its Contact is usually not reachable), and it closes it itself.
+        """
+        now = asyncio.get_running_loop().time()
+        for connection in list(self._connections.values()):
+            if connection.outbound and now - connection.last_activity > self.idle_timeout:
+                log.debug("SIP TCP %s: closing an idle connection", connection.peer)
+                connection.writer.close()
+                self._forget(connection)
+        self._schedule_sweep()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -279,7 +315,7 @@ class SipTransport:
         peer = self.tcp if transport.upper() != "UDP" else self.udp
         if peer is None:
             raise ValueError(f"no {transport} listener")
-        return peer
+        return Peer(peer.transport, self.advertised_host, peer.port)
 
     @property
     def connection_count(self) -> int:
@@ -324,12 +360,16 @@ class SipTransport:
             log.exception("SIP %s: error processing %s", source, _first_line(message))
 
     def _send_now(self, data: bytes, peer: Peer) -> None:
-        if peer.reliable:
-            connection = self._connections.get((peer.host, peer.port))
-            if connection is not None:
-                connection.send(data)
-        elif self._udp is not None:
-            self._udp.sendto(data, (peer.host, peer.port))
+        """Answer on the way the message came, without connecting (for 400s)."""
+        try:
+            if peer.reliable:
+                connection = self._connections.get((peer.host, peer.port))
+                if connection is not None:
+                    connection.send(data)
+            elif self._udp is not None:
+                self._udp.sendto(data, (peer.host, peer.port))
+        except OSError as exc:
+            log.debug("SIP %s: cannot answer: %s", peer, exc)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("peername")
@@ -338,7 +378,7 @@ class SipTransport:
             writer.close()
             return
         peer = Peer("TCP", str(address[0]), int(address[1]))
-        connection = _Connection(self, peer, reader, writer)
+        connection = _Connection(self, peer, reader, writer, outbound=False)
         self._adopt(connection)
         if connection.task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -373,8 +413,10 @@ class SipTransport:
     async def _connection_to(self, peer: Peer) -> _Connection:
         key = (peer.host, peer.port)
         existing = self._connections.get(key)
-        if existing is not None:
+        if existing is not None and not existing.writer.is_closing():
             return existing
+        if existing is not None:
+            self._forget(existing)
         pending = self._connecting.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -386,7 +428,7 @@ class SipTransport:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(peer.host, peer.port), _CONNECT_TIMEOUT_S
             )
-            connection = _Connection(self, peer, reader, writer)
+            connection = _Connection(self, peer, reader, writer, outbound=True)
             self._adopt(connection)
             future.set_result(connection)
             return connection

@@ -294,3 +294,42 @@ async def test_a_recording_becomes_a_stereo_wav_with_each_side(
     assert tone_share(caller_side, 440) < TONE_SHARE_ABSENT
     assert tone_share(agent_side, 440) > TONE_SHARE_HEARD
     assert tone_share(agent_side, 1000) < TONE_SHARE_ABSENT
+
+
+async def test_a_webrtc_leg_negotiates_dtls_srtp_and_carries_audio(
+    engine: RtpengineDaemon, endpoints: list[RtpEndpoint]
+) -> None:
+    """A second rtpengine call plays the browser: it answers the WebRTC offer (ICE, DTLS
+    active) and turns it back into plain RTP for a test endpoint."""
+    caller, browser_audio, _ = endpoints
+    ng = engine.client
+    call = MediaCall(ng, "call-10")
+    await call.caller_offer(caller.sdp(), "caller")
+    caller.connect(await call.answer_caller_with_sink())
+    offer = await call.offer_to("browser", webrtc=True)
+
+    plain = {"ICE": "remove", "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"]}
+    browser_audio.connect(await ng.offer("browser-side", "webrtc", offer, plain))
+    webrtc_answer = await ng.answer(
+        "browser-side",
+        "webrtc",
+        "audio",
+        browser_audio.sdp(),
+        {
+            "ICE": "force",
+            "DTLS": "active",
+            "transport-protocol": "UDP/TLS/RTP/SAVPF",
+            "rtcp-mux": ["require"],
+        },
+    )
+    await call.answered_by("browser", webrtc_answer)
+
+    at_browser, at_caller = await exchange(caller, browser_audio, 1000, 440)
+    assert at_browser > TONE_SHARE_HEARD
+    assert at_caller > TONE_SHARE_HEARD
+    leg = (await ng.query("call-10"))["tags"]["browser"]["medias"][0]
+    assert "DTLS-SRTP" in leg["flags"]
+    assert "DTLS fingerprint verified" in leg["streams"][0]["flags"]
+    assert leg["streams"][0]["crypto suite"]
+    await call.delete()
+    await ng.delete("browser-side")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from omnicc.channels.voice.sip.dialog import DialogState
+from omnicc.channels.voice.sip.dialog import DialogState, uri_peer
 from omnicc.channels.voice.sip.message import SipRequest
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
 from omnicc.channels.voice.sip.transaction import Timers, TransactionTimeout, TransportFailure
@@ -322,3 +322,17 @@ async def test_idle_outbound_tcp_connections_are_closed() -> None:
 
         await asyncio.wait_for(closed(), WAIT)
         assert (await asyncio.wait_for(a.send(options(a, b.tcp), b.tcp), WAIT)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("sip:alice@10.0.0.1", Peer("UDP", "10.0.0.1", 5060)),
+        ("sip:alice@10.0.0.1:5080;transport=tcp", Peer("TCP", "10.0.0.1", 5080)),
+        ("<sip:proxy.example.com;lr>", Peer("UDP", "proxy.example.com", 5060)),
+        ("sip:[2001:db8::1]:5062", Peer("UDP", "2001:db8::1", 5062)),
+        ("sips:bob@host:5061?subject=x", Peer("UDP", "host", 5061)),
+    ],
+)
+def test_uri_peer(uri: str, expected: Peer) -> None:
+    assert uri_peer(uri) == expected

@@ -313,3 +313,35 @@ async def test_out_of_order_in_dialog_requests_get_500(stack: SipStack, phone: R
     dialog = answered[0].dialog
     assert dialog is not None
     await asyncio.wait_for(dialog.terminated.wait(), WAIT)
+
+
+async def test_in_dialog_requests_follow_the_record_route(stack: SipStack, phone: RawPeer) -> None:
+    proxy = await RawPeer.open()
+    try:
+        answered: list[IncomingRequest] = []
+
+        async def handler(incoming: IncomingRequest) -> None:
+            await incoming.respond(200)
+            answered.append(incoming)
+
+        stack.set_handler(handler)
+        record_route = f"Record-Route: <sip:127.0.0.1:{proxy.port};lr>\r\n"
+        phone.send(raw_request("INVITE", stack.udp, phone.port, extra=record_route), stack.udp)
+        ok = (await phone.wait_for(status(200, "INVITE")))[0]
+        assert ok.headers.get("Record-Route") == f"<sip:127.0.0.1:{proxy.port};lr>"
+        assert isinstance(ok, SipResponse)
+        phone.send(ack_for(ok, stack.udp, phone.port, branch="z9hG4bK-ack-rr"), stack.udp)
+        dialog = answered[0].dialog
+        assert dialog is not None
+        assert dialog.peer.port == proxy.port
+        bye = asyncio.ensure_future(dialog.request("BYE"))
+        sent = (await proxy.wait_for(request("BYE")))[0]
+        assert isinstance(sent, SipRequest)
+        assert sent.uri == f"sip:phone@127.0.0.1:{phone.port}"  # the remote target (Contact)
+        assert sent.headers.get("Route") == f"<sip:127.0.0.1:{proxy.port};lr>"
+        assert sent.to.tag == "rawtag" and sent.from_.tag == ok.to.tag
+        proxy.send(response_to(sent, 200, "OK", to_tag=None), stack.udp)
+        assert (await asyncio.wait_for(bye, WAIT)).status == 200
+        assert dialog.terminated.is_set()
+    finally:
+        proxy.close()

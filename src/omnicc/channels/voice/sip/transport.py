@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
 import socket
@@ -405,10 +406,20 @@ class SipTransport:
         if not peer.reliable:
             if self._udp is None:
                 raise OSError("no UDP listener")
-            self._udp.sendto(data, (peer.host, peer.port))
+            host = peer.host if _is_ip(peer.host) else await self._resolve(peer)
+            self._udp.sendto(data, (host, peer.port))
             return
         connection = await self._connection_to(peer)
         connection.send(data)
+
+    async def _resolve(self, peer: Peer) -> str:
+        """A host name's address, resolved without blocking the loop (no SRV/NAPTR)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        infos = await loop.getaddrinfo(peer.host, peer.port, family=family, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"cannot resolve {peer.host}")
+        return str(infos[0][4][0])
 
     async def _connection_to(self, peer: Peer) -> _Connection:
         key = (peer.host, peer.port)
@@ -439,6 +450,14 @@ class SipTransport:
             raise error from exc
         finally:
             del self._connecting[key]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _first_line(message: SipRequest | SipResponse) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omnicc.channels.voice.media.bridge import WEBRTC_OFFER, MediaCall
+from omnicc.channels.voice.media.bridge import WEBRTC_OFFER, MediaCall, MediaError
 from omnicc.channels.voice.media.daemon import RtpengineDaemon
 from omnicc.channels.voice.media.dtmf import DtmfListener
 from omnicc.channels.voice.media.ng import NgClient, NgError
@@ -333,3 +333,35 @@ async def test_a_webrtc_leg_negotiates_dtls_srtp_and_carries_audio(
     assert leg["streams"][0]["crypto suite"]
     await call.delete()
     await ng.delete("browser-side")
+
+
+async def test_an_agent_who_does_not_answer_leaves_the_caller_in_the_sink(
+    engine: RtpengineDaemon, endpoints: list[RtpEndpoint], tmp_path: Path
+) -> None:
+    caller, agent, _ = endpoints
+    call = MediaCall(engine.client, "call-11")
+    await call.caller_offer(caller.sdp(), "caller")
+    caller.connect(await call.answer_caller_with_sink())
+    port = call.caller_port
+    await call.play(tone_wav(tmp_path / "music.wav", 800, 1.0), loop=True)
+
+    agent.connect(await call.offer_to("agent-7"))  # rings, then times out / rejects
+    await call.back_to_sink()
+
+    assert call.caller_port == port
+    assert call.party_tag is not None and call.party_tag != "agent-7"
+    assert call.sink is not None
+    seen = len(caller.packets)
+    at_sink, _ = await exchange(caller, call.sink, 1000, 300)
+    assert at_sink > TONE_SHARE_HEARD
+    assert tone_share(caller.audio(since=seen), 800) > 0.2  # the music went on throughout
+    with pytest.raises(MediaError):
+        await call.answered_by("agent-7", agent.sdp())  # too late: no longer offered
+
+    agent.connect(await call.offer_to("agent-7"))  # the same agent rings again and answers
+    await call.stop_play()
+    await call.answered_by("agent-7", agent.sdp())
+    at_agent, at_caller = await exchange(caller, agent, 1000, 440)
+    assert at_agent > TONE_SHARE_HEARD
+    assert at_caller > TONE_SHARE_HEARD
+    await call.delete()

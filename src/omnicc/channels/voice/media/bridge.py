@@ -87,6 +87,9 @@ class MediaCall:
     :meth:`answered_by` -> :meth:`hold`/:meth:`resume` -> transfer by another
     :meth:`offer_to`/:meth:`answered_by`, or :meth:`return_to` an earlier party /
     :meth:`back_to_sink` when a party rejects or leaves -> :meth:`delete`.
+
+    One task drives a call (the call controller's); the methods are not meant
+    to run concurrently on the same call.
     """
 
     def __init__(self, client: NgClient, call_id: str, *, sink_host: str = "127.0.0.1") -> None:

@@ -13,7 +13,9 @@ The result is a **stereo** WAV, 8 kHz 16-bit: left = the caller, right = the
 other side (every party in turn), so a reviewer can listen to either side and
 speech analytics can tell them apart; a player mixes both.  Each RTP stream is
 placed on the timeline by its first packet's capture time plus its RTP
-timestamps, so silence (hold, DTX) stays silence and jitter does not shift audio.
+timestamps, so silence (hold, DTX) stays silence and jitter does not shift audio;
+when a sender's RTP clock jumps (over a second off the capture clock) the stream
+follows the capture clock again.
 G.711 is decoded with :mod:`omnicc.channels.voice.media.tones` tables; other
 payload types (telephone-event, comfort noise) are skipped.
 
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from omnicc.channels.voice.media.rtp import PayloadType, parse_rtp
-from omnicc.channels.voice.media.tones import SAMPLE_RATE, alaw_decode, ulaw_decode
+from omnicc.channels.voice.media.tones import SAMPLE_RATE, Samples, alaw_decode, ulaw_decode
 
 __all__ = [
     "PcapError",
@@ -50,7 +52,7 @@ __all__ = [
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 LINKTYPE_LINUX_SLL = 113
-MAX_RECORDING_S = 6 * 3600
+RESYNC_S = 1.0
 
 
 class PcapError(ValueError):
@@ -172,18 +174,18 @@ def _glob_escape(text: str) -> str:
 
 @dataclass
 class _Stream:
-    anchor: float
+    anchor: float  # capture time of the packet whose RTP timestamp is ``first_timestamp``
     first_timestamp: int
-    chunks: list[tuple[int, np.ndarray]]
 
 
 def recording_to_wav(pcaps: Iterable[Path], caller_port: int, target: Path) -> float:
     """Convert a call's pcaps to a stereo WAV (left caller, right the other side).
 
-    ``caller_port`` is rtpengine's caller-facing port (``MediaCall.caller_port``).
+    ``caller_port`` is rtpengine's caller-facing port (``RecordingHandle.caller_port``).
     Returns the duration in seconds; a recording without audio gives an empty WAV.
     """
     streams: dict[tuple[int, int, int], _Stream] = {}
+    chunks: list[tuple[int, float, Samples]] = []  # (side, start time, samples)
     for path in pcaps:
         for datagram in udp_datagrams(read_pcap(path)):
             packet = parse_rtp(datagram.payload)
@@ -193,20 +195,21 @@ def recording_to_wav(pcaps: Iterable[Path], caller_port: int, target: Path) -> f
             key = (side, datagram.dst[1], packet.ssrc)
             stream = streams.get(key)
             if stream is None:
-                stream = streams[key] = _Stream(datagram.time, packet.timestamp, [])
-            offset = (packet.timestamp - stream.first_timestamp) & 0xFFFFFFFF
-            if offset > MAX_RECORDING_S * SAMPLE_RATE:
-                continue  # a timestamp from before the first packet (reordering)
+                stream = streams[key] = _Stream(datagram.time, packet.timestamp)
+            offset = (packet.timestamp - stream.first_timestamp + 2**31) % 2**32 - 2**31
+            when = stream.anchor + offset / SAMPLE_RATE
+            if abs(when - datagram.time) > RESYNC_S:
+                # The sender jumped its RTP clock (new talk spurt after hold, a restart):
+                # follow the capture clock again from here.
+                stream.anchor, stream.first_timestamp = datagram.time, packet.timestamp
+                when = datagram.time
             decode = ulaw_decode if packet.payload_type == PayloadType.PCMU else alaw_decode
-            stream.chunks.append((offset, decode(packet.payload)))
-    start = min((s.anchor for s in streams.values()), default=0.0)
-    length = 0
-    placed: list[tuple[int, int, np.ndarray]] = []
-    for (side, _port, _ssrc), stream in streams.items():
-        base = round((stream.anchor - start) * SAMPLE_RATE)
-        for offset, samples in stream.chunks:
-            placed.append((side, base + offset, samples))
-            length = max(length, base + offset + len(samples))
+            chunks.append((side, when, decode(packet.payload)))
+    start = min((when for _, when, _ in chunks), default=0.0)
+    placed = [
+        (side, round((when - start) * SAMPLE_RATE), samples) for side, when, samples in chunks
+    ]
+    length = max((position + len(samples) for _, position, samples in placed), default=0)
     mix = np.zeros((length, 2), dtype=np.int32)
     for side, position, samples in placed:
         mix[position : position + len(samples), side] += samples

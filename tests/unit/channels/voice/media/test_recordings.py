@@ -164,3 +164,20 @@ def test_retention_deletes_only_old_recording_files(tmp_path: Path) -> None:
     os.utime(fresh, (now - 29 * 86400, now - 29 * 86400))
     assert delete_older_than(tmp_path, 30, now=now) == [old]
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_a_jump_of_the_rtp_clock_follows_the_capture_time(tmp_path: Path) -> None:
+    records = call_records()
+    jumped = []
+    for when, data in records:
+        if when >= 1000.5 and data[22:24] == struct.pack("!H", CALLER_PORT):
+            header = bytearray(data)
+            (stamp,) = struct.unpack_from("!I", header, 32)
+            struct.pack_into("!I", header, 32, (stamp + 3_000_000_000) % 2**32)
+            data = bytes(header)
+        jumped.append((when, data))
+    recording_to_wav([write_pcap(tmp_path / "j.pcap", jumped)], CALLER_PORT, tmp_path / "j.wav")
+    frames = read_stereo(tmp_path / "j.wav")
+    assert len(frames) == pytest.approx(8040, abs=10)  # still one second, not hours
+    assert tone_share(frames[:, 0], 1000) > 0.99
+    assert frames[4000:4100, 0].any()

@@ -245,6 +245,7 @@ class OutgoingInvite:
     def _fail(self, error: TransactionError) -> None:
         if not self._final.done():
             self._final.set_exception(error)
+            self._final.exception()  # retrieved here: a caller may only iterate responses()
             self._changed.set()
             for early in self._early.values():
                 early.terminate("INVITE failed")
@@ -263,8 +264,9 @@ class OutgoingInvite:
                 yield response
                 if response.status >= 200:
                     return
-            if self._final.done() and self._final.exception() is not None:
-                raise self._final.exception()  # type: ignore[misc]
+            error = self._final.exception() if self._final.done() else None
+            if error is not None:
+                raise error
             self._changed.clear()
             await self._changed.wait()
 

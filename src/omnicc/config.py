@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     public_base_url: str = Field(
         default="", description="URL customers and agents reach; empty: http://host:port."
     )
+    sip_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="SIP port (UDP and TCP) for phones and trunks; empty: no voice; 0 picks one.",
+    )
+    sip_host: str = Field(default="127.0.0.1", description="Address SIP and media listen on.")
+    rtpengine: str = Field(
+        default="",
+        description="host:port of an external rtpengine's ng control; empty: OmniCC starts one.",
+    )
+    media_ports: str = Field(
+        default="30000-30999", pattern=r"^\d{2,5}-\d{2,5}$",
+        description="UDP port range of the embedded rtpengine's media.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -17,6 +17,7 @@ from typing import Any
 
 from omnicc.app.chats import ChatDesk, agent_topic, conversation_topic
 from omnicc.app.routing import RoutingService, RoutingTimers
+from omnicc.app.voice import VoiceDesk
 from omnicc.app.webhooks import WebhookDispatcher
 from omnicc.bus import Bus, Notice
 from omnicc.core import events as ev
@@ -49,6 +50,7 @@ class TenantRuntime:
         self.routing = RoutingService(database, tenant_id, clock)
         self.chats = ChatDesk(database, tenant_id, self.routing, bus,
                               max_message_chars=limits.max_message_chars)
+        self.voice = VoiceDesk(database, tenant_id, self.routing)
         self._limits = limits
         self._conversations: dict[str, str] = {}  # task id -> conversation id
         self._positions: dict[str, tuple[int, int]] = {}

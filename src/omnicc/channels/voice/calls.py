@@ -1,0 +1,513 @@
+"""One customer call through OmniCC, from the INVITE to the last BYE (the B2BUA's core).
+
+An inbound call is answered at once with OmniCC's media (rtpengine, connected to OmniCC's
+sink), so the IVR can speak; the caller's leg never changes after that: agents are connected
+and disconnected behind it in rtpengine (`MediaCall`), never with a re-INVITE to the caller.
+
+    INVITE -> 200 (sink) -> IVR flow -> queue: music, position announcements
+           -> the engine offers the task to an agent -> INVITE to the agent's phone
+           -> answered: the engine's offer is accepted, caller and agent hear each other
+           -> either side hangs up: BYE to the other, the task completes (wrap-up follows)
+
+The call follows its routing task through `VoiceDesk.watch`-style callbacks: an offer rings
+the agent's phone, an offer withdrawn (timed out, rescinded) cancels the ringing, and a phone
+that cannot ring rejects the offer so the caller keeps their place and the next agent is
+tried. A call detail record is written when the call starts and completed when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from omnicc.app.voice import VoiceContact, normalize_phone
+from omnicc.channels.voice.ivr.flow import Prompt
+from omnicc.channels.voice.ivr.inbound import InboundRoute
+from omnicc.channels.voice.ivr.interpreter import (
+    AbandonedOutcome,
+    CallbackOutcome,
+    CallContext,
+    CallEnded,
+    FlowOutcome,
+    HangupOutcome,
+    QueueOutcome,
+    VoicemailOutcome,
+    run_flow,
+)
+from omnicc.channels.voice.media.bridge import MediaCall
+from omnicc.channels.voice.media.dtmf import DtmfEvent, parse_dtmf_info
+from omnicc.channels.voice.sip.dialog import Dialog
+from omnicc.channels.voice.sip.message import SipResponse
+from omnicc.channels.voice.sip.stack import IncomingRequest, OutgoingInvite
+from omnicc.core import events as ev
+from omnicc.core.errors import Conflict, NotFound
+from omnicc.store.repositories import CallRecords
+from omnicc.store.tables import CallRecord
+
+if TYPE_CHECKING:
+    from omnicc.app.runtime import TenantRuntime
+    from omnicc.channels.voice.service import VoiceService
+
+log = logging.getLogger("omnicc.voice.calls")
+
+ANNOUNCE_EVERY_S = 30.0
+SDP = "application/sdp"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _user_of(uri: str) -> str:
+    """The user part of a SIP URI (`sip:+3581234@host` -> `+3581234`), else the URI."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    return rest.split("@", 1)[0].split(";", 1)[0] if "@" in rest else rest.split(";", 1)[0]
+
+
+@dataclass(slots=True)
+class Ringing:
+    """An agent's phone being rung for an offer."""
+
+    offer_id: str
+    agent_id: str
+    tag: str
+    invite: OutgoingInvite | None = None
+    withdrawn: bool = False
+
+
+@dataclass(slots=True)
+class CallFigures:
+    """What the call detail record says, collected as the call goes."""
+
+    started_at: datetime = field(default_factory=_now)
+    queued_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    hold_started: float | None = None
+    hold_s: float = 0.0
+    transfers: int = 0
+    hangup_side: str | None = None
+    outcome: str = "in_progress"
+
+
+class InboundCall:
+    """A caller's call: their SIP dialog, the media, the IVR, the queue and the agent leg."""
+
+    def __init__(self, service: VoiceService, runtime: TenantRuntime,
+                 incoming: IncomingRequest, route: InboundRoute) -> None:
+        self.service = service
+        self.runtime = runtime
+        self.incoming = incoming
+        self.route = route
+        message = incoming.message
+        self.call_id = message.call_id
+        self.caller_uri = message.from_.uri
+        self.caller_name = message.from_.display_name or ""
+        self.caller = normalize_phone(_user_of(self.caller_uri))
+        self.dialled = _user_of(message.uri)
+        self.media = MediaCall(service.media_client, self.call_id, sink_host=service.host)
+        self.dialog: Dialog | None = None
+        self.agent_dialog: Dialog | None = None
+        self.agent_id: str | None = None
+        self.contact: VoiceContact | None = None
+        self.customer_id: str | None = None
+        self.figures = CallFigures()
+        self.record_id = uuid.uuid4().hex
+        self.ivr_path: list[dict[str, Any]] = []
+        self.ended = asyncio.Event()
+        self.connected = asyncio.Event()
+        self._digits: asyncio.Queue[DtmfEvent] = service.dtmf.subscribe(self.call_id)
+        self._ringing: dict[str, Ringing] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._announcer: asyncio.Task[None] | None = None
+        self._language = "en"
+
+    # --- the call's life -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Answer, run the IVR, then queue or end the call; returns when the call is over."""
+        try:
+            if not await self._answer():
+                return
+            await self._write_record()
+            assert self.route.flow is not None
+            context = CallContext(clock=self.runtime.routing.clock, caller=self.caller,
+                                  dialled=self.dialled,
+                                  business_hours=self.route.business_hours,
+                                  timezone=self.route.timezone)
+            outcome = await run_flow(self.route.flow, self, context)
+            self.ivr_path = outcome.path_json()
+            self._language = outcome.language or self._language
+            await self._after_ivr(outcome)
+            await self.ended.wait()
+        except Exception:
+            log.exception("voice: call %s failed", self.call_id)
+            self.figures.outcome = "failed"
+            self.figures.hangup_side = self.figures.hangup_side or "system"
+        finally:
+            await self._tear_down()
+
+    async def _answer(self) -> bool:
+        message = self.incoming.message
+        if not message.body:
+            await self.incoming.respond(488, "SDP offer required")
+            return False
+        await self.media.caller_offer(message.body.decode(errors="replace"),
+                                      message.from_.tag or "")
+        answer = await self.media.answer_caller_with_sink()
+        if self.incoming.cancelled.is_set():
+            return False
+        await self.incoming.respond(200, body=answer.encode(), content_type=SDP)
+        dialog = self.incoming.dialog
+        assert dialog is not None
+        self.dialog = dialog
+        dialog.on_request = self._from_caller
+        self._spawn(self._watch_dialog(dialog, "caller"))
+        return True
+
+    async def _after_ivr(self, outcome: FlowOutcome) -> None:
+        if isinstance(outcome, AbandonedOutcome):
+            self.figures.outcome, self.figures.hangup_side = "abandoned", "caller"
+            self.ended.set()
+        elif isinstance(outcome, QueueOutcome):
+            await self._enqueue(outcome)
+        elif isinstance(outcome, CallbackOutcome):
+            await self.service.request_callback(self.runtime, number=outcome.number,
+                                                queue_id=outcome.queue_id, due_at=outcome.at,
+                                                record_id=self.record_id,
+                                                attributes=dict(outcome.attributes))
+            self.figures.outcome = "callback"
+            await self._hang_up("system")
+        elif isinstance(outcome, VoicemailOutcome):
+            # Voicemail recording arrives with the recording work; until then the caller is
+            # told honestly and the call ends.
+            self.figures.outcome = "voicemail_unavailable"
+            await self.play(Prompt(text="Sorry, we cannot take a message right now. Goodbye."),
+                            interruptible=False)
+            await self._hang_up("system")
+        else:
+            assert isinstance(outcome, HangupOutcome)
+            self.figures.outcome = "hangup"
+            await self._hang_up("system")
+
+    async def _enqueue(self, outcome: QueueOutcome) -> None:
+        voice = self.runtime.voice
+        customer = await voice.identify_caller(self.caller, self.caller_name)
+        self.customer_id = customer.id
+        attributes: dict[str, Any] = {**outcome.attributes, "language": outcome.language,
+                                      "dialled": self.dialled}
+        self.figures.queued_at = _now()
+        await self.media.play(self.service.music, loop=True)
+        self.contact = await voice.enqueue(
+            customer, queue_id=outcome.queue_id, call_id=self.call_id,
+            attributes={k: v for k, v in attributes.items() if v is not None},
+            priority=outcome.priority or 0, watcher=self._on_task_event)
+        await self._write_record()
+        if self.contact is not None and not self.connected.is_set():
+            self._announcer = asyncio.create_task(self._announce_position())
+
+    async def _announce_position(self) -> None:
+        """Every `ANNOUNCE_EVERY_S` while waiting: the caller's place and the expected wait."""
+        assert self.contact is not None
+        engine = self.runtime.routing.engine
+        while not self.connected.is_set() and not self.ended.is_set():
+            await asyncio.sleep(self.service.announce_every_s)
+            if self.connected.is_set() or self.ended.is_set():
+                return
+            try:
+                position = engine.task_position(self.contact.task_id)
+            except (Conflict, NotFound):
+                continue
+            text = f"You are number {position.position} in line."
+            if position.ewt_s is not None and position.ewt_s >= 60:
+                minutes = round(position.ewt_s / 60)
+                unit = "minute" if minutes == 1 else "minutes"
+                text += f" Your expected wait is about {minutes} {unit}."
+            try:
+                await self.play(Prompt(text=text), interruptible=False)
+            except CallEnded:
+                return
+            if not self.connected.is_set() and not self.ended.is_set():
+                await self.media.play(self.service.music, loop=True)
+
+    # --- the routing task ------------------------------------------------------------------
+
+    def _on_task_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.OfferCreated):
+            ringing = Ringing(event.offer_id, event.agent_id, f"agent-{event.offer_id[:12]}")
+            self._ringing[event.offer_id] = ringing
+            self._spawn(self._ring(ringing))
+        elif isinstance(event, ev.OfferTimedOut | ev.OfferRescinded | ev.OfferRejected):
+            withdrawn = self._ringing.get(event.offer_id)
+            if withdrawn is not None:
+                withdrawn.withdrawn = True
+                if withdrawn.invite is not None and not withdrawn.invite.done:
+                    self._spawn(withdrawn.invite.cancel())
+        elif (isinstance(event, ev.TaskEnded) and not self.connected.is_set()
+              and not self.ended.is_set()):
+            # The engine gave up on the task (its policy ran out): nobody will answer.
+            self.figures.outcome = event.outcome
+            self._spawn(self._goodbye())
+
+    async def _goodbye(self) -> None:
+        with contextlib.suppress(CallEnded):
+            await self.play(Prompt(text="Sorry, nobody can take your call now. Please call "
+                                        "again later. Goodbye."), interruptible=False)
+        await self._hang_up("system")
+
+    async def _ring(self, ringing: Ringing) -> None:
+        """Ring the agent's phone for an offer; answered -> accept and connect."""
+        voice = self.runtime.voice
+        target = await self.service.agent_phone(self.runtime, ringing.agent_id)
+        if target is None:
+            await voice.reject(ringing.offer_id, "no phone registered")
+            return
+        if ringing.withdrawn or self.ended.is_set():
+            return
+        sdp = await self.media.offer_to(ringing.tag)
+        stack = self.service.stack
+        request = stack.request(
+            "INVITE", target.contact, to=target.peer, from_uri=f"sip:{self.caller}@{stack.host}",
+            from_display=self.caller_name or self.caller, to_uri=target.aor, body=sdp.encode(),
+            content_type=SDP, headers={"X-OmniCC-Task": self.contact.task_id
+                                       if self.contact else ""})
+        invite = stack.invite(request, target.peer)
+        ringing.invite = invite
+        try:
+            final = await invite.final()
+        except Exception as error:  # transport failure, timeout: the phone cannot ring
+            log.info("voice: ringing agent %s failed: %s", ringing.agent_id, error)
+            final = None
+        self._ringing.pop(ringing.offer_id, None)
+        if final is None or not 200 <= final.status < 300:
+            if not ringing.withdrawn:
+                reason = f"phone answered {final.status}" if final else "phone unreachable"
+                await voice.reject(ringing.offer_id, reason)
+            await self._restore_media()
+            return
+        await self._agent_answered(ringing, invite, final)
+
+    async def _agent_answered(self, ringing: Ringing, invite: OutgoingInvite,
+                              final: SipResponse) -> None:
+        dialog = invite.dialog
+        assert dialog is not None
+        if self.ended.is_set() or not await self.runtime.voice.accept(ringing.offer_id):
+            # Answered too late (the caller left, the offer timed out): release the phone.
+            await dialog.bye()
+            await self._restore_media()
+            return
+        self.agent_dialog = dialog
+        self.agent_id = ringing.agent_id
+        dialog.on_request = self._from_agent
+        if self._announcer is not None:
+            self._announcer.cancel()
+        self.connected.set()
+        with contextlib.suppress(Exception):
+            await self.media.stop_play()
+        await self.media.answered_by(ringing.tag, final.body.decode(errors="replace"))
+        self.figures.answered_at = _now()
+        self.figures.outcome = "answered"
+        await self._write_record()
+        self._spawn(self._watch_dialog(dialog, "agent"))
+
+    async def _restore_media(self) -> None:
+        """After a failed ring, the caller goes back to the sink (music keeps playing)."""
+        if self.ended.is_set() or self.connected.is_set():
+            return
+        with contextlib.suppress(Exception):
+            await self.media.back_to_sink()
+
+    # --- SIP from the two sides --------------------------------------------------------------
+
+    async def _from_caller(self, incoming: IncomingRequest) -> None:
+        method = incoming.method
+        if method == "BYE":
+            await incoming.respond(200)
+            self._ended_by("caller")
+        elif method == "INFO":
+            digit = parse_dtmf_info(incoming.message.body, incoming.message.content_type or "")
+            if digit is not None:
+                self.service.dtmf.feed(self.call_id, digit, source_tag="caller")
+            await incoming.respond(200)
+        elif method == "INVITE":
+            # A session refresh or the caller's own hold: the media path stays as it is.
+            answer = self.dialog_answer()
+            await incoming.respond(200, body=answer, content_type=SDP)
+
+    def dialog_answer(self) -> bytes:
+        response = self.incoming.response
+        return response.body if response is not None else b""
+
+    async def _from_agent(self, incoming: IncomingRequest) -> None:
+        if incoming.method == "BYE":
+            await incoming.respond(200)
+            self._ended_by("agent")
+        elif incoming.method == "INVITE":
+            await incoming.respond(488, "Not Acceptable Here")
+
+    async def _watch_dialog(self, dialog: Dialog, side: str) -> None:
+        await dialog.terminated.wait()
+        self._ended_by(side)
+
+    def _ended_by(self, side: str) -> None:
+        if self.ended.is_set():
+            return
+        self.figures.hangup_side = self.figures.hangup_side or side
+        if self.figures.outcome == "in_progress":
+            self.figures.outcome = "abandoned" if side == "caller" else "ended"
+        self.ended.set()
+
+    async def _hang_up(self, side: str) -> None:
+        self._ended_by(side)
+
+    # --- CallPort for the IVR ------------------------------------------------------------------
+
+    async def play(self, prompt: Prompt, *, interruptible: bool) -> str | None:
+        path = await self.service.prompt_file(self.runtime, prompt, self._language)
+        self._check_alive()
+        duration_ms = await self.media.play(path)
+        wait_s = (duration_ms or 0) / 1000 + 0.2
+        if not interruptible:
+            await self._sleep_alive(wait_s)
+            return None
+        try:
+            event = await self._next_digit(wait_s)
+        except TimeoutError:
+            return None
+        with contextlib.suppress(Exception):
+            await self.media.stop_play()
+        return event
+
+    async def collect_digits(self, *, max_digits: int, timeout_s: float,
+                             inter_digit_timeout_s: float, terminator: str | None) -> str:
+        digits = ""
+        wait = timeout_s
+        while len(digits) < max_digits:
+            try:
+                digit = await self._next_digit(wait)
+            except TimeoutError:
+                break
+            if terminator is not None and digit == terminator:
+                break
+            digits += digit
+            wait = inter_digit_timeout_s
+        return digits
+
+    async def hangup(self) -> None:
+        await self._hang_up("system")
+
+    def _check_alive(self) -> None:
+        if self.ended.is_set():
+            raise CallEnded
+
+    async def _sleep_alive(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), seconds)
+        self._check_alive()
+
+    async def _next_digit(self, timeout_s: float) -> str:
+        """The caller's next key (from the caller's side only), or TimeoutError."""
+        self._check_alive()
+        get = asyncio.ensure_future(self._digits.get())
+        gone = asyncio.ensure_future(self.ended.wait())
+        try:
+            done, _ = await asyncio.wait({get, gone}, timeout=timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not get.done():
+                get.cancel()
+        if get in done:
+            return get.result().digit
+        self._check_alive()
+        raise TimeoutError
+
+    # --- records and the end ---------------------------------------------------------------------
+
+    async def _write_record(self) -> None:
+        figures = self.figures
+        queue_s = 0.0
+        if figures.queued_at is not None:
+            end = figures.answered_at or figures.ended_at or _now()
+            queue_s = max(0.0, (end - figures.queued_at).total_seconds())
+        talk_s = 0.0
+        if figures.answered_at is not None and figures.ended_at is not None:
+            talk_s = max(0.0, (figures.ended_at - figures.answered_at).total_seconds())
+        async with self.service.database.session() as session:
+            records = CallRecords(session, self.runtime.tenant_id)
+            try:
+                row = await records.get(self.record_id)
+            except NotFound:
+                row = CallRecord(id=self.record_id, call_id=self.call_id, direction="inbound",
+                                 from_number=self.caller, to_number=self.dialled,
+                                 number_id=self.route.number_id, flow_id=self.route.flow_id,
+                                 started_at=figures.started_at)
+            row.contact_id = self.contact.contact_id if self.contact else None
+            row.conversation_id = self.contact.conversation_id if self.contact else None
+            row.customer_id = self.customer_id
+            row.queue_id = self.contact.queue_id if self.contact else None
+            row.agent_id = self.agent_id
+            row.ivr_path = list(self.ivr_path)
+            row.answered_at = figures.answered_at
+            row.ended_at = figures.ended_at
+            row.queue_s = round(queue_s, 3)
+            row.talk_s = round(talk_s, 3)
+            row.hold_s = round(figures.hold_s, 3)
+            row.transfers = figures.transfers
+            row.hangup_side = figures.hangup_side
+            row.outcome = figures.outcome
+            await records.add(row)
+
+    async def _tear_down(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+        for ringing in list(self._ringing.values()):
+            ringing.withdrawn = True
+            if ringing.invite is not None and not ringing.invite.done:
+                with contextlib.suppress(Exception):
+                    await ringing.invite.cancel()
+        side = self.figures.hangup_side
+        if self.dialog is not None and side != "caller":
+            with contextlib.suppress(Exception):
+                await self.dialog.bye()
+        if self.agent_dialog is not None and side != "agent":
+            with contextlib.suppress(Exception):
+                await self.agent_dialog.bye()
+        if not self.incoming.answered:
+            with contextlib.suppress(Exception):
+                await self.incoming.respond(480 if self.incoming.cancelled.is_set() is False
+                                            else 487)
+        self.figures.ended_at = _now()
+        if self.contact is not None:
+            try:
+                await self.runtime.voice.hung_up(self.contact, side=side or "system")
+            except Exception:
+                log.exception("voice: ending the task of call %s failed", self.call_id)
+        with contextlib.suppress(Exception):
+            await self._write_record()
+        with contextlib.suppress(Exception):
+            await self.media.delete()
+        self.service.dtmf.unsubscribe(self.call_id)
+        for task in self._background:
+            task.cancel()
+        self.service.forget(self)
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("voice: call %s background work failed", self.call_id)
+
+        task = asyncio.create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+

@@ -1,0 +1,277 @@
+"""OmniCC's telephone exchange: one SIP stack and one media engine for every tenant.
+
+`VoiceService` listens for SIP (UDP and TCP on one port), starts and watches its own rtpengine
+(or uses an external one), and sends each request where it belongs:
+
+- REGISTER from agents' phones to the registrar of the tenant (digest realm = tenant slug).
+  The tenant is the one whose slug is the first label of the request's domain
+  (`sip:alice@acme.example.com`), or the only tenant when there is just one.
+- INVITE to a number: the number's tenant and IVR flow (`voice_numbers`); unknown numbers get
+  404, numbers without a flow 480. Each call is an `InboundCall`.
+- OPTIONS is answered by the stack; other out-of-dialog requests get the stack's defaults.
+
+The registrars learn users' HA1s from `sip_accounts`; bindings live in memory (phones
+re-register after a restart, as they do after any registrar restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omnicc.channels.voice.calls import InboundCall
+from omnicc.channels.voice.ivr.flow import Prompt
+from omnicc.channels.voice.ivr.inbound import inbound_route
+from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon
+from omnicc.channels.voice.media.dtmf import DtmfListener
+from omnicc.channels.voice.media.ng import NgClient
+from omnicc.channels.voice.media.prompts import TextToSpeech
+from omnicc.channels.voice.music import music_on_hold
+from omnicc.channels.voice.sip.digest import Algorithm
+from omnicc.channels.voice.sip.registrar import Binding, Registrar
+from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
+from omnicc.channels.voice.sip.transaction import Timers
+from omnicc.channels.voice.sip.transport import Peer
+from omnicc.store.database import Database
+from omnicc.store.repositories import (
+    CallbackRequests,
+    SipAccounts,
+    Tenants,
+    VoicePrompts,
+    find_sip_account,
+    sip_ha1,
+)
+from omnicc.store.tables import CallbackRequest
+
+if TYPE_CHECKING:
+    from omnicc.app.runtime import ContactCenter, TenantRuntime
+
+log = logging.getLogger("omnicc.voice")
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneTarget:
+    """Where to send an INVITE that rings an agent's phone."""
+
+    contact: str
+    peer: Peer
+    aor: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSettings:
+    host: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtpengine: str = ""
+    """host:port of an external rtpengine's ng control; empty: start our own."""
+    media_ports: tuple[int, int] = (30000, 30999)
+    timers: Timers | None = None
+    announce_every_s: float = 30.0
+
+
+class VoiceService:
+    """SIP + media for the whole server; calls belong to tenants' runtimes."""
+
+    def __init__(self, database: Database, center: ContactCenter, data_dir: Path,
+                 settings: VoiceSettings) -> None:
+        self.database = database
+        self.center = center
+        self.settings = settings
+        self.host = settings.host
+        self.announce_every_s = settings.announce_every_s
+        self.data_dir = data_dir
+        self.recording_dir = data_dir / "recordings"
+        self.prompt_dir = data_dir / "prompts"
+        self.stack = SipStack(settings.host, udp_port=settings.sip_port,
+                              tcp_port=settings.sip_port, timers=settings.timers)
+        self.dtmf = DtmfListener(settings.host)
+        self.daemon: RtpengineDaemon | None = None
+        self._external: NgClient | None = None
+        self.tts = TextToSpeech(self.prompt_dir / "speech")
+        self.music = music_on_hold(self.prompt_dir)
+        self._registrars: dict[str, Registrar] = {}
+        self._calls: dict[str, InboundCall] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.media_lost: str | None = None
+
+    @property
+    def media_client(self) -> NgClient:
+        if self.daemon is not None:
+            return self.daemon.client
+        assert self._external is not None
+        return self._external
+
+    @property
+    def calls(self) -> Mapping[str, InboundCall]:
+        return self._calls
+
+    async def start(self) -> None:
+        await self.dtmf.open()
+        if self.settings.rtpengine:
+            host, _, port = self.settings.rtpengine.rpartition(":")
+            self._external = NgClient((host, int(port)))
+            await self._external.open()
+            await self._external.ping()
+        else:
+            self.daemon = RtpengineDaemon(
+                interface=self.host, port_range=self.settings.media_ports,
+                recording_dir=self.recording_dir / "raw", dtmf_log_dest=self.dtmf.address,
+                on_event=self._media_event)
+            await self.daemon.start()
+        self.stack.set_handler(self._on_request)
+        await self.stack.start()
+        log.info("voice: SIP on %s and %s, media by %s", self.stack.udp, self.stack.tcp,
+                 self.settings.rtpengine or "an embedded rtpengine")
+
+    async def stop(self) -> None:
+        for call in list(self._calls.values()):
+            call.ended.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for registrar in self._registrars.values():
+            registrar.close()
+        await self.stack.stop()
+        if self.daemon is not None:
+            await self.daemon.stop()
+        if self._external is not None:
+            await self._external.close()
+        await self.dtmf.close()
+
+    def _media_event(self, event: EngineEvent) -> None:
+        """rtpengine went away or came back: its calls' media is gone, so end them."""
+        log.error("voice: media engine %s: %s", event.kind, event.detail)
+        self.media_lost = None if event.kind == "restarted" else event.detail
+        for call in list(self._calls.values()):
+            call.figures.outcome = "media_lost"
+            call.ended.set()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    async def _on_request(self, incoming: IncomingRequest) -> None:
+        method = incoming.method
+        if method == "REGISTER":
+            registrar = await self._registrar_for(incoming)
+            if registrar is None:
+                await incoming.respond(404, "Domain Not Served")
+                return
+            await registrar.handle(incoming)
+        elif method == "INVITE":
+            await self._invite(incoming)
+
+    async def _invite(self, incoming: IncomingRequest) -> None:
+        call_id = incoming.message.call_id
+        if call_id in self._calls:
+            await incoming.respond(482, "Loop Detected")
+            return
+        dialled = _user_part(incoming.message.uri)
+        async with self.database.session() as session:
+            route = await inbound_route(session, dialled)
+        if route is None:
+            await incoming.respond(404, "Not Found")
+            return
+        if route.flow is None:
+            await incoming.respond(480, "Temporarily Unavailable")
+            return
+        if self.media_lost is not None:
+            await incoming.respond(503, "Media Unavailable", headers={"Retry-After": "30"})
+            return
+        runtime = await self.center.tenant(route.tenant_id)
+        call = InboundCall(self, runtime, incoming, route)
+        self._calls[call_id] = call
+        task = asyncio.create_task(call.run(), name=f"call-{call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, call: InboundCall) -> None:
+        if self._calls.get(call.call_id) is call:
+            del self._calls[call.call_id]
+
+    # --- registrars and phones ------------------------------------------------------------------
+
+    async def _registrar_for(self, incoming: IncomingRequest) -> Registrar | None:
+        domain = _host_part(incoming.message.to.uri)
+        async with self.database.session() as session:
+            tenants = await Tenants(session).list_all()
+        label = domain.split(".", 1)[0].lower()
+        chosen = next((t for t in tenants if t.slug == label), None)
+        if chosen is None and len(tenants) == 1:
+            chosen = tenants[0]
+        if chosen is None:
+            return None
+        return self.registrar(chosen.slug)
+
+    def registrar(self, realm: str) -> Registrar:
+        """The tenant's registrar (realm = tenant slug), made on first use."""
+        registrar = self._registrars.get(realm)
+        if registrar is None:
+            async def credentials(username: str) -> Mapping[Algorithm, str] | None:
+                async with self.database.session() as session:
+                    account = await find_sip_account(session, realm, username)
+                if account is None:
+                    return None
+                return {algorithm: sip_ha1(account, algorithm)
+                        for algorithm in (Algorithm.MD5, Algorithm.SHA256)}
+
+            # MD5 alone: phones built on libre (baresip) fail when a SHA-256 challenge is
+            # offered beside it, and every desk phone speaks MD5.
+            registrar = Registrar(realm, credentials, algorithms=(Algorithm.MD5,))
+            self._registrars[realm] = registrar
+        return registrar
+
+    async def agent_phone(self, runtime: TenantRuntime, agent_id: str) -> PhoneTarget | None:
+        """Where the agent's registered SIP phone is (the latest binding), or None."""
+        async with self.database.session() as session:
+            account = await SipAccounts(session, runtime.tenant_id).of_agent(agent_id)
+        if account is None or not account.is_enabled:
+            return None
+        bindings: list[Binding] = self.registrar(account.realm).bindings(account.username)
+        if not bindings:
+            return None
+        latest = bindings[-1]
+        return PhoneTarget(contact=latest.contact, peer=latest.peer,
+                           aor=f"sip:{account.username}@{account.realm}")
+
+    # --- prompts and callbacks ------------------------------------------------------------------
+
+    async def prompt_file(self, runtime: TenantRuntime, prompt: Prompt, language: str) -> Path:
+        """The WAV to play for a prompt: spoken text (cached), or an uploaded prompt."""
+        if prompt.file_id is not None:
+            async with self.database.session() as session:
+                row, audio = await VoicePrompts(session, runtime.tenant_id).audio(prompt.file_id)
+            target = self.prompt_dir / "uploaded" / f"{row.sha256}.wav"
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_suffix(".partial")
+                partial.write_bytes(audio)
+                partial.replace(target)
+            return target
+        assert prompt.text is not None
+        return await self.tts.speak(prompt.text, voice=prompt.voice or prompt.language or language)
+
+    async def request_callback(self, runtime: TenantRuntime, *, number: str, queue_id: str,
+                               due_at: datetime | None, record_id: str,
+                               attributes: dict[str, Any]) -> CallbackRequest:
+        """Keep a caller's callback request (the IVR's `callback` node)."""
+        customer = await runtime.voice.identify_caller(number)
+        async with self.database.session() as session:
+            return await CallbackRequests(session, runtime.tenant_id).add(CallbackRequest(
+                number=number, queue_id=queue_id, customer_id=customer.id,
+                call_record_id=record_id, source="ivr", due_at=due_at,
+                attributes=attributes))
+
+
+def _user_part(uri: str) -> str:
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    return rest.split("@", 1)[0].split(";", 1)[0] if "@" in rest else ""
+
+
+def _host_part(uri: str) -> str:
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    host = rest.split("@", 1)[1] if "@" in rest else rest
+    return host.split(";", 1)[0].split(":", 1)[0].strip("[]")

@@ -1,0 +1,162 @@
+"""A real phone call through OmniCC: sipp calls the number, presses 1 in the IVR (the RFC 2833
+pcap sip-tester ships), waits in the support queue, and baresip - alice's SIP phone,
+registered with digest credentials - rings, answers and hears the caller talk (the G.711 pcap
+sip-tester ships); the caller hangs up. Everything runs for real on loopback: OmniCC's SIP
+stack, the routing engine, rtpengine started by OmniCC, espeak-ng prompts."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omnicc.app.routing import WallClock
+from omnicc.app.runtime import ContactCenter
+from omnicc.bus import Bus
+from omnicc.channels.voice.ivr.flow import parse_flow
+from omnicc.channels.voice.media.daemon import random_port_window
+from omnicc.channels.voice.service import VoiceService, VoiceSettings
+from omnicc.channels.voice.sip.transaction import Timers
+from omnicc.core.model import TaskPhase
+from omnicc.store.database import Database
+from omnicc.store.repositories import CallRecords, Contacts, IvrFlows, SipAccounts, VoiceNumbers
+from omnicc.store.tables import IvrFlow, VoiceNumber
+from tests.integration.api.live import Seeded, seed
+from tests.integration.voice.peers import Baresip
+
+pytestmark = pytest.mark.anyio
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+PHONE_PASSWORD = "phone-secret-1"
+SIPP_TIMEOUT_S = 60
+
+
+def menu_flow(queue_id: str) -> dict[str, object]:
+    return parse_flow({
+        "entry": "menu",
+        "language": "en",
+        "nodes": {
+            "menu": {"kind": "menu", "choices": {"1": "support"},
+                     "prompt": {"text": "Welcome. For support, press 1."},
+                     "fallback": "bye"},
+            "support": {"kind": "queue", "queue_id": queue_id},
+            "bye": {"kind": "hangup"},
+        },
+    }).as_json()
+
+
+@dataclass
+class Exchange:
+    seeded: Seeded
+    database: Database
+    center: ContactCenter
+    voice: VoiceService
+    workdir: Path
+
+
+@pytest.fixture
+async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
+    seeded = await seed(migrated_database_url)
+    database = Database(migrated_database_url)
+    tenant_id = seeded.tenant_id
+    async with database.session() as session:
+        await SipAccounts(session, tenant_id).set_password(
+            seeded.agents["alice"], "alice", "acme", PHONE_PASSWORD)
+        flow = await IvrFlows(session, tenant_id).add(
+            IvrFlow(name="main", definition=menu_flow(seeded.queues["support"])))
+        await VoiceNumbers(session, tenant_id).add(VoiceNumber(number="1000", flow_id=flow.id))
+    center = ContactCenter(database, WallClock(), Bus())
+    await center.start()
+    voice = VoiceService(database, center, tmp_path / "data", VoiceSettings(
+        sip_port=0, media_ports=random_port_window(), timers=Timers(t1=0.1),
+        announce_every_s=3600))
+    await voice.start()
+    try:
+        yield Exchange(seeded, database, center, voice, tmp_path)
+    finally:
+        await voice.stop()
+        await center.stop()
+        await database.dispose()
+
+
+async def run_sipp(scenario: Path, port: int, workdir: Path, *, service: str) -> tuple[int, str]:
+    media_port = random_port_window(2, 20000, 29000)[0]
+    process = await asyncio.create_subprocess_exec(
+        "sipp", f"127.0.0.1:{port}", "-sf", str(scenario), "-s", service, "-m", "1",
+        "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", str(media_port),
+        "-timeout", f"{SIPP_TIMEOUT_S}s", "-timeout_error", "-trace_err", "-nostdin",
+        cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    errors = "\n".join(p.read_text(errors="replace") for p in workdir.glob("*_errors.log"))
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")[-2000:] + errors[-3000:]
+
+
+async def registered(voice: VoiceService, username: str) -> None:
+    for _ in range(200):
+        if voice.registrar("acme").bindings(username):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{username}'s phone never registered")
+
+
+def loudness(path: Path, skip_s: float = 0.5) -> float:
+    """RMS of a 16-bit mono WAV after its first `skip_s` seconds."""
+    with wave.open(str(path)) as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        rate = wav.getframerate()
+    body = samples[int(rate * skip_s):].astype(np.float64)
+    return float(np.sqrt(np.mean(body ** 2))) if body.size else 0.0
+
+
+async def test_a_caller_presses_1_and_talks_to_the_agent_who_answers(exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice = seeded.agents["alice"]
+    phone = Baresip(exchange.workdir / "alice", user="alice", password=PHONE_PASSWORD,
+                    registrar=("127.0.0.1", voice.stack.udp.port))
+    await phone.start()
+    try:
+        await registered(voice, "alice")
+        runtime = await exchange.center.tenant(seeded.tenant_id)
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+
+        caller_dir = exchange.workdir / "caller"
+        caller_dir.mkdir()
+        code, output = await run_sipp(SCENARIOS / "caller_presses_1.xml",
+                                      voice.stack.udp.port, caller_dir, service="1000")
+        assert code == 0, output
+        await phone.wait_for("CALL_CLOSED")
+    finally:
+        await phone.stop()
+
+    for _ in range(100):
+        if not voice.calls:
+            break
+        await asyncio.sleep(0.1)
+    async with exchange.database.session() as session:
+        records = await CallRecords(session, seeded.tenant_id).list_all()
+        assert len(records) == 1
+        record = records[0]
+        assert record.outcome == "answered"
+        assert record.agent_id == alice
+        assert record.hangup_side == "caller"
+        assert record.from_number == "+358401234567" and record.to_number == "1000"
+        assert (record.ivr_path[0]["node"], record.ivr_path[0]["input"]) == ("menu", "1")
+        assert record.queue_id == seeded.queues["support"]
+        assert record.answered_at is not None and record.ended_at is not None
+        assert record.talk_s > 3
+        contact = await Contacts(session, seeded.tenant_id).get(record.contact_id or "")
+        assert contact.channel == "voice" and contact.ended_at is not None
+    engine = (await exchange.center.tenant(seeded.tenant_id)).routing.engine
+    assert engine.agent(alice).tasks and all(
+        t.phase is TaskPhase.WRAPPING for t in engine.agent(alice).tasks.values())
+
+    heard = phone.heard()
+    assert heard, "baresip kept no recording of the call"
+    # The caller's pcap is speech: the agent hears it (silence would be near 0).
+    assert loudness(heard[-1]) > 300

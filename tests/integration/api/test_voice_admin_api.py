@@ -11,6 +11,7 @@ import struct
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,16 @@ from omnicc.app.passwords import HashParameters, Passwords
 from omnicc.channels.voice.sip.digest import Algorithm, compute_ha1
 from omnicc.config import load_settings
 from omnicc.store.database import Database
-from omnicc.store.repositories import SipAccounts, Tenants, Users, find_sip_account, sip_ha1
-from omnicc.store.tables import User
+from omnicc.store.repositories import (
+    CallRecords,
+    Customers,
+    SipAccounts,
+    Tenants,
+    Users,
+    find_sip_account,
+    sip_ha1,
+)
+from omnicc.store.tables import CallRecord, Customer, User
 
 pytestmark = pytest.mark.anyio
 PASSWORD = "correct horse battery"
@@ -360,3 +369,38 @@ async def test_flows_and_numbers_travel_in_the_yaml_file_by_name(center: Center)
                           content=yaml.safe_dump(document_b)))
     assert await _ok(await c.get("/api/admin/voice/ivr-flows")) == []
     assert await _ok(await c.get("/api/admin/voice/numbers")) == []
+
+
+async def test_supervisors_read_call_records_of_their_tenant(center: Center) -> None:
+    c = center.client
+    await center.login("admin", tenant="b")
+    tenant_b = center.tenant_id
+    await center.login("supervisor")
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    async with center.database.session() as session:
+        customer = await Customers(session, center.tenant_id).add(Customer(name="Carl"))
+        records = CallRecords(session, center.tenant_id)
+        for minute in range(3):
+            await records.add(CallRecord(
+                call_id=f"call-{minute}", started_at=start + timedelta(minutes=minute),
+                customer_id=customer.id if minute else None, outcome="answered",
+                ivr_path=[{"node": "menu", "kind": "menu", "input": str(minute)}],
+                recording_path="r.wav" if minute == 2 else None))
+        await CallRecords(session, tenant_b).add(CallRecord(call_id="elsewhere",
+                                                            started_at=start))
+    listed = await _ok(await c.get("/api/admin/voice/call-records"))
+    assert [r["call_id"] for r in listed] == ["call-2", "call-1", "call-0"]
+    assert listed[0]["has_recording"] and "recording_path" not in listed[0]
+    assert listed[2]["ivr_path"] == [{"node": "menu", "kind": "menu", "input": "0"}]
+    mine = await _ok(await c.get("/api/admin/voice/call-records",
+                                 params={"customer_id": customer.id, "limit": 1}))
+    assert [r["call_id"] for r in mine] == ["call-2"]
+    window = await _ok(await c.get("/api/admin/voice/call-records", params={
+        "since": "2026-11-23T09:01:00Z", "until": "2026-11-23T10:02:00+01:00"}))
+    assert [r["call_id"] for r in window] == ["call-1"]
+    _problem(await c.get("/api/admin/voice/call-records",
+                         params={"since": "2026-11-23T09:01:00"}), 422)
+    _problem(await c.get("/api/admin/voice/call-records",
+                         params={"since": "0001-01-01T00:00:00+05:00"}), 422)
+    await center.login("agent")
+    _problem(await c.get("/api/admin/voice/call-records"), 403)

@@ -13,7 +13,7 @@ import io
 import secrets
 import struct
 import wave
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -32,6 +32,7 @@ from omnicc.core.errors import InvalidConfiguration
 from omnicc.store.repositories import (
     Agents,
     BusinessHoursRepository,
+    CallRecords,
     IvrFlows,
     Queues,
     SipAccounts,
@@ -39,13 +40,21 @@ from omnicc.store.repositories import (
     VoiceNumbers,
     VoicePrompts,
 )
-from omnicc.store.tables import IvrFlow, SipAccount, VoiceNumber, VoicePrompt, utc_now
+from omnicc.store.tables import (
+    CallRecord,
+    IvrFlow,
+    SipAccount,
+    VoiceNumber,
+    VoicePrompt,
+    utc_now,
+)
 
 router = APIRouter(prefix="/api/admin/voice", tags=["voice administration"])
 
 # Flows, numbers and prompts decide where calls go, like queues; SIP accounts are agents' logins.
 RoutingAdmin = Annotated[Principal, Depends(require_permission(Permission.MANAGE_QUEUES))]
 AgentAdmin = Annotated[Principal, Depends(require_permission(Permission.MANAGE_AGENTS))]
+Monitor = Annotated[Principal, Depends(require_permission(Permission.MONITOR_CONVERSATIONS))]
 RowId = Annotated[str, Field(max_length=36)]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -486,3 +495,82 @@ async def delete_prompt(prompt_id: str, request: Request, principal: RoutingAdmi
         await prompts.delete(row.id)
     return Response(status_code=204)
 
+
+
+# --- call records ------------------------------------------------------------------------------
+
+class CallRecordOut(BaseModel):
+    id: str
+    call_id: str
+    direction: str
+    from_number: str
+    to_number: str
+    number_id: str | None
+    flow_id: str | None
+    ivr_path: list[dict[str, Any]]
+    contact_id: str | None
+    conversation_id: str | None
+    customer_id: str | None
+    queue_id: str | None
+    agent_id: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    queue_s: float
+    talk_s: float
+    hold_s: float
+    transfers: int
+    hangup_side: str | None
+    outcome: str
+    has_recording: bool
+    details: dict[str, Any]
+
+
+def _record_out(row: CallRecord) -> CallRecordOut:
+    return CallRecordOut(
+        id=row.id, call_id=row.call_id, direction=row.direction, from_number=row.from_number,
+        to_number=row.to_number, number_id=row.number_id, flow_id=row.flow_id,
+        ivr_path=list(row.ivr_path), contact_id=row.contact_id,
+        conversation_id=row.conversation_id, customer_id=row.customer_id, queue_id=row.queue_id,
+        agent_id=row.agent_id, started_at=row.started_at, answered_at=row.answered_at,
+        ended_at=row.ended_at, queue_s=row.queue_s, talk_s=row.talk_s, hold_s=row.hold_s,
+        transfers=row.transfers, hangup_side=row.hangup_side, outcome=row.outcome,
+        has_recording=row.recording_path is not None, details=dict(row.details))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise InvalidConfiguration("since and until need a time zone (e.g. 2026-11-23T09:00Z)")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidConfiguration(f"{moment.isoformat()} is out of range") from None
+
+
+@router.get("/call-records", response_model=list[CallRecordOut],
+            summary="Call detail records, newest first (supervisors and admins)")
+async def list_call_records(
+    request: Request, principal: Monitor,
+    customer_id: Annotated[str | None, Query(max_length=36)] = None,
+    contact_id: Annotated[str | None, Query(max_length=36)] = None,
+    since: Annotated[datetime | None, Query(description="Started at or after (ISO 8601).")] = None,
+    until: Annotated[datetime | None, Query(description="Started before (ISO 8601).")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[CallRecordOut]:
+    since, until = _utc(since), _utc(until)
+    async with reading(request) as session:
+        records = CallRecords(session, principal.tenant_id)
+        statement = records.select()
+        if customer_id is not None:
+            statement = statement.where(CallRecord.customer_id == customer_id)
+        if contact_id is not None:
+            statement = statement.where(CallRecord.contact_id == contact_id)
+        if since is not None:
+            statement = statement.where(CallRecord.started_at >= since)
+        if until is not None:
+            statement = statement.where(CallRecord.started_at < until)
+        rows = await records.all(statement.order_by(CallRecord.started_at.desc(), CallRecord.id)
+                                 .limit(limit))
+        return [_record_out(row) for row in rows]

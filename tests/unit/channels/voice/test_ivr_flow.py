@@ -173,3 +173,11 @@ def test_prompts_lists_every_prompt_with_its_place() -> None:
 def test_flow_check_returns_the_flow_when_valid() -> None:
     flow = Flow.model_validate(GOOD)
     assert flow.check() is flow
+
+
+def test_attribute_values_are_finite_numbers() -> None:
+    definition = _flow(
+        welcome={"kind": "set", "attributes": {"score": float("nan")}, "next": "bye"},
+        bye={"kind": "hangup"},
+    )
+    assert any(field.startswith("nodes.welcome") for field in _problems(definition))

@@ -490,7 +490,7 @@ class SipStack:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self.layer.close()
+        await self.layer.close()
         await self.transport.stop()
 
     async def __aenter__(self) -> SipStack:

@@ -138,13 +138,16 @@ class TransactionLayer:
         key = server_key(cancel)
         return self.servers.get((*key[:-1], "INVITE"))
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Terminate every transaction and wait for sends in flight to end."""
         for txn in list(self.clients.values()):
             txn.terminate()
         for server in list(self.servers.values()):
             server.terminate()
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Transaction:

@@ -258,3 +258,21 @@ async def test_invites_are_authenticated_with_407(setup: Setup) -> None:
     assert call2.request.headers.get("Proxy-Authorization")
     assert call2.dialog is not None
     assert (await asyncio.wait_for(call2.dialog.request("BYE"), WAIT)).status == 200
+
+
+async def test_the_client_answers_a_stale_challenge_once_more(setup: Setup) -> None:
+    challenged = 0
+
+    async def aging(incoming: IncomingRequest) -> None:
+        nonlocal challenged
+        await setup.registrar.handle(incoming)
+        if incoming.response is not None and incoming.response.status == 401:
+            challenged += 1
+            if challenged == 1:
+                setup.clock.now += 3600  # the nonce just issued will be stale when answered
+
+    setup.server.set_handler(aging)
+    ok = await setup.send(setup.register())
+    assert ok.status == 200
+    assert challenged == 2
+    assert ok.cseq.number == 3  # 1 challenged, 2 stale, 3 accepted

@@ -336,3 +336,25 @@ async def test_idle_outbound_tcp_connections_are_closed() -> None:
 )
 def test_uri_peer(uri: str, expected: Peer) -> None:
     assert uri_peer(uri) == expected
+
+
+async def test_late_offer_the_answer_goes_in_the_ack(pair: tuple[SipStack, SipStack]) -> None:
+    a, b = pair
+    answered: list[IncomingRequest] = []
+
+    async def handler(incoming: IncomingRequest) -> None:
+        assert incoming.message.body == b""
+        await incoming.respond(200, body=SDP, content_type="application/sdp")  # the offer
+        answered.append(incoming)
+
+    b.set_handler(handler)
+    call = a.invite(invite(a, b.udp, body=b""), b.udp, auto_ack=False)
+    ok = await asyncio.wait_for(call.final(), WAIT)
+    assert ok.body == SDP
+    assert call.dialog is not None
+    call.dialog.send_ack(ok.cseq.number, body=b"answer", content_type="application/sdp")
+    uas = answered[0].dialog
+    assert uas is not None
+    await asyncio.wait_for(uas.ack_received.wait(), WAIT)
+    assert uas.last_ack is not None and uas.last_ack.body == b"answer"
+    await asyncio.wait_for(call.dialog.request("BYE"), WAIT)

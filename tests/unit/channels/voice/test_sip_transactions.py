@@ -345,3 +345,29 @@ async def test_in_dialog_requests_follow_the_record_route(stack: SipStack, phone
         assert dialog.terminated.is_set()
     finally:
         proxy.close()
+
+
+async def test_a_2xx_from_a_second_fork_is_acked_and_hung_up(
+    stack: SipStack, phone: RawPeer
+) -> None:
+    call = stack.invite(
+        stack.request(
+            "INVITE",
+            f"sip:phone@127.0.0.1:{phone.port}",
+            to=phone.peer,
+            from_uri="sip:omnicc@127.0.0.1",
+            to_uri="sip:phone@127.0.0.1",
+        ),
+        phone.peer,
+    )
+    invite = (await phone.wait_for(request("INVITE")))[0]
+    assert isinstance(invite, SipRequest)
+    phone.send(response_to(invite, 200, "OK", to_tag="fork1"), stack.udp)
+    assert (await asyncio.wait_for(call.final(), WAIT)).status == 200
+    phone.send(response_to(invite, 200, "OK", to_tag="fork2"), stack.udp)
+    bye = (await phone.wait_for(request("BYE")))[0]
+    assert bye.to.tag == "fork2"
+    acks = await phone.wait_for(request("ACK"), count=2)
+    assert {ack.to.tag for ack in acks} == {"fork1", "fork2"}
+    assert call.dialog is not None and call.dialog.remote_tag == "fork1"
+    assert call.dialog.state.value == "confirmed"

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
 from .dialog import Dialog, DialogState, contact_target, dialog_problem, record_routes
-from .digest import DigestClient, DigestParseError
+from .digest import DigestClient, DigestParseError, parse_challenge
 from .message import Headers, NameAddr, SipRequest, SipResponse, canonical_name, parse_name_addr
 from .transaction import (
     MAGIC_COOKIE,
@@ -224,7 +224,7 @@ class OutgoingInvite:
         self._responses: list[SipResponse] = []
         self._changed = asyncio.Event()
         self._final: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
-        self._authenticated = False
+        self._auth_attempts = 0
         self._cancel_wanted = False
         self._cancel_sent = False
         self._early: dict[str, Dialog] = {}
@@ -381,12 +381,12 @@ class OutgoingInvite:
         self.stack.track(asyncio.get_running_loop().create_task(other.bye()))
 
     def _retry_with_auth(self, response: SipResponse) -> bool:
-        if self.credentials is None or self._authenticated:
+        if self.credentials is None or not auth_retry_allowed(response, self._auth_attempts):
             return False
         retry = authorized_retry(self.stack, self.request, response, self.credentials)
         if retry is None:
             return False
-        self._authenticated = True
+        self._auth_attempts += 1
         self.request = retry
         if self._reinvite and self.dialog is not None:
             self.dialog.local_cseq = retry.cseq.number
@@ -406,6 +406,22 @@ def cancel_for(invite: SipRequest) -> SipRequest:
     headers.add("Call-ID", invite.call_id)
     headers.add("CSeq", f"{invite.cseq.number} CANCEL")
     return SipRequest("CANCEL", invite.uri, headers)
+
+
+def auth_retry_allowed(response: SipResponse, attempts: int) -> bool:
+    """The first challenge is answered; a second one only when it says our nonce went stale."""
+    if attempts == 0:
+        return True
+    if attempts > 1:
+        return False
+    name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+    for value in response.headers.get_all(name):
+        try:
+            if parse_challenge(value).stale:
+                return True
+        except DigestParseError:
+            continue
+    return False
 
 
 def authorized_retry(
@@ -645,22 +661,23 @@ class SipStack:
         *,
         credentials: DigestClient | None = None,
     ) -> SipResponse:
-        """Send a non-INVITE request; the final response (401/407 answered once with
-        ``credentials``).  Raises ``TransactionTimeout`` or ``TransportFailure``."""
+        """Send a non-INVITE request; the final response (a 401/407 is answered with
+        ``credentials``, see ``auth_retry_allowed``).  Raises ``TransactionTimeout`` or
+        ``TransportFailure``."""
         if request.method in ("INVITE", "ACK"):
             raise ValueError(f"{request.method} is not sent with send(): use invite()")
-        authenticated = False
+        attempts = 0
         while True:
             response = await self._send_once(request, to)
             if (
                 response.status in (401, 407)
                 and credentials is not None
-                and not authenticated
-                and request.method not in ("ACK", "CANCEL")
+                and request.method != "CANCEL"
+                and auth_retry_allowed(response, attempts)
             ):
                 retry = authorized_retry(self, request, response, credentials)
                 if retry is not None:
-                    authenticated = True
+                    attempts += 1
                     request = retry
                     continue
             return response

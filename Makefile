@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml $(HOT)
 build: $(STAMP)
 
 demo: $(STAMP)
+	bash scripts/voice_packages.sh
 	$(VENV)/bin/omnicc demo
 
 test: $(STAMP)

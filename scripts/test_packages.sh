@@ -20,12 +20,11 @@ if ! command -v chromium >/dev/null 2>&1; then
   missing+=(chromium)
 fi
 need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
-need rtpengine rtpengine-daemon
 need sipp sip-tester
 need baresip baresip-core
-need espeak-ng espeak-ng
 need sox sox
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+bash "$(dirname "$0")/voice_packages.sh"

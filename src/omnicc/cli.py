@@ -751,6 +751,10 @@ def demo(
         int, typer.Option("--bot-agents", help="Simulated agents that log in and answer chats "
                                                "(their own users; the human logins stay free).")
     ] = 0,
+    sip_port: Annotated[
+        int, typer.Option("--sip-port", help="SIP port for calls and phones (a free one when "
+                                             "taken); -1 turns voice off.")
+    ] = 5060,
 ) -> None:
     """Start a ready-to-try contact center on this machine: a demo tenant with queues, skills,
     agents, a supervisor and an admin (logins printed), optionally with simulated customers and
@@ -767,10 +771,11 @@ def demo(
         _fail("--traffic must be > 0 customers per hour")
     if not 0 <= bot_agents <= 50:
         _fail("--bot-agents must be between 0 and 50")
-    settings = _server_settings(data_dir=data_dir, host=host, port=port, log_format="text",
-                                log_level="warning")
-    configure_logging(settings.log_level, settings.log_format)
     console = Console(highlight=False)
+    voice_port, voice_note = _demo_sip_port(host, sip_port)
+    settings = _server_settings(data_dir=data_dir, host=host, port=port, log_format="text",
+                                log_level="warning", sip_port=voice_port, sip_host=host)
+    configure_logging(settings.log_level, settings.log_format)
     with console.status("Preparing the demo contact center..."):
         migrate_database(settings.database_url)
         center = asyncio.run(seed_demo(settings.database_url, settings.data_dir,
@@ -781,6 +786,7 @@ def demo(
     def announce(url: str) -> None:
         console.print(pages_table(center.name, url))
         console.print(logins_table(center.logins, settings.data_dir))
+        console.print(voice_note)
         if traffic is not None or center.bots:
             local = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
             background.append(start_in_background(Traffic(
@@ -798,6 +804,29 @@ def demo(
         run_server(settings, announce, stop_traffic)
     except ServerError as error:
         _fail(str(error))
+
+
+def _demo_sip_port(host: str, wanted: int) -> tuple[int | None, str]:
+    """The demo's SIP port (None: voice off) and the line that tells how to call."""
+    import shutil
+    import socket
+
+    if wanted < 0:
+        return None, "Voice: off (--sip-port -1)."
+    missing = [tool for tool in ("rtpengine", "espeak-ng") if shutil.which(tool) is None]
+    if missing:
+        return None, (f"Voice: off - {' and '.join(missing)} not installed "
+                      "(`make demo` installs them: scripts/voice_packages.sh).")
+    port = wanted
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, wanted))
+        except OSError:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    return port, (f"Voice: call the hotline at sip:1000@{host}:{port} (e.g. `sipp -sn uac -s 1000 "
+                  f"{host}:{port}`); agents' SIP phones register as sip:<username>@{host}:{port} "
+                  "with their login password.")
 
 
 def _traffic_line(rate: float | None, bots: int, queues: int) -> str:

@@ -22,6 +22,7 @@ from omnicc.api.webhooks import install_webhooks
 from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, RuntimeLimits
 from omnicc.bus import Bus
+from omnicc.channels.voice.service import VoiceService, voice_settings
 from omnicc.config import Settings
 from omnicc.observability import HttpMetrics
 from omnicc.store.database import Database
@@ -43,21 +44,32 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
         database: Database | None = None
         center: ContactCenter | None = None
         starting: asyncio.Task[None] | None = None
+        voice: VoiceService | None = None
+        app.state.voice = None
         try:
             database = database_factory(settings.database_url)
             app.state.database = database
             center = ContactCenter(database, WallClock(), app.state.bus,
                                    RuntimeLimits(max_message_chars=settings.max_message_bytes))
             app.state.center = center
+            if settings.sip_port is not None:
+                voice = VoiceService(database, center, settings.data_dir,
+                                     voice_settings(settings))
+                app.state.voice = voice
             if settings.is_embedded_database:
                 await database.ensure_schema()
                 await center.start()
+                if voice is not None:
+                    await voice.start()
             else:
                 # An external database may come up after us: /readyz says so meanwhile.
-                starting = asyncio.create_task(center.start_when_reachable())
+                starting = asyncio.create_task(center.start_when_reachable(
+                    then=voice.start if voice is not None else None))
         except Exception as error:
             # Kept for `omnicc serve`, which prints it as the reason the server did not start.
             app.state.startup_error = error
+            if voice is not None:
+                await voice.stop()
             if center is not None:
                 await center.stop()
             if database is not None:
@@ -72,6 +84,8 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                 starting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await starting
+            if voice is not None:
+                await voice.stop()
             await center.stop()
             await database.dispose()
             log.info("stopped")

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.passwords import Passwords
 from omnicc.channels.voice.ivr.demo import seed_voice_demo
+from omnicc.channels.voice.sip.digest import Algorithm, compute_ha1
 from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -28,6 +29,7 @@ from omnicc.store.repositories import (
     BusinessHoursRepository,
     CannedResponses,
     Queues,
+    SipAccounts,
     Skills,
     Tenants,
     Users,
@@ -270,8 +272,18 @@ async def _seed_person(session: AsyncSession, tenant_id: str, person: DemoUser, 
         return
     agents = Agents(session, tenant_id)
     try:
-        await agents.by_user(user.id)
+        agent = await agents.by_user(user.id)
     except NotFound:
-        await agents.add(Agent(user_id=user.id, name=person.display_name,
-                               skills=dict(person.skills), capacity={"chat": CHAT_CAPACITY},
-                               attributes={"bot": True} if person.is_bot else {}))
+        # People take calls too (a softphone or a SIP phone); the bots only chat.
+        capacity = {"chat": CHAT_CAPACITY} if person.is_bot else {"chat": CHAT_CAPACITY,
+                                                                   "voice": 1}
+        agent = await agents.add(Agent(user_id=user.id, name=person.display_name,
+                                       skills=dict(person.skills), capacity=capacity,
+                                       attributes={"bot": True} if person.is_bot else {}))
+    if not person.is_bot:
+        # A SIP phone registers as the agent with the login's password (demo only).
+        accounts = SipAccounts(session, tenant_id)
+        account = await accounts.of_agent(agent.id)
+        if account is None or account.ha1_md5 != compute_ha1(
+                Algorithm.MD5, person.username, DEMO_SLUG, password):
+            await accounts.set_password(agent.id, person.username, DEMO_SLUG, password)

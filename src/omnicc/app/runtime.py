@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,12 +224,16 @@ class ContactCenter:
                     await self._start_tenant(tenant.id, tenant.slug)
         self.is_started = True
 
-    async def start_when_reachable(self, *, retry_s: float = 2.0) -> None:
+    async def start_when_reachable(self, *, retry_s: float = 2.0,
+                                   then: Callable[[], Awaitable[None]] | None = None) -> None:
         """`start`, retried while the database cannot be reached (an external database may
-        come up after the server); /readyz says "starting" meanwhile."""
+        come up after the server); /readyz says "starting" meanwhile. `then` runs once started
+        (the voice service, which needs the tenants)."""
         while True:
             try:
                 await self.start()
+                if then is not None:
+                    await then()
                 return
             except (OSError, ConnectionError) as error:
                 log.warning("database not reachable, routing waits: %s", error)

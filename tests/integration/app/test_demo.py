@@ -26,6 +26,7 @@ from omnicc.app.demo import (
     seed_demo,
 )
 from omnicc.app.traffic import Traffic, TrafficPlan
+from omnicc.channels.voice.sip.digest import Algorithm, compute_ha1
 from omnicc.store.database import Database
 from omnicc.store.repositories import Tenants
 from omnicc.store.tables import (
@@ -35,6 +36,7 @@ from omnicc.store.tables import (
     Contact,
     Message,
     Queue,
+    SipAccount,
     Skill,
     User,
     WrapUpCode,
@@ -89,7 +91,9 @@ async def test_seeding_is_complete_and_idempotent(migrated_database_url: str,
     assert tenant.timezone == "Europe/Helsinki" and tenant.id == first.tenant_id
     assert {q.name for q in queues} == {"sales", "support", "billing"}
     assert all(q.business_hours_id is not None and "expression" in q.config for q in queues)
-    assert all(a.capacity == {"chat": 3} for a in agents)
+    # People take calls and chats; the bots only chat.
+    assert sorted(str(a.capacity) for a in agents) == sorted(
+        [str({"chat": 3, "voice": 1})] * 5 + [str({"chat": 3})] * 2)
 
     # A lost logins.json: new passwords are made, and they are the ones that work.
     logins.unlink()
@@ -98,6 +102,23 @@ async def test_seeding_is_complete_and_idempotent(migrated_database_url: str,
         login.username: login.password for login in first.logins if not login.is_bot}
     assert await row_counts(migrated_database_url) == counts
     await assert_logins_work(migrated_database_url, tmp_path, third)
+    await assert_phones_use_the_login_password(migrated_database_url, third)
+
+
+async def assert_phones_use_the_login_password(url: str, center: DemoCenter) -> None:
+    """Every person with an agent has a SIP account whose digest matches their password."""
+    database = Database(url)
+    try:
+        async with database.session() as session:
+            accounts = {a.username: a for a in
+                        (await session.execute(select(SipAccount))).scalars()}
+    finally:
+        await database.dispose()
+    people = [login for login in center.logins if login.role == "agent" and not login.is_bot]
+    assert people and sorted(accounts) == sorted(login.username for login in people)
+    for login in people:
+        assert accounts[login.username].ha1_md5 == compute_ha1(
+            Algorithm.MD5, login.username, DEMO_SLUG, login.password)
 
 
 async def assert_logins_work(url: str, data_dir: Path, center: DemoCenter) -> None:

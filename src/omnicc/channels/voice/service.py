@@ -37,6 +37,7 @@ from omnicc.channels.voice.sip.registrar import Binding, Registrar
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
 from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.channels.voice.sip.transport import Peer
+from omnicc.config import Settings
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
     CallbackRequests,
@@ -72,6 +73,13 @@ class VoiceSettings:
     media_ports: tuple[int, int] = (30000, 30999)
     timers: Timers | None = None
     announce_every_s: float = 30.0
+
+
+def voice_settings(settings: Settings) -> VoiceSettings:
+    """The voice part of the server's settings (`sip_port` set: voice is on)."""
+    low, high = (int(part) for part in settings.media_ports.split("-"))
+    return VoiceSettings(host=settings.sip_host, sip_port=settings.sip_port or 0,
+                         rtpengine=settings.rtpengine, media_ports=(low, high))
 
 
 class VoiceService:

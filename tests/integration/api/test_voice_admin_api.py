@@ -179,6 +179,40 @@ async def test_flows_and_numbers_crud(center: Center) -> None:
     _problem(await c.get(f"/api/admin/voice/numbers/{number['id']}"), 404)
 
 
+async def test_queues_and_business_hours_a_flow_uses_cannot_be_deleted(center: Center) -> None:
+    h = await center.login("admin")
+    c = center.client
+    support, billing, hours = await _routing(center, h)
+    first = await _ok(await c.post("/api/admin/voice/ivr-flows", headers=h,
+                                   json=_flow(support, billing, hours)), 201)
+    await _ok(await c.post("/api/admin/voice/ivr-flows", headers=h,
+                           json=_flow(support, billing, hours, name="night")), 201)
+    busy = _problem(await c.delete(f"/api/admin/queues/{billing}", headers=h), 409)
+    assert busy["detail"] == "queue billing is in use by IVR flow main, IVR flow night"
+    busy = _problem(await c.delete(f"/api/admin/business-hours/{hours}", headers=h), 409)
+    assert busy["detail"] == "business hours office is in use by IVR flow main, IVR flow night"
+    # A policy and a flow together are both named.
+    await _ok(await c.post("/api/admin/routing-policies", headers=h, json={
+        "name": "overflow", "steps": [{"queue": billing}]}), 201)
+    busy = _problem(await c.delete(f"/api/admin/queues/{billing}", headers=h), 409)
+    assert "routing policy overflow" in busy["detail"] and "IVR flow night" in busy["detail"]
+
+    # Once no flow names them, they go.
+    night = _flow(support, support, hours, name="night")
+    night["nodes"]["hours"] = {"kind": "play", "prompt": {"text": "Hello."}, "next": "menu"}
+    del night["nodes"]["voicemail"]
+    await _ok(await c.delete(f"/api/admin/voice/ivr-flows/{first['id']}", headers=h), 204)
+    flows = await _ok(await c.get("/api/admin/voice/ivr-flows"))
+    await _ok(await c.put(f"/api/admin/voice/ivr-flows/{flows[0]['id']}", headers=h,
+                          json=night))
+    await _ok(await c.delete(f"/api/admin/business-hours/{hours}", headers=h), 204)
+    policy = (await _ok(await c.get("/api/admin/routing-policies")))[0]
+    await _ok(await c.delete(f"/api/admin/routing-policies/{policy['id']}", headers=h), 204)
+    await _ok(await c.delete(f"/api/admin/queues/{billing}", headers=h), 204)
+    busy = _problem(await c.delete(f"/api/admin/queues/{support}", headers=h), 409)
+    assert busy["detail"] == "queue support is in use by IVR flow night"
+
+
 async def test_an_invalid_flow_is_a_422_listing_every_problem(center: Center) -> None:
     h = await center.login("admin")
     c = center.client

@@ -37,6 +37,7 @@ from omnicc.app.configuration import (
 )
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
+from omnicc.channels.voice.ivr.configuration import flows_using
 from omnicc.core.errors import Conflict
 from omnicc.core.model import PREFERRED
 from omnicc.store.repositories import (
@@ -208,7 +209,7 @@ async def update_business_hours(hours_id: str, body: HoursIn, request: Request,
 
 
 @router.delete("/business-hours/{hours_id}", status_code=204, responses=CHANGE_ERRORS,
-               summary="Delete business hours no queue uses")
+               summary="Delete business hours no queue or IVR flow uses")
 async def delete_business_hours(hours_id: str, request: Request,
                                 principal: HoursAdmin) -> Response:
     async with changing(request, principal, affects_routing=False) as session:
@@ -216,7 +217,9 @@ async def delete_business_hours(hours_id: str, request: Request,
         row = await repo.get(hours_id)
         queues = Queues(session, principal.tenant_id)
         users = await queues.all(queues.select().where(Queue.business_hours_id == row.id))
-        in_use("business hours", row.name, (f"queue {q.name}" for q in users))
+        in_use("business hours", row.name,
+               [*(f"queue {q.name}" for q in users),
+                *await flows_using(session, principal.tenant_id, business_hours_id=row.id)])
         await repo.delete(row.id)
     return Response(status_code=204)
 
@@ -308,13 +311,14 @@ async def update_queue(queue_id: str, body: QueueIn, request: Request,
 
 
 @router.delete("/queues/{queue_id}", status_code=204, responses=CHANGE_ERRORS,
-               summary="Delete a queue that never had a task (else disable it)")
+               summary="Delete a queue no policy or IVR flow uses and that never had a task")
 async def delete_queue(queue_id: str, request: Request, principal: QueueAdmin) -> Response:
     async with changing(request, principal) as session:
         queues = Queues(session, principal.tenant_id)
         row = await queues.get(queue_id)
         in_use("queue", row.name,
-               await _policies_using(session, principal.tenant_id, queue_id=row.id))
+               [*await _policies_using(session, principal.tenant_id, queue_id=row.id),
+                *await flows_using(session, principal.tenant_id, queue_id=row.id)])
         if await count_tasks(session, principal.tenant_id, queue_id=row.id):
             raise Conflict(f"queue {row.name} has tasks in its history; disable it instead")
         await queues.delete(row.id)

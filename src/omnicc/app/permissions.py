@@ -22,6 +22,8 @@ class Permission(StrEnum):
     MANAGE_CANNED_RESPONSES = "canned_responses:manage"
     MANAGE_API_TOKENS = "api_tokens:manage"
     MANAGE_WEBHOOKS = "webhooks:manage"
+    MANAGE_VOICE = "voice:manage"
+    """IVR flows, numbers and prompts: where calls go and what callers hear."""
     EXPORT_CONFIG = "config:export"
     IMPORT_CONFIG = "config:import"
     VIEW_WALLBOARD = "wallboard:view"

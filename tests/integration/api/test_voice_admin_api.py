@@ -349,8 +349,11 @@ async def test_prompt_uploads_are_checked_wav_files(center: Center) -> None:
 async def test_only_admins_manage_voice(center: Center, role: str) -> None:
     h = await center.login(role)
     c = center.client
-    for path in ("ivr-flows", "numbers", "sip-accounts", "prompts"):
-        _problem(await c.get(f"/api/admin/voice/{path}"), 403)
+    for path in ("ivr-flows", "numbers", "prompts"):
+        assert _problem(await c.get(f"/api/admin/voice/{path}"),
+                        403)["detail"] == "not allowed: voice:manage"
+    assert _problem(await c.get("/api/admin/voice/sip-accounts"),
+                    403)["detail"] == "not allowed: agents:manage"
     _problem(await c.post("/api/admin/voice/numbers", headers=h,
                           json={"number": "+4930100200"}), 403)
     _problem(await c.post("/api/admin/voice/sip-accounts", headers=h, json={

@@ -83,6 +83,7 @@ def test_supervisor_runs_the_floor(permission: Permission) -> None:
         Permission.MANAGE_WRAP_UP_CODES,
         Permission.MANAGE_CANNED_RESPONSES,
         Permission.MANAGE_API_TOKENS,
+        Permission.MANAGE_VOICE,
         Permission.EXPORT_CONFIG,
         Permission.IMPORT_CONFIG,
     ],

@@ -51,8 +51,8 @@ from omnicc.store.tables import (
 
 router = APIRouter(prefix="/api/admin/voice", tags=["voice administration"])
 
-# Flows, numbers and prompts decide where calls go, like queues; SIP accounts are agents' logins.
-RoutingAdmin = Annotated[Principal, Depends(require_permission(Permission.MANAGE_QUEUES))]
+# Flows, numbers and prompts decide where calls go; SIP accounts are agents' logins.
+VoiceAdmin = Annotated[Principal, Depends(require_permission(Permission.MANAGE_VOICE))]
 AgentAdmin = Annotated[Principal, Depends(require_permission(Permission.MANAGE_AGENTS))]
 Monitor = Annotated[Principal, Depends(require_permission(Permission.MONITOR_CONVERSATIONS))]
 RowId = Annotated[str, Field(max_length=36)]
@@ -129,7 +129,7 @@ def _definition(body: FlowIn) -> dict[str, Any]:
 
 
 @router.get("/ivr-flows", response_model=list[FlowOut], summary="List IVR flows")
-async def list_flows(request: Request, principal: RoutingAdmin) -> list[FlowOut]:
+async def list_flows(request: Request, principal: VoiceAdmin) -> list[FlowOut]:
     async with reading(request) as session:
         flows = IvrFlows(session, principal.tenant_id)
         rows = await flows.all(flows.select().order_by(IvrFlow.name))
@@ -138,7 +138,7 @@ async def list_flows(request: Request, principal: RoutingAdmin) -> list[FlowOut]
 
 @router.get("/ivr-flows/{flow_id}", response_model=FlowOut, responses=NOT_FOUND,
             summary="Get an IVR flow")
-async def get_flow(flow_id: str, request: Request, principal: RoutingAdmin) -> FlowOut:
+async def get_flow(flow_id: str, request: Request, principal: VoiceAdmin) -> FlowOut:
     async with reading(request) as session:
         row = await IvrFlows(session, principal.tenant_id).get(flow_id)
         return await _flow_out(session, principal.tenant_id, row)
@@ -147,7 +147,7 @@ async def get_flow(flow_id: str, request: Request, principal: RoutingAdmin) -> F
 @router.post("/ivr-flows", status_code=201, response_model=FlowOut, responses=CHANGE_ERRORS,
              summary="Create an IVR flow (checked whole: graph and references)")
 async def create_flow(body: FlowIn, request: Request,
-                      principal: RoutingAdmin) -> FlowOut | Response:
+                      principal: VoiceAdmin) -> FlowOut | Response:
     try:
         async with changing(request, principal, affects_routing=False) as session:
             flows = IvrFlows(session, principal.tenant_id)
@@ -162,7 +162,7 @@ async def create_flow(body: FlowIn, request: Request,
 @router.put("/ivr-flows/{flow_id}", response_model=FlowOut, responses=CHANGE_ERRORS,
             summary="Change an IVR flow; calls already in it finish the version they started")
 async def update_flow(flow_id: str, body: FlowIn, request: Request,
-                      principal: RoutingAdmin) -> FlowOut | Response:
+                      principal: VoiceAdmin) -> FlowOut | Response:
     try:
         async with changing(request, principal, affects_routing=False) as session:
             flows = IvrFlows(session, principal.tenant_id)
@@ -177,7 +177,7 @@ async def update_flow(flow_id: str, body: FlowIn, request: Request,
 
 @router.delete("/ivr-flows/{flow_id}", status_code=204, responses=CHANGE_ERRORS,
                summary="Delete an IVR flow no number runs")
-async def delete_flow(flow_id: str, request: Request, principal: RoutingAdmin) -> Response:
+async def delete_flow(flow_id: str, request: Request, principal: VoiceAdmin) -> Response:
     async with changing(request, principal, affects_routing=False) as session:
         flows = IvrFlows(session, principal.tenant_id)
         row = await flows.get(flow_id)
@@ -224,7 +224,7 @@ async def _fill_number(session: AsyncSession, tenant_id: str, row: VoiceNumber,
 
 
 @router.get("/numbers", response_model=list[NumberOut], summary="List voice numbers")
-async def list_numbers(request: Request, principal: RoutingAdmin) -> list[NumberOut]:
+async def list_numbers(request: Request, principal: VoiceAdmin) -> list[NumberOut]:
     async with reading(request) as session:
         numbers = VoiceNumbers(session, principal.tenant_id)
         rows = await numbers.all(numbers.select().order_by(VoiceNumber.number))
@@ -233,14 +233,14 @@ async def list_numbers(request: Request, principal: RoutingAdmin) -> list[Number
 
 @router.get("/numbers/{number_id}", response_model=NumberOut, responses=NOT_FOUND,
             summary="Get a voice number")
-async def get_number(number_id: str, request: Request, principal: RoutingAdmin) -> NumberOut:
+async def get_number(number_id: str, request: Request, principal: VoiceAdmin) -> NumberOut:
     async with reading(request) as session:
         return _number_out(await VoiceNumbers(session, principal.tenant_id).get(number_id))
 
 
 @router.post("/numbers", status_code=201, response_model=NumberOut, responses=CHANGE_ERRORS,
              summary="Add a number callers dial (unique across the installation)")
-async def create_number(body: NumberIn, request: Request, principal: RoutingAdmin) -> NumberOut:
+async def create_number(body: NumberIn, request: Request, principal: VoiceAdmin) -> NumberOut:
     async with changing(request, principal, affects_routing=False) as session:
         row = VoiceNumber()
         await _fill_number(session, principal.tenant_id, row, body)
@@ -250,7 +250,7 @@ async def create_number(body: NumberIn, request: Request, principal: RoutingAdmi
 @router.put("/numbers/{number_id}", response_model=NumberOut, responses=CHANGE_ERRORS,
             summary="Change a voice number: its flow, caller-ID use, or whether it is enabled")
 async def update_number(number_id: str, body: NumberIn, request: Request,
-                        principal: RoutingAdmin) -> NumberOut:
+                        principal: VoiceAdmin) -> NumberOut:
     async with changing(request, principal, affects_routing=False) as session:
         numbers = VoiceNumbers(session, principal.tenant_id)
         row = await numbers.get(number_id)
@@ -260,7 +260,7 @@ async def update_number(number_id: str, body: NumberIn, request: Request,
 
 @router.delete("/numbers/{number_id}", status_code=204, responses=CHANGE_ERRORS,
                summary="Remove a voice number (its call records keep the dialled digits)")
-async def delete_number(number_id: str, request: Request, principal: RoutingAdmin) -> Response:
+async def delete_number(number_id: str, request: Request, principal: VoiceAdmin) -> Response:
     async with changing(request, principal, affects_routing=False) as session:
         await VoiceNumbers(session, principal.tenant_id).delete(number_id)
     return Response(status_code=204)
@@ -445,7 +445,7 @@ async def _uploaded_wav(request: Request) -> bytes:
 
 
 @router.get("/prompts", response_model=list[PromptOut], summary="List uploaded prompts")
-async def list_prompts(request: Request, principal: RoutingAdmin) -> list[PromptOut]:
+async def list_prompts(request: Request, principal: VoiceAdmin) -> list[PromptOut]:
     async with reading(request) as session:
         prompts = VoicePrompts(session, principal.tenant_id)
         return [_prompt_out(r) for r in await prompts.all(prompts.select()
@@ -454,7 +454,7 @@ async def list_prompts(request: Request, principal: RoutingAdmin) -> list[Prompt
 
 @router.get("/prompts/{prompt_id}", response_model=PromptOut, responses=NOT_FOUND,
             summary="Get an uploaded prompt's details")
-async def get_prompt(prompt_id: str, request: Request, principal: RoutingAdmin) -> PromptOut:
+async def get_prompt(prompt_id: str, request: Request, principal: VoiceAdmin) -> PromptOut:
     async with reading(request) as session:
         return _prompt_out(await VoicePrompts(session, principal.tenant_id).get(prompt_id))
 
@@ -462,7 +462,7 @@ async def get_prompt(prompt_id: str, request: Request, principal: RoutingAdmin) 
 @router.get("/prompts/{prompt_id}/audio", response_class=Response, responses={
     200: {"content": {"audio/wav": {}}}, **NOT_FOUND}, summary="Download a prompt's WAV file")
 async def get_prompt_audio(prompt_id: str, request: Request,
-                           principal: RoutingAdmin) -> Response:
+                           principal: VoiceAdmin) -> Response:
     async with reading(request) as session:
         _, audio = await VoicePrompts(session, principal.tenant_id).audio(prompt_id)
     return Response(audio, media_type="audio/wav")
@@ -471,7 +471,7 @@ async def get_prompt_audio(prompt_id: str, request: Request,
 @router.post("/prompts", status_code=201, response_model=PromptOut, responses=CHANGE_ERRORS,
              openapi_extra=PROMPT_UPLOAD,
              summary="Upload a WAV prompt (mono 16-bit PCM, 8 or 16 kHz, at most 60 s)")
-async def upload_prompt(request: Request, principal: RoutingAdmin,
+async def upload_prompt(request: Request, principal: VoiceAdmin,
                         name: Annotated[str, Query(min_length=1, max_length=100)]) -> PromptOut:
     data = await _uploaded_wav(request)
     rate, duration_ms = wav_facts(data)
@@ -486,7 +486,7 @@ async def upload_prompt(request: Request, principal: RoutingAdmin,
 
 @router.delete("/prompts/{prompt_id}", status_code=204, responses=CHANGE_ERRORS,
                summary="Delete a prompt no IVR flow plays")
-async def delete_prompt(prompt_id: str, request: Request, principal: RoutingAdmin) -> Response:
+async def delete_prompt(prompt_id: str, request: Request, principal: VoiceAdmin) -> Response:
     async with changing(request, principal, affects_routing=False) as session:
         prompts = VoicePrompts(session, principal.tenant_id)
         row = await prompts.get(prompt_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,11 @@ from omnicc.app.runtime import ContactCenter
 from omnicc.bus import Bus
 from omnicc.channels.voice.ivr.flow import parse_flow
 from omnicc.channels.voice.media.daemon import random_port_window
+from omnicc.channels.voice.media.rtp import RtpEndpoint
+from omnicc.channels.voice.media.tones import tone_share
 from omnicc.channels.voice.service import VoiceService, VoiceSettings
+from omnicc.channels.voice.sip.dialog import Dialog
+from omnicc.channels.voice.sip.stack import SipStack
 from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.core.model import TaskPhase
 from omnicc.store.database import Database
@@ -160,3 +164,123 @@ async def test_a_caller_presses_1_and_talks_to_the_agent_who_answers(exchange: E
     assert heard, "baresip kept no recording of the call"
     # The caller's pcap is speech: the agent hears it (silence would be near 0).
     assert loudness(heard[-1]) > 300
+
+
+class Caller:
+    """A caller made of OmniCC's own SIP stack and an RTP endpoint that sends a 1 kHz tone and
+    keeps what it hears."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.stack = SipStack("127.0.0.1", udp_port=0, tcp_port=None, timers=Timers(t1=0.1))
+        self.rtp = RtpEndpoint()
+        self.dialog: Dialog | None = None
+        self._talking: asyncio.Task[None] | None = None
+
+    async def call(self, number: str) -> None:
+        await self.stack.start()
+        await self.rtp.open()
+        server = self.exchange.voice.stack.udp
+        request = self.stack.request(
+            "INVITE", f"sip:{number}@127.0.0.1:{server.port}", to=server,
+            from_uri="sip:+358401234567@127.0.0.1", from_display="Maija",
+            to_uri=f"sip:{number}@127.0.0.1", body=self.rtp.sdp().encode(),
+            content_type="application/sdp")
+        invite = self.stack.invite(request, server)
+        final = await invite.final()
+        assert final.status == 200, final.status
+        self.dialog = invite.dialog
+        self.rtp.connect(final.body.decode())
+
+    async def press(self, digit: str) -> None:
+        await self.rtp.send_dtmf(digit)
+
+    def talk(self) -> None:
+        async def keep_sending() -> None:
+            while True:
+                await self.rtp.send_tone(1000, 1.0)
+
+        self._talking = asyncio.create_task(keep_sending())
+
+    async def heard(self, seconds: float) -> np.ndarray:
+        """What the caller hears during the next `seconds` (after a short settling time)."""
+        await asyncio.sleep(0.4)
+        start = len(self.rtp.packets)
+        await asyncio.sleep(seconds)
+        return self.rtp.audio(since=start)
+
+    async def hang_up(self) -> None:
+        if self._talking is not None:
+            self._talking.cancel()
+        assert self.dialog is not None
+        await self.dialog.bye()
+
+    async def close(self) -> None:
+        if self._talking is not None:
+            self._talking.cancel()
+        await self.rtp.close()
+        await self.stack.stop()
+
+
+async def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 20) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_hold_and_transfer_move_the_caller_between_music_and_agents(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice, bob = seeded.agents["alice"], seeded.agents["bob"]
+    async with exchange.database.session() as session:
+        await SipAccounts(session, seeded.tenant_id).set_password(bob, "bob", "acme",
+                                                                  PHONE_PASSWORD)
+    phones = [Baresip(exchange.workdir / name, user=name, password=PHONE_PASSWORD,
+                      registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=hz)
+              for name, hz in (("alice", 440), ("bob", 660))]
+    caller = Caller(exchange)
+    try:
+        for phone in phones:
+            await phone.start()
+            await registered(voice, phone.user)
+        runtime = await exchange.center.tenant(seeded.tenant_id)
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+
+        await caller.call("1000")
+        await caller.press("1")
+        caller.talk()
+        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
+                         "alice to answer")
+        call = next(iter(voice.calls.values()))
+        assert call.agent_id == alice
+        assert tone_share(await caller.heard(1.0), 440) > 0.5
+
+        await call.hold()
+        on_hold = await caller.heard(1.0)
+        assert tone_share(on_hold, 440) < 0.05 and np.abs(on_hold).mean() > 100  # music
+        await call.resume()
+        assert tone_share(await caller.heard(1.0), 440) > 0.5
+
+        await runtime.routing.run(lambda engine: engine.set_status(bob, "available"))
+        await call.transfer(agent_id=bob)
+        await wait_until(lambda: call.connected.is_set() and call.agent_id == bob,
+                         "bob to answer the transfer")
+        assert tone_share(await caller.heard(1.0), 660) > 0.5
+        await caller.hang_up()
+        await phones[1].wait_for("CALL_CLOSED")
+    finally:
+        await caller.close()
+        for phone in phones:
+            await phone.stop()
+
+    await wait_until(lambda: not voice.calls, "the call to end")
+    async with exchange.database.session() as session:
+        record = (await CallRecords(session, seeded.tenant_id).list_all())[0]
+    assert record.agent_id == bob and record.transfers == 1
+    assert record.hold_s > 0.5 and record.hangup_side == "caller"
+    # alice heard the caller's 1 kHz tone in the second before the hold
+    with wave.open(str(phones[0].heard()[-1])) as wav:
+        alice_heard = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    assert tone_share(alice_heard[2000:8000], 1000) > 0.5

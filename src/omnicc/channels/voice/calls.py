@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from omnicc.app.voice import VoiceContact, normalize_phone
+from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import InboundRoute
 from omnicc.channels.voice.ivr.interpreter import (
@@ -43,8 +45,7 @@ from omnicc.channels.voice.ivr.interpreter import (
 from omnicc.channels.voice.media.bridge import MediaCall
 from omnicc.channels.voice.media.dtmf import DtmfEvent, parse_dtmf_info
 from omnicc.channels.voice.sip.dialog import Dialog
-from omnicc.channels.voice.sip.message import SipResponse
-from omnicc.channels.voice.sip.stack import IncomingRequest, OutgoingInvite
+from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.store.repositories import CallRecords
@@ -77,7 +78,7 @@ class Ringing:
     offer_id: str
     agent_id: str
     tag: str
-    invite: OutgoingInvite | None = None
+    ring: Ring | None = None
     withdrawn: bool = False
 
 
@@ -113,7 +114,7 @@ class InboundCall:
         self.dialled = _user_of(message.uri)
         self.media = MediaCall(service.media_client, self.call_id, sink_host=service.host)
         self.dialog: Dialog | None = None
-        self.agent_dialog: Dialog | None = None
+        self.agent_leg: AgentLeg | None = None
         self.agent_id: str | None = None
         self.contact: VoiceContact | None = None
         self.customer_id: str | None = None
@@ -247,8 +248,8 @@ class InboundCall:
             withdrawn = self._ringing.get(event.offer_id)
             if withdrawn is not None:
                 withdrawn.withdrawn = True
-                if withdrawn.invite is not None and not withdrawn.invite.done:
-                    self._spawn(withdrawn.invite.cancel())
+                if withdrawn.ring is not None:
+                    self._spawn(withdrawn.ring.cancel())
         elif (isinstance(event, ev.TaskEnded) and not self.connected.is_set()
               and not self.ended.is_set()):
             # The engine gave up on the task (its policy ran out): nobody will answer.
@@ -264,57 +265,51 @@ class InboundCall:
     async def _ring(self, ringing: Ringing) -> None:
         """Ring the agent's phone for an offer; answered -> accept and connect."""
         voice = self.runtime.voice
-        target = await self.service.agent_phone(self.runtime, ringing.agent_id)
-        if target is None:
-            await voice.reject(ringing.offer_id, "no phone registered")
+        device = await self.service.agent_device(self.runtime, ringing.agent_id)
+        if device is None:
+            await voice.reject(ringing.offer_id, "no phone")
             return
         if ringing.withdrawn or self.ended.is_set():
             return
-        sdp = await self.media.offer_to(ringing.tag)
-        stack = self.service.stack
-        request = stack.request(
-            "INVITE", target.contact, to=target.peer, from_uri=f"sip:{self.caller}@{stack.host}",
-            from_display=self.caller_name or self.caller, to_uri=target.aor, body=sdp.encode(),
-            content_type=SDP, headers={"X-OmniCC-Task": self.contact.task_id
-                                       if self.contact else ""})
-        invite = stack.invite(request, target.peer)
-        ringing.invite = invite
-        try:
-            final = await invite.final()
-        except Exception as error:  # transport failure, timeout: the phone cannot ring
-            log.info("voice: ringing agent %s failed: %s", ringing.agent_id, error)
-            final = None
+        sdp = await self.media.offer_to(ringing.tag, webrtc=device.webrtc)
+        info = CallInfo(call_id=self.call_id, caller=self.caller, caller_name=self.caller_name,
+                        task_id=self.contact.task_id if self.contact else "")
+        ring = device.ring(sdp, info)
+        ringing.ring = ring
+        answer = await ring.answered()
         self._ringing.pop(ringing.offer_id, None)
-        if final is None or not 200 <= final.status < 300:
+        if answer is None:
             if not ringing.withdrawn:
-                reason = f"phone answered {final.status}" if final else "phone unreachable"
-                await voice.reject(ringing.offer_id, reason)
+                await voice.reject(ringing.offer_id, "phone did not answer")
             await self._restore_media()
             return
-        await self._agent_answered(ringing, invite, final)
-
-    async def _agent_answered(self, ringing: Ringing, invite: OutgoingInvite,
-                              final: SipResponse) -> None:
-        dialog = invite.dialog
-        assert dialog is not None
-        if self.ended.is_set() or not await self.runtime.voice.accept(ringing.offer_id):
+        if self.ended.is_set() or not await voice.accept(ringing.offer_id):
             # Answered too late (the caller left, the offer timed out): release the phone.
-            await dialog.bye()
+            await ring.cancel()
             await self._restore_media()
             return
-        self.agent_dialog = dialog
-        self.agent_id = ringing.agent_id
-        dialog.on_request = self._from_agent
+        assert ring.leg is not None
+        await self._connect(ringing.agent_id, ringing.tag, answer, ring.leg)
+
+    async def _connect(self, agent_id: str, tag: str, answer: str, leg: AgentLeg) -> None:
+        self.agent_leg = leg
+        self.agent_id = agent_id
         if self._announcer is not None:
             self._announcer.cancel()
         self.connected.set()
         with contextlib.suppress(Exception):
             await self.media.stop_play()
-        await self.media.answered_by(ringing.tag, final.body.decode(errors="replace"))
-        self.figures.answered_at = _now()
+        await self.media.answered_by(tag, answer)
+        if self.figures.answered_at is None:
+            self.figures.answered_at = _now()
         self.figures.outcome = "answered"
         await self._write_record()
-        self._spawn(self._watch_dialog(dialog, "agent"))
+        self._spawn(self._watch_agent(leg))
+
+    async def _watch_agent(self, leg: AgentLeg) -> None:
+        await leg.terminated.wait()
+        if self.agent_leg is leg:
+            self._ended_by("agent")
 
     async def _restore_media(self) -> None:
         """After a failed ring, the caller goes back to the sink (music keeps playing)."""
@@ -322,6 +317,51 @@ class InboundCall:
             return
         with contextlib.suppress(Exception):
             await self.media.back_to_sink()
+
+    # --- the agent's controls (desk REST) ------------------------------------------------------
+
+    async def hang_up_by_agent(self) -> None:
+        """The agent ends the call from the desk."""
+        self._ended_by("agent")
+
+    async def hold(self) -> None:
+        """The caller hears music; caller and agent no longer hear each other."""
+        if not self.connected.is_set() or self.media.on_hold:
+            raise Conflict("the call is not connected, or already on hold")
+        await self.media.hold(self.service.music)
+        self.figures.hold_started = time.monotonic()
+        await self._write_record()
+
+    async def resume(self) -> None:
+        if not self.media.on_hold:
+            raise Conflict("the call is not on hold")
+        await self.media.resume()
+        if self.figures.hold_started is not None:
+            self.figures.hold_s += time.monotonic() - self.figures.hold_started
+            self.figures.hold_started = None
+        await self._write_record()
+
+    async def transfer(self, *, queue_id: str | None = None, agent_id: str | None = None) -> None:
+        """Blind transfer: the agent's leg ends, the caller hears music and the task goes to
+        the queue or the agent (the engine offers it, this call rings the new agent)."""
+        if self.contact is None or not self.connected.is_set():
+            raise Conflict("only a connected call can be transferred")
+        if self.media.on_hold:
+            await self.resume()
+        task_id = self.contact.task_id
+        await self.runtime.routing.run(
+            lambda engine: engine.transfer(task_id, queue_id=queue_id, agent_id=agent_id))
+        leg, self.agent_leg = self.agent_leg, None
+        self.agent_id = None
+        self.connected.clear()
+        self.figures.transfers += 1
+        if leg is not None:
+            with contextlib.suppress(Exception):
+                await leg.hang_up()
+        with contextlib.suppress(Exception):
+            await self.media.back_to_sink()
+        await self.media.play(self.service.music, loop=True)
+        await self._write_record()
 
     # --- SIP from the two sides --------------------------------------------------------------
 
@@ -343,13 +383,6 @@ class InboundCall:
     def dialog_answer(self) -> bytes:
         response = self.incoming.response
         return response.body if response is not None else b""
-
-    async def _from_agent(self, incoming: IncomingRequest) -> None:
-        if incoming.method == "BYE":
-            await incoming.respond(200)
-            self._ended_by("agent")
-        elif incoming.method == "INVITE":
-            await incoming.respond(488, "Not Acceptable Here")
 
     async def _watch_dialog(self, dialog: Dialog, side: str) -> None:
         await dialog.terminated.wait()
@@ -469,16 +502,16 @@ class InboundCall:
             self._announcer.cancel()
         for ringing in list(self._ringing.values()):
             ringing.withdrawn = True
-            if ringing.invite is not None and not ringing.invite.done:
+            if ringing.ring is not None:
                 with contextlib.suppress(Exception):
-                    await ringing.invite.cancel()
+                    await ringing.ring.cancel()
         side = self.figures.hangup_side
         if self.dialog is not None and side != "caller":
             with contextlib.suppress(Exception):
                 await self.dialog.bye()
-        if self.agent_dialog is not None and side != "agent":
+        if self.agent_leg is not None and side != "agent":
             with contextlib.suppress(Exception):
-                await self.agent_dialog.bye()
+                await self.agent_leg.hang_up()
         if not self.incoming.answered:
             with contextlib.suppress(Exception):
                 await self.incoming.respond(480 if self.incoming.cancelled.is_set() is False

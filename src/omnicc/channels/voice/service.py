@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omnicc.channels.voice.calls import InboundCall
+from omnicc.channels.voice.devices import BrowserPhones, Device, SipPhone
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import inbound_route
 from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon
@@ -36,7 +37,6 @@ from omnicc.channels.voice.sip.digest import Algorithm
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
 from omnicc.channels.voice.sip.transaction import Timers
-from omnicc.channels.voice.sip.transport import Peer
 from omnicc.config import Settings
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -53,15 +53,6 @@ if TYPE_CHECKING:
     from omnicc.app.runtime import ContactCenter, TenantRuntime
 
 log = logging.getLogger("omnicc.voice")
-
-
-@dataclass(frozen=True, slots=True)
-class PhoneTarget:
-    """Where to send an INVITE that rings an agent's phone."""
-
-    contact: str
-    peer: Peer
-    aor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +94,7 @@ class VoiceService:
         self.tts = TextToSpeech(self.prompt_dir / "speech")
         self.music = music_on_hold(self.prompt_dir)
         self._registrars: dict[str, Registrar] = {}
+        self.browser_phones = BrowserPhones(center.bus)
         self._calls: dict[str, InboundCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.media_lost: str | None = None
@@ -232,8 +224,12 @@ class VoiceService:
             self._registrars[realm] = registrar
         return registrar
 
-    async def agent_phone(self, runtime: TenantRuntime, agent_id: str) -> PhoneTarget | None:
-        """Where the agent's registered SIP phone is (the latest binding), or None."""
+    async def agent_device(self, runtime: TenantRuntime, agent_id: str) -> Device | None:
+        """Where the agent answers: the desk's softphone when it is on, else their registered
+        SIP phone (its latest binding); None when the agent has neither."""
+        browser = self.browser_phones.phone(runtime.tenant_id, agent_id)
+        if browser is not None:
+            return browser
         async with self.database.session() as session:
             account = await SipAccounts(session, runtime.tenant_id).of_agent(agent_id)
         if account is None or not account.is_enabled:
@@ -242,8 +238,16 @@ class VoiceService:
         if not bindings:
             return None
         latest = bindings[-1]
-        return PhoneTarget(contact=latest.contact, peer=latest.peer,
-                           aor=f"sip:{account.username}@{account.realm}")
+        return SipPhone(self.stack, latest.contact, latest.peer,
+                        f"sip:{account.username}@{account.realm}")
+
+    def call_of_task(self, tenant_id: str, task_id: str) -> InboundCall | None:
+        """The live call behind a routing task (the desk's in-call controls use it)."""
+        for call in self._calls.values():
+            if (call.runtime.tenant_id == tenant_id and call.contact is not None
+                    and call.contact.task_id == task_id):
+                return call
+        return None
 
     # --- prompts and callbacks ------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         default="30000-30999", pattern=r"^\d{2,5}-\d{2,5}$",
         description="UDP port range of the embedded rtpengine's media.",
     )
+    recording_retention_days: int = Field(
+        default=90, ge=0, description="Days call recordings are kept; 0 keeps them forever."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from omnicc import __version__
-from omnicc.api import chat, desk, health, supervision
+from omnicc.api import chat, desk, health, recordings, supervision
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
@@ -19,6 +19,7 @@ from omnicc.api.pages import install_pages
 from omnicc.api.problems import install_problem_handlers
 from omnicc.api.request_context import RequestContextMiddleware
 from omnicc.api.webhooks import install_webhooks
+from omnicc.app.recordings import recording_retention, recordings_dir
 from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, RuntimeLimits
 from omnicc.bus import Bus
@@ -78,7 +79,9 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
         log.info("started", extra={"database": database.backend,
                                    "public_base_url": settings.public_base_url})
         try:
-            yield
+            async with recording_retention(database, recordings_dir(settings.data_dir),
+                                           settings.recording_retention_days):
+                yield
         finally:
             if starting is not None:
                 starting.cancel()
@@ -111,6 +114,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(chat.router)
     app.include_router(desk.router)
     app.include_router(supervision.router)
+    app.include_router(recordings.router)
     from omnicc.api.attachments import install_attachments
 
     install_attachments(app)

@@ -8,11 +8,14 @@ their presence. The logged-in user acts as their own agent (the agent row linked
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket
 from pydantic import BaseModel, Field, ValidationError, model_validator
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.api.auth import authenticate, require_permission
 from omnicc.api.center import tenant_runtime
@@ -22,6 +25,7 @@ from omnicc.api.live_socket import CLOSE_POLICY, serve_live_socket
 from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, message_view
 from omnicc.app.permissions import Permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
+from omnicc.app.recordings import recording_url
 from omnicc.app.runtime import TenantRuntime
 from omnicc.bus import Notice
 from omnicc.core.engine import Engine
@@ -35,7 +39,7 @@ from omnicc.store.repositories import (
     Queues,
     WrapUpCodes,
 )
-from omnicc.store.tables import Contact, Identity
+from omnicc.store.tables import CallRecord, Contact, Identity
 
 router = APIRouter(prefix="/api/desk", tags=["agent desktop"])
 
@@ -229,6 +233,8 @@ async def conversation_view(request: Request, runtime: TenantRuntime, conversati
                     "csat_score": contact.csat_score,
                     "topic": contact.attributes.get("topic", ""),
                 })
+        calls = await call_details(session, tenant_id, conversation_id, contacts, past,
+                                   agent_id=agent_id)
     return {
         "conversation": {"id": conversation.id, "status": conversation.status,
                          "subject": conversation.subject,
@@ -240,7 +246,63 @@ async def conversation_view(request: Request, runtime: TenantRuntime, conversati
         "messages": views,
         "customer": customer,
         "contacts": past,
+        "calls": calls,
     }
+
+
+# --- calls in the conversation view: the call detail records of voice contacts ----------------
+
+def call_view(record: CallRecord, *, queues: Mapping[str, str], agents: Mapping[str, str],
+              audible: bool) -> dict[str, Any]:
+    """One call as the history shows it; `recording_url` only for those who may hear it."""
+    def when(at: datetime | None) -> str | None:
+        return at.isoformat() if at is not None else None
+
+    return {"id": record.id, "direction": record.direction, "from": record.from_number,
+            "to": record.to_number, "ivr_path": list(record.ivr_path),
+            "queue_id": record.queue_id, "queue": queues.get(record.queue_id or "", ""),
+            "agent_id": record.agent_id, "agent": agents.get(record.agent_id or "", ""),
+            "started_at": when(record.started_at), "answered_at": when(record.answered_at),
+            "ended_at": when(record.ended_at), "queue_s": record.queue_s,
+            "talk_s": record.talk_s, "hold_s": record.hold_s, "transfers": record.transfers,
+            "hangup_side": record.hangup_side, "outcome": record.outcome,
+            "recording_url": recording_url(record) if audible else None}
+
+
+async def call_details(session: AsyncSession, tenant_id: str, conversation_id: str,
+                       contacts: Sequence[Contact], past: list[dict[str, Any]], *,
+                       agent_id: str | None) -> list[dict[str, Any]]:
+    """The conversation's calls, oldest first; each past voice contact gets its `call`. An
+    agent is offered the recordings of calls they took part in (supervisors: all)."""
+    voice_ids = {c.id for c in contacts if c.channel == "voice"}
+    voice_ids |= {p["contact_id"] for p in past if p["channel"] == "voice"}
+    if not voice_ids:
+        return []
+    records = list((await session.execute(
+        select(CallRecord).where(CallRecord.tenant_id == tenant_id,
+                                 or_(CallRecord.conversation_id == conversation_id,
+                                     CallRecord.contact_id.in_(voice_ids)))
+        .order_by(CallRecord.started_at, CallRecord.id))).scalars())
+    if not records:
+        return []
+    queues = {q.id: q.name for q in await Queues(session, tenant_id).list_all()}
+    agents = {a.id: a.name for a in await Agents(session, tenant_id).list_all()}
+    handlers: dict[str | None, set[str | None]] = {}
+    for contact in contacts:
+        handlers.setdefault(contact.conversation_id, set()).add(contact.agent_id)
+    for entry in past:
+        handlers.setdefault(entry["conversation_id"], set()).add(entry["agent_id"])
+
+    def view(record: CallRecord) -> dict[str, Any]:
+        audible = agent_id is None or agent_id == record.agent_id or agent_id in handlers.get(
+            record.conversation_id, set())
+        return call_view(record, queues=queues, agents=agents, audible=audible)
+
+    by_contact = {r.contact_id: view(r) for r in records if r.contact_id is not None}
+    for entry in past:
+        if entry["contact_id"] in by_contact:
+            entry["call"] = by_contact[entry["contact_id"]]
+    return [view(r) for r in records if r.conversation_id == conversation_id]
 
 
 @router.get("/customers/{customer_id}/messages",

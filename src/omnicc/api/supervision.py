@@ -22,8 +22,10 @@ from omnicc.api.live_socket import CLOSE_POLICY, serve_live_socket
 from omnicc.app.chats import conversation_topic
 from omnicc.app.permissions import Permission, has_permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
-from omnicc.app.runtime import EVENTS_TOPIC, WALLBOARD_TOPIC
-from omnicc.core.model import AgentConfig
+from omnicc.app.runtime import EVENTS_TOPIC, WALLBOARD_TOPIC, TenantRuntime
+from omnicc.bus import Notice
+from omnicc.core.errors import NotFound
+from omnicc.core.model import VOICE, AgentConfig, TaskPhase
 from omnicc.store.engine_records import agent_config
 from omnicc.store.repositories import Agents, Users
 
@@ -54,9 +56,50 @@ class SkillsChange(BaseModel, extra="forbid"):
     skills: dict[str, int] = Field(description="The agent's skills and levels (0-10), whole.")
 
 
-@router.get("/wallboard", summary="Live figures of every queue and agent, and live chats")
+@router.get("/wallboard",
+            summary="Live figures of every queue and agent, live chats and calls in progress")
 async def wallboard(request: Request, principal: Viewer) -> dict[str, Any]:
-    return (await tenant_runtime(request, principal)).wallboard()
+    runtime = await tenant_runtime(request, principal)
+    return with_calls(runtime.wallboard(), runtime)
+
+
+# --- calls on the wallboard ----------------------------------------------------------------------
+
+LIVE_CALL_PHASES = (TaskPhase.WAITING, TaskPhase.OFFERED, TaskPhase.ASSIGNED)
+
+
+def with_calls(board: dict[str, Any], runtime: TenantRuntime) -> dict[str, Any]:
+    """The wallboard plus the phone: per queue `voice` (calls waiting, the longest wait, the
+    expected wait, calls in progress) and `calls`, the calls waiting, ringing or talking
+    (caller, queue, agent, state, seconds in that state), the longest first."""
+    engine = runtime.routing.engine
+    now = runtime.routing.clock.now()
+    calls: list[dict[str, Any]] = []
+    talking: dict[str, int] = {}
+    for task in engine.tasks():
+        if task.channel != VOICE or task.phase not in LIVE_CALL_PHASES:
+            continue
+        agent_id = task.agent_id or next((o.agent_id for o in task.offers.values()), None)
+        if task.phase is TaskPhase.ASSIGNED:
+            talking[task.queue_id] = talking.get(task.queue_id, 0) + 1
+        since = task.accepted_at if task.accepted_at is not None else task.enqueued_at
+        calls.append({"task_id": task.id, "conversation_id": task.conversation_id,
+                      "caller": str(task.attributes.get("customer_name") or ""),
+                      "phone": str(task.attributes.get("customer_phone") or ""),
+                      "queue_id": task.queue_id, "agent_id": agent_id,
+                      "state": task.phase.value, "since_s": round(max(0.0, now - since), 1)})
+    queues = []
+    for row in board["queues"]:
+        try:
+            figures = engine.queue_figures(row["queue_id"], VOICE)
+        except NotFound:
+            queues.append(row)
+            continue
+        queues.append({**row, "voice": {
+            "waiting": figures.waiting, "longest_wait_s": round(figures.longest_wait_s, 1),
+            "ewt_s": figures.ewt_s, "in_progress": talking.get(row["queue_id"], 0)}})
+    calls.sort(key=lambda call: -call["since_s"])
+    return {**board, "queues": queues, "calls": calls}
 
 
 @router.get("/conversations/{conversation_id}",
@@ -144,7 +187,12 @@ async def supervisor_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     may_monitor = has_permission(principal.role, Permission.MONITOR_CONVERSATIONS)
     subscription = runtime.bus.subscribe(runtime.tenant_id, WALLBOARD_TOPIC, EVENTS_TOPIC)
-    await websocket.send_json({"type": "wallboard", **runtime.wallboard()})
+    await websocket.send_json({"type": "wallboard", **with_calls(runtime.wallboard(), runtime)})
+
+    def translate(notice: Notice) -> dict[str, Any] | None:
+        if notice.type == "wallboard":
+            return {"type": "wallboard", **with_calls(dict(notice.data), runtime)}
+        return notice.wire()
 
     async def on_frame(frame: dict[str, Any]) -> None:
         conversation_id = str(frame.get("conversation_id", ""))
@@ -153,5 +201,5 @@ async def supervisor_socket(websocket: WebSocket) -> None:
         elif frame.get("type") == "unwatch" and conversation_id:
             subscription.unfollow(conversation_topic(conversation_id))
 
-    await serve_live_socket(websocket, subscription, on_frame)
+    await serve_live_socket(websocket, subscription, on_frame, translate)
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from omnicc import __version__
-from omnicc.api import chat, desk, health, recordings, supervision
+from omnicc.api import calls, chat, desk, health, recordings, supervision
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
@@ -113,6 +113,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     install_webhooks(app)
     app.include_router(chat.router)
     app.include_router(desk.router)
+    app.include_router(calls.router)
     app.include_router(supervision.router)
     app.include_router(recordings.router)
     from omnicc.api.attachments import install_attachments

@@ -21,6 +21,7 @@ from omnicc.api.auth import authenticate, require_permission
 from omnicc.api.center import tenant_runtime
 from omnicc.api.chat import error_status
 from omnicc.api.database import request_database
+from omnicc.api.desk_phone import DeskPhone
 from omnicc.api.live_socket import CLOSE_POLICY, serve_live_socket
 from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, message_view
 from omnicc.app.permissions import Permission, require
@@ -426,7 +427,16 @@ async def desk_socket(websocket: WebSocket) -> None:
                                              bool(frame.get("is_typing")))
         elif frame.get("type") == "message":
             await websocket.send_json(await _socket_reply(runtime, agent_id, frame))
+        elif str(frame.get("type", "")).startswith(("phone.", "call.")):
+            # The browser softphone (omnicc.api.desk_phone); it goes off with the socket.
+            answer = phone.frame(frame)
+            if answer is not None:
+                await websocket.send_json(answer)
 
-    await serve_live_socket(websocket, subscription, on_frame, translate)
+    phone = DeskPhone(websocket.app.state.voice, runtime.tenant_id, agent_id)
+    try:
+        await serve_live_socket(websocket, subscription, on_frame, translate)
+    finally:
+        phone.close()
 
 

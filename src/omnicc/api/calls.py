@@ -1,0 +1,128 @@
+"""The agent's call controls: the desk's REST for the calls the agent is talking on.
+
+REST (`/api/desk/calls`): the agent's live calls, and hold, resume, hang up and blind
+transfer of one of them, named by its routing task. An agent controls only the calls they
+are talking on: another agent's call is 404, a call not in a state for the action 409 (on
+hold already, not on hold, ended), and every route answers a 503 problem when the server
+runs without voice.
+
+The browser softphone's signalling rides on the desk's WebSocket (`omnicc.api.desk_phone`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field, model_validator
+
+from omnicc.api.auth import require_permission
+from omnicc.api.desk import agent_of
+from omnicc.app.permissions import Permission
+from omnicc.app.principals import Principal
+from omnicc.channels.voice.calls import InboundCall
+from omnicc.channels.voice.service import VoiceService
+from omnicc.core.errors import Conflict, NotFound
+
+router = APIRouter(prefix="/api/desk/calls", tags=["agent desktop"])
+
+Handler = Annotated[Principal, Depends(require_permission(Permission.HANDLE_CONTACTS))]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No live call of yours behind this task."},
+    409: {"description": "The call is not in a state for this (on hold, not on hold, ended)."},
+    503: {"description": "This server runs without voice."},
+}
+
+
+class CallTransfer(BaseModel, extra="forbid"):
+    queue_id: str | None = Field(default=None, min_length=1, max_length=64)
+    agent_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CallTransfer:
+        if (self.queue_id is None) == (self.agent_id is None):
+            raise ValueError("give exactly one of queue_id or agent_id")
+        return self
+
+
+def voice_service(request: Request) -> VoiceService:
+    voice: VoiceService | None = getattr(request.app.state, "voice", None)
+    if voice is None:
+        raise HTTPException(503, "voice is off on this server (no sip_port set)")
+    return voice
+
+
+def call_view(call: InboundCall) -> dict[str, Any]:
+    """One live call as the desk shows it; `since` is when it was answered (epoch seconds)."""
+    answered = call.figures.answered_at
+    contact = call.contact
+    return {"task_id": contact.task_id if contact else None,
+            "conversation_id": contact.conversation_id if contact else None,
+            "queue_id": contact.queue_id if contact else None,
+            "caller": call.caller, "caller_name": call.caller_name, "dialled": call.dialled,
+            "since": answered.timestamp() if answered is not None else None,
+            "on_hold": call.media.on_hold}
+
+
+def _is_talking(call: InboundCall, agent_id: str) -> bool:
+    return (call.agent_id == agent_id and call.connected.is_set()
+            and not call.ended.is_set() and call.contact is not None)
+
+
+async def _my_call(request: Request, principal: Principal, task_id: str) -> InboundCall:
+    """The live call behind the task, if the logged-in agent is the one talking on it."""
+    agent_id = await agent_of(request, principal)
+    voice = voice_service(request)
+    call = voice.call_of_task(principal.tenant_id, task_id)
+    if call is None or call.agent_id != agent_id:
+        raise NotFound(f"no call of yours behind task {task_id!r}")
+    if call.ended.is_set() or not call.connected.is_set():
+        raise Conflict("the call has ended")
+    return call
+
+
+@router.get("", summary="The agent's live calls")
+async def my_calls(request: Request, principal: Handler) -> list[dict[str, Any]]:
+    agent_id = await agent_of(request, principal)
+    voice = voice_service(request)
+    calls = [call for call in voice.calls.values()
+             if call.runtime.tenant_id == principal.tenant_id and _is_talking(call, agent_id)]
+    return [call_view(call) for call in calls]
+
+
+@router.post("/{task_id}/hold", responses=ERRORS,
+             summary="Put the call on hold (the caller hears music)")
+async def hold(task_id: str, request: Request, principal: Handler) -> dict[str, Any]:
+    call = await _my_call(request, principal, task_id)
+    await call.hold()
+    return call_view(call)
+
+
+@router.post("/{task_id}/resume", responses=ERRORS, summary="Take the call off hold")
+async def resume(task_id: str, request: Request, principal: Handler) -> dict[str, Any]:
+    call = await _my_call(request, principal, task_id)
+    await call.resume()
+    return call_view(call)
+
+
+@router.post("/{task_id}/hangup", responses=ERRORS, status_code=204,
+             summary="Hang up the call (wrap-up follows)")
+async def hang_up(task_id: str, request: Request, principal: Handler) -> None:
+    call = await _my_call(request, principal, task_id)
+    leg = call.agent_leg
+    await call.hang_up_by_agent()
+    # The call's end hangs up the caller; the agent's own phone is released here, since the
+    # call takes the agent's side ending as the agent's phone having hung up.
+    if leg is not None and not leg.terminated.is_set():
+        with contextlib.suppress(Exception):
+            await leg.hang_up()
+
+
+@router.post("/{task_id}/transfer", responses=ERRORS, status_code=204,
+             summary="Blind transfer to a queue or an agent (the caller hears music meanwhile)")
+async def transfer(task_id: str, body: CallTransfer, request: Request,
+                   principal: Handler) -> None:
+    call = await _my_call(request, principal, task_id)
+    await call.transfer(queue_id=body.queue_id, agent_id=body.agent_id)

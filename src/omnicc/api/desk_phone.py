@@ -1,0 +1,69 @@
+"""The desk's browser softphone, signalled over the desk's WebSocket.
+
+`DeskPhone` takes one desk socket's `phone.*` and `call.*` frames to the voice service's
+`BrowserPhones` (see `omnicc.channels.voice.devices` for the protocol) and says the phone is
+off when the socket closes, so a closed desk never rings. Without voice on the server it
+answers that the phone cannot go online.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omnicc.channels.voice.service import VoiceService
+
+MAX_SDP_CHARS = 20_000
+"""A browser's answer SDP is a few kilobytes; anything far larger is not one."""
+
+
+class DeskPhone:
+    """One desk socket's softphone. Frames it takes: `phone.online`, `phone.offline`,
+    `call.answer` {ring_id, sdp}, `call.decline` {ring_id}, `call.hangup` {ring_id}. It
+    answers `phone.status` {online, detail} to `phone.*`, and `call.cancelled` {ring_id} when
+    an answer or decline came too late (the ring is over)."""
+
+    def __init__(self, voice: VoiceService | None, tenant_id: str, agent_id: str) -> None:
+        self.voice = voice
+        self.tenant_id = tenant_id
+        self.agent_id = agent_id
+        self.online = False
+
+    def frame(self, frame: dict[str, Any]) -> dict[str, Any] | None:
+        """Handle one frame; the answer to send back, if any."""
+        kind = frame.get("type")
+        if kind == "phone.online":
+            return self._switch(True)
+        if kind == "phone.offline":
+            return self._switch(False)
+        ring_id = frame.get("ring_id")
+        if self.voice is None or not self.online or not isinstance(ring_id, str):
+            return None
+        phones = self.voice.browser_phones
+        if kind == "call.answer":
+            sdp = frame.get("sdp")
+            done = (isinstance(sdp, str) and 0 < len(sdp) <= MAX_SDP_CHARS
+                    and phones.answer(self.tenant_id, self.agent_id, ring_id, sdp))
+        elif kind == "call.decline":
+            done = phones.decline(self.tenant_id, self.agent_id, ring_id)
+        elif kind == "call.hangup":
+            done = phones.hang_up(self.tenant_id, self.agent_id, ring_id)
+        else:
+            return None
+        return None if done else {"type": "call.cancelled", "ring_id": ring_id}
+
+    def _switch(self, online: bool) -> dict[str, Any]:
+        if self.voice is None:
+            return {"type": "phone.status", "online": False,
+                    "detail": "Voice is off on this server."}
+        if online and not self.online:
+            self.voice.browser_phones.online(self.tenant_id, self.agent_id)
+        elif not online and self.online:
+            self.voice.browser_phones.offline(self.tenant_id, self.agent_id)
+        self.online = online
+        return {"type": "phone.status", "online": online, "detail": ""}
+
+    def close(self) -> None:
+        """The socket is gone: its phone is off (calls on it end)."""
+        if self.online and self.voice is not None:
+            self.voice.browser_phones.offline(self.tenant_id, self.agent_id)
+        self.online = False

@@ -45,9 +45,10 @@ def menu_flow(queue_id: str) -> dict[str, object]:
         "entry": "menu",
         "language": "en",
         "nodes": {
-            "menu": {"kind": "menu", "choices": {"1": "support"},
-                     "prompt": {"text": "Welcome. For support, press 1."},
+            "menu": {"kind": "menu", "choices": {"1": "record"},
+                     "prompt": {"text": "Welcome. Calls are recorded. For support, press 1."},
                      "fallback": "bye"},
+            "record": {"kind": "set", "attributes": {"record": True}, "next": "support"},
             "support": {"kind": "queue", "queue_id": queue_id},
             "bye": {"kind": "hangup"},
         },
@@ -280,6 +281,16 @@ async def test_hold_and_transfer_move_the_caller_between_music_and_agents(
         record = (await CallRecords(session, seeded.tenant_id).list_all())[0]
     assert record.agent_id == bob and record.transfers == 1
     assert record.hold_s > 0.5 and record.hangup_side == "caller"
+    # The flow asked for recording: one stereo WAV, the caller's tone on the left, the agents'
+    # tones on the right (alice's 440 Hz first, bob's 660 Hz after the transfer).
+    assert record.recording_path is not None
+    with wave.open(str(exchange.workdir / "data" / "recordings" / record.recording_path)) as wav:
+        assert wav.getnchannels() == 2
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    caller_side, agent_side = frames[:, 0], frames[:, 1]
+    assert tone_share(caller_side[4000:12000], 1000) > 0.5
+    assert tone_share(agent_side[4000:12000], 440) > 0.5
+    assert tone_share(agent_side[-7000:-1000], 660) > 0.5
     # alice heard the caller's 1 kHz tone in the second before the hold
     with wave.open(str(phones[0].heard()[-1])) as wav:
         alice_heard = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")

@@ -95,6 +95,7 @@ class CallFigures:
     transfers: int = 0
     hangup_side: str | None = None
     outcome: str = "in_progress"
+    recording_path: str | None = None
 
 
 class InboundCall:
@@ -128,6 +129,7 @@ class InboundCall:
         self._background: set[asyncio.Task[Any]] = set()
         self._announcer: asyncio.Task[None] | None = None
         self._language = "en"
+        self._record_calls = False
 
     # --- the call's life -------------------------------------------------------------------
 
@@ -203,6 +205,9 @@ class InboundCall:
         self.customer_id = customer.id
         attributes: dict[str, Any] = {**outcome.attributes, "language": outcome.language,
                                       "dialled": self.dialled}
+        # A flow records the calls of a queue by setting `record` before routing to it (its
+        # greeting says so: the consent announcement is the flow's own prompt).
+        self._record_calls = outcome.attributes.get("record") in (True, "true", "yes", 1)
         self.figures.queued_at = _now()
         await self.media.play(self.service.music, loop=True)
         self.contact = await voice.enqueue(
@@ -303,6 +308,8 @@ class InboundCall:
         if self.figures.answered_at is None:
             self.figures.answered_at = _now()
         self.figures.outcome = "answered"
+        if self._record_calls and self.media.recording is None:
+            await self.start_recording()
         await self._write_record()
         self._spawn(self._watch_agent(leg))
 
@@ -323,6 +330,17 @@ class InboundCall:
     async def hang_up_by_agent(self) -> None:
         """The agent ends the call from the desk."""
         self._ended_by("agent")
+
+    async def start_recording(self) -> None:
+        """Record the call from now on (both sides); the WAV is made when the call ends."""
+        if self.media.recording is not None and self.media.recording.stopped_at is None:
+            raise Conflict("the call is already being recorded")
+        await self.media.start_recording()
+
+    async def stop_recording(self) -> None:
+        if self.media.recording is None or self.media.recording.stopped_at is not None:
+            raise Conflict("the call is not being recorded")
+        await self.media.stop_recording()
 
     async def hold(self) -> None:
         """The caller hears music; caller and agent no longer hear each other."""
@@ -495,6 +513,7 @@ class InboundCall:
             row.transfers = figures.transfers
             row.hangup_side = figures.hangup_side
             row.outcome = figures.outcome
+            row.recording_path = figures.recording_path
             await records.add(row)
 
     async def _tear_down(self) -> None:
@@ -523,9 +542,15 @@ class InboundCall:
             except Exception:
                 log.exception("voice: ending the task of call %s failed", self.call_id)
         with contextlib.suppress(Exception):
-            await self._write_record()
-        with contextlib.suppress(Exception):
             await self.media.delete()
+        if self.media.recording is not None:
+            try:
+                self.figures.recording_path = await self.service.keep_recording(
+                    self.runtime.tenant_id, self.record_id, self.media.recording)
+            except Exception:
+                log.exception("voice: the recording of call %s could not be kept", self.call_id)
+        with contextlib.suppress(Exception):
+            await self._write_record()
         self.service.dtmf.unsubscribe(self.call_id)
         for task in self._background:
             task.cancel()

@@ -28,10 +28,12 @@ from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.devices import BrowserPhones, Device, SipPhone
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import inbound_route
+from omnicc.channels.voice.media.bridge import RecordingHandle
 from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon
 from omnicc.channels.voice.media.dtmf import DtmfListener
 from omnicc.channels.voice.media.ng import NgClient
 from omnicc.channels.voice.media.prompts import TextToSpeech
+from omnicc.channels.voice.media.recordings import find_recording, recording_to_wav
 from omnicc.channels.voice.music import music_on_hold
 from omnicc.channels.voice.sip.digest import Algorithm
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
@@ -265,6 +267,21 @@ class VoiceService:
             return target
         assert prompt.text is not None
         return await self.tts.speak(prompt.text, voice=prompt.voice or prompt.language or language)
+
+    async def keep_recording(self, tenant_id: str, record_id: str,
+                             recording: RecordingHandle) -> str | None:
+        """Turn rtpengine's capture of a finished call into its WAV (left: the caller, right:
+        the other side); returns its path under the recordings directory, None if empty."""
+        pcaps = find_recording(self.recording_dir / "raw", recording.call_id)
+        if not pcaps:
+            return None
+        month = recording.started_at.strftime("%Y-%m")
+        relative = Path(tenant_id) / month / f"{record_id}.wav"
+        await asyncio.to_thread(recording_to_wav, pcaps, recording.caller_port,
+                                self.recording_dir / relative)
+        for pcap in pcaps:
+            pcap.unlink(missing_ok=True)
+        return relative.as_posix()
 
     async def request_callback(self, runtime: TenantRuntime, *, number: str, queue_id: str,
                                due_at: datetime | None, record_id: str,

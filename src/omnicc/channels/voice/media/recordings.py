@@ -32,6 +32,7 @@ import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -155,12 +156,13 @@ def _ipv6(raw: bytes) -> str:
 
 def find_recording(recording_dir: Path, call_id: str) -> list[Path]:
     """The pcap files rtpengine wrote for ``call_id`` (one per start of recording), oldest first."""
-    prefix = f"rtpengine-meta-{call_id}-"
+    # rtpengine percent-escapes the call-id in file names ("@" -> "%40"), as SIP call-ids
+    # usually carry a host part.
+    names = {call_id, quote(call_id, safe="")}
+    found = {path for name in names for path in (recording_dir / "metadata").glob(
+        f"{_glob_escape(f'rtpengine-meta-{name}-')}*.txt")}
     pcaps: list[Path] = []
-    metadata = sorted(
-        (recording_dir / "metadata").glob(f"{_glob_escape(prefix)}*.txt"),
-        key=lambda path: path.stat().st_mtime,
-    )
+    metadata = sorted(found, key=lambda path: path.stat().st_mtime)
     for meta in metadata:
         first = meta.read_text(errors="replace").splitlines()[:1]
         if first and Path(first[0]).is_file():

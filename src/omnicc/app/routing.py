@@ -247,7 +247,8 @@ class _TaskRows:
                     # the queue it was transferred to (or came from, when sent to an agent).
                     row.policy_id, row.step_index, row.enqueued_at = None, 0, at
             case ev.TaskRequeued():
-                (await self._row(event.task_id)).phase = "waiting"
+                row = await self._row(event.task_id)
+                row.phase, row.agent_id = "waiting", None
             case ev.OfferCreated():
                 (await self._row(event.task_id)).phase = "offered"
             case ev.OfferAccepted():

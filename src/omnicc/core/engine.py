@@ -558,6 +558,24 @@ class Engine:
         self._close_offer(offer, OfferPhase.REJECTED, reason)
         return self._flush()
 
+    def requeue(self, task_id: str) -> list[ev.Event]:
+        """The agent of an assigned task was lost (their phone leg dropped, not hung up): the
+        task goes back to its place in line - same queue, step and arrival time - and the next
+        agent is looked for. A hang-up is `complete`; a deliberate hand-over is `transfer`."""
+        self._begin()
+        task = self._task(task_id)
+        if task.phase is not TaskPhase.ASSIGNED or task.pool is None:
+            raise Conflict(f"task {task_id} is {task.phase.value}, not assigned")
+        agent = self._agents[task.agent_id or ""]
+        self._release(task)
+        task.phase = TaskPhase.WAITING
+        task.accepted_at = None
+        self._out.append(ev.TaskRequeued(at=self._now, seq=self._next_seq(), task_id=task.id,
+                                         queue_id=task.queue_id))
+        self._route_task(task)
+        self._settle_agent(agent)
+        return self._flush()
+
     def complete(self, task_id: str) -> list[ev.Event]:
         """The conversation ended. Wrap-up follows if the queue asks for it."""
         self._begin()

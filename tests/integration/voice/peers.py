@@ -206,6 +206,12 @@ class Baresip:
         """The WAV files of what this phone received, one per call, oldest first."""
         return sorted(self.snd_dir.glob("*-dec.wav"))
 
+    async def crash(self) -> None:
+        """kill -9: the phone vanishes without a word (no BYE, no unREGISTER)."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
+
     async def stop(self) -> None:
         if self._pump is not None:
             self._pump.cancel()

@@ -79,7 +79,7 @@ async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[
     await center.start()
     voice = VoiceService(database, center, tmp_path / "data", VoiceSettings(
         sip_port=0, media_ports=random_port_window(), timers=Timers(t1=0.1),
-        announce_every_s=3600))
+        announce_every_s=3600, keepalive_s=0.5))
     await voice.start()
     try:
         yield Exchange(seeded, database, center, voice, tmp_path)
@@ -295,3 +295,44 @@ async def test_hold_and_transfer_move_the_caller_between_music_and_agents(
     with wave.open(str(phones[0].heard()[-1])) as wav:
         alice_heard = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
     assert tone_share(alice_heard[2000:8000], 1000) > 0.5
+
+
+async def test_a_lost_agent_phone_puts_the_caller_back_in_line_for_the_next_agent(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice, bob = seeded.agents["alice"], seeded.agents["bob"]
+    async with exchange.database.session() as session:
+        await SipAccounts(session, seeded.tenant_id).set_password(bob, "bob", "acme",
+                                                                  PHONE_PASSWORD)
+    phones = [Baresip(exchange.workdir / name, user=name, password=PHONE_PASSWORD,
+                      registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=hz)
+              for name, hz in (("alice", 440), ("bob", 660))]
+    caller = Caller(exchange)
+    try:
+        for phone in phones:
+            await phone.start()
+            await registered(voice, phone.user)
+        runtime = await exchange.center.tenant(seeded.tenant_id)
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        await caller.call("1000")
+        await caller.press("1")
+        caller.talk()
+        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
+                         "alice to answer")
+        call = next(iter(voice.calls.values()))
+        await runtime.routing.run(lambda engine: engine.set_status(bob, "available"))
+
+        await phones[0].crash()
+        await wait_until(lambda: call.connected.is_set() and call.agent_id == bob,
+                         "bob to get the caller back from the line")
+        assert tone_share(await caller.heard(1.0), 660) > 0.5
+        await caller.hang_up()
+    finally:
+        await caller.close()
+        for phone in phones:
+            await phone.stop()
+    await wait_until(lambda: not voice.calls, "the call to end")
+    async with exchange.database.session() as session:
+        record = (await CallRecords(session, seeded.tenant_id).list_all())[0]
+    assert record.agent_id == bob and record.details["lost_agents"] == 1
+    assert record.hangup_side == "caller"

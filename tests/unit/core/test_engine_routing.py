@@ -342,3 +342,29 @@ class TestTaskValidation:
         desk.engine.create_task(TaskRequest(channel="chat", queue="q", id="X"))
         with pytest.raises(Conflict, match="exists already"):
             desk.engine.create_task(TaskRequest(channel="chat", queue="q", id="X"))
+
+
+class TestRequeue:
+    def test_a_lost_agent_puts_the_task_back_at_its_place_for_the_next_agent(self) -> None:
+        desk = Desk()
+        desk.queue("q")
+        desk.agent("a")
+        first = desk.task()
+        desk.accept("a")
+        desk.tick(5)
+        second = desk.task()  # waits behind the first: nobody is free
+        desk.tick(5)
+        events = desk.engine.requeue(first)
+        assert [e.type for e in events][:1] == ["task.requeued"]
+        # The first caller is ahead of the second again, and the freed agent gets them.
+        offers = [e for e in events if isinstance(e, ev.OfferCreated)]
+        assert [(o.task_id, o.agent_id) for o in offers] == [(first, "a")]
+        assert desk.engine.task(second).phase.value == "waiting"
+        assert desk.engine.task(first).agent_id is None
+
+    def test_only_an_assigned_task_can_be_requeued(self) -> None:
+        desk = Desk()
+        desk.queue("q")
+        waiting = desk.task()
+        with pytest.raises(Conflict):
+            desk.engine.requeue(waiting)

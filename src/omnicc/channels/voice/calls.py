@@ -93,6 +93,7 @@ class CallFigures:
     hold_started: float | None = None
     hold_s: float = 0.0
     transfers: int = 0
+    lost_agents: int = 0
     hangup_side: str | None = None
     outcome: str = "in_progress"
     recording_path: str | None = None
@@ -314,9 +315,33 @@ class InboundCall:
         self._spawn(self._watch_agent(leg))
 
     async def _watch_agent(self, leg: AgentLeg) -> None:
-        await leg.terminated.wait()
-        if self.agent_leg is leg:
+        """Probe the agent's leg while it is connected; a hang-up ends the call, a lost leg
+        puts the caller back at their place in line for the next agent."""
+        while not leg.terminated.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.terminated.wait(), self.service.keepalive_s)
+            if not leg.terminated.is_set():
+                await leg.check()
+        if self.agent_leg is not leg or self.ended.is_set():
+            return
+        if leg.lost:
+            await self._agent_lost()
+        else:
             self._ended_by("agent")
+
+    async def _agent_lost(self) -> None:
+        assert self.contact is not None
+        log.warning("voice: call %s lost agent %s; back in line", self.call_id, self.agent_id)
+        self.agent_leg, self.agent_id = None, None
+        self.connected.clear()
+        self.figures.lost_agents += 1
+        with contextlib.suppress(Exception):
+            await self.media.back_to_sink()
+        await self.media.play(self.service.music, loop=True)
+        task_id = self.contact.task_id
+        await self.runtime.routing.run(lambda engine: engine.requeue(task_id))
+        self._announcer = asyncio.create_task(self._announce_position())
+        await self._write_record()
 
     async def _restore_media(self) -> None:
         """After a failed ring, the caller goes back to the sink (music keeps playing)."""
@@ -514,6 +539,7 @@ class InboundCall:
             row.hangup_side = figures.hangup_side
             row.outcome = figures.outcome
             row.recording_path = figures.recording_path
+            row.details = {**(row.details or {}), "lost_agents": figures.lost_agents}
             await records.add(row)
 
     async def _tear_down(self) -> None:

@@ -49,7 +49,16 @@ class CallInfo:
 class AgentLeg(Protocol):
     terminated: asyncio.Event
 
+    @property
+    def lost(self) -> bool:
+        """Ended without the agent hanging up (no answer, connection gone)."""
+        ...
+
     async def hang_up(self) -> None: ...
+
+    async def check(self) -> None:
+        """Probe the leg (a keepalive); a dead leg ends up terminated and lost."""
+        ...
 
 
 class Ring(Protocol):
@@ -75,8 +84,17 @@ class SipLeg:
         self.dialog = dialog
         self.terminated = dialog.terminated
 
+    @property
+    def lost(self) -> bool:
+        return self.dialog.termination_reason not in ("bye received", "bye sent")
+
     async def hang_up(self) -> None:
         await self.dialog.bye()
+
+    async def check(self) -> None:
+        # An in-dialog OPTIONS: no answer ends the dialog ("no answer to OPTIONS").
+        with contextlib.suppress(Exception):
+            await self.dialog.request("OPTIONS")
 
 
 class SipRing:
@@ -142,6 +160,10 @@ class BrowserLeg:
     agent_id: str
     ring_id: str
     terminated: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: bool = False
+
+    async def check(self) -> None:
+        """The desk's socket is the keepalive: its close makes the leg lost."""
 
     async def hang_up(self) -> None:
         if not self.terminated.is_set():
@@ -222,6 +244,7 @@ class BrowserPhones:
                 ring.answer.set_result(None)
         for leg in list(self.legs.values()):
             if (leg.tenant_id, leg.agent_id) == key:
+                leg.lost = True
                 leg.terminated.set()
                 self.forget(leg.ring_id)
 

@@ -66,6 +66,8 @@ class VoiceSettings:
     media_ports: tuple[int, int] = (30000, 30999)
     timers: Timers | None = None
     announce_every_s: float = 30.0
+    keepalive_s: float = 30.0
+    """How often a connected agent's phone is probed (in-dialog OPTIONS)."""
 
 
 def voice_settings(settings: Settings) -> VoiceSettings:
@@ -85,6 +87,7 @@ class VoiceService:
         self.settings = settings
         self.host = settings.host
         self.announce_every_s = settings.announce_every_s
+        self.keepalive_s = settings.keepalive_s
         self.data_dir = data_dir
         self.recording_dir = data_dir / "recordings"
         self.prompt_dir = data_dir / "prompts"

@@ -7,6 +7,7 @@ import { api, currentUser, liveSocket, toast } from "/static/session.js";
 import { RULES_PATH, uploadAttachment } from "/static/attachments.js";
 import { askNotifications, chime, notificationsWanted, notify, unlockSound } from "/static/desk-alerts.js";
 import { customerPanel, dividerItem, duration, el, humanize, messageItem } from "/static/desk-view.js";
+import { mountSoftphone } from "/static/softphone.js";
 
 const $ = (id) => document.getElementById(id);
 const MAIN_STATUSES = ["available", "break", "offline"];
@@ -28,6 +29,7 @@ const desk = {
   socket: null,
   typingSent: 0,
   typingTimer: null,
+  phone: null,                // the browser softphone (softphone.js)
 };
 
 const serverNow = () => Date.now() / 1000 + desk.skew;
@@ -180,6 +182,7 @@ function drawOffers() {
                                            "aria-describedby": `offer-${offer.offer_id}` } });
     accept.addEventListener("click", () => acceptOffer(offer.offer_id));
     reject.addEventListener("click", () => rejectOffer(offer.offer_id));
+    const onPhone = offer.channel === "voice";
     list.append(el("li", { className: "offer card", attrs: { "data-testid": "offer",
                                                             "data-offer-id": offer.offer_id } },
       el("div", { className: "offer-head" },
@@ -189,7 +192,8 @@ function drawOffers() {
       el("p", { className: "small muted", text: `Queue: ${desk.queues.get(offer.queue_id) || "—"}` }),
       el("div", { className: "countdown", attrs: { role: "timer", "aria-label": "Time left to answer" } },
          el("div", { className: "countdown-track" }, bar), left),
-      el("div", { className: "offer-actions" }, accept, reject)));
+      onPhone ? el("p", { className: "small", text: "Answer it on your phone." })
+              : el("div", { className: "offer-actions" }, accept, reject)));
   }
   $("offer-count").textContent = String(offers.length);
   $("offers-empty").hidden = offers.length > 0;
@@ -257,9 +261,11 @@ function drawConversation() {
   const meta = [humanize(task.channel), desk.queues.get(task.queue_id), view?.conversation.subject]
     .filter(Boolean).join(" · ");
   $("conversation-meta").textContent = meta;
-  $("composer").hidden = wrapping;
-  $("end-button").hidden = wrapping;
-  $("transfer-button").hidden = wrapping;
+  // A call is controlled on the phone card, not with the chat's composer and buttons.
+  const call = task.channel === "voice";
+  $("composer").hidden = wrapping || call;
+  $("end-button").hidden = wrapping || call;
+  $("transfer-button").hidden = wrapping || call;
   $("wrap-up").hidden = !wrapping;
   $("history-button").hidden = !view?.customer || entry.history !== null;
   drawMessages(entry);
@@ -602,6 +608,7 @@ function addMessage(message) {
 }
 
 function onNotice(frame) {
+  if (desk.phone?.onFrame(frame)) return;
   switch (frame.type) {
     case "state": {
       const { type, ...state } = frame;
@@ -655,6 +662,7 @@ function onSocketStatus(status) {
 }
 
 function onSocketOpen() {
+  desk.phone?.onOpen();
   // Notices sent while we were away are lost: read the state and open conversations again.
   reloadState();
   for (const [id, entry] of desk.chats) if (entry.view) loadConversation(id);
@@ -671,7 +679,7 @@ function onKey(event) {
   unlockSound();
   if (event.altKey && !event.ctrlKey && !event.metaKey) {
     const digit = /^Digit([1-9])$/.exec(event.code);
-    const offer = desk.state?.offers[0];
+    const offer = desk.state?.offers.find((o) => o.channel !== "voice");
     const actions = {
       KeyA: () => offer && acceptOffer(offer.offer_id),
       KeyR: () => offer && rejectOffer(offer.offer_id),
@@ -816,6 +824,20 @@ async function start() {
     return;
   }
   await Promise.all([loadQueues(), loadAgents(), loadCodes(), loadCanned(), loadUploadRules()]);
+  desk.phone = mountSoftphone({
+    send: (frame) => desk.socket?.send(frame),
+    queueName: (taskId) => {
+      const work = desk.state?.offers.find((o) => o.task_id === taskId) ||
+                   desk.state?.tasks.find((t) => t.task_id === taskId);
+      return desk.queues.get(work?.queue_id) || "";
+    },
+    targets: () => {
+      loadAgents();
+      return { queues: [...desk.queues],
+               agents: desk.agents.filter((a) => a.id !== desk.state?.agent.id)
+                 .map((a) => ({ id: a.id, label: `${a.name} — ${humanize(a.status)}` })) };
+    },
+  });
   desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
                                              onStatus: onSocketStatus });
 }

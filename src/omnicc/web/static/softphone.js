@@ -1,0 +1,416 @@
+// The desk's browser softphone: the agent answers calls here and controls them.
+//
+// Signalling rides on the desk's WebSocket (see omnicc.channels.voice.devices): the desk says
+// `phone.online` when the Phone switch is on and the microphone is ours; OmniCC rings with
+// `call.ringing` {ring_id, sdp, caller, caller_name, task_id} carrying rtpengine's WebRTC
+// offer; answering sets that offer, adds the microphone, waits for ICE gathering to finish
+// (no trickle) and sends `call.answer` {ring_id, sdp}. `call.cancelled` / `call.ended` close
+// the card. Hold, resume and transfer go through the REST API (/api/desk/calls/{task}/...);
+// hanging up is `call.hangup`. No STUN or TURN: the media engine is on the agent's network.
+
+import { api, toast } from "/static/session.js";
+import { duration, el } from "/static/desk-view.js";
+
+const STORAGE_KEY = "omnicc.phone";
+const ICE_GATHERING_MAX_MS = 5000;
+
+export function mountSoftphone({ send, queueName, targets }) {
+  const toggle = document.getElementById("phone-switch");
+  const box = document.getElementById("softphone");
+  toggle.hidden = false;
+  const remote = el("audio", { attrs: { autoplay: "", "data-testid": "remote-audio" } });
+  const status = el("p", { className: "visually-hidden", attrs: { role: "status", "aria-live": "polite" } });
+  box.after(remote, status);
+
+  const phone = {
+    wanted: localStorage.getItem(STORAGE_KEY) === "on",
+    online: false,
+    mic: null,
+    call: null,        // {ring_id, task_id, caller, caller_name, state, since, held, muted, pc}
+    ringer: null,
+    audio: null,
+  };
+
+  // --- the switch ------------------------------------------------------------------------------
+
+  function drawSwitch() {
+    toggle.setAttribute("aria-checked", String(phone.online));
+    toggle.dataset.state = phone.online ? "on" : phone.wanted ? "starting" : "off";
+    toggle.querySelector(".phone-switch-state").textContent = phone.online ? "On" : "Off";
+  }
+
+  async function switchOn({ byUser }) {
+    phone.wanted = true;
+    localStorage.setItem(STORAGE_KEY, "on");
+    unlockAudio();
+    if (!phone.mic) {
+      try {
+        phone.mic = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+      } catch (error) {
+        phone.wanted = false;
+        localStorage.setItem(STORAGE_KEY, "off");
+        drawSwitch();
+        if (byUser) toast(`The phone needs your microphone: ${error.message || error.name}`, "error");
+        return;
+      }
+    }
+    drawSwitch();
+    send({ type: "phone.online" });
+  }
+
+  function switchOff() {
+    phone.wanted = false;
+    localStorage.setItem(STORAGE_KEY, "off");
+    if (phone.call) hangUp();
+    send({ type: "phone.offline" });
+    phone.mic?.getTracks().forEach((track) => track.stop());
+    phone.mic = null;
+    phone.online = false;
+    drawSwitch();
+    say("Phone off.");
+  }
+
+  toggle.addEventListener("click", () => {
+    if (phone.wanted || phone.online) switchOff();
+    else switchOn({ byUser: true });
+  });
+
+  // --- sound -----------------------------------------------------------------------------------
+
+  // Browsers allow sound after a user gesture: the switch's click, or any click or key later.
+  function unlockAudio() {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return;
+    if (!phone.audio) phone.audio = new Context();
+    if (phone.audio.state === "suspended") phone.audio.resume();
+  }
+  document.addEventListener("pointerdown", () => phone.audio && unlockAudio());
+  document.addEventListener("keydown", () => phone.audio && unlockAudio());
+
+  // A two-tone ring (two short bursts, then a pause), made with WebAudio: no file to fetch.
+  function startRinging() {
+    stopRinging();
+    const ring = () => {
+      const audio = phone.audio;
+      if (!audio || audio.state !== "running") return;
+      const start = audio.currentTime;
+      for (const offset of [0, 0.5]) {
+        const gain = audio.createGain();
+        gain.gain.setValueAtTime(0.0001, start + offset);
+        gain.gain.exponentialRampToValueAtTime(0.18, start + offset + 0.03);
+        gain.gain.setValueAtTime(0.18, start + offset + 0.35);
+        gain.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.4);
+        gain.connect(audio.destination);
+        for (const frequency of [440, 480]) {
+          const tone = audio.createOscillator();
+          tone.frequency.value = frequency;
+          tone.connect(gain);
+          tone.start(start + offset);
+          tone.stop(start + offset + 0.42);
+        }
+      }
+    };
+    ring();
+    phone.ringer = setInterval(ring, 3000);
+  }
+
+  function stopRinging() {
+    clearInterval(phone.ringer);
+    phone.ringer = null;
+  }
+
+  function say(text) {
+    status.textContent = text;
+  }
+
+  // --- the call card ---------------------------------------------------------------------------
+
+  function who(call) {
+    return call.caller_name || call.caller || "Unknown caller";
+  }
+
+  function button(action, text, className, onClick, attrs = {}) {
+    const node = el("button", { className: `button ${className}`, text,
+                                attrs: { type: "button", "data-action": action, ...attrs } });
+    node.addEventListener("click", onClick);
+    return node;
+  }
+
+  // Redraws keep the keyboard focus on the same control.
+  function draw() {
+    const focused = box.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+    const call = phone.call;
+    box.hidden = !call;
+    if (!call) {
+      box.replaceChildren();
+      return;
+    }
+    const ringing = call.state === "ringing";
+    const labels = { ringing: "Incoming call", connecting: "Connecting…",
+                     talking: call.held ? "On hold" : "On call" };
+    const head = el("div", { className: "softphone-head" },
+      el("span", { className: `badge ${call.held ? "wrap_up" : ringing ? "ringing" : "available"}`,
+                   text: labels[call.state], attrs: { "data-testid": "call-state" } }),
+      el("span", { className: "timer softphone-timer", attrs: { role: "timer", "aria-label": "Call time" } }));
+    const caller = el("div", { className: "softphone-caller" },
+      el("strong", { className: "softphone-name", text: who(call), attrs: { id: "softphone-caller" } }),
+      call.caller_name && call.caller ? el("span", { className: "small muted", text: call.caller }) : null,
+      el("span", { className: "small muted softphone-queue", text: "" }));
+    let actions;
+    if (ringing) {
+      actions = el("div", { className: "softphone-actions two" },
+        button("answer", "Answer", "success", answer, { "aria-describedby": "softphone-caller" }),
+        button("decline", "Decline", "", decline, { "aria-describedby": "softphone-caller" }));
+    } else {
+      const talking = call.state === "talking";
+      actions = el("div", { className: "softphone-actions" },
+        button("mute", call.muted ? "Unmute" : "Mute", "", toggleMute,
+               { "aria-pressed": String(call.muted), disabled: !talking || null }),
+        button("hold", call.held ? "Resume" : "Hold", "", toggleHold,
+               { "aria-pressed": String(call.held), disabled: !talking || null }),
+        button("transfer", "Transfer", "", openTransfer,
+               { "aria-expanded": String(call.transferring), "aria-controls": "softphone-transfer",
+                 disabled: !talking || null }),
+        button("hang-up", "Hang up", "danger", hangUp, {}));
+    }
+    const parts = [head, caller, actions];
+    if (call.transferring) parts.push(transferForm());
+    box.replaceChildren(...parts);
+    if (focused) focusIn(`[data-action="${focused}"]`);
+    tick();
+  }
+
+  function transferForm() {
+    const { queues, agents } = targets();
+    const select = el("select", { attrs: { id: "softphone-transfer-target" } },
+      el("optgroup", { attrs: { label: "Queues" } },
+         ...queues.map(([id, name]) => el("option", { text: name, attrs: { value: `queue:${id}` } }))),
+      agents.length ? el("optgroup", { attrs: { label: "Agents" } },
+         ...agents.map((a) => el("option", { text: a.label, attrs: { value: `agent:${a.id}` } }))) : null);
+    const form = el("form", { className: "softphone-transfer", attrs: { id: "softphone-transfer" } },
+      el("label", { text: "Transfer to", attrs: { for: "softphone-transfer-target" } }),
+      select,
+      el("div", { className: "softphone-actions two" },
+         el("button", { className: "button primary", text: "Transfer call", attrs: { type: "submit" } }),
+         button("cancel-transfer", "Cancel", "", () => { phone.call.transferring = false; draw(); })));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      transfer(select.value);
+    });
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") { phone.call.transferring = false; draw(); }
+    });
+    return form;
+  }
+
+  function tick() {
+    const call = phone.call;
+    if (!call) return;
+    const timer = box.querySelector(".softphone-timer");
+    if (timer) timer.textContent = call.since ? duration((Date.now() - call.since) / 1000) : "";
+    const queue = box.querySelector(".softphone-queue");
+    const name = queueName(call.task_id);
+    if (queue && name) queue.textContent = `Queue: ${name}`;
+  }
+  setInterval(tick, 1000);
+
+  function focusIn(selector) {
+    box.querySelector(selector)?.focus();
+  }
+
+  // --- ringing and answering -------------------------------------------------------------------
+
+  function onRinging(frame) {
+    if (phone.call || !phone.online) {
+      send({ type: "call.decline", ring_id: frame.ring_id });
+      return;
+    }
+    phone.call = { ...frame, state: "ringing", since: null, held: false, muted: false, pc: null,
+                   busy: false, transferring: false };
+    draw();
+    startRinging();
+    focusIn('[data-action="answer"]');
+    say(`Incoming call from ${who(phone.call)}.`);
+  }
+
+  async function answer() {
+    const call = phone.call;
+    if (!call || call.state !== "ringing") return;
+    stopRinging();
+    unlockAudio();
+    call.state = "connecting";
+    draw();
+    say("Connecting…");
+    try {
+      const pc = new RTCPeerConnection({ iceServers: [], rtcpMuxPolicy: "require" });
+      call.pc = pc;
+      pc.addEventListener("track", (event) => {
+        remote.srcObject = event.streams[0] || new MediaStream([event.track]);
+        remote.play().catch(() => {});
+      });
+      pc.addEventListener("connectionstatechange", () => {
+        if (pc.connectionState === "failed" && phone.call?.pc === pc) {
+          toast("The call's audio could not connect.", "error");
+          hangUp();
+        }
+      });
+      await pc.setRemoteDescription({ type: "offer", sdp: call.sdp });
+      for (const track of phone.mic.getAudioTracks()) pc.addTrack(track, phone.mic);
+      await pc.setLocalDescription(await pc.createAnswer());
+      await gathered(pc);
+      if (phone.call !== call) return;  // cancelled meanwhile
+      send({ type: "call.answer", ring_id: call.ring_id, sdp: pc.localDescription.sdp });
+      call.state = "talking";
+      call.since = Date.now();
+      draw();
+      focusIn('[data-action="hang-up"]');
+      say(`On call with ${who(call)}.`);
+    } catch (error) {
+      toast(`The call could not be answered: ${error.message || error}`, "error");
+      send({ type: "call.decline", ring_id: call.ring_id });
+      finish("");
+    }
+  }
+
+  // Non-trickle: the answer goes out with every candidate in it.
+  function gathered(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        if (pc.iceGatheringState !== "complete") return;
+        pc.removeEventListener("icegatheringstatechange", done);
+        resolve();
+      };
+      pc.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, ICE_GATHERING_MAX_MS);
+    });
+  }
+
+  function decline() {
+    const call = phone.call;
+    if (!call) return;
+    send({ type: "call.decline", ring_id: call.ring_id });
+    finish("Call declined.");
+  }
+
+  function hangUp() {
+    const call = phone.call;
+    if (!call) return;
+    send({ type: "call.hangup", ring_id: call.ring_id });
+    finish("Call ended.");
+  }
+
+  // The call is over (either side): release the media and close the card.
+  function finish(message) {
+    const call = phone.call;
+    stopRinging();
+    if (!call) return;
+    call.pc?.close();
+    remote.srcObject = null;
+    phone.mic?.getAudioTracks().forEach((track) => { track.enabled = true; });
+    phone.call = null;
+    draw();
+    if (message) say(message);
+  }
+
+  // --- in-call controls ------------------------------------------------------------------------
+
+  function toggleMute() {
+    const call = phone.call;
+    if (!call || call.state !== "talking") return;
+    call.muted = !call.muted;
+    phone.mic?.getAudioTracks().forEach((track) => { track.enabled = !call.muted; });
+    draw();
+    say(call.muted ? "Microphone muted." : "Microphone on.");
+  }
+
+  async function control(action, body) {
+    const call = phone.call;
+    if (call.busy) return undefined;
+    call.busy = true;
+    box.setAttribute("aria-busy", "true");
+    try {
+      return await api(`/api/desk/calls/${encodeURIComponent(call.task_id)}/${action}`,
+                       { method: "POST", body });
+    } catch (error) {
+      toast(error.message || String(error), "error");
+      return undefined;
+    } finally {
+      call.busy = false;
+      box.removeAttribute("aria-busy");
+    }
+  }
+
+  async function toggleHold() {
+    const call = phone.call;
+    if (!call || call.state !== "talking") return;
+    const view = await control(call.held ? "resume" : "hold", {});
+    if (view && phone.call === call) {
+      call.held = view.on_hold;
+      draw();
+      say(call.held ? "The caller is on hold." : "The caller is back.");
+    }
+  }
+
+  function openTransfer() {
+    if (!phone.call) return;
+    phone.call.transferring = true;
+    draw();
+    focusIn("#softphone-transfer-target");
+  }
+
+  async function transfer(target) {
+    const [kind, id] = target.split(/:(.*)/s);
+    if (!id) return;
+    const done = await control("transfer", kind === "queue" ? { queue_id: id } : { agent_id: id });
+    if (done !== undefined && phone.call) {
+      toast("Call transferred.");
+      finish("Call transferred.");
+    }
+  }
+
+  // --- the socket ------------------------------------------------------------------------------
+
+  function onFrame(frame) {
+    switch (frame.type) {
+      case "phone.status":
+        phone.online = frame.online;
+        if (!frame.online && phone.wanted && frame.detail) {
+          phone.wanted = false;
+          toggle.disabled = true;
+          toggle.title = frame.detail;
+          phone.mic?.getTracks().forEach((track) => track.stop());
+          phone.mic = null;
+        }
+        drawSwitch();
+        if (frame.online) say("Phone on: calls ring here.");
+        return true;
+      case "call.ringing":
+        onRinging(frame);
+        return true;
+      case "call.cancelled":
+        if (phone.call?.ring_id === frame.ring_id) finish("The caller hung up.");
+        return true;
+      case "call.ended":
+        if (phone.call?.ring_id === frame.ring_id) {
+          toast("The call has ended.");
+          finish("Call ended.");
+        }
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // After every (re)connection: a closed socket switched the phone off on the server (and
+  // ended its calls), so say online again.
+  function onOpen() {
+    if (phone.call) finish("The call ended: the connection dropped.");
+    phone.online = false;
+    if (phone.wanted) switchOn({ byUser: false });
+    drawSwitch();
+  }
+
+  drawSwitch();
+  return { onFrame, onOpen };
+}

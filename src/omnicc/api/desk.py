@@ -195,7 +195,8 @@ async def conversation_view(request: Request, runtime: TenantRuntime, conversati
         contacts = await Contacts(session, tenant_id).of_conversation(conversation_id)
         open_chat = runtime.chats.find_chat(conversation_id)
         if agent_id is not None and agent_id not in {c.agent_id for c in contacts} and (
-                open_chat is None or not runtime.chats.involves(open_chat, agent_id)):
+                open_chat is None or not runtime.chats.involves(open_chat, agent_id)) and (
+                not await takes_call(session, runtime, conversation_id, agent_id)):
             raise NotFound(f"conversation {conversation_id} not found")
         messages = await Messages(session, tenant_id).history(conversation_id)
         files = await attachments_of(session, tenant_id, messages)
@@ -253,6 +254,21 @@ async def conversation_view(request: Request, runtime: TenantRuntime, conversati
 
 # --- calls in the conversation view: the call detail records of voice contacts ----------------
 
+async def takes_call(session: AsyncSession, runtime: TenantRuntime, conversation_id: str,
+                     agent_id: str) -> bool:
+    """Whether the agent has or had a call of this conversation: its task is theirs now, or
+    its call detail record names them (a voice contact does not name its agent)."""
+    engine = runtime.routing.engine
+    if any(engine.task(task_id).conversation_id == conversation_id
+           for task_id in engine.agent_figures(agent_id).task_ids):
+        return True
+    found = await session.scalar(
+        select(CallRecord.id).where(CallRecord.tenant_id == runtime.tenant_id,
+                                    CallRecord.conversation_id == conversation_id,
+                                    CallRecord.agent_id == agent_id).limit(1))
+    return found is not None
+
+
 def call_view(record: CallRecord, *, queues: Mapping[str, str], agents: Mapping[str, str],
               audible: bool) -> dict[str, Any]:
     """One call as the history shows it; `recording_url` only for those who may hear it."""
@@ -303,6 +319,7 @@ async def call_details(session: AsyncSession, tenant_id: str, conversation_id: s
     for entry in past:
         if entry["contact_id"] in by_contact:
             entry["call"] = by_contact[entry["contact_id"]]
+            entry["agent_id"] = entry["agent_id"] or entry["call"]["agent_id"]
     return [view(r) for r in records if r.conversation_id == conversation_id]
 
 

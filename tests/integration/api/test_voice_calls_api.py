@@ -112,7 +112,7 @@ class Call:
 async def _call(center: Center, *, agent: str | None = "alice", number: str = "+358401234567",
                 started_at: datetime | None = None, recording: str | None = None,
                 customer_id: str | None = None, seeded: Seeded | None = None,
-                outcome: str = "answered") -> Call:
+                outcome: str = "answered", contact_names_agent: bool = True) -> Call:
     """A finished inbound call as the call controller leaves it: a voice contact in its own
     conversation and its call detail record."""
     seeded = seeded or center.acme
@@ -127,7 +127,8 @@ async def _call(center: Center, *, agent: str | None = "alice", number: str = "+
             customer_id=customer_id, status="closed", created_at=at))
         contact = await Contacts(session, tenant_id).add(Contact(
             conversation_id=conversation.id, customer_id=customer_id, channel="voice",
-            queue_id=seeded.queues["support"], agent_id=agent_id, started_at=at,
+            queue_id=seeded.queues["support"],
+            agent_id=agent_id if contact_names_agent else None, started_at=at,
             ended_at=at + timedelta(seconds=95), attributes={"call_id": "sip-1"}))
         record = await CallRecords(session, tenant_id).add(CallRecord(
             call_id=f"sip-{contact.id}", contact_id=contact.id,
@@ -360,6 +361,33 @@ async def test_the_conversation_view_shows_the_call_and_past_calls_with_their_fi
     assert his["calls"][0]["recording_url"] == f"/api/recordings/{earlier.record_id}"
     current = _call_of(his, call.contact_id)
     assert current is not None and current["recording_url"] is None
+
+
+async def test_an_agent_sees_the_call_they_take_and_took(center: Center) -> None:
+    """The voice contact does not name its agent: the live task and the call record do."""
+    runtime = await center.app.state.center.tenant(center.acme.tenant_id)
+    caller = await runtime.voice.identify_caller("+358404444444", "Live Caller")
+    live = await runtime.voice.enqueue(caller, queue_id=center.acme.queues["support"],
+                                       call_id="live")
+    alice, bob = await center.user("alice"), await center.user("bob")
+    path = f"/api/desk/conversations/{live.conversation_id}"
+    assert (await alice.get(path)).status_code == 404  # still waiting: nobody's yet
+    await _ok(await alice.put("/api/desk/status", json={"status": "available"}))
+    engine = runtime.routing.engine
+    await _eventually(lambda: engine.task(live.task_id).phase is TaskPhase.OFFERED)
+    (offer_id,) = engine.task(live.task_id).offers
+    assert await runtime.voice.accept(offer_id)
+    view = await _ok(await alice.get(path))
+    assert view["customer"]["name"] == "Live Caller" and view["calls"] == []
+    assert (await bob.get(path)).status_code == 404
+    await runtime.voice.hung_up(live, side="caller")
+
+    took = await _call(center, contact_names_agent=False)
+    view = await _ok(await alice.get(f"/api/desk/conversations/{took.conversation_id}"))
+    assert view["calls"][0]["agent"] == "Alice"
+    (contact,) = view["contacts"]
+    assert contact["agent_id"] == center.acme.agents["alice"]
+    assert (await bob.get(f"/api/desk/conversations/{took.conversation_id}")).status_code == 404
 
 
 async def test_a_chat_conversation_has_no_calls(center: Center) -> None:

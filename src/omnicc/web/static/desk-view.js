@@ -2,6 +2,7 @@
 // textContent, so nothing a customer types can become markup.
 
 import { attachmentLink } from "/static/attachments.js";
+import { callSummary } from "/static/desk-call-details.js";
 
 export function el(tag, { className, text, attrs } = {}, ...children) {
   const node = document.createElement(tag);
@@ -105,7 +106,8 @@ export function customerPanel(view, { agentNames, codeLabels, currentContactId }
     facts.append(...fact(humanize(identity.kind), identity.value));
   }
   for (const [key, value] of Object.entries(attributes)) {
-    if (key !== "email" && (typeof value === "string" || typeof value === "number")) {
+    const shown = (customer.identities || []).some((i) => i.kind === key && i.value === String(value));
+    if (key !== "email" && !shown && (typeof value === "string" || typeof value === "number")) {
       facts.append(...fact(humanize(key), String(value)));
     }
   }
@@ -121,7 +123,7 @@ export function customerPanel(view, { agentNames, codeLabels, currentContactId }
     const current = contact.contact_id === currentContactId;
     const badges = el("div", { className: "contact-badges" },
       el("span", { className: "badge", text: humanize(contact.channel) }));
-    if (current) badges.append(el("span", { className: "badge available", text: "This chat" }));
+    if (current) badges.append(el("span", { className: "badge available", text: contact.channel === "voice" ? "This call" : "This chat" }));
     if (contact.disposition) {
       badges.append(el("span", { className: "badge",
                                  text: codeLabels.get(contact.disposition) || contact.disposition,
@@ -138,6 +140,7 @@ export function customerPanel(view, { agentNames, codeLabels, currentContactId }
       el("p", { className: "contact-when", text: dateTime(contact.started_at) }),
       el("p", { className: "small", text: [contact.queue, contact.topic].filter(Boolean).join(" · ") || "No topic" }),
       el("p", { className: "small muted", text: who }),
+      contact.call ? callSummary(contact.call) : null,
       badges));
   }
   box.append(list);

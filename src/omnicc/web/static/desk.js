@@ -8,6 +8,7 @@ import { RULES_PATH, uploadAttachment } from "/static/attachments.js";
 import { askNotifications, chime, notificationsWanted, notify, unlockSound } from "/static/desk-alerts.js";
 import { customerPanel, dividerItem, duration, el, humanize, messageItem } from "/static/desk-view.js";
 import { mountSoftphone } from "/static/softphone.js";
+import { showCallDetails } from "/static/desk-call-details.js";
 
 const $ = (id) => document.getElementById(id);
 const MAIN_STATUSES = ["available", "break", "offline"];
@@ -269,6 +270,7 @@ function drawConversation() {
   $("wrap-up").hidden = !wrapping;
   $("history-button").hidden = !view?.customer || entry.history !== null;
   drawMessages(entry);
+  showCallDetails($("conversation"), view);
   drawTyping();
   if (wrapping) drawDisposition(task);
   $("customer").replaceChildren(view ? customerPanel(view, {

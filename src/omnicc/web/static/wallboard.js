@@ -11,6 +11,7 @@ import {
 } from "/static/wallboard-format.js";
 import { ReassignDialog, SkillsDialog } from "/static/wallboard-dialogs.js";
 import { WatchPanel } from "/static/wallboard-watch.js";
+import { CallsBoard } from "/static/wallboard-calls.js";
 
 const PRESENCE_ORDER = ["available", "busy", "wrap_up", "break", "no_answer"];
 
@@ -334,6 +335,7 @@ function takeBoard(frame) {
   drawQueues();
   drawAgents();
   drawConversations();
+  calls.draw(frame, names, (queueId) => queueTiles.get(queueId)?.article);
 }
 
 // Between frames (or while reconnecting) the clocks keep moving.
@@ -352,6 +354,7 @@ function tick() {
     const row = conversationRows.get(conversation.conversation_id);
     if (row) row.time.textContent = conversationTime(conversation);
   }
+  calls.tick(elapsed());
 }
 
 function showConnection(state) {
@@ -373,6 +376,7 @@ const socket = liveSocket("/api/supervisor/ws", {
 const watch = new WatchPanel(socket, { onClose: () => drawConversations() });
 const skillsDialog = new SkillsDialog();
 const reassignDialog = new ReassignDialog();
+const calls = new CallsBoard(document.querySelector(".wb-tables"));
 
 setInterval(tick, 1000);
 currentUser().catch((error) => toast(error.message, "error"));

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,17 @@ WAIT_S = 20.0
 
 
 def voice_of(server: LiveServer) -> VoiceService:
+    """The server's voice service, once it listens (with an external database it starts
+    after the server, when the database is reachable)."""
     voice: VoiceService = server.server.config.app.state.voice
-    return voice
+    for _ in range(int(WAIT_S / 0.05)):
+        try:
+            voice.stack.udp  # noqa: B018 - raises until the stack listens
+        except ValueError:
+            time.sleep(0.05)
+            continue
+        return voice
+    raise AssertionError("the voice service never started")
 
 
 @pytest.fixture

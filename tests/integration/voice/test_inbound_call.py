@@ -11,6 +11,7 @@ import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,14 @@ from omnicc.channels.voice.sip.stack import SipStack
 from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.core.model import TaskPhase
 from omnicc.store.database import Database
-from omnicc.store.repositories import CallRecords, Contacts, IvrFlows, SipAccounts, VoiceNumbers
+from omnicc.store.repositories import (
+    CallRecords,
+    Contacts,
+    IvrFlows,
+    Queues,
+    SipAccounts,
+    VoiceNumbers,
+)
 from omnicc.store.tables import IvrFlow, VoiceNumber
 from tests.integration.api.live import Seeded, seed
 from tests.integration.voice.peers import Baresip
@@ -336,3 +344,58 @@ async def test_a_lost_agent_phone_puts_the_caller_back_in_line_for_the_next_agen
         record = (await CallRecords(session, seeded.tenant_id).list_all())[0]
     assert record.agent_id == bob and record.details["lost_agents"] == 1
     assert record.hangup_side == "caller"
+
+
+async def test_an_unanswered_phone_passes_the_caller_to_the_next_agent(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice, bob = seeded.agents["alice"], seeded.agents["bob"]
+    async with exchange.database.session() as session:
+        await SipAccounts(session, seeded.tenant_id).set_password(bob, "bob", "acme",
+                                                                  PHONE_PASSWORD)
+        queue = await Queues(session, seeded.tenant_id).get(seeded.queues["support"])
+        queue.config = {**queue.config, "offer_timeout_s": 2.0}
+        await Queues(session, seeded.tenant_id).save(queue)
+    runtime = await exchange.center.tenant(seeded.tenant_id)
+    await runtime.routing.reload()
+    spoken: list[str] = []
+    speak = voice.tts.speak
+
+    async def listening_speak(text: str, **options: Any) -> Path:
+        spoken.append(text)
+        return await speak(text, **options)
+
+    voice.tts.speak = listening_speak  # type: ignore[method-assign]
+    voice.announce_every_s = 1.0
+    phones = [Baresip(exchange.workdir / "alice", user="alice", password=PHONE_PASSWORD,
+                      registrar=("127.0.0.1", voice.stack.udp.port), auto_answer=False),
+              Baresip(exchange.workdir / "bob", user="bob", password=PHONE_PASSWORD,
+                      registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=660)]
+    caller = Caller(exchange)
+    try:
+        for phone in phones:
+            await phone.start()
+            await registered(voice, phone.user)
+        await caller.call("1000")
+        await caller.press("1")
+        # Nobody is available: the caller waits and is told their place in line.
+        await wait_until(lambda: any(t.startswith("You are number 1 in line") for t in spoken),
+                         "a position announcement")
+        # alice has waited longest, so she is offered the call first; she does not answer.
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        await asyncio.sleep(0.05)
+        await runtime.routing.run(lambda engine: engine.set_status(bob, "available"))
+        await phones[0].wait_for("CALL_INCOMING")
+        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
+                         "bob to answer after alice's offer timed out")
+        call = next(iter(voice.calls.values()))
+        assert call.agent_id == bob
+        await phones[0].wait_for("CALL_CLOSED")  # alice's phone stopped ringing (CANCEL)
+        assert tone_share(await caller.heard(1.0), 660) > 0.5
+        await caller.hang_up()
+    finally:
+        await caller.close()
+        for phone in phones:
+            await phone.stop()
+    engine = runtime.routing.engine
+    assert engine.agent(alice).missed_offers == 1

@@ -229,13 +229,16 @@ class InboundCall:
                 return
             try:
                 position = engine.task_position(self.contact.task_id)
-            except (Conflict, NotFound):
-                continue
-            text = f"You are number {position.position} in line."
-            if position.ewt_s is not None and position.ewt_s >= 60:
-                minutes = round(position.ewt_s / 60)
-                unit = "minute" if minutes == 1 else "minutes"
-                text += f" Your expected wait is about {minutes} {unit}."
+            except Conflict:  # offered to an agent right now: out of line, first to be served
+                text = "Please hold, we are connecting you."
+            except NotFound:
+                return
+            else:
+                text = f"You are number {position.position} in line."
+                if position.ewt_s is not None and position.ewt_s >= 60:
+                    minutes = round(position.ewt_s / 60)
+                    unit = "minute" if minutes == 1 else "minutes"
+                    text += f" Your expected wait is about {minutes} {unit}."
             try:
                 await self.play(Prompt(text=text), interruptible=False)
             except CallEnded:

@@ -428,6 +428,8 @@ async def test_supervisors_read_call_records_of_their_tenant(center: Center) -> 
     listed = await _ok(await c.get("/api/admin/voice/call-records"))
     assert [r["call_id"] for r in listed] == ["call-2", "call-1", "call-0"]
     assert listed[0]["has_recording"] and "recording_path" not in listed[0]
+    assert listed[0]["recording_url"] == f"/api/recordings/{listed[0]['id']}"
+    assert listed[1]["recording_url"] is None
     assert listed[2]["ivr_path"] == [{"node": "menu", "kind": "menu", "input": "0"}]
     mine = await _ok(await c.get("/api/admin/voice/call-records",
                                  params={"customer_id": customer.id, "limit": 1}))

@@ -26,6 +26,7 @@ from omnicc.api.auth import require_permission
 from omnicc.api.problems import ProblemResponse, problem, problem_type
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
+from omnicc.app.recordings import recording_url
 from omnicc.channels.voice.ivr import Flow, InvalidFlow, reference_problems
 from omnicc.channels.voice.ivr.configuration import flows_using
 from omnicc.core.errors import InvalidConfiguration
@@ -523,6 +524,7 @@ class CallRecordOut(BaseModel):
     hangup_side: str | None
     outcome: str
     has_recording: bool
+    recording_url: str | None = Field(description="Where to play the recording (WAV).")
     details: dict[str, Any]
 
 
@@ -535,7 +537,8 @@ def _record_out(row: CallRecord) -> CallRecordOut:
         agent_id=row.agent_id, started_at=row.started_at, answered_at=row.answered_at,
         ended_at=row.ended_at, queue_s=row.queue_s, talk_s=row.talk_s, hold_s=row.hold_s,
         transfers=row.transfers, hangup_side=row.hangup_side, outcome=row.outcome,
-        has_recording=row.recording_path is not None, details=dict(row.details))
+        has_recording=row.recording_path is not None, recording_url=recording_url(row),
+        details=dict(row.details))
 
 
 def _utc(moment: datetime | None) -> datetime | None:

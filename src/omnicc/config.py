@@ -74,6 +74,20 @@ class Settings(BaseSettings):
         default="30000-30999", pattern=r"^\d{2,5}-\d{2,5}$",
         description="UDP port range of the embedded rtpengine's media.",
     )
+    sip_trunk: str = Field(
+        default="",
+        description="Carrier trunk for outbound calls, sip:user@host:port;transport=udp; "
+        "empty: no outbound calls.",
+    )
+    sip_trunk_password: SecretStr = Field(
+        default=SecretStr(""), description="The trunk's digest password."
+    )
+    sip_trunk_register: bool = Field(
+        default=False, description="REGISTER to the trunk (carriers that need a registration)."
+    )
+    phone_region: str = Field(
+        default="", description="Region (ISO 3166, e.g. FI) of numbers dialled without +."
+    )
     recording_retention_days: int = Field(
         default=90, ge=0, description="Days call recordings are kept; 0 keeps them forever."
     )

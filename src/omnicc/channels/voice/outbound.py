@@ -1,0 +1,556 @@
+"""Outbound calls, agent first: the agent's phone rings, then the customer is dialled.
+
+Contact centers dial this way so that no customer answers to silence: the agent is on the line
+(hearing the carrier's ringback or early media) before the customer's phone rings.
+
+    INVITE (no SDP) -> agent's phone; its 200 carries the agent's offer, our ACK the answer
+    -> rtpengine: the agent is the call's first leg (`MediaCall.caller_offer`), on OmniCC's sink
+    -> INVITE to the number through the trunk with the SDP of `MediaCall.offer_to("customer")`
+    -> 183 with SDP: `answered_by` at once, the agent hears the carrier's ringback
+       (the desk shows the progress: OmniCC plays no ringback of its own, because phones drop
+       the carrier's stream after a stream rtpengine played, see docs/voice.md)
+    -> 200: connected; busy / no answer / failure: the agent is told (spoken), the leg ends
+    -> either side hangs up: BYE to the other
+
+Why a late offer to the agent: `MediaCall` keeps its first leg's port for the whole call and
+connects every other party behind it, which needs that leg's *offer*. The agent's phone gives
+one in its 200 when the INVITE has none (RFC 3261 §13.2.1), so rtpengine never needs a
+placeholder. SIP desk phones and baresip answer such INVITEs; the desk's browser softphone
+signals offer/answer the other way round and is not rung for outbound calls yet.
+
+Each call writes a call record (direction "outbound") and, unless the caller of this module
+already has one (a callback's task), a voice contact in a new conversation, so the call is in
+the customer's history. Progress goes to the agent's desk as `call.outbound` notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from omnicc.app.voice import VOICE, VoiceContact
+from omnicc.bus import Notice
+from omnicc.channels.voice.devices import SipPhone, agent_topic
+from omnicc.channels.voice.media.bridge import MediaCall
+from omnicc.channels.voice.sip.dialog import Dialog
+from omnicc.channels.voice.sip.message import SipResponse
+from omnicc.channels.voice.sip.stack import IncomingRequest, OutgoingInvite
+from omnicc.channels.voice.sip.transaction import TransactionError
+from omnicc.channels.voice.trunk import InvalidNumber, Trunk
+from omnicc.core.errors import NotFound
+from omnicc.store.repositories import CallRecords, Contacts, Conversations, VoiceNumbers
+from omnicc.store.tables import CallRecord, Contact, Conversation
+
+if TYPE_CHECKING:
+    from omnicc.app.runtime import TenantRuntime
+    from omnicc.channels.voice.service import VoiceService
+
+log = logging.getLogger("omnicc.voice.outbound")
+
+SDP = "application/sdp"
+AGENT_TAG = "agent"
+CUSTOMER_TAG = "customer"
+AGENT_RING_TIMEOUT_S = 30.0
+NOTICE = "call.outbound"
+
+BUSY = frozenset({486, 600})
+NO_ANSWER = frozenset({408, 480, 487})
+FAILURE_WORDS = {
+    "busy": "The number is busy.",
+    "no_answer": "There is no answer.",
+    "failed": "The call could not be connected.",
+    "invalid_number": "That number cannot be dialled.",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def outcome_of(status: int) -> str:
+    """A final SIP status of the customer's leg as the call record's outcome."""
+    if 200 <= status < 300:
+        return "answered"
+    if status in BUSY:
+        return "busy"
+    if status in NO_ANSWER:
+        return "no_answer"
+    return "failed"
+
+
+@dataclass(slots=True)
+class DialResult:
+    """How an outbound call went.
+
+    `outcome`: answered, busy, no_answer, failed, invalid_number (nothing was dialled),
+    agent_unavailable (the agent's phone did not answer or cannot take the call), cancelled
+    (the agent hung up before the customer answered, or the offer was withdrawn)."""
+
+    outcome: str
+    record_id: str
+    sip_status: int | None = None
+    reason: str = ""
+    agent_answered: bool = False
+    hangup_side: str | None = None
+    talk_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Figures:
+    started_at: datetime = field(default_factory=_now)
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class OutboundCall:
+    """One agent-first call to a number through the trunk.
+
+    `contact`: the voice contact the call belongs to (a callback's); None opens one.
+    `label`: what the agent's phone shows while it rings ("Call to <number>" by default).
+    `on_agent_answer`: asked once the agent answered, before the customer is dialled; False
+    (the offer behind the call is gone) hangs up on the agent.
+    `withdrawn`: set by the owner to stop ringing the agent (the offer timed out).
+    """
+
+    def __init__(self, service: VoiceService, runtime: TenantRuntime, trunk: Trunk, *,
+                 agent_id: str, number: str, queue_id: str | None,
+                 contact: VoiceContact | None = None, label: str = "",
+                 on_agent_answer: Callable[[], Awaitable[bool]] | None = None,
+                 withdrawn: asyncio.Event | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        self.service = service
+        self.runtime = runtime
+        self.trunk = trunk
+        self.agent_id = agent_id
+        self.raw_number = number
+        self.number = number
+        self.queue_id = queue_id
+        self.contact = contact
+        self.label = label
+        self.on_agent_answer = on_agent_answer
+        self.withdrawn = withdrawn or asyncio.Event()
+        self.details = dict(details or {})
+        self.call_id = f"{uuid.uuid4().hex}@{service.host}"
+        self.record_id = uuid.uuid4().hex
+        self.media = MediaCall(service.media_client, self.call_id, sink_host=service.host)
+        self.agent_dialog: Dialog | None = None
+        self.customer_dialog: Dialog | None = None
+        self.customer_invite: OutgoingInvite | None = None
+        self.customer_id: str | None = contact.customer_id if contact else None
+        self.caller_id = ""
+        self.number_id: str | None = None
+        self.connected = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.figures = _Figures()
+        self.result = DialResult("failed", self.record_id)
+        self._agent_answer_sdp = b""
+        self._customer_offer_sdp = b""
+        self._own_contact = contact is None
+
+    # --- the call's life ------------------------------------------------------------------------
+
+    async def run(self) -> DialResult:
+        """Ring the agent, dial the customer, carry the call until one side hangs up."""
+        try:
+            await self._dial()
+        except Exception as error:
+            log.exception("voice: outbound call %s failed", self.call_id)
+            self._finish("failed", reason=str(error) or type(error).__name__, side="system")
+        finally:
+            await self._tear_down()
+        return self.result
+
+    async def hang_up(self) -> None:
+        """The agent ends the call from the desk."""
+        self.withdrawn.set()
+        self._finish(self.result.outcome if self.connected.is_set() else "cancelled",
+                     side="agent")
+
+    async def _dial(self) -> None:
+        try:
+            self.number = self.trunk.dialable(self.raw_number)
+        except InvalidNumber as error:
+            self._finish("invalid_number", reason=str(error), side="system")
+            await self._write_record()
+            return
+        await self._prepare()
+        if not await self._ring_agent():
+            return
+        self._tell("dialling")
+        await self._call_customer()
+        if self.connected.is_set():
+            await self._converse()
+        elif self.result.outcome != "cancelled":
+            await self._tell_agent_why()
+
+    async def _prepare(self) -> None:
+        """Caller ID, customer, contact and the call record, before anything rings."""
+        async with self.service.database.session() as session:
+            shown = await VoiceNumbers(session, self.runtime.tenant_id).caller_id_for(
+                self.queue_id)
+        if shown is not None:
+            self.caller_id, self.number_id = shown.number, shown.id
+        if self.customer_id is None:
+            customer = await self.runtime.voice.identify_caller(self.number)
+            self.customer_id = customer.id
+        if self.contact is None:
+            self.contact = await self._open_contact()
+        await self._write_record()
+
+    # --- the agent's leg -------------------------------------------------------------------------
+
+    async def _ring_agent(self) -> bool:
+        """Ring the agent with an INVITE without SDP; True when answered and media is up."""
+        device = await self.service.agent_device(self.runtime, self.agent_id)
+        if not isinstance(device, SipPhone):
+            reason = ("the agent has no registered phone" if device is None else
+                      "the browser softphone cannot take outbound calls yet")
+            self._finish("agent_unavailable", reason=reason, side="system")
+            return False
+        label = self.label or f"Call to {self.number}"
+        request = device.stack.request(
+            "INVITE", device.contact, to=device.peer, from_uri=f"sip:{self.number}@"
+            f"{device.stack.host}", from_display=label, to_uri=device.aor,
+            call_id=self.call_id, headers={"X-OmniCC-Outbound": self.record_id})
+        invite = device.stack.invite(request, device.peer, auto_ack=False)
+        final = await self._final_or_stop(invite, AGENT_RING_TIMEOUT_S, self.withdrawn)
+        if final is None or not 200 <= final.status < 300 or invite.dialog is None:
+            status = final.status if final is not None else None
+            self.details["agent_sip_status"] = status
+            self._finish("cancelled" if self.withdrawn.is_set() else "agent_unavailable",
+                         reason=f"the agent's phone answered {status}" if status else
+                         "the agent's phone did not answer", side="system")
+            return False
+        dialog = invite.dialog
+        self.agent_dialog = dialog
+        dialog.on_request = self._from_agent
+        if not final.body:
+            dialog.send_ack(final.cseq.number)
+            self._finish("failed", reason="the agent's phone answered without SDP",
+                         side="system")
+            return False
+        offer = one_codec(final.body.decode(errors="replace"), self.trunk.config.codecs)
+        await self.media.caller_offer(offer, final.to.tag or AGENT_TAG)
+        answer = await self.media.answer_caller_with_sink()
+        self._agent_answer_sdp = answer.encode()
+        dialog.send_ack(final.cseq.number, body=self._agent_answer_sdp, content_type=SDP)
+        self.result.agent_answered = True
+        if self.on_agent_answer is not None and not await self.on_agent_answer():
+            self._finish("cancelled", reason="the offer was withdrawn", side="system")
+            return False
+        if dialog.terminated.is_set():
+            self._finish("cancelled", side="agent")
+            return False
+        return True
+
+    async def _from_agent(self, incoming: IncomingRequest) -> None:
+        if incoming.method == "INVITE":
+            # A session refresh or the phone's own hold: the media path stays as it is.
+            await incoming.respond(200, body=self._agent_answer_sdp, content_type=SDP)
+
+    # --- the customer's leg ----------------------------------------------------------------------
+
+    async def _call_customer(self) -> None:
+        offer = await self.media.offer_to(CUSTOMER_TAG)
+        self._customer_offer_sdp = offer.encode()
+        invite = self.trunk.invite(self.number, caller_id=self.caller_id, sdp=offer)
+        self.customer_invite = invite
+        assert self.agent_dialog is not None
+        early: bytes | None = None
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(self._stop_when_agent_leaves(stop))
+        try:
+            async with asyncio.timeout(self.trunk.config.ring_timeout_s):
+                async for response in _responses_until(invite, stop):
+                    if response.status < 200:
+                        if response.body and early is None and response.status > 100:
+                            early = response.body
+                            await self.media.answered_by(CUSTOMER_TAG, early.decode())
+                            self._tell("early_media")
+                        continue
+                    await self._customer_answered(invite, response, early)
+                    return
+        except TimeoutError:
+            await invite.cancel()
+            self._finish("no_answer", status=408, reason="no answer", side="system")
+            return
+        except TransactionError as error:
+            self._finish("failed", reason=str(error), side="system")
+            return
+        finally:
+            watcher.cancel()
+        if self.agent_dialog.terminated.is_set():
+            await invite.cancel()
+            self._finish("cancelled", reason="the agent hung up", side="agent")
+
+    async def _stop_when_agent_leaves(self, stop: asyncio.Event) -> None:
+        assert self.agent_dialog is not None
+        agent_gone = asyncio.ensure_future(self.agent_dialog.terminated.wait())
+        ended = asyncio.ensure_future(self.ended.wait())
+        try:
+            await asyncio.wait({agent_gone, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            agent_gone.cancel()
+            ended.cancel()
+        stop.set()
+
+    async def _customer_answered(self, invite: OutgoingInvite, response: SipResponse,
+                                 early: bytes | None) -> None:
+        if not 200 <= response.status < 300:
+            self._finish(outcome_of(response.status), status=response.status,
+                         reason=f"{response.status} {response.reason}", side="system")
+            return
+        self.customer_dialog = invite.dialog
+        if self.customer_dialog is not None:
+            self.customer_dialog.on_request = self._from_customer
+        if response.body and response.body != early:
+            if early is not None:
+                await self.media.offer_to(CUSTOMER_TAG)
+            await self.media.answered_by(CUSTOMER_TAG, response.body.decode())
+        elif early is None:
+            self._finish("failed", status=response.status,
+                         reason="the customer's 200 had no SDP", side="system")
+            return
+        self.figures.answered_at = _now()
+        self.result.sip_status = response.status
+        self.result.outcome = "answered"
+        self.connected.set()
+        self._tell("answered")
+        await self._write_record()
+
+    async def _from_customer(self, incoming: IncomingRequest) -> None:
+        if incoming.method == "INVITE":
+            await incoming.respond(200, body=self._customer_offer_sdp, content_type=SDP)
+
+    async def _converse(self) -> None:
+        assert self.agent_dialog is not None and self.customer_dialog is not None
+        waits = {
+            asyncio.ensure_future(self.agent_dialog.terminated.wait()): "agent",
+            asyncio.ensure_future(self.customer_dialog.terminated.wait()): "caller",
+            asyncio.ensure_future(self.ended.wait()): "",
+        }
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        side = next((waits[w] for w in done if waits[w]), "")
+        if side:
+            self._finish("answered", status=self.result.sip_status, side=side)
+
+    async def _tell_agent_why(self) -> None:
+        """The customer was not reached: the agent hears why, then the leg ends."""
+        self._tell("failed")
+        dialog = self.agent_dialog
+        if dialog is None or dialog.terminated.is_set():
+            return
+        words = FAILURE_WORDS.get(self.result.outcome, FAILURE_WORDS["failed"])
+        with contextlib.suppress(Exception):
+            path = await self.service.tts.speak(words)
+            duration_ms = await self.media.play(path)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(dialog.terminated.wait(),
+                                       (duration_ms or 2000) / 1000 + 0.5)
+
+    # --- ending --------------------------------------------------------------------------------
+
+    def _finish(self, outcome: str, *, status: int | None = None, reason: str = "",
+                side: str | None = None) -> None:
+        if self.ended.is_set():
+            return
+        self.result.outcome = outcome
+        if status is not None:
+            self.result.sip_status = status
+        self.result.reason = reason
+        self.result.hangup_side = side
+        self.ended.set()
+
+    async def _tear_down(self) -> None:
+        self.figures.ended_at = _now()
+        if self.figures.answered_at is not None:
+            self.result.talk_s = max(0.0, (self.figures.ended_at
+                                           - self.figures.answered_at).total_seconds())
+        side = self.result.hangup_side
+        invite = self.customer_invite
+        if invite is not None and not invite.done:
+            with contextlib.suppress(Exception):
+                await invite.cancel()
+        for dialog, own_side in ((self.customer_dialog, "caller"), (self.agent_dialog, "agent")):
+            if dialog is not None and side != own_side:
+                with contextlib.suppress(Exception):
+                    await dialog.bye()
+        if self.result.outcome != "invalid_number":
+            self._tell("ended")
+        with contextlib.suppress(Exception):
+            await self._write_record()
+        if self._own_contact and self.contact is not None:
+            with contextlib.suppress(Exception):
+                await self._close_contact()
+        with contextlib.suppress(Exception):
+            await self.media.delete()
+
+    # --- rows ----------------------------------------------------------------------------------
+
+    async def _open_contact(self) -> VoiceContact:
+        assert self.customer_id is not None
+        at = _now()
+        conversation_id, contact_id = uuid.uuid4().hex, uuid.uuid4().hex
+        async with self.service.database.session() as session:
+            await Conversations(session, self.runtime.tenant_id).add(Conversation(
+                id=conversation_id, customer_id=self.customer_id,
+                subject=f"Call to {self.number}", created_at=at))
+            await Contacts(session, self.runtime.tenant_id).add(Contact(
+                id=contact_id, conversation_id=conversation_id, customer_id=self.customer_id,
+                channel=VOICE, direction="outbound", queue_id=self.queue_id,
+                agent_id=self.agent_id, started_at=at,
+                attributes={"call_id": self.call_id, "number": self.number}))
+        return VoiceContact(conversation_id=conversation_id, contact_id=contact_id,
+                            customer_id=self.customer_id, task_id="",
+                            queue_id=self.queue_id or "")
+
+    async def _close_contact(self) -> None:
+        assert self.contact is not None
+        at = _now()
+        async with self.service.database.session() as session:
+            contacts = Contacts(session, self.runtime.tenant_id)
+            row = await contacts.get(self.contact.contact_id)
+            if row.ended_at is None:
+                row.ended_at = at
+                row.attributes = {**row.attributes, "outcome": self.result.outcome,
+                                  "hangup_side": self.result.hangup_side or "system"}
+                await contacts.save(row)
+            conversations = Conversations(session, self.runtime.tenant_id)
+            conversation = await conversations.get(self.contact.conversation_id)
+            if conversation.status == "open":
+                conversation.status, conversation.closed_at = "closed", at
+                await conversations.save(conversation)
+
+    async def _write_record(self) -> None:
+        figures, result = self.figures, self.result
+        async with self.service.database.session() as session:
+            records = CallRecords(session, self.runtime.tenant_id)
+            try:
+                row = await records.get(self.record_id)
+            except NotFound:
+                row = CallRecord(id=self.record_id, call_id=self.call_id, direction="outbound",
+                                 started_at=figures.started_at)
+            row.from_number = self.caller_id
+            row.to_number = self.number
+            row.number_id = self.number_id
+            row.contact_id = self.contact.contact_id if self.contact else None
+            row.conversation_id = self.contact.conversation_id if self.contact else None
+            row.customer_id = self.customer_id
+            row.queue_id = self.queue_id
+            row.agent_id = self.agent_id
+            row.answered_at = figures.answered_at
+            row.ended_at = figures.ended_at
+            row.talk_s = round(result.talk_s, 3)
+            row.hangup_side = result.hangup_side if figures.ended_at else None
+            row.outcome = result.outcome if self.ended.is_set() else (
+                "answered" if self.connected.is_set() else "in_progress")
+            row.details = {**(row.details or {}), **self.details, "sip_status": result.sip_status,
+                           "reason": result.reason}
+            await records.add(row)
+
+    def _tell(self, state: str) -> None:
+        """Progress for the agent's desk."""
+        self.service.center.bus.publish(self.runtime.tenant_id, [agent_topic(self.agent_id)],
+                                        Notice(NOTICE, {
+                                            "record_id": self.record_id, "state": state,
+                                            "number": self.number,
+                                            "outcome": self.result.outcome,
+                                            "sip_status": self.result.sip_status,
+                                            "reason": self.result.reason,
+                                        }))
+
+    async def _final_or_stop(self, invite: OutgoingInvite, timeout_s: float,
+                             stop: asyncio.Event) -> SipResponse | None:
+        """The INVITE's final response; on timeout or `stop` it is cancelled (None, or the
+        2xx that won the race - then the stack hangs that leg up)."""
+        final = asyncio.ensure_future(invite.final())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait({final, stopped}, timeout=timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if final in done:
+            try:
+                return final.result()
+            except TransactionError:
+                return None
+        final.cancel()
+        with contextlib.suppress(Exception):
+            await invite.cancel()
+        return None
+
+
+async def _responses_until(invite: OutgoingInvite,
+                           stop: asyncio.Event) -> AsyncIterator[SipResponse]:
+    """The INVITE's responses until its final one, or until `stop` is set."""
+    responses = invite.responses()
+    while True:
+        following = asyncio.ensure_future(anext(responses))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait({following, stopped},
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            following.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if following not in done:
+            following.cancel()
+            return
+        try:
+            response = following.result()
+        except StopAsyncIteration:
+            return
+        yield response
+        if response.status >= 200:
+            return
+
+
+def one_codec(sdp: str, preferred: tuple[str, ...]) -> str:
+    """The agent's offer narrowed to the first of `preferred` it has (and telephone-event).
+
+    rtpengine relays the codec the customer's side answers, without transcoding; the agent's
+    side is answered first, by OmniCC's sink, so both sides must end up with one codec: the
+    one the carrier is offered alone. An offer with none of `preferred` is kept as it is."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    names: dict[str, str] = {}
+    for line in lines:
+        found = _RTPMAP.match(line)
+        if found:
+            names[found.group(1)] = found.group(2).upper()
+    audio = next((i for i, line in enumerate(lines) if line.startswith("m=audio ")), None)
+    if audio is None:
+        return sdp
+    head = lines[audio].split()
+    formats = head[3:]
+    for pt in formats:
+        names.setdefault(pt, _STATIC.get(pt, ""))
+    chosen = next((pt for name in preferred for pt in formats if names[pt] == name.upper()),
+                  None)
+    if chosen is None:
+        return sdp
+    keep = [pt for pt in formats if pt == chosen or names[pt] == "TELEPHONE-EVENT"]
+    out = [*lines[:audio], " ".join([*head[:3], *keep])]
+    for line in lines[audio + 1:]:
+        attribute = _FORMAT_ATTRIBUTE.match(line)
+        if attribute is None or attribute.group(1) in keep:
+            out.append(line)
+    return "\r\n".join(out)
+
+
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([\w.-]+)/")
+_FORMAT_ATTRIBUTE = re.compile(r"^a=(?:rtpmap|fmtp|rtcp-fb):(\d+)[ \t]")
+_STATIC = {"0": "PCMU", "8": "PCMA", "9": "G722", "18": "G729"}

@@ -2,7 +2,8 @@
 microphone plays a 440 Hz tone), a caller rings the support line of a live server with voice
 on, the desk rings, alice answers with the keyboard-focused Answer button, and the caller
 hears her tone through rtpengine's WebRTC leg (ICE, DTLS-SRTP); she holds and resumes, then
-hangs up from the desk and the caller gets BYE; wrap-up follows in the desk.
+hangs up from the desk and the caller gets BYE; wrap-up follows in the desk. A ring ends when
+the caller leaves, and a call transferred to a queue leaves the card (the caller hears music).
 
 The caller (OmniCC's SIP stack and an RTP endpoint) runs on its own event loop in a thread,
 since Playwright's sync API owns this one."""
@@ -181,6 +182,54 @@ def test_an_agent_answers_a_call_in_the_browser_and_hangs_up_from_the_desk(
         expect(wrap_up).to_be_hidden()
     finally:
         callers.run(caller.close())
+        callers.close()
+        context.close()
+
+
+def test_a_ring_ends_when_the_caller_leaves_and_a_call_is_transferred_to_a_queue(
+        voice_site: tuple[LiveServer, Seeded], phone_browser: Browser) -> None:
+    server, seeded = voice_site
+    voice: VoiceService = server.server.config.app.state.voice
+    context = phone_browser.new_context(viewport={"width": 1366, "height": 860})
+    context.set_default_timeout(15_000)
+    context.add_init_script(LOOPBACK_ONLY)
+    page: Page = context.new_page()
+    callers = CallerLoop()
+    impatient, patient = Caller(voice.stack.udp.port), Caller(voice.stack.udp.port)
+    try:
+        log_in(page, server, "alice", "/desk")
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "online")
+        page.get_by_role("switch", name="Phone").click()
+        expect(page.get_by_role("switch", name="Phone")).to_have_attribute("aria-checked", "true")
+        page.get_by_role("button", name="Available", exact=True).click()
+        card = page.get_by_test_id("softphone")
+
+        callers.run(impatient.call(SUPPORT_LINE))
+        expect(card.get_by_test_id("call-state")).to_have_text("Incoming call")
+        callers.run(impatient.hang_up())
+        expect(card).to_be_hidden()
+
+        callers.run(patient.call(SUPPORT_LINE))
+        card.get_by_role("button", name="Answer").click()
+        expect(card.get_by_test_id("call-state")).to_have_text("On call")
+        callers.run(wait_for(lambda: connected_agent(voice) == seeded.agents["alice"]))
+        # On a break, so the billing queue's offer cannot come straight back to alice.
+        page.get_by_role("button", name="Break", exact=True).click()
+        card.get_by_role("button", name="Transfer").click()
+        card.get_by_label("Transfer to").select_option(label="billing")
+        card.get_by_role("button", name="Transfer call").click()
+        expect(card).to_be_hidden()
+        callers.run(wait_for(lambda: connected_agent(voice) is None))
+        waiting = callers.run(patient.heard(1.0))
+        assert tone_share(waiting, 440) < 0.05 and np.abs(waiting).mean() > 100  # music
+        [call] = list(voice.calls.values())
+        assert call.contact is not None
+        task = call.runtime.routing.engine.task(call.contact.task_id)
+        assert task.queue_id == seeded.queues["billing"]
+        callers.run(patient.hang_up())
+    finally:
+        for caller in (impatient, patient):
+            callers.run(caller.close())
         callers.close()
         context.close()
 

@@ -55,12 +55,17 @@ def voice_service(request: Request) -> VoiceService:
 
 
 def call_view(call: InboundCall) -> dict[str, Any]:
-    """One live call as the desk shows it; `since` is when it was answered (epoch seconds)."""
+    """One live call as the desk shows it; `since` is when it was answered (epoch seconds),
+    the queue is the task's now (a transfer to a queue moves it)."""
     answered = call.figures.answered_at
     contact = call.contact
+    queue_id = contact.queue_id if contact else None
+    if contact is not None:
+        with contextlib.suppress(NotFound):
+            queue_id = call.runtime.routing.engine.task(contact.task_id).queue_id
     return {"task_id": contact.task_id if contact else None,
             "conversation_id": contact.conversation_id if contact else None,
-            "queue_id": contact.queue_id if contact else None,
+            "queue_id": queue_id,
             "caller": call.caller, "caller_name": call.caller_name, "dialled": call.dialled,
             "since": answered.timestamp() if answered is not None else None,
             "on_hold": call.media.on_hold}

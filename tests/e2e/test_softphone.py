@@ -1,9 +1,10 @@
 """The browser softphone in Chromium, on a real call: alice switches the desk's Phone on (a fake
 microphone plays a 440 Hz tone), a caller rings the support line of a live server with voice
 on, the desk rings, alice answers with the keyboard-focused Answer button, and the caller
-hears her tone through rtpengine's WebRTC leg (ICE, DTLS-SRTP); she holds and resumes, then
-hangs up from the desk and the caller gets BYE; wrap-up follows in the desk. A ring ends when
-the caller leaves, and a call transferred to a queue leaves the card (the caller hears music).
+hears her tone through rtpengine's WebRTC leg (ICE, DTLS-SRTP); she holds and resumes, sends
+keys from the keypad (the caller receives them as RFC 4733 events), then hangs up from the
+desk and the caller gets BYE; wrap-up follows in the desk. A ring ends when the caller leaves,
+and a call transferred to a queue leaves the card (the caller hears music).
 
 The caller (OmniCC's SIP stack and an RTP endpoint) runs on its own event loop in a thread,
 since Playwright's sync API owns this one."""
@@ -167,6 +168,15 @@ def test_an_agent_answers_a_call_in_the_browser_and_hangs_up_from_the_desk(
         card.get_by_role("button", name="Mute").click()
         expect(card.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
         card.get_by_role("button", name="Unmute").click()
+        card.get_by_role("button", name="Keypad").click()
+        expect(card.get_by_role("button", name="1", exact=True)).to_be_focused()
+        page.keyboard.press("1")
+        card.get_by_role("button", name="Pound").click()
+        expect(card.get_by_role("status", name="Keys sent")).to_have_text("1#")
+        callers.run(wait_for(lambda: caller.rtp.dtmf_digits == ["1", "#"]))
+        screenshot(page, "softphone-keypad")
+        page.keyboard.press("Escape")
+        expect(card.get_by_role("button", name="Keypad")).to_be_focused()
         card.get_by_role("button", name="Transfer").click()
         expect(card.get_by_label("Transfer to")).to_be_focused()
         screenshot(page, "softphone-transfer")

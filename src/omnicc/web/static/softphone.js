@@ -158,7 +158,7 @@ export function mountSoftphone({ send, queueName, targets }) {
       el("span", { className: "small muted softphone-queue", text: "" }));
     let actions;
     if (ringing) {
-      actions = el("div", { className: "softphone-actions two" },
+      actions = el("div", { className: "softphone-actions" },
         button("answer", "Answer", "success", answer, { "aria-describedby": "softphone-caller" }),
         button("decline", "Decline", "", decline, { "aria-describedby": "softphone-caller" }));
     } else {
@@ -168,12 +168,16 @@ export function mountSoftphone({ send, queueName, targets }) {
                { "aria-pressed": String(call.muted), disabled: !talking || null }),
         button("hold", call.held ? "Resume" : "Hold", "", toggleHold,
                { "aria-pressed": String(call.held), disabled: !talking || null }),
+        button("keypad", "Keypad", "", toggleKeypad,
+               { "aria-expanded": String(call.keypad), "aria-controls": "softphone-keypad",
+                 disabled: !talking || null }),
         button("transfer", "Transfer", "", openTransfer,
                { "aria-expanded": String(call.transferring), "aria-controls": "softphone-transfer",
                  disabled: !talking || null }),
         button("hang-up", "Hang up", "danger", hangUp, {}));
     }
     const parts = [head, caller, actions];
+    if (call.keypad) parts.push(keypad());
     if (call.transferring) parts.push(transferForm());
     box.replaceChildren(...parts);
     if (focused) focusIn(`[data-action="${focused}"]`);
@@ -190,17 +194,66 @@ export function mountSoftphone({ send, queueName, targets }) {
     const form = el("form", { className: "softphone-transfer", attrs: { id: "softphone-transfer" } },
       el("label", { text: "Transfer to", attrs: { for: "softphone-transfer-target" } }),
       select,
-      el("div", { className: "softphone-actions two" },
+      el("div", { className: "softphone-actions" },
          el("button", { className: "button primary", text: "Transfer call", attrs: { type: "submit" } }),
-         button("cancel-transfer", "Cancel", "", () => { phone.call.transferring = false; draw(); })));
+         button("cancel-transfer", "Cancel", "", closeTransfer)));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       transfer(select.value);
     });
     form.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") { phone.call.transferring = false; draw(); }
+      if (event.key === "Escape") closeTransfer();
     });
     return form;
+  }
+
+  function closeTransfer() {
+    phone.call.transferring = false;
+    draw();
+    focusIn('[data-action="transfer"]');
+  }
+
+  // --- the keypad: DTMF as RFC 4733 events on the call's audio ---------------------------------
+
+  const KEYS = [["1", "1"], ["2", "2"], ["3", "3"], ["4", "4"], ["5", "5"], ["6", "6"],
+                ["7", "7"], ["8", "8"], ["9", "9"], ["*", "Star"], ["0", "0"], ["#", "Pound"]];
+
+  function keypad() {
+    const sent = el("output", { className: "softphone-digits", text: phone.call.digits,
+                                attrs: { "aria-live": "polite", "aria-label": "Keys sent" } });
+    const grid = el("div", { className: "softphone-keys", attrs: { role: "group", "aria-label": "Keypad",
+                                                                  id: "softphone-keypad" } },
+      ...KEYS.map(([key, name]) => button(`key-${key}`, key, "key", () => sendKey(key),
+                                          { "aria-label": name })));
+    grid.addEventListener("keydown", (event) => {
+      if (/^[0-9*#]$/.test(event.key)) {
+        sendKey(event.key);
+        event.preventDefault();
+      } else if (event.key === "Escape") {
+        toggleKeypad();
+      }
+    });
+    return el("div", { className: "softphone-keypad" }, sent, grid);
+  }
+
+  function toggleKeypad() {
+    const call = phone.call;
+    if (!call || call.state !== "talking") return;
+    call.keypad = !call.keypad;
+    draw();
+    focusIn(call.keypad ? '[data-action="key-1"]' : '[data-action="keypad"]');
+  }
+
+  function sendKey(key) {
+    const call = phone.call;
+    const sender = call?.pc?.getSenders().find((s) => s.track?.kind === "audio");
+    if (!sender?.dtmf?.canInsertDTMF) {
+      toast("This call cannot send keys.", "error");
+      return;
+    }
+    sender.dtmf.insertDTMF(key, 120, 70);
+    call.digits += key;
+    box.querySelector(".softphone-digits").textContent = call.digits;
   }
 
   function tick() {
@@ -226,7 +279,7 @@ export function mountSoftphone({ send, queueName, targets }) {
       return;
     }
     phone.call = { ...frame, state: "ringing", since: null, held: false, muted: false, pc: null,
-                   busy: false, transferring: false };
+                   busy: false, transferring: false, keypad: false, digits: "" };
     draw();
     startRinging();
     focusIn('[data-action="answer"]');

@@ -26,7 +26,7 @@ export function mountSoftphone({ send, queueName, targets }) {
     wanted: localStorage.getItem(STORAGE_KEY) === "on",
     online: false,
     mic: null,
-    call: null,        // {ring_id, task_id, caller, caller_name, state, since, held, muted, pc}
+    call: null,        // the ring's frame + state (ringing/connecting/talking), pc, held, muted…
     ringer: null,
     audio: null,
   };
@@ -43,6 +43,13 @@ export function mountSoftphone({ send, queueName, targets }) {
     phone.wanted = true;
     localStorage.setItem(STORAGE_KEY, "on");
     unlockAudio();
+    if (!navigator.mediaDevices) {
+      // Browsers give the microphone to secure pages only (https, or localhost).
+      phone.wanted = false;
+      drawSwitch();
+      if (byUser) toast("The phone needs this page over https to use the microphone.", "error");
+      return;
+    }
     if (!phone.mic) {
       try {
         phone.mic = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
@@ -442,7 +449,11 @@ export function mountSoftphone({ send, queueName, targets }) {
         onRinging(frame);
         return true;
       case "call.cancelled":
-        if (phone.call?.ring_id === frame.ring_id) finish("The caller hung up.");
+        if (phone.call?.ring_id === frame.ring_id) {
+          // The caller left, or the offer ran out.
+          if (phone.call.state === "ringing") toast(`Missed call from ${who(phone.call)}.`);
+          finish("The call stopped ringing.");
+        }
         return true;
       case "call.ended":
         if (phone.call?.ring_id === frame.ring_id) {

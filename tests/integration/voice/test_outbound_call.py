@@ -84,8 +84,9 @@ async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[
 class Carrier:
     """sipp running a server scenario: the carrier (and the customer behind it)."""
 
-    def __init__(self, scenario: Path, workdir: Path) -> None:
+    def __init__(self, scenario: Path, workdir: Path, *, calls: int = 1) -> None:
         self.scenario = scenario
+        self.calls = calls
         self.dir = workdir
         self.port = free_port(socket.SOCK_DGRAM)
         self.process: asyncio.subprocess.Process | None = None
@@ -94,7 +95,7 @@ class Carrier:
         self.dir.mkdir(parents=True, exist_ok=True)
         media_port = random_port_window(2, 20000, 29000)[0]
         self.process = await asyncio.create_subprocess_exec(
-            "sipp", "-sf", str(self.scenario), "-m", "1", "-i", "127.0.0.1",
+            "sipp", "-sf", str(self.scenario), "-m", str(self.calls), "-i", "127.0.0.1",
             "-p", str(self.port), "-mi", "127.0.0.1", "-mp", str(media_port),
             "-timeout", f"{SIPP_TIMEOUT_S}s", "-timeout_error", "-trace_err", "-nostdin",
             cwd=self.dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from omnicc.app.callbacks import CallbackAttempt, CallbackDialler, CallbackOffer
 from omnicc.app.voice import VOICE, VoiceContact
 from omnicc.bus import Notice
 from omnicc.channels.voice.devices import SipPhone, agent_topic
@@ -44,7 +45,7 @@ from omnicc.channels.voice.sip.message import SipResponse
 from omnicc.channels.voice.sip.stack import IncomingRequest, OutgoingInvite
 from omnicc.channels.voice.sip.transaction import TransactionError
 from omnicc.channels.voice.trunk import InvalidNumber, Trunk
-from omnicc.core.errors import NotFound
+from omnicc.core.errors import Conflict, NotFound
 from omnicc.store.repositories import CallRecords, Contacts, Conversations, VoiceNumbers
 from omnicc.store.tables import CallRecord, Contact, Conversation
 
@@ -153,6 +154,9 @@ class OutboundCall:
         self._agent_answer_sdp = b""
         self._customer_offer_sdp = b""
         self._own_contact = contact is None
+        self._keeps_record = contact is None
+        """A callback's call has its record once the agent answered: an agent who lets it
+        ring is not a call (the next agent gets the offer)."""
 
     # --- the call's life ------------------------------------------------------------------------
 
@@ -242,6 +246,7 @@ class OutboundCall:
         self._agent_answer_sdp = answer.encode()
         dialog.send_ack(final.cseq.number, body=self._agent_answer_sdp, content_type=SDP)
         self.result.agent_answered = True
+        self._keeps_record = True
         if self.on_agent_answer is not None and not await self.on_agent_answer():
             self._finish("cancelled", reason="the offer was withdrawn", side="system")
             return False
@@ -433,6 +438,8 @@ class OutboundCall:
                 await conversations.save(conversation)
 
     async def _write_record(self) -> None:
+        if not self._keeps_record:
+            return
         figures, result = self.figures, self.result
         async with self.service.database.session() as session:
             records = CallRecords(session, self.runtime.tenant_id)
@@ -554,3 +561,68 @@ def one_codec(sdp: str, preferred: tuple[str, ...]) -> str:
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([\w.-]+)/")
 _FORMAT_ATTRIBUTE = re.compile(r"^a=(?:rtpmap|fmtp|rtcp-fb):(\d+)[ \t]")
 _STATIC = {"0": "PCMU", "8": "PCMA", "9": "G722", "18": "G729"}
+
+
+class OutboundCalls:
+    """The server's outbound calls through its trunk: agents' calls and callbacks."""
+
+    def __init__(self, service: VoiceService, trunk: Trunk) -> None:
+        self.service = service
+        self.trunk = trunk
+        self._calls: dict[str, OutboundCall] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, runtime: TenantRuntime, *, agent_id: str, number: str,
+              queue_id: str | None) -> OutboundCall:
+        """An agent's call to `number` (the desk's dial pad): runs in the background; its
+        progress reaches the agent's desk as `call.outbound` notices."""
+        if self.of_agent(runtime.tenant_id, agent_id) is not None:
+            raise Conflict("the agent is already on an outbound call")
+        call = OutboundCall(self.service, runtime, self.trunk, agent_id=agent_id,
+                            number=number, queue_id=queue_id)
+        self._run(call)
+        return call
+
+    def of_agent(self, tenant_id: str, agent_id: str) -> OutboundCall | None:
+        """The agent's live outbound call (the desk's hang-up button uses it)."""
+        return next((call for call in self._calls.values()
+                     if call.runtime.tenant_id == tenant_id and call.agent_id == agent_id),
+                    None)
+
+    def dialler(self, runtime: TenantRuntime) -> CallbackDialler:
+        """What dials a tenant's callbacks when their tasks are offered to agents."""
+        async def dial(offer: CallbackOffer) -> CallbackAttempt:
+            call = OutboundCall(
+                self.service, runtime, self.trunk, agent_id=offer.agent_id,
+                number=offer.number, queue_id=offer.queue_id, contact=offer.contact,
+                label=f"Callback to {offer.number}", on_agent_answer=offer.accept,
+                withdrawn=offer.withdrawn,
+                details={"callback_request_id": offer.request_id})
+            self._calls[call.call_id] = call
+            try:
+                result = await call.run()
+            finally:
+                self._calls.pop(call.call_id, None)
+            return CallbackAttempt(result.outcome, sip_status=result.sip_status,
+                                   record_id=result.record_id, hangup_side=result.hangup_side,
+                                   reason=result.reason)
+
+        return dial
+
+    async def stop(self) -> None:
+        for call in list(self._calls.values()):
+            await call.hang_up()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _run(self, call: OutboundCall) -> None:
+        self._calls[call.call_id] = call
+
+        async def run() -> None:
+            try:
+                await call.run()
+            finally:
+                self._calls.pop(call.call_id, None)
+
+        task = asyncio.create_task(run(), name=f"outbound-{call.call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

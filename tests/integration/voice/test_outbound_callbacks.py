@@ -1,0 +1,143 @@
+"""Callbacks for real on loopback: a customer's request becomes a task in the support queue;
+the engine offers it to alice, her baresip phone rings ("Callback to ..."), she answers and
+sipp - the carrier - answers for the customer (or says busy, and the request is tried again
+until it fails)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from omnicc.app.callbacks import CallbackPolicy, CallbackScheduler
+from omnicc.channels.voice.outbound import OutboundCalls
+from omnicc.channels.voice.trunk import Trunk
+from omnicc.core.model import TaskPhase
+from omnicc.store.repositories import CallbackRequests, CallRecords, Contacts
+from omnicc.store.tables import CallbackRequest
+from tests.integration.voice.test_outbound_call import (
+    SCENARIOS,
+    Carrier,
+    Exchange,
+    alice_phone,
+    exchange,
+    loudness,
+)
+
+__all__ = ["exchange"]
+
+pytestmark = pytest.mark.anyio
+
+NUMBER = "+358401234567"
+
+
+async def request_state(exchange: Exchange, request_id: str) -> CallbackRequest:
+    async with exchange.database.session() as session:
+        return await CallbackRequests(session, exchange.seeded.tenant_id).get(request_id)
+
+
+async def wait_for_state(exchange: Exchange, request_id: str, *states: str) -> CallbackRequest:
+    for _ in range(1200):
+        request = await request_state(exchange, request_id)
+        if request.state in states:
+            return request
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"callback request never became {states}: {request.state}")
+
+
+async def new_request(exchange: Exchange) -> CallbackRequest:
+    async with exchange.database.session() as session:
+        return await CallbackRequests(session, exchange.seeded.tenant_id).add(CallbackRequest(
+            number=NUMBER, queue_id=exchange.seeded.queues["support"], source="ivr"))
+
+
+async def test_a_callback_waits_in_the_queue_then_rings_the_agent_and_dials(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice, support = seeded.agents["alice"], seeded.queues["support"]
+    carrier = Carrier(SCENARIOS / "outbound_customer_answers.xml", exchange.workdir / "carrier")
+    phone = await alice_phone(exchange)
+    outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
+    scheduler = CallbackScheduler(exchange.database, exchange.center, outbound.dialler)
+    runtime = await exchange.runtime()
+    try:
+        request = await new_request(exchange)
+        await scheduler.submit(runtime, request)   # "as soon as possible": in line at once
+        queued = await request_state(exchange, request.id)
+        assert queued.state == "dialling" and queued.task_id is not None
+        task = runtime.routing.engine.task(queued.task_id)
+        assert task.phase is TaskPhase.WAITING and task.queue_id == support
+        assert task.attributes["callback"] is True
+        assert task.attributes["callback_number"] == NUMBER
+        assert task.attributes["callback_request_id"] == request.id
+        assert await scheduler.tick() == 0   # nothing else is due
+
+        await carrier.start()
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        done = await wait_for_state(exchange, request.id, "done", "failed")
+        code, output = await carrier.finish()
+        assert code == 0, output
+        await phone.wait_for("CALL_CLOSED")
+    finally:
+        await scheduler.stop()
+        await outbound.stop()
+        await carrier.stop()
+        await phone.stop()
+
+    assert done.state == "done" and done.attempts == 1 and done.completed_at is not None
+    assert done.attributes["attempts"][0]["outcome"] == "answered"
+    established = await phone.wait_for("CALL_ESTABLISHED")
+    assert f"Callback to {NUMBER}" in str(established), established
+    async with exchange.database.session() as session:
+        record = await CallRecords(session, seeded.tenant_id).get(
+            done.attributes["attempts"][0]["record_id"])
+        contact = await Contacts(session, seeded.tenant_id).get(record.contact_id or "")
+    assert (record.direction, record.outcome, record.agent_id) == ("outbound", "answered", alice)
+    assert record.details["callback_request_id"] == request.id and record.talk_s > 5
+    assert (contact.direction, contact.ended_at is not None) == ("outbound", True)
+    assert contact.attributes["callback_request_id"] == request.id
+    # The callback's task was the agent's work: it completed, her wrap-up follows.
+    assert queued.task_id is not None
+    assert runtime.routing.engine.task(queued.task_id).phase is TaskPhase.WRAPPING
+    assert loudness(phone.heard()[-1]) > 300
+
+
+async def test_a_busy_customer_is_tried_again_until_the_request_fails(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice = seeded.agents["alice"]
+    carrier = Carrier(SCENARIOS / "outbound_customer_busy.xml", exchange.workdir / "carrier",
+                      calls=2)
+    phone = await alice_phone(exchange)
+    outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
+    scheduler = CallbackScheduler(exchange.database, exchange.center, outbound.dialler,
+                                  policy=CallbackPolicy(retry_after_s=0, max_attempts=2))
+    runtime = await exchange.runtime()
+    try:
+        await carrier.start()
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        request = await new_request(exchange)
+        assert await scheduler.tick() == 1
+        first = await wait_for_state(exchange, request.id, "pending", "failed")
+        assert (first.state, first.attempts) == ("pending", 1)
+        assert first.attributes["attempts"][0]["sip_status"] == 486
+        assert first.due_at is not None and first.task_id is None
+        (wrapping,) = runtime.routing.engine.agent(alice).tasks
+        await runtime.routing.run(lambda engine: engine.wrap_up(wrapping))
+        await phone.wait_for("CALL_CLOSED")
+
+        assert await scheduler.tick() == 1   # due again: a new task, rung and dialled
+        failed = await wait_for_state(exchange, request.id, "failed")
+        code, output = await carrier.finish()
+        assert code == 0, output
+        await phone.wait_for("CALL_CLOSED", count=2)
+    finally:
+        await scheduler.stop()
+        await outbound.stop()
+        await carrier.stop()
+        await phone.stop()
+    assert failed.attempts == 2 and failed.completed_at is not None
+    assert [a["outcome"] for a in failed.attributes["attempts"]] == ["busy", "busy"]
+    async with exchange.database.session() as session:
+        records = await CallRecords(session, seeded.tenant_id).list_all()
+    assert sorted(r.outcome for r in records) == ["busy", "busy"]

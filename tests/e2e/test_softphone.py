@@ -3,8 +3,9 @@ microphone plays a 440 Hz tone), a caller rings the support line of a live serve
 on, the desk rings, alice answers with the keyboard-focused Answer button, and the caller
 hears her tone through rtpengine's WebRTC leg (ICE, DTLS-SRTP); she holds and resumes, sends
 keys from the keypad (the caller receives them as RFC 4733 events), then hangs up from the
-desk and the caller gets BYE; wrap-up follows in the desk. A ring ends when the caller leaves,
-and a call transferred to a queue leaves the card (the caller hears music).
+desk and the caller gets BYE; wrap-up follows in the desk. With two desks open both ring; a
+ring ends on both when the caller leaves, answering on one stops the other ringing, and a call
+transferred to a queue leaves the card (the caller hears music).
 
 The caller (OmniCC's SIP stack and an RTP endpoint) runs on its own event loop in a thread,
 since Playwright's sync API owns this one."""
@@ -196,7 +197,7 @@ def test_an_agent_answers_a_call_in_the_browser_and_hangs_up_from_the_desk(
         context.close()
 
 
-def test_a_ring_ends_when_the_caller_leaves_and_a_call_is_transferred_to_a_queue(
+def test_two_desks_ring_and_a_call_is_transferred_to_a_queue(
         voice_site: tuple[LiveServer, Seeded], phone_browser: Browser) -> None:
     server, seeded = voice_site
     voice: VoiceService = server.server.config.app.state.voice
@@ -204,24 +205,35 @@ def test_a_ring_ends_when_the_caller_leaves_and_a_call_is_transferred_to_a_queue
     context.set_default_timeout(15_000)
     context.add_init_script(LOOPBACK_ONLY)
     page: Page = context.new_page()
+    # alice has a second desk open (another tab or computer): both ring.
+    other_context = phone_browser.new_context(viewport={"width": 1366, "height": 860})
+    other_context.set_default_timeout(15_000)
+    other_context.add_init_script(LOOPBACK_ONLY)
+    other: Page = other_context.new_page()
     callers = CallerLoop()
     impatient, patient = Caller(voice.stack.udp.port), Caller(voice.stack.udp.port)
     try:
-        log_in(page, server, "alice", "/desk")
-        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "online")
-        page.get_by_role("switch", name="Phone").click()
-        expect(page.get_by_role("switch", name="Phone")).to_have_attribute("aria-checked", "true")
+        for desk in (page, other):
+            log_in(desk, server, "alice", "/desk")
+            expect(desk.get_by_test_id("connection")).to_have_attribute("data-state", "online")
+            desk.get_by_role("switch", name="Phone").click()
+            expect(desk.get_by_role("switch", name="Phone")).to_have_attribute("aria-checked",
+                                                                               "true")
         page.get_by_role("button", name="Available", exact=True).click()
-        card = page.get_by_test_id("softphone")
+        card, other_card = page.get_by_test_id("softphone"), other.get_by_test_id("softphone")
 
         callers.run(impatient.call(SUPPORT_LINE))
         expect(card.get_by_test_id("call-state")).to_have_text("Incoming call")
+        expect(other_card.get_by_test_id("call-state")).to_have_text("Incoming call")
         callers.run(impatient.hang_up())
         expect(card).to_be_hidden()
+        expect(other_card).to_be_hidden()
 
         callers.run(patient.call(SUPPORT_LINE))
+        expect(other_card.get_by_test_id("call-state")).to_have_text("Incoming call")
         card.get_by_role("button", name="Answer").click()
         expect(card.get_by_test_id("call-state")).to_have_text("On call")
+        expect(other_card).to_be_hidden()
         callers.run(wait_for(lambda: connected_agent(voice) == seeded.agents["alice"]))
         # On a break, so the billing queue's offer cannot come straight back to alice.
         page.get_by_role("button", name="Break", exact=True).click()
@@ -242,6 +254,7 @@ def test_a_ring_ends_when_the_caller_leaves_and_a_call_is_transferred_to_a_queue
             callers.run(caller.close())
         callers.close()
         context.close()
+        other_context.close()
 
 
 async def wait_for(predicate: Any, timeout_s: float = WAIT_S) -> None:

@@ -20,13 +20,19 @@ class DeskPhone:
     """One desk socket's softphone. Frames it takes: `phone.online`, `phone.offline`,
     `call.answer` {ring_id, sdp}, `call.decline` {ring_id}, `call.hangup` {ring_id}. It
     answers `phone.status` {online, detail} to `phone.*`, and `call.cancelled` {ring_id} when
-    an answer or decline came too late (the ring is over)."""
+    an answer or decline came too late (the ring is over).
+
+    An agent may have several desks open: all of them ring. When one answers, the others are
+    told `call.answered` {ring_id}; when one declines, `call.cancelled` {ring_id}. A call
+    answered on this desk ends when the desk's phone goes off or its socket closes, even if
+    another desk of the agent stays online (nobody else holds the call's media)."""
 
     def __init__(self, voice: VoiceService | None, tenant_id: str, agent_id: str) -> None:
         self.voice = voice
         self.tenant_id = tenant_id
         self.agent_id = agent_id
         self.online = False
+        self.answered: set[str] = set()
 
     def frame(self, frame: dict[str, Any]) -> dict[str, Any] | None:
         """Handle one frame; the answer to send back, if any."""
@@ -43,13 +49,23 @@ class DeskPhone:
             sdp = frame.get("sdp")
             done = (isinstance(sdp, str) and 0 < len(sdp) <= MAX_SDP_CHARS
                     and phones.answer(self.tenant_id, self.agent_id, ring_id, sdp))
+            if done:
+                self.answered.add(ring_id)
+                self._tell_desks("call.answered", ring_id)
         elif kind == "call.decline":
             done = phones.decline(self.tenant_id, self.agent_id, ring_id)
+            if done:
+                self._tell_desks("call.cancelled", ring_id)
         elif kind == "call.hangup":
+            self.answered.discard(ring_id)
             done = phones.hang_up(self.tenant_id, self.agent_id, ring_id)
         else:
             return None
         return None if done else {"type": "call.cancelled", "ring_id": ring_id}
+
+    def _tell_desks(self, kind: str, ring_id: str) -> None:
+        assert self.voice is not None
+        self.voice.browser_phones.tell(self.tenant_id, self.agent_id, kind, ring_id)
 
     def _switch(self, online: bool) -> dict[str, Any]:
         if self.voice is None:
@@ -58,12 +74,20 @@ class DeskPhone:
         if online and not self.online:
             self.voice.browser_phones.online(self.tenant_id, self.agent_id)
         elif not online and self.online:
+            self._hang_up_answered()
             self.voice.browser_phones.offline(self.tenant_id, self.agent_id)
         self.online = online
         return {"type": "phone.status", "online": online, "detail": ""}
 
+    def _hang_up_answered(self) -> None:
+        assert self.voice is not None
+        for ring_id in self.answered:
+            self.voice.browser_phones.hang_up(self.tenant_id, self.agent_id, ring_id)
+        self.answered.clear()
+
     def close(self) -> None:
-        """The socket is gone: its phone is off (calls on it end)."""
+        """The socket is gone: its phone is off and the calls it answered end."""
         if self.online and self.voice is not None:
+            self._hang_up_answered()
             self.voice.browser_phones.offline(self.tenant_id, self.agent_id)
         self.online = False

@@ -7,6 +7,7 @@ hears proves each step; the other agent's and the wrong-state requests are refus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -220,6 +221,34 @@ async def test_the_desk_socket_switches_the_browser_phone_on_and_off(
             break
         await asyncio.sleep(0.05)
     assert not voice.browser_phones.is_online(tenant, alice)
+
+
+async def test_every_desk_of_the_agent_rings_and_a_decline_on_one_stops_the_others(
+        voice_server: LiveServer, agents: dict[str, Browser]) -> None:
+    voice = voice_of(voice_server)
+    alice = agents["alice"]
+    (await alice.http.put("/api/desk/status", json={"status": "available"})).raise_for_status()
+    caller = Caller(voice.stack.udp.port)
+    async with alice.socket("/api/desk/ws") as first, alice.socket("/api/desk/ws") as second:
+        for ws in (first, second):
+            await receive(ws, "state")
+            await ws.send(json.dumps({"type": "phone.online"}))
+            assert (await receive(ws, "phone.status"))["online"] is True
+        try:
+            await caller.call(SUPPORT_LINE)
+            rings = [await receive(ws, "call.ringing") for ws in (first, second)]
+            ring_id = rings[0]["ring_id"]
+            assert rings[1]["ring_id"] == ring_id
+            assert (rings[0]["caller"], rings[0]["caller_name"]) == (CALLER_NUMBER, CALLER_NAME)
+            assert "a=fingerprint:" in rings[0]["sdp"] and "a=ice-ufrag:" in rings[0]["sdp"]
+            await first.send(json.dumps({"type": "call.decline", "ring_id": ring_id}))
+            stopped = await receive(second, "call.cancelled",
+                                    where=lambda f: f["ring_id"] == ring_id)
+            assert stopped["ring_id"] == ring_id
+        finally:
+            with contextlib.suppress(Exception):
+                await caller.hang_up()
+            await caller.close()
 
 
 async def test_without_voice_the_calls_api_answers_503_and_the_phone_stays_off(

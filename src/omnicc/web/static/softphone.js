@@ -455,6 +455,12 @@ export function mountSoftphone({ send, queueName, targets }) {
           finish("The call stopped ringing.");
         }
         return true;
+      case "call.answered":
+        // Another desk of this agent answered it.
+        if (phone.call?.ring_id === frame.ring_id && phone.call.state === "ringing") {
+          finish("Answered on another desk.");
+        }
+        return true;
       case "call.ended":
         if (phone.call?.ring_id === frame.ring_id) {
           toast("The call has ended.");

@@ -31,7 +31,14 @@ from omnicc.channels.voice.service import VoiceService
 from omnicc.store.database import migrate, sqlite_url
 from tests.e2e.conftest import CHROMIUM_FLAGS, chromium_path, log_in, screenshot
 from tests.integration.api.live import LiveServer, Seeded, seed, start_live_server
-from tests.integration.voice.callers import CALLER_NAME, SUPPORT_LINE, Caller, open_support_line
+from tests.integration.voice.callers import (
+    CALLER_NAME,
+    PHONE_PASSWORD,
+    SUPPORT_LINE,
+    Caller,
+    open_support_line,
+)
+from tests.integration.voice.peers import Baresip
 
 T = TypeVar("T")
 WAIT_S = 30.0
@@ -263,3 +270,55 @@ async def wait_for(predicate: Any, timeout_s: float = WAIT_S) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_a_call_on_the_agents_sip_phone_is_controlled_from_the_desk(
+        voice_site: tuple[LiveServer, Seeded], phone_browser: Browser,
+        tmp_path: Path) -> None:
+    server, _ = voice_site
+    voice: VoiceService = server.server.config.app.state.voice
+    context = phone_browser.new_context(viewport={"width": 1366, "height": 860})
+    context.set_default_timeout(15_000)
+    page: Page = context.new_page()
+    callers = CallerLoop()
+    caller = Caller(voice.stack.udp.port)
+
+    async def desk_phone() -> Baresip:
+        phone = Baresip(tmp_path / "alice-phone", user="alice", password=PHONE_PASSWORD,
+                        registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=440)
+        await phone.start()
+        await wait_for(lambda: bool(voice.registrar("acme").bindings("alice")))
+        return phone
+
+    phone = callers.run(desk_phone())
+    try:
+        log_in(page, server, "alice", "/desk")
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "online")
+        expect(page.get_by_role("switch", name="Phone")).to_have_attribute("aria-checked", "false")
+        page.get_by_role("button", name="Available", exact=True).click()
+        expect(page.get_by_test_id("presence-badge")).to_contain_text("Available")
+
+        callers.run(caller.call(SUPPORT_LINE))
+        card = page.get_by_test_id("softphone")
+        expect(card.get_by_test_id("call-state")).to_have_text("On call")
+        expect(card).to_contain_text("On your desk phone")
+        expect(card.get_by_role("button", name="Mute")).to_have_count(0)
+        assert tone_share(callers.run(caller.heard(1.0)), 440) > 0.5
+        screenshot(page, "softphone-desk-phone")
+
+        card.get_by_role("button", name="Hold").click()
+        expect(card.get_by_test_id("call-state")).to_have_text("On hold")
+        assert tone_share(callers.run(caller.heard(1.0)), 440) < 0.05
+        card.get_by_role("button", name="Resume").click()
+        expect(card.get_by_test_id("call-state")).to_have_text("On call")
+
+        card.get_by_role("button", name="Hang up").click()
+        callers.run(caller.hung_up_on())
+        callers.run(phone.wait_for("CALL_CLOSED"))
+        expect(card).to_be_hidden()
+        expect(page.get_by_test_id("wrap-up")).to_be_visible()
+    finally:
+        callers.run(caller.close())
+        callers.run(phone.stop())
+        callers.close()
+        context.close()

@@ -58,6 +58,7 @@ function applyState(state) {
   state.offers.sort((a, b) => a.expires_at - b.expires_at);
   desk.state = state;
   desk.skew = state.now - Date.now() / 1000;
+  desk.phone?.onState(state);
   const mine = new Set(state.tasks.map((t) => t.conversation_id));
   for (const id of desk.chats.keys()) if (!mine.has(id)) desk.chats.delete(id);
   if (desk.selected && !mine.has(desk.selected)) desk.selected = null;

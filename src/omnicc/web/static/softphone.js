@@ -7,6 +7,9 @@
 // (no trickle) and sends `call.answer` {ring_id, sdp}. `call.cancelled` / `call.ended` close
 // the card. Hold, resume and transfer go through the REST API (/api/desk/calls/{task}/...);
 // hanging up is `call.hangup`. No STUN or TURN: the media engine is on the agent's network.
+// A call the agent answered on their SIP desk phone gets the same card (without Mute and
+// Keypad, whose audio is on that phone), found with GET /api/desk/calls when the desk's state
+// shows a voice task, and controlled (hang-up too) through the REST API.
 
 import { api, toast } from "/static/session.js";
 import { duration, el } from "/static/desk-view.js";
@@ -29,6 +32,8 @@ export function mountSoftphone({ send, queueName, targets }) {
     call: null,        // the ring's frame + state (ringing/connecting/talking), pc, held, muted…
     ringer: null,
     audio: null,
+    skew: 0,           // server clock minus ours, seconds
+    fetching: false,
   };
 
   // --- the switch ------------------------------------------------------------------------------
@@ -68,7 +73,7 @@ export function mountSoftphone({ send, queueName, targets }) {
   function switchOff() {
     phone.wanted = false;
     localStorage.setItem(STORAGE_KEY, "off");
-    if (phone.call) hangUp();
+    if (phone.call && !phone.call.onDevice) hangUp();
     send({ type: "phone.offline" });
     phone.mic?.getTracks().forEach((track) => track.stop());
     phone.mic = null;
@@ -162,7 +167,8 @@ export function mountSoftphone({ send, queueName, targets }) {
     const caller = el("div", { className: "softphone-caller" },
       el("strong", { className: "softphone-name", text: who(call), attrs: { id: "softphone-caller" } }),
       call.caller_name && call.caller ? el("span", { className: "small muted", text: call.caller }) : null,
-      el("span", { className: "small muted softphone-queue", text: "" }));
+      el("span", { className: "small muted softphone-queue", text: "" }),
+      call.onDevice ? el("span", { className: "small muted", text: "On your desk phone" }) : null);
     let actions;
     if (ringing) {
       actions = el("div", { className: "softphone-actions" },
@@ -170,14 +176,15 @@ export function mountSoftphone({ send, queueName, targets }) {
         button("decline", "Decline", "", decline, { "aria-describedby": "softphone-caller" }));
     } else {
       const talking = call.state === "talking";
+      const here = !call.onDevice;  // mute and keys need the call's audio in this browser
       actions = el("div", { className: "softphone-actions" },
-        button("mute", call.muted ? "Unmute" : "Mute", "", toggleMute,
-               { "aria-pressed": String(call.muted), disabled: !talking || null }),
+        here ? button("mute", call.muted ? "Unmute" : "Mute", "", toggleMute,
+                      { "aria-pressed": String(call.muted), disabled: !talking || null }) : null,
         button("hold", call.held ? "Resume" : "Hold", "", toggleHold,
                { "aria-pressed": String(call.held), disabled: !talking || null }),
-        button("keypad", "Keypad", "", toggleKeypad,
-               { "aria-expanded": String(call.keypad), "aria-controls": "softphone-keypad",
-                 disabled: !talking || null }),
+        here ? button("keypad", "Keypad", "", toggleKeypad,
+                      { "aria-expanded": String(call.keypad), "aria-controls": "softphone-keypad",
+                        disabled: !talking || null }) : null,
         button("transfer", "Transfer", "", openTransfer,
                { "aria-expanded": String(call.transferring), "aria-controls": "softphone-transfer",
                  disabled: !talking || null }),
@@ -353,11 +360,46 @@ export function mountSoftphone({ send, queueName, targets }) {
     finish("Call declined.");
   }
 
-  function hangUp() {
+  async function hangUp() {
     const call = phone.call;
     if (!call) return;
-    send({ type: "call.hangup", ring_id: call.ring_id });
+    if (call.onDevice) {
+      if (await control("hangup", undefined) === undefined) return;
+    } else {
+      send({ type: "call.hangup", ring_id: call.ring_id });
+    }
     finish("Call ended.");
+  }
+
+  // --- calls on the agent's SIP phone: the same card, controlled through the REST API -----------
+
+  // Each new desk state: a call answered on another device shows here; one that ended goes.
+  async function onState(state) {
+    phone.skew = state.now - Date.now() / 1000;
+    const talking = state.tasks.some((t) => t.channel === "voice" && t.phase === "assigned");
+    if (phone.call?.onDevice && !state.tasks.some((t) => t.task_id === phone.call.task_id &&
+                                                        t.phase === "assigned")) {
+      finish("Call ended.");
+    }
+    if (phone.call || !talking || phone.fetching) return;
+    phone.fetching = true;
+    let calls = [];
+    try {
+      calls = await api("/api/desk/calls");
+    } catch {
+      calls = [];  // no voice on this server
+    } finally {
+      phone.fetching = false;
+    }
+    const [call] = calls;
+    if (!call || phone.call) return;
+    phone.call = { ring_id: null, task_id: call.task_id, caller: call.caller,
+                   caller_name: call.caller_name, state: "talking", onDevice: true,
+                   since: call.since ? (call.since - phone.skew) * 1000 : Date.now(),
+                   held: call.on_hold, muted: false, pc: null, busy: false,
+                   transferring: false, keypad: false, digits: "" };
+    draw();
+    say(`On call with ${who(phone.call)} on your desk phone.`);
   }
 
   // The call is over (either side): release the media and close the card.
@@ -475,12 +517,12 @@ export function mountSoftphone({ send, queueName, targets }) {
   // After every (re)connection: a closed socket switched the phone off on the server (and
   // ended its calls), so say online again.
   function onOpen() {
-    if (phone.call) finish("The call ended: the connection dropped.");
+    if (phone.call && !phone.call.onDevice) finish("The call ended: the connection dropped.");
     phone.online = false;
     if (phone.wanted) switchOn({ byUser: false });
     drawSwitch();
   }
 
   drawSwitch();
-  return { onFrame, onOpen };
+  return { onFrame, onOpen, onState };
 }

@@ -194,7 +194,7 @@ def test_an_agent_answers_a_call_in_the_browser_and_hangs_up_from_the_desk(
         callers.run(caller.hung_up_on())
         expect(card).to_be_hidden()
         wrap_up = page.get_by_test_id("wrap-up")
-        expect(wrap_up).to_be_visible()
+        expect(wrap_up).to_contain_text("The call has ended.")
         screenshot(page, "softphone-wrap-up")
         wrap_up.get_by_role("button", name="Finish wrap-up").click()
         expect(wrap_up).to_be_hidden()

@@ -268,6 +268,7 @@ function drawConversation() {
   $("composer").hidden = wrapping || call;
   $("end-button").hidden = wrapping || call;
   $("transfer-button").hidden = wrapping || call;
+  $("wrap-up-note").textContent = `The ${call ? "call" : "chat"} has ended. Choose how it went, then finish to take new work.`;
   $("wrap-up").hidden = !wrapping;
   $("history-button").hidden = !view?.customer || entry.history !== null;
   drawMessages(entry);

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import shutil
 import struct
 import wave
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ import pytest
 import uvicorn
 import websockets
 from fastapi import FastAPI
+from playwright.async_api import Page, async_playwright, expect
 
 from omnicc.api.app import create_app
 from omnicc.app.recordings import expire_recordings, recording_file, recordings_dir
@@ -494,3 +496,90 @@ async def test_the_supervisor_socket_sends_voice_figures(center: Center) -> None
     finally:
         server.should_exit = True
         await serving
+
+
+# --- the pages in Chromium -------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_desk_and_the_wallboard_show_the_call(center: Center) -> None:
+    """Debian's chromium: alice's desk shows the call she is on (details block, the recording
+    player of her earlier call), sam's wallboard the calls in progress; names stay text."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium is not None, "Debian's chromium is needed: apt-get install chromium"
+    runtime = await center.app.state.center.tenant(center.acme.tenant_id)
+    alice_id = center.acme.agents["alice"]
+    name = "<img src=x onerror=alert(1)>Carl"
+    caller = await runtime.voice.identify_caller("+358405555555", name)
+    earlier = await _call(center, customer_id=caller.id, number="+358405555555",
+                          started_at=datetime.now(UTC) - timedelta(days=3),
+                          recording="earlier.wav")
+    _write(center, "earlier.wav", _wav())
+    await runtime.routing.run(lambda engine: engine.set_status(alice_id, "available", ""))
+    live = await runtime.voice.enqueue(caller, queue_id=center.acme.queues["support"],
+                                       call_id="live")
+    engine = runtime.routing.engine
+    await _eventually(lambda: engine.task(live.task_id).phase is TaskPhase.OFFERED)
+    (offer_id,) = engine.task(live.task_id).offers
+    assert await runtime.voice.accept(offer_id)
+    async with center.database.session() as session:
+        await CallRecords(session, center.acme.tenant_id).add(CallRecord(
+            call_id="live", contact_id=live.contact_id, conversation_id=live.conversation_id,
+            customer_id=caller.id, from_number="+358405555555", to_number="1000",
+            queue_id=center.acme.queues["support"], agent_id=alice_id, queue_s=31.0,
+            ivr_path=[{"node": "menu", "kind": "menu", "input": "1"}], outcome="answered",
+            answered_at=datetime.now(UTC)))
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(center.app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off",
+                                           ws="websockets-sansio"))
+    serving = asyncio.create_task(server.serve())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _eventually(lambda: server.started)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=chromium, args=["--headless=new", "--no-sandbox"])
+            try:
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                await _log_in(page, base, "alice", "/desk")
+                await page.get_by_test_id("chat-item").first.click()
+                details = page.get_by_test_id("call-details")
+                await expect(details).to_contain_text("Call details · In progress")
+                await expect(details).to_contain_text("+358405555555 → 1000")
+                await expect(details).to_contain_text("menu 1")
+                await expect(details).to_contain_text("0:31")
+                await expect(page.get_by_test_id("customer-name")).to_have_text(name)
+                past = page.get_by_test_id("past-call")
+                await expect(past).to_have_count(2)
+                await expect(past.nth(1)).to_contain_text("talked 1:15 · held 0:08 · 1 transfer")
+                await expect(past.nth(1).get_by_role("link", name="Recording")).to_have_attribute(
+                    "href", f"/api/recordings/{earlier.record_id}")
+                assert errors == []
+
+                board = await browser.new_page()
+                await _log_in(board, base, "sam", "/wallboard")
+                row = board.get_by_test_id("call")
+                await expect(row).to_have_count(1)
+                await expect(row).to_contain_text(f"{name} (+358405555555)")
+                await expect(row).to_contain_text("Talking")
+                await expect(row).to_contain_text("Alice")
+                await expect(board.get_by_test_id("voice").first).to_contain_text("Calls: ")
+            finally:
+                await browser.close()
+        await runtime.voice.hung_up(live, side="caller")
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _log_in(page: Page, base: str, username: str, path: str) -> None:
+    await page.goto(f"{base}{path}")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_text("Contact center (tenant)").click()
+    await page.get_by_label("Tenant").fill("acme")  # two tenants: say which
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"{base}{path}")

@@ -23,9 +23,10 @@ class DeskPhone:
     an answer or decline came too late (the ring is over).
 
     An agent may have several desks open: all of them ring. When one answers, the others are
-    told `call.answered` {ring_id}; when one declines, `call.cancelled` {ring_id}. A call
-    answered on this desk ends when the desk's phone goes off or its socket closes, even if
-    another desk of the agent stays online (nobody else holds the call's media)."""
+    told `call.answered` {ring_id}; when one declines, `call.cancelled` {ring_id}. The agent
+    switching this desk's phone off hangs up the call it answered; its socket closing loses
+    that call's agent leg (the caller goes back in line), even if another desk of the agent
+    stays online, since nobody else holds the call's media."""
 
     def __init__(self, voice: VoiceService | None, tenant_id: str, agent_id: str) -> None:
         self.voice = voice
@@ -74,20 +75,24 @@ class DeskPhone:
         if online and not self.online:
             self.voice.browser_phones.online(self.tenant_id, self.agent_id)
         elif not online and self.online:
-            self._hang_up_answered()
+            for ring_id in self.answered:
+                self.voice.browser_phones.hang_up(self.tenant_id, self.agent_id, ring_id)
+            self.answered.clear()
             self.voice.browser_phones.offline(self.tenant_id, self.agent_id)
         self.online = online
         return {"type": "phone.status", "online": online, "detail": ""}
 
-    def _hang_up_answered(self) -> None:
-        assert self.voice is not None
-        for ring_id in self.answered:
-            self.voice.browser_phones.hang_up(self.tenant_id, self.agent_id, ring_id)
-        self.answered.clear()
-
     def close(self) -> None:
-        """The socket is gone: its phone is off and the calls it answered end."""
+        """The socket is gone: its phone is off, and the calls it answered lost their agent."""
         if self.online and self.voice is not None:
-            self._hang_up_answered()
-            self.voice.browser_phones.offline(self.tenant_id, self.agent_id)
+            phones = self.voice.browser_phones
+            for ring_id in self.answered:
+                leg = phones.legs.get(ring_id)
+                if leg is not None and (leg.tenant_id, leg.agent_id) == (self.tenant_id,
+                                                                          self.agent_id):
+                    leg.lost = True
+                    leg.terminated.set()
+                    phones.forget(ring_id)
+            phones.offline(self.tenant_id, self.agent_id)
+        self.answered.clear()
         self.online = False

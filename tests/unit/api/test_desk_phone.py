@@ -1,6 +1,6 @@
 """DeskPhone: a desk socket's softphone frames against the real BrowserPhones and bus, without
-SIP or media: who is online, what every desk of the agent is told, and what a closing desk
-ends."""
+SIP or media: who is online, what every desk of the agent is told, and what becomes of the
+call a desk answered when its phone goes off or its socket closes."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ async def test_a_desk_switches_the_phone_on_and_off_and_closing_takes_it_off() -
     assert not phones.is_online(TENANT, AGENT)
 
 
-async def test_answering_on_one_desk_tells_the_others_and_closing_it_ends_the_call() -> None:
+async def test_answering_on_one_desk_tells_the_others_and_closing_it_loses_the_call() -> None:
     bus = RecordingBus()
     service = voice(bus)
     phones = service.browser_phones
@@ -84,10 +84,26 @@ async def test_answering_on_one_desk_tells_the_others_and_closing_it_ends_the_ca
         "type": "call.cancelled", "ring_id": ring_id}
 
     leg = ring.leg
-    assert leg is not None and not leg.terminated.is_set()
+    assert leg is not None and not leg.terminated.is_set() and not leg.lost
     answering.close()  # the other desk stays online, but nobody else has the call's media
-    assert leg.terminated.is_set()
+    assert leg.terminated.is_set() and leg.lost  # the caller goes back in line
     assert phones.is_online(TENANT, AGENT)
+
+
+async def test_switching_the_phone_off_hangs_up_the_call_it_answered() -> None:
+    bus = RecordingBus()
+    service = voice(bus)
+    desk = DeskPhone(service, TENANT, AGENT)
+    desk.frame({"type": "phone.online"})
+    phone = service.browser_phones.phone(TENANT, AGENT)
+    assert phone is not None
+    ring = phone.ring("v=0 offer", INFO)
+    ring_id = bus.take()[0]["ring_id"]
+    desk.frame({"type": "call.answer", "ring_id": ring_id, "sdp": "v=0 answer"})
+    assert await ring.answered() == "v=0 answer"
+    assert ring.leg is not None
+    desk.frame({"type": "phone.offline"})
+    assert ring.leg.terminated.is_set() and not ring.leg.lost  # the agent hung up
 
 
 async def test_declining_on_one_desk_stops_the_others_ringing() -> None:

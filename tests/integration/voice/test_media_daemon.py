@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +82,38 @@ async def test_a_missing_program_is_a_clear_error() -> None:
 async def test_a_bad_option_fails_with_rtpengines_own_words() -> None:
     with pytest.raises(RtpengineError, match="exited"):
         await RtpengineDaemon(extra_args=("--no-such-option",)).start()
+
+
+async def test_rtpengine_does_not_outlive_a_killed_omnicc(tmp_path: Path) -> None:
+    script = tmp_path / "service.py"
+    script.write_text(
+        "import asyncio\n"
+        "from omnicc.channels.voice.media.daemon import RtpengineDaemon\n"
+        "async def main():\n"
+        "    daemon = RtpengineDaemon()\n"
+        "    await daemon.start()\n"
+        "    print(daemon.pid, flush=True)\n"
+        "    await asyncio.sleep(3600)\n"
+        "asyncio.run(main())\n"
+    )
+    omnicc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdout=asyncio.subprocess.PIPE
+    )
+    assert omnicc.stdout is not None
+    line = await asyncio.wait_for(omnicc.stdout.readline(), EVENT_TIMEOUT_S)
+    engine_pid = int(line)
+    os.kill(engine_pid, 0)  # running
+
+    omnicc.kill()
+    await omnicc.wait()
+
+    async with asyncio.timeout(EVENT_TIMEOUT_S):
+        while Path(f"/proc/{engine_pid}").exists() and "Z" not in _state(engine_pid):
+            await asyncio.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+    except (FileNotFoundError, IndexError):
+        return "Z"

@@ -84,12 +84,15 @@ class RtpengineMonitor:
         self._task: asyncio.Task[None] | None = None
         self._uptime: int | None = None
         self._lost = False
+        self._stopped = False
 
     def start(self) -> None:
+        self._stopped = False
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="rtpengine-monitor")
 
     async def stop(self) -> None:
+        self._stopped = True  # ends the loop even if a cancellation gets lost
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,7 +106,7 @@ class RtpengineMonitor:
             self.on_event(EngineEvent(EngineEventKind.LOST, detail))
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             await self.check()
             await asyncio.sleep(self.interval)
 
@@ -176,7 +179,12 @@ class RtpengineDaemon:
 
     def command(self) -> list[str]:
         host, port = self.ng_address
+        # setpriv (util-linux) makes the kernel stop rtpengine when OmniCC dies, even by
+        # SIGKILL, so no orphan keeps the ports; it execs, so the pid is rtpengine's.
+        setpriv = shutil.which("setpriv")
+        prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
         args = [
+            *prefix,
             self.executable,
             "--config-file=none",
             "--table=-1",
@@ -271,7 +279,8 @@ class RtpengineDaemon:
             return
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await process.wait()
         except TimeoutError:
             process.kill()
             await process.wait()

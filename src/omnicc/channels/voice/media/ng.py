@@ -212,8 +212,11 @@ class NgClient:
         try:
             for _attempt in range(1 + self.retries):
                 self._transport.sendto(datagram)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the reply does, and the caller never stops.
                 with contextlib.suppress(TimeoutError):
-                    reply = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+                    async with asyncio.timeout(self.timeout):
+                        reply = await asyncio.shield(future)
                     break
             else:
                 raise NgTimeoutError(command, f"no reply from {self.address} (timed out)")

@@ -94,7 +94,8 @@ async def _run(*args: str, stdin: bytes | None = None) -> bytes:
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(process.communicate(stdin), TOOL_TIMEOUT_S)
+        async with asyncio.timeout(TOOL_TIMEOUT_S):
+            out, err = await process.communicate(stdin)
     except TimeoutError:
         process.kill()
         await process.wait()

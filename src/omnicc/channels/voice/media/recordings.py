@@ -32,7 +32,7 @@ import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -47,6 +47,7 @@ __all__ = [
     "find_recording",
     "read_pcap",
     "recording_to_wav",
+    "remove_recording",
     "udp_datagrams",
 ]
 
@@ -154,24 +155,37 @@ def _ipv6(raw: bytes) -> str:
     return str(ipaddress.IPv6Address(raw))
 
 
+def _recording_metadata(recording_dir: Path, call_id: str) -> list[Path]:
+    """rtpengine names metadata ``rtpengine-meta-<call-id>-<16 hex>.txt`` with the call-id
+    percent-encoded (``a/b@c`` -> ``a%2Fb%40c``), so names are decoded and compared."""
+    found = []
+    for meta in (recording_dir / "metadata").glob("rtpengine-meta-*.txt"):
+        encoded = meta.name.removeprefix("rtpengine-meta-").removesuffix(".txt")
+        if unquote(encoded.rpartition("-")[0]) == call_id:
+            found.append(meta)
+    return sorted(found, key=lambda path: path.stat().st_mtime)
+
+
 def find_recording(recording_dir: Path, call_id: str) -> list[Path]:
     """The pcap files rtpengine wrote for ``call_id`` (one per start of recording), oldest first."""
-    # rtpengine percent-escapes the call-id in file names ("@" -> "%40"), as SIP call-ids
-    # usually carry a host part.
-    names = {call_id, quote(call_id, safe="")}
-    found = {path for name in names for path in (recording_dir / "metadata").glob(
-        f"{_glob_escape(f'rtpengine-meta-{name}-')}*.txt")}
     pcaps: list[Path] = []
-    metadata = sorted(found, key=lambda path: path.stat().st_mtime)
-    for meta in metadata:
+    for meta in _recording_metadata(recording_dir, call_id):
         first = meta.read_text(errors="replace").splitlines()[:1]
         if first and Path(first[0]).is_file():
             pcaps.append(Path(first[0]))
     return pcaps
 
 
-def _glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+def remove_recording(recording_dir: Path, call_id: str) -> list[Path]:
+    """Delete rtpengine's files of a call (pcaps and metadata) once its WAV is kept."""
+    removed = []
+    for meta in _recording_metadata(recording_dir, call_id):
+        first = meta.read_text(errors="replace").splitlines()[:1]
+        for path in ([Path(first[0])] if first else []) + [meta]:
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 @dataclass

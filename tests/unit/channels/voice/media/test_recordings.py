@@ -19,6 +19,7 @@ from omnicc.channels.voice.media.recordings import (
     find_recording,
     read_pcap,
     recording_to_wav,
+    remove_recording,
     udp_datagrams,
 )
 from omnicc.channels.voice.media.tones import alaw_encode, tone, tone_share, ulaw_encode
@@ -143,14 +144,22 @@ def test_a_gap_in_the_stream_stays_silent(tmp_path: Path) -> None:
     assert caller[3200:3360].any()
 
 
-def test_find_recording_follows_the_metadata(tmp_path: Path) -> None:
+def test_find_and_remove_follow_the_metadata(tmp_path: Path) -> None:
     (tmp_path / "metadata").mkdir()
     (tmp_path / "pcaps").mkdir()
-    pcap = write_pcap(tmp_path / "pcaps" / "abc-1.pcap", [])
-    (tmp_path / "metadata" / "rtpengine-meta-abc-1.txt").write_text(f"{pcap}\n\nSDP...\n")
-    (tmp_path / "metadata" / "rtpengine-meta-abcd-2.txt").write_text("/elsewhere.pcap\n")
-    assert find_recording(tmp_path, "abc") == [pcap]
+    call_id = "a/b@host.example:5060*?[1]"
+    encoded = "a%2Fb%40host.example%3A5060%2A%3F%5B1%5D"  # as rtpengine 10.5 names it
+    pcap = write_pcap(tmp_path / "pcaps" / f"{encoded}-1de21ab8c0b184b7.pcap", [])
+    meta = tmp_path / "metadata" / f"rtpengine-meta-{encoded}-1de21ab8c0b184b7.txt"
+    meta.write_text(f"{pcap}\n\nSDP...\n")
+    other = tmp_path / "metadata" / "rtpengine-meta-a%2Fb-0123456789abcdef.txt"
+    other.write_text("/elsewhere.pcap\n")
+
+    assert find_recording(tmp_path, call_id) == [pcap]
+    assert find_recording(tmp_path, "a/b") == []  # its pcap is gone
     assert find_recording(tmp_path, "zzz") == []
+    assert sorted(remove_recording(tmp_path, call_id)) == sorted([pcap, meta])
+    assert not pcap.exists() and not meta.exists() and other.exists()
 
 
 def test_retention_deletes_only_old_recording_files(tmp_path: Path) -> None:

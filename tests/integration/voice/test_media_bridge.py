@@ -365,3 +365,32 @@ async def test_an_agent_who_does_not_answer_leaves_the_caller_in_the_sink(
     assert at_agent > TONE_SHARE_HEARD
     assert at_caller > TONE_SHARE_HEARD
     await call.delete()
+
+
+async def test_a_supervisor_listens_to_the_caller_without_being_heard(
+    engine: RtpengineDaemon, endpoints: list[RtpEndpoint]
+) -> None:
+    caller, agent, supervisor = endpoints
+    call = await connected_call(engine, "call-12", caller, agent)
+
+    subscription, offer = await call.monitor_offer()
+    assert "a=sendonly" in offer
+    supervisor.connect(offer)
+    await call.monitor_answer(subscription, supervisor.sdp())
+    seen_caller, seen_agent = len(caller.packets), len(agent.packets)
+    await asyncio.gather(
+        caller.send_tone(1000, 0.6), agent.send_tone(440, 0.6), supervisor.send_tone(600, 0.6)
+    )
+    await supervisor.wait_for_packets(25)
+    assert tone_share(supervisor.audio(), 1000) > TONE_SHARE_HEARD
+    await agent.wait_for_packets(seen_agent + 25)
+    assert tone_share(agent.audio(since=seen_agent), 600) < TONE_SHARE_ABSENT
+    assert tone_share(caller.audio(since=seen_caller), 600) < TONE_SHARE_ABSENT
+
+    await call.stop_monitor(subscription)
+    await asyncio.sleep(0.1)
+    heard = len(supervisor.packets)
+    await caller.send_tone(1000, 0.4)
+    await asyncio.sleep(0.2)
+    assert len(supervisor.packets) == heard
+    await call.delete()

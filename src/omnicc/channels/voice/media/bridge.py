@@ -86,7 +86,8 @@ class MediaCall:
     to the caller) -> prompts with :meth:`play` -> :meth:`offer_to` an agent ->
     :meth:`answered_by` -> :meth:`hold`/:meth:`resume` -> transfer by another
     :meth:`offer_to`/:meth:`answered_by`, or :meth:`return_to` an earlier party /
-    :meth:`back_to_sink` when a party rejects or leaves -> :meth:`delete`.
+    :meth:`back_to_sink` when a party rejects or leaves -> :meth:`delete`.  A
+    supervisor listens in with :meth:`monitor_offer`/:meth:`monitor_answer`.
 
     One task drives a call (the call controller's); the methods are not meant
     to run concurrently on the same call.
@@ -224,6 +225,28 @@ class MediaCall:
     @property
     def on_hold(self) -> bool:
         return self._on_hold
+
+    # -- silent monitoring -------------------------------------------------------
+
+    async def monitor_offer(self, *tags: str) -> tuple[str, str]:
+        """A send-only copy of the given sides (default: the caller) for a listener, e.g. a
+        supervisor's phone: returns (subscription tag, SDP offer).  Each tag is its own
+        ``m=audio`` line (rtpengine 10.5 does not mix them without transcoding)."""
+        chosen = list(tags) or [self._require_caller()]
+        params: dict[str, Any] = (
+            {"from-tags": chosen} if len(chosen) > 1 else {"from-tag": chosen[0]}
+        )
+        reply = await self.client.call_command("subscribe request", self.call_id, params)
+        return str(reply["to-tag"]), str(reply["sdp"])
+
+    async def monitor_answer(self, subscription: str, sdp: str) -> None:
+        """The listener's answer: the copy starts flowing."""
+        await self.client.call_command(
+            "subscribe answer", self.call_id, {"to-tag": subscription, "sdp": sdp}
+        )
+
+    async def stop_monitor(self, subscription: str) -> None:
+        await self.client.call_command("unsubscribe", self.call_id, {"to-tag": subscription})
 
     # -- recording and teardown ------------------------------------------------
 

@@ -59,6 +59,10 @@ async def recording(call_record_id: str, request: Request, principal: Listener) 
         raise NotFound(f"call record {call_record_id} has no recording")
     if not path.is_file():
         raise NotFound(f"the recording of call record {call_record_id} is gone")
+    # Who listened to which call: recordings are personal data, their use is accountable.
+    log.info("recording of call record %s played by %s %s", record.id,
+             "user" if principal.is_session else "token", principal.subject_id,
+             extra={"tenant_id": principal.tenant_id, "range": request.headers.get("range")})
     return FileResponse(path, media_type="audio/wav", filename=f"call-{record.id}.wav",
                         content_disposition_type="inline",
                         headers={"X-Content-Type-Options": "nosniff",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -159,8 +160,9 @@ async def _ok(response: httpx.Response, status: int = 200) -> Any:
 # --- playing a recording ------------------------------------------------------------------------
 
 async def test_the_agent_who_took_the_call_supervisors_and_admins_hear_its_recording(
-    center: Center,
+    center: Center, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="omnicc.recordings")
     audio = _wav()
     call = await _call(center, recording="acme/call-1.wav")
     _write(center, "acme/call-1.wav", audio)
@@ -173,6 +175,11 @@ async def test_the_agent_who_took_the_call_supervisors_and_admins_hear_its_recor
         assert answer.content == audio
     with wave.open(io.BytesIO(answer.content)) as played:
         assert (played.getnchannels(), played.getframerate()) == (2, 8000)
+    # Every play is logged with who listened.
+    plays = [r.getMessage() for r in caplog.records if r.name == "omnicc.recordings"]
+    alice_user = (await (await center.user("alice")).get("/api/auth/me")).json()["user_id"]
+    assert len(plays) == 3
+    assert plays[0] == f"recording of call record {call.record_id} played by user {alice_user}"
 
     # A player seeks with byte ranges.
     alice = await center.user("alice")

@@ -145,9 +145,24 @@ class VoiceDesk:
 
     async def accept(self, offer_id: str) -> bool:
         """The agent answered: False when the offer is no longer pending (withdrawn, timed
-        out), and the caller must then not be connected to that agent."""
+        out), and the caller must then not be connected to that agent. The contact names the
+        agent who took the call (the last one, after a transfer)."""
+        engine = self._routing.engine
         try:
-            await self._routing.run(lambda engine: engine.accept(offer_id))
+            offer = engine.offer(offer_id)
+            contact_id = engine.task(offer.task_id).attributes.get("contact_id")
+        except (Conflict, NotFound):
+            return False
+
+        async def assign(session: AsyncSession, events: list[ev.Event]) -> None:
+            if isinstance(contact_id, str):
+                contacts = Contacts(session, self.tenant_id)
+                contact = await contacts.get(contact_id)
+                contact.agent_id = offer.agent_id
+                await contacts.save(contact)
+
+        try:
+            await self._routing.run(lambda engine: engine.accept(offer_id), alongside=assign)
         except (Conflict, NotFound):
             return False
         return True

@@ -51,6 +51,7 @@ async def test_a_queued_call_is_a_contact_offered_and_answered(migrated_database
             assert row.channel == "voice" and row.ended_at is not None
             assert row.attributes["hangup_side"] == "caller"
             assert row.attributes["call_id"] == "c1@test"
+            assert row.agent_id == seeded.agents["alice"]
             conversation = await Conversations(session, seeded.tenant_id).get(
                 contact.conversation_id)
             assert conversation.status == "closed"

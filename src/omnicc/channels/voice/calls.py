@@ -139,6 +139,10 @@ class InboundCall:
         try:
             if not await self._answer():
                 return
+            # Known from the first moment, so a call that ends in the IVR is in the caller's
+            # history too.
+            customer = await self.runtime.voice.identify_caller(self.caller, self.caller_name)
+            self.customer_id = customer.id
             await self._write_record()
             assert self.route.flow is not None
             context = CallContext(clock=self.runtime.routing.clock, caller=self.caller,
@@ -203,7 +207,6 @@ class InboundCall:
     async def _enqueue(self, outcome: QueueOutcome) -> None:
         voice = self.runtime.voice
         customer = await voice.identify_caller(self.caller, self.caller_name)
-        self.customer_id = customer.id
         attributes: dict[str, Any] = {**outcome.attributes, "language": outcome.language,
                                       "dialled": self.dialled}
         # A flow records the calls of a queue by setting `record` before routing to it (its

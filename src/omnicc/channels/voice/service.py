@@ -29,11 +29,15 @@ from omnicc.channels.voice.devices import BrowserPhones, Device, SipPhone
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import inbound_route
 from omnicc.channels.voice.media.bridge import RecordingHandle
-from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon
+from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon, RtpengineMonitor
 from omnicc.channels.voice.media.dtmf import DtmfListener
 from omnicc.channels.voice.media.ng import NgClient
 from omnicc.channels.voice.media.prompts import TextToSpeech
-from omnicc.channels.voice.media.recordings import find_recording, recording_to_wav
+from omnicc.channels.voice.media.recordings import (
+    find_recording,
+    recording_to_wav,
+    remove_recording,
+)
 from omnicc.channels.voice.music import music_on_hold
 from omnicc.channels.voice.sip.digest import Algorithm
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
@@ -95,6 +99,7 @@ class VoiceService:
                               tcp_port=settings.sip_port, timers=settings.timers)
         self.dtmf = DtmfListener(settings.host)
         self.daemon: RtpengineDaemon | None = None
+        self._monitor: RtpengineMonitor | None = None
         self._external: NgClient | None = None
         self.tts = TextToSpeech(self.prompt_dir / "speech")
         self.music = music_on_hold(self.prompt_dir)
@@ -122,6 +127,8 @@ class VoiceService:
             self._external = NgClient((host, int(port)))
             await self._external.open()
             await self._external.ping()
+            self._monitor = RtpengineMonitor(self._external, self._media_event)
+            self._monitor.start()
         else:
             self.daemon = RtpengineDaemon(
                 interface=self.host, port_range=self.settings.media_ports,
@@ -144,6 +151,8 @@ class VoiceService:
         await self.stack.stop()
         if self.daemon is not None:
             await self.daemon.stop()
+        if self._monitor is not None:
+            await self._monitor.stop()
         if self._external is not None:
             await self._external.close()
         await self.dtmf.close()
@@ -282,8 +291,7 @@ class VoiceService:
         relative = Path(tenant_id) / month / f"{record_id}.wav"
         await asyncio.to_thread(recording_to_wav, pcaps, recording.caller_port,
                                 self.recording_dir / relative)
-        for pcap in pcaps:
-            pcap.unlink(missing_ok=True)
+        remove_recording(self.recording_dir / "raw", recording.call_id)
         return relative.as_posix()
 
     async def request_callback(self, runtime: TenantRuntime, *, number: str, queue_id: str,

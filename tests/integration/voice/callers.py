@@ -5,11 +5,13 @@ keeps everything it hears; and the phone line it calls."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 
 from omnicc.channels.voice.ivr.flow import parse_flow
 from omnicc.channels.voice.media.rtp import RtpEndpoint
+from omnicc.channels.voice.media.tones import tone_share
 from omnicc.channels.voice.sip.dialog import Dialog
 from omnicc.channels.voice.sip.stack import SipStack
 from omnicc.channels.voice.sip.transaction import Timers
@@ -21,6 +23,19 @@ from tests.integration.api.live import Seeded
 
 CALLER_NUMBER = "+358401234567"
 CALLER_NAME = "Maija"
+
+
+Sound = Callable[[np.ndarray], bool]
+
+
+def tone(hz: float) -> Sound:
+    """The other side's sine tone at `hz`."""
+    return lambda samples: tone_share(samples, hz) > 0.5
+
+
+def music_instead_of(hz: float) -> Sound:
+    """Music on hold: loud, and not the other side's tone."""
+    return lambda samples: tone_share(samples, hz) < 0.05 and float(np.abs(samples).mean()) > 100
 
 
 class Caller:
@@ -66,6 +81,14 @@ class Caller:
         start = len(self.rtp.packets)
         await asyncio.sleep(seconds)
         return self.rtp.audio(since=start)
+
+    async def hears(self, sound: Sound, what: str, *, windows: int = 15) -> None:
+        """Listen in one-second windows until `sound` is heard (media takes a moment to move
+        after a change, longer on a busy machine); fails after `windows` windows."""
+        for _ in range(windows):
+            if sound(await self.heard(1.0)):
+                return
+        raise AssertionError(f"the caller never heard {what}")
 
     async def hung_up_on(self, timeout_s: float = 20) -> None:
         """Until OmniCC sends BYE (the dialog ends)."""

@@ -87,12 +87,7 @@ class DeskPhone:
         if self.online and self.voice is not None:
             phones = self.voice.browser_phones
             for ring_id in self.answered:
-                leg = phones.legs.get(ring_id)
-                if leg is not None and (leg.tenant_id, leg.agent_id) == (self.tenant_id,
-                                                                          self.agent_id):
-                    leg.lost = True
-                    leg.terminated.set()
-                    phones.forget(ring_id)
+                phones.lose(self.tenant_id, self.agent_id, ring_id)
             phones.offline(self.tenant_id, self.agent_id)
         self.answered.clear()
         self.online = False

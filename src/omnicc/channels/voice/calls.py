@@ -359,8 +359,12 @@ class InboundCall:
     # --- the agent's controls (desk REST) ------------------------------------------------------
 
     async def hang_up_by_agent(self) -> None:
-        """The agent ends the call from the desk."""
+        """The agent ends the call from the desk: BYE to the caller (at tear-down) and the
+        agent's own phone released now."""
+        leg = self.agent_leg
         self._ended_by("agent")
+        if leg is not None and not leg.terminated.is_set():
+            await leg.hang_up()
 
     async def start_recording(self) -> None:
         """Record the call from now on (both sides); the WAV is made when the call ends."""

@@ -279,6 +279,17 @@ class BrowserPhones:
         self.forget(ring_id)
         return True
 
+    def lose(self, tenant_id: str, agent_id: str, ring_id: str) -> bool:
+        """The desk that answered went away without hanging up: the leg is lost (the caller
+        goes back in line)."""
+        leg = self.legs.get(ring_id)
+        if leg is None or (leg.tenant_id, leg.agent_id) != (tenant_id, agent_id):
+            return False
+        leg.lost = True
+        leg.terminated.set()
+        self.forget(ring_id)
+        return True
+
     def tell(self, tenant_id: str, agent_id: str, kind: str, ring_id: str) -> None:
         self.bus.publish(tenant_id, [agent_topic(agent_id)], Notice(kind, {"ring_id": ring_id}))
 

@@ -556,7 +556,7 @@ async def test_the_desk_and_the_wallboard_show_the_call(center: Center) -> None:
                 details = page.get_by_test_id("call-details")
                 await expect(details).to_contain_text("Call details · In progress")
                 await expect(details).to_contain_text("+358405555555 → 1000")
-                await expect(details).to_contain_text("menu 1")
+                await expect(details).to_contain_text("menu (1)")
                 await expect(details).to_contain_text("0:31")
                 await expect(page.get_by_test_id("customer-name")).to_have_text(name)
                 past = page.get_by_test_id("past-call")

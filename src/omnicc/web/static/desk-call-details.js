@@ -18,7 +18,9 @@ export function outcomeText(call) {
 
 // "menu 1 → support": the nodes the caller went through and the keys they pressed.
 export function ivrPathText(path) {
-  const steps = (path || []).map((step) => (step.input ? `${step.node} ${step.input}` : step.node));
+  // A queue step's input is the queue's id: the Queue row names it already.
+  const steps = (path || []).map((step) =>
+    step.input && step.kind !== "queue" ? `${step.node} (${step.input})` : step.node);
   return steps.length ? steps.join(" → ") : "";
 }
 

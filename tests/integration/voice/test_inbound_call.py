@@ -30,6 +30,7 @@ from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.core.model import TaskPhase
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
+    CallbackRequests,
     CallRecords,
     Contacts,
     IvrFlows,
@@ -53,12 +54,14 @@ def menu_flow(queue_id: str) -> dict[str, object]:
         "entry": "menu",
         "language": "en",
         "nodes": {
-            "menu": {"kind": "menu", "choices": {"1": "record"},
+            "menu": {"kind": "menu", "choices": {"1": "record", "2": "message"},
                      "prompt": {"text": "Welcome. Calls are recorded. For support, press 1."},
                      "fallback": "bye"},
             "record": {"kind": "set", "attributes": {"record": True}, "next": "support"},
             "support": {"kind": "queue", "queue_id": queue_id},
             "bye": {"kind": "hangup"},
+            "message": {"kind": "voicemail", "queue_id": queue_id, "max_s": 30,
+                        "prompt": {"text": "Please leave a message after the tone."}},
         },
     }).as_json()
 
@@ -399,3 +402,30 @@ async def test_an_unanswered_phone_passes_the_caller_to_the_next_agent(
             await phone.stop()
     engine = runtime.routing.engine
     assert engine.agent(alice).missed_offers == 1
+
+
+async def test_a_voicemail_is_recorded_and_becomes_a_callback_request(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    caller = Caller(exchange)
+    try:
+        await caller.call("1000")
+        await caller.press("2")
+        call = next(iter(voice.calls.values()))
+        await wait_until(lambda: call.media.recording is not None, "the beep and the recording")
+        await caller.rtp.send_tone(1000, 2.0)
+        await caller.press("#")
+        await wait_until(lambda: not voice.calls, "OmniCC to end the call")
+    finally:
+        await caller.close()
+    async with exchange.database.session() as session:
+        record = (await CallRecords(session, seeded.tenant_id).list_all())[0]
+        requests = await CallbackRequests(session, seeded.tenant_id).list_all()
+    assert record.outcome == "voicemail" and record.hangup_side == "system"
+    assert [(r.source, r.number, r.call_record_id, r.queue_id) for r in requests] == [
+        ("voicemail", "+358401234567", record.id, seeded.queues["support"])]
+    assert record.recording_path is not None
+    with wave.open(str(exchange.workdir / "data" / "recordings" / record.recording_path)) as wav:
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    message = frames[:, 0]
+    assert len(message) >= 8000 * 1.5 and tone_share(message[2000:10000], 1000) > 0.5

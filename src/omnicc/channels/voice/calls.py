@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("omnicc.voice.calls")
 
 ANNOUNCE_EVERY_S = 30.0
+BEEP_S = 0.4
 SDP = "application/sdp"
 
 
@@ -188,21 +189,46 @@ class InboundCall:
         elif isinstance(outcome, CallbackOutcome):
             await self.service.request_callback(self.runtime, number=outcome.number,
                                                 queue_id=outcome.queue_id, due_at=outcome.at,
-                                                record_id=self.record_id,
+                                                record_id=self.record_id, source="ivr",
                                                 attributes=dict(outcome.attributes))
             self.figures.outcome = "callback"
             await self._hang_up("system")
         elif isinstance(outcome, VoicemailOutcome):
-            # Voicemail recording arrives with the recording work; until then the caller is
-            # told honestly and the call ends.
-            self.figures.outcome = "voicemail_unavailable"
-            await self.play(Prompt(text="Sorry, we cannot take a message right now. Goodbye."),
-                            interruptible=False)
-            await self._hang_up("system")
+            await self._take_message(outcome)
         else:
             assert isinstance(outcome, HangupOutcome)
             self.figures.outcome = "hangup"
             await self._hang_up("system")
+
+    async def _take_message(self, outcome: VoicemailOutcome) -> None:
+        """Voicemail: a beep, then the caller speaks until `max_s`, the hash key or hang-up.
+        The message is the call's recording (the caller's side); a callback request asks an
+        agent of the flow's queue to listen and call back."""
+        await self.media.play(self.service.beep)
+        await self._sleep_alive(BEEP_S)
+        await self.media.start_recording()
+        self.figures.outcome = "voicemail"
+        deadline = asyncio.get_running_loop().time() + outcome.max_s
+        while not self.ended.is_set():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                if await self._next_digit(left) == "#":
+                    break
+            except (TimeoutError, CallEnded):
+                break
+        if not self.ended.is_set():
+            await self.media.stop_recording()
+            with contextlib.suppress(CallEnded):
+                await self.play(Prompt(text="Thank you. We will call you back. Goodbye."),
+                                interruptible=False)
+        if outcome.queue_id is not None and self.caller:
+            await self.service.request_callback(
+                self.runtime, number=self.caller, queue_id=outcome.queue_id, due_at=None,
+                record_id=self.record_id, source="voicemail",
+                attributes={**outcome.attributes, "voicemail": True})
+        await self._hang_up("system")
 
     async def _enqueue(self, outcome: QueueOutcome) -> None:
         voice = self.runtime.voice

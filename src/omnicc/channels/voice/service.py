@@ -38,7 +38,7 @@ from omnicc.channels.voice.media.recordings import (
     recording_to_wav,
     remove_recording,
 )
-from omnicc.channels.voice.music import music_on_hold
+from omnicc.channels.voice.music import beep, music_on_hold
 from omnicc.channels.voice.sip.digest import Algorithm
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
@@ -103,6 +103,7 @@ class VoiceService:
         self._external: NgClient | None = None
         self.tts = TextToSpeech(self.prompt_dir / "speech")
         self.music = music_on_hold(self.prompt_dir)
+        self.beep = beep(self.prompt_dir)
         self._registrars: dict[str, Registrar] = {}
         self.browser_phones = BrowserPhones(center.bus)
         self._calls: dict[str, InboundCall] = {}
@@ -295,14 +296,14 @@ class VoiceService:
         return relative.as_posix()
 
     async def request_callback(self, runtime: TenantRuntime, *, number: str, queue_id: str,
-                               due_at: datetime | None, record_id: str,
+                               due_at: datetime | None, record_id: str, source: str,
                                attributes: dict[str, Any]) -> CallbackRequest:
-        """Keep a caller's callback request (the IVR's `callback` node)."""
+        """Keep a caller's callback request (the IVR's `callback` node, a voicemail)."""
         customer = await runtime.voice.identify_caller(number)
         async with self.database.session() as session:
             return await CallbackRequests(session, runtime.tenant_id).add(CallbackRequest(
                 number=number, queue_id=queue_id, customer_id=customer.id,
-                call_record_id=record_id, source="ivr", due_at=due_at,
+                call_record_id=record_id, source=source, due_at=due_at,
                 attributes=attributes))
 
 

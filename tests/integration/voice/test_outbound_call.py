@@ -1,7 +1,8 @@
 """Outbound calls for real on loopback: alice's baresip phone rings first (agent-first), then
 OmniCC dials the customer through the carrier trunk - sipp playing the carrier: it answers with
-early media and talks (the G.711 pcap sip-tester ships), or says busy; and sipp as the carrier's
-registrar, challenging OmniCC's REGISTERs with digest."""
+early media and talks (the G.711 pcap sip-tester ships), challenges the INVITE and says busy,
+rings until cancelled, or talks until OmniCC hangs up; and sipp as the carrier's registrar,
+challenging OmniCC's REGISTERs with digest."""
 
 from __future__ import annotations
 
@@ -251,3 +252,78 @@ async def test_the_trunk_registers_with_digest_refreshes_and_recovers(
                       (TrunkState.FAILING, "503 Service Unavailable"),
                       (TrunkState.REGISTERING, "503 Service Unavailable"),
                       (TrunkState.REGISTERED, ""), (TrunkState.UNREGISTERED, "")]
+
+
+async def test_the_agent_hangs_up_at_the_desk_and_both_phones_get_a_bye(exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice = seeded.agents["alice"]
+    carrier = Carrier(SCENARIOS / "outbound_customer_talks_until_bye.xml",
+                      exchange.workdir / "carrier")
+    phone = await alice_phone(exchange)
+    try:
+        await carrier.start()
+        trunk = Trunk(voice.stack, carrier.trunk_config())
+        call = OutboundCall(voice, await exchange.runtime(), trunk, agent_id=alice,
+                            number="+358401234567", queue_id=seeded.queues["support"])
+        running = asyncio.create_task(call.run())
+        await wait_until(call.connected.is_set, "the customer to answer")
+        await phone.wait_for("CALL_RTPESTAB")
+        await call.hang_up()   # the desk's hang-up button
+        result = await running
+        code, output = await carrier.finish()
+        assert code == 0, output   # sipp got its BYE
+        await phone.wait_for("CALL_CLOSED")   # and so did the agent's phone
+    finally:
+        await carrier.stop()
+        await phone.stop()
+    assert (result.outcome, result.hangup_side) == ("answered", "agent")
+    async with exchange.database.session() as session:
+        record = await CallRecords(session, seeded.tenant_id).get(result.record_id)
+    assert (record.outcome, record.hangup_side) == ("answered", "agent")
+
+
+async def test_a_customer_who_does_not_answer_is_cancelled(exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice = seeded.agents["alice"]
+    carrier = Carrier(SCENARIOS / "outbound_customer_never_answers.xml",
+                      exchange.workdir / "carrier")
+    phone = await alice_phone(exchange)
+    try:
+        await carrier.start()
+        trunk = Trunk(voice.stack, carrier.trunk_config(ring_timeout_s=2.0))
+        result = await OutboundCall(voice, await exchange.runtime(), trunk, agent_id=alice,
+                                    number="+358401234567", queue_id=None).run()
+        code, output = await carrier.finish()
+        assert code == 0, output
+        await phone.wait_for("CALL_CLOSED")
+    finally:
+        await carrier.stop()
+        await phone.stop()
+    assert (result.outcome, result.agent_answered) == ("no_answer", True)
+    async with exchange.database.session() as session:
+        record = await CallRecords(session, seeded.tenant_id).get(result.record_id)
+    assert record.outcome == "no_answer" and record.answered_at is None
+
+
+async def test_the_agent_hangs_up_while_the_customer_rings(exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    carrier = Carrier(SCENARIOS / "outbound_customer_never_answers.xml",
+                      exchange.workdir / "carrier")
+    phone = await alice_phone(exchange)
+    try:
+        await carrier.start()
+        trunk = Trunk(voice.stack, carrier.trunk_config())
+        call = OutboundCall(voice, await exchange.runtime(), trunk,
+                            agent_id=seeded.agents["alice"], number="+358401234567",
+                            queue_id=None)
+        running = asyncio.create_task(call.run())
+        await wait_until(lambda: call.customer_invite is not None, "the customer's INVITE")
+        await call.hang_up()
+        result = await running
+        code, output = await carrier.finish()
+        assert code == 0, output   # sipp got its CANCEL
+        await phone.wait_for("CALL_CLOSED")
+    finally:
+        await carrier.stop()
+        await phone.stop()
+    assert (result.outcome, result.hangup_side) == ("cancelled", "agent")

@@ -382,13 +382,13 @@ class OutboundCall:
         if self.figures.answered_at is not None:
             self.result.talk_s = max(0.0, (self.figures.ended_at
                                            - self.figures.answered_at).total_seconds())
-        side = self.result.hangup_side
         invite = self.customer_invite
         if invite is not None and not invite.done:
             with contextlib.suppress(Exception):
                 await invite.cancel()
-        for dialog, own_side in ((self.customer_dialog, "caller"), (self.agent_dialog, "agent")):
-            if dialog is not None and side != own_side:
+        # Both legs end (a leg that hung up itself is terminated: no BYE goes to it).
+        for dialog in (self.customer_dialog, self.agent_dialog):
+            if dialog is not None:
                 with contextlib.suppress(Exception):
                     await dialog.bye()
         if self.result.outcome != "invalid_number":

@@ -235,7 +235,8 @@ class _TaskRows:
                     conversation_id=event.conversation_id,
                     contact_id=_text_or_none(event.attributes.get("contact_id")),
                     attributes=dict(event.attributes), required_skills=dict(event.required_skills),
-                    created_at=at, enqueued_at=at, phase="waiting",
+                    created_at=at, phase="waiting",
+                    enqueued_at=at if event.enqueued_at is None else _datetime(event.enqueued_at),
                 )
                 self._rows[event.task_id] = await self._tasks.add(row)
             case ev.TaskQueued():

@@ -106,9 +106,11 @@ class VoiceDesk:
     async def enqueue(self, customer: Customer, *, queue_id: str, call_id: str,
                       attributes: dict[str, Any] | None = None, priority: int = 0,
                       direction: str = "inbound", subject: str = "",
-                      watcher: TaskWatcher | None = None) -> VoiceContact:
+                      watcher: TaskWatcher | None = None,
+                      arrived_at: float | None = None) -> VoiceContact:
         """Open the call's contact and put its task in line; `watcher` gets the task's engine
-        events from the first one on (an offer can be made in the same commit)."""
+        events from the first one on (an offer can be made in the same commit). `arrived_at`
+        (POSIX seconds) keeps an earlier place in line: a callback for a caller who waited."""
         at = _now()
         conversation_id, contact_id, task_id = _new_id(), _new_id(), _new_id()
         task_attributes = {"customer_name": customer.name,
@@ -128,7 +130,8 @@ class VoiceDesk:
         if watcher is not None:
             self._watchers[task_id] = watcher
         request = TaskRequest(channel=VOICE, queue=queue_id, id=task_id, priority=priority,
-                              conversation_id=conversation_id, attributes=task_attributes)
+                              conversation_id=conversation_id, attributes=task_attributes,
+                              arrived_at=arrived_at)
         try:
             await self._routing.create_task(request, alongside=write_call)
         except BaseException:

@@ -345,6 +345,8 @@ class Engine:
         task_id = request.id or f"T{self._task_seq}"
         if task_id in self._tasks:
             raise Conflict(f"task {task_id} exists already")
+        arrived = self._now if request.arrived_at is None else min(request.arrived_at,
+                                                                   self._now)
         task = TaskState(
             id=task_id,
             seq=self._task_seq,
@@ -355,7 +357,7 @@ class Engine:
             conversation_id=request.conversation_id,
             policy=policy,
             created_at=self._now,
-            enqueued_at=self._now,
+            enqueued_at=arrived,
         )
         self._tasks[task_id] = task
         self._out.append(
@@ -369,6 +371,7 @@ class Engine:
                 required_skills=dict(task.required_skills),
                 policy_id=policy.id,
                 conversation_id=task.conversation_id,
+                enqueued_at=None if arrived == self._now else arrived,
             )
         )
         self._enter_step(task, 0, "created")

@@ -77,6 +77,8 @@ class TaskCreated(Event):
     required_skills: Mapping[str, int]
     policy_id: str
     conversation_id: str | None
+    enqueued_at: float | None = None
+    """The place in line when it is earlier than the event (`TaskRequest.arrived_at`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

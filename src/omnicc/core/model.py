@@ -212,6 +212,9 @@ class TaskRequest:
     attributes: Mapping[str, object] = field(default_factory=dict)
     required_skills: Mapping[str, int] = field(default_factory=dict)
     conversation_id: str | None = None
+    arrived_at: float | None = None
+    """When the customer first asked, if earlier than now: a callback that replaces a waiting
+    call keeps the call's place in line (and its wait counts from then)."""
 
     def __post_init__(self) -> None:
         if (self.queue is None) == (self.policy is None):

@@ -429,3 +429,30 @@ async def test_a_voicemail_is_recorded_and_becomes_a_callback_request(
         frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
     message = frames[:, 0]
     assert len(message) >= 8000 * 1.5 and tone_share(message[2000:10000], 1000) > 0.5
+
+
+async def test_star_in_line_trades_the_wait_for_a_callback_at_the_same_place(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    voice.announce_every_s = 0.5
+    caller = Caller(exchange)
+    try:
+        await caller.call("1000")
+        await caller.press("1")
+        await wait_until(lambda: any(c.contact is not None for c in voice.calls.values()),
+                         "the caller to be in line")
+        call = next(iter(voice.calls.values()))
+        assert call.contact is not None
+        engine = call.runtime.routing.engine
+        arrived = engine.task(call.contact.task_id).enqueued_at
+        await caller.press("*")
+        await wait_until(lambda: not voice.calls, "OmniCC to end the call")
+        assert call.figures.outcome == "callback"
+    finally:
+        await caller.close()
+    async with exchange.database.session() as session:
+        requests = await CallbackRequests(session, seeded.tenant_id).list_all()
+    assert [(r.source, r.number, r.state) for r in requests] == [
+        ("queue", "+358401234567", "pending")]
+    assert requests[0].attributes["arrived_at"] == arrived
+    assert not list(engine.tasks())  # the call's own task ended: it is not abandoned

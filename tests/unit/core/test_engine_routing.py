@@ -368,3 +368,17 @@ class TestRequeue:
         waiting = desk.task()
         with pytest.raises(Conflict):
             desk.engine.requeue(waiting)
+
+
+def test_a_task_that_arrived_earlier_takes_its_place_in_line() -> None:
+    """A callback replacing a call that waited keeps that call's place."""
+    desk = backlog_desk()
+    desk.tick(10)
+    later = desk.task()
+    desk.tick(10)
+    earlier = desk.engine.create_task(TaskRequest(
+        channel="voice", queue="q", arrived_at=desk.clock.now() - 15))
+    created = earlier[0]
+    assert isinstance(created, ev.TaskCreated)
+    assert created.enqueued_at == desk.clock.now() - 15
+    assert serve_order(desk, 2) == [created.task_id, later]

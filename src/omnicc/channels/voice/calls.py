@@ -247,6 +247,45 @@ class InboundCall:
         await self._write_record()
         if self.contact is not None and not self.connected.is_set():
             self._announcer = asyncio.create_task(self._announce_position())
+            if self._can_call_back():
+                self._spawn(self._listen_for_callback())
+
+    def _can_call_back(self) -> bool:
+        """Virtual hold needs a number to call: not a withheld or internal one."""
+        return self.caller.startswith("+")
+
+    async def _listen_for_callback(self) -> None:
+        """While in line, the star key trades the wait for a callback at the same place."""
+        while not self.connected.is_set() and not self.ended.is_set():
+            try:
+                digit = await self._next_digit(1.0)
+            except (TimeoutError, CallEnded):
+                continue
+            if digit == "*" and not self.connected.is_set():
+                await self._leave_for_callback()
+                return
+
+    async def _leave_for_callback(self) -> None:
+        assert self.contact is not None
+        task_id = self.contact.task_id
+        try:
+            task = self.runtime.routing.engine.task(task_id)
+        except NotFound:
+            return
+        arrived_at, priority = task.enqueued_at, task.priority
+        await self.runtime.routing.run(
+            lambda engine: engine.cancel(task_id, "the caller asked to be called back"))
+        await self.service.request_callback(
+            self.runtime, number=self.caller, queue_id=self.contact.queue_id, due_at=None,
+            record_id=self.record_id, source="queue",
+            attributes={"arrived_at": arrived_at, "priority": priority})
+        self.figures.outcome = "callback"
+        if self._announcer is not None:
+            self._announcer.cancel()
+        with contextlib.suppress(CallEnded):
+            await self.play(Prompt(text="Thank you. You keep your place in line, and we will "
+                                        "call you back. Goodbye."), interruptible=False)
+        await self._hang_up("system")
 
     async def _announce_position(self) -> None:
         """Every `ANNOUNCE_EVERY_S` while waiting: the caller's place and the expected wait."""
@@ -268,6 +307,8 @@ class InboundCall:
                     minutes = round(position.ewt_s / 60)
                     unit = "minute" if minutes == 1 else "minutes"
                     text += f" Your expected wait is about {minutes} {unit}."
+                if self._can_call_back():
+                    text += " To keep your place and be called back, press star."
             try:
                 await self.play(Prompt(text=text), interruptible=False)
             except CallEnded:

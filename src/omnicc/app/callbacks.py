@@ -12,7 +12,8 @@ When the engine offers the task to an agent, a `CallbackDialler` (the voice chan
 agent's phone, accepts the offer when the agent answers and dials the customer. An agent who
 does not answer rejects the offer (the next agent gets it); otherwise the attempt is counted on
 the request: done when the customer answered, else pending again `retry_after_s` later, until
-`max_attempts` attempts failed (failed). The request's attributes keep every attempt.
+`max_attempts` attempts failed (failed). The request's attributes keep every attempt. After a
+restart, requests left in progress are pending again (`recover`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from omnicc.app.voice import VoiceContact, VoiceDesk
 from omnicc.core import events as ev
+from omnicc.core.engine import Engine
+from omnicc.core.errors import NotFound
+from omnicc.core.model import TaskPhase, TaskState
 from omnicc.store.database import Database
 from omnicc.store.repositories import CallbackRequests, Customers, Tenants
 from omnicc.store.tables import CallbackRequest, Customer
@@ -94,6 +98,7 @@ class Callbacks:
         self.tenant_id = desk.tenant_id
         self._claiming = asyncio.Lock()
         self._work: set[asyncio.Task[Any]] = set()
+        self._followers: dict[str, _CallbackTask] = {}
 
     async def run_due(self, now: datetime | None = None) -> list[str]:
         """Put every due request in line; the ids of those that were."""
@@ -112,6 +117,7 @@ class Callbacks:
         if request is None:
             return None
         follower = _CallbackTask(self, request)
+        self._followers[request.id] = follower
         try:
             customer = await self._customer_of(request)
             contact = await self._desk.enqueue(
@@ -122,11 +128,33 @@ class Callbacks:
                 priority=int(request.attributes.get("priority", 0) or 0),
                 watcher=follower.on_event)
         except BaseException:
+            self._followers.pop(request.id, None)
             await self._update(request_id, state="pending")
             raise
         follower.attach(contact)
         await self._update(request_id, task_id=contact.task_id)
         return contact
+
+    async def recover(self) -> int:
+        """After a restart: requests left `dialling` lost the follower of their task (the
+        engine restores the task, but nobody would ring the agent it is offered to). Their
+        tasks end and they are pending again, due as before; how many were."""
+        async with self._database.session() as session:
+            requests = CallbackRequests(session, self.tenant_id)
+            orphans = [row for row in await requests.all(
+                requests.select().where(CallbackRequest.state == IN_PROGRESS))
+                if row.id not in self._followers]
+        engine = self._desk.routing.engine
+        for row in orphans:
+            task = _find_task(engine, row.task_id)
+            if task is not None and task.phase is not TaskPhase.ENDED:
+                await self._desk.hung_up(VoiceContact(
+                    conversation_id=task.conversation_id or "",
+                    contact_id=str(task.attributes.get("contact_id", "")),
+                    customer_id=row.customer_id or "", task_id=task.id,
+                    queue_id=task.queue_id), side="system")
+            await self._update(row.id, state="pending", task_id=None)
+        return len(orphans)
 
     async def close(self) -> None:
         for task in list(self._work):
@@ -200,6 +228,15 @@ class Callbacks:
         task.add_done_callback(self._work.discard)
 
 
+def _find_task(engine: Engine, task_id: str | None) -> TaskState | None:
+    if task_id is None:
+        return None
+    try:
+        return engine.task(task_id)
+    except NotFound:
+        return None
+
+
 class _CallbackTask:
     """Follows one callback task's engine events: offers ring the agent (through the dialler)."""
 
@@ -229,6 +266,7 @@ class _CallbackTask:
         elif isinstance(event, ev.TaskEnded) and not self.counted:
             # The engine gave up on the task (its queue's policy) before anyone dialled.
             self.counted = True
+            self.callbacks._followers.pop(self.request_id, None)
             self.callbacks._spawn(self.callbacks.record_attempt(
                 self.request_id, CallbackAttempt(f"task_{event.outcome}"), agent_id=None))
 
@@ -258,10 +296,12 @@ class _CallbackTask:
             if attempt.outcome in FINAL_OUTCOMES and not self.counted:
                 # The number cannot be dialled: no agent should be offered it again.
                 self.counted = True
+                self.callbacks._followers.pop(self.request_id, None)
                 await self.callbacks.record_attempt(self.request_id, attempt, agent_id=None)
                 await desk.hung_up(self.contact, side="system")
             return
         self.counted = True
+        self.callbacks._followers.pop(self.request_id, None)
         await self.callbacks.record_attempt(self.request_id, attempt, agent_id=agent_id)
         await desk.hung_up(self.contact, side=attempt.hangup_side or "system")
 
@@ -306,6 +346,21 @@ class CallbackScheduler:
             queued += len(await self.for_tenant(runtime).run_due(at))
         return queued
 
+    async def recover(self) -> int:
+        """`Callbacks.recover` for every tenant with requests in progress (at start)."""
+        async with self._database.session() as session:
+            tenants = await Tenants(session).list_all()
+            busy = []
+            for tenant in tenants:
+                requests = CallbackRequests(session, tenant.id)
+                if await requests.first(requests.select().where(
+                        CallbackRequest.state == IN_PROGRESS)) is not None:
+                    busy.append(tenant.id)
+        recovered = 0
+        for tenant_id in busy:
+            recovered += await self.for_tenant(await self._center.tenant(tenant_id)).recover()
+        return recovered
+
     def start(self) -> None:
         if self._loop is None:
             self._loop = asyncio.create_task(self._poll(), name="callback-scheduler")
@@ -320,6 +375,10 @@ class CallbackScheduler:
             await callbacks.close()
 
     async def _poll(self) -> None:
+        try:
+            await self.recover()
+        except Exception:
+            log.exception("voice: recovering callbacks in progress failed")
         while True:
             try:
                 await self.tick()

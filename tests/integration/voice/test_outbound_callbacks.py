@@ -6,12 +6,22 @@ until it fails)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
-from omnicc.app.callbacks import CallbackPolicy, CallbackScheduler
+from omnicc.app.callbacks import (
+    CallbackAttempt,
+    CallbackOffer,
+    CallbackPolicy,
+    CallbackScheduler,
+)
+from omnicc.app.routing import WallClock
+from omnicc.app.runtime import ContactCenter
+from omnicc.bus import Bus
 from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.trunk import Trunk
+from omnicc.core.errors import NotFound
 from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallbackRequests, CallRecords, Contacts
 from omnicc.store.tables import CallbackRequest
@@ -141,3 +151,36 @@ async def test_a_busy_customer_is_tried_again_until_the_request_fails(
     async with exchange.database.session() as session:
         records = await CallRecords(session, seeded.tenant_id).list_all()
     assert sorted(r.outcome for r in records) == ["busy", "busy"]
+
+
+async def test_callbacks_in_line_at_a_restart_are_put_back_in_line(exchange: Exchange) -> None:
+    async def unreachable(offer: CallbackOffer) -> CallbackAttempt:
+        raise AssertionError("no agent is available: nothing is offered")
+
+    before = CallbackScheduler(exchange.database, exchange.center, lambda _: unreachable)
+    request = await new_request(exchange)
+    await before.submit(await exchange.runtime(), request)
+    old_task = (await request_state(exchange, request.id)).task_id
+    assert old_task is not None
+    await before.stop()
+    await exchange.center.stop()
+
+    # The server restarts: the engine restores the waiting task from the database.
+    center = ContactCenter(exchange.database, WallClock(), Bus())
+    await center.start()
+    try:
+        engine = (await center.tenant(exchange.seeded.tenant_id)).routing.engine
+        assert engine.task(old_task).phase is TaskPhase.WAITING
+        restarted = CallbackScheduler(exchange.database, center, lambda _: unreachable)
+        assert await restarted.recover() == 1
+        pending = await request_state(exchange, request.id)
+        assert (pending.state, pending.task_id, pending.attempts) == ("pending", None, 0)
+        with contextlib.suppress(NotFound):
+            assert engine.task(old_task).phase is TaskPhase.ENDED
+        assert await restarted.tick() == 1
+        queued = await request_state(exchange, request.id)
+        assert queued.state == "dialling" and queued.task_id not in (None, old_task)
+        assert await restarted.recover() == 0   # its own follower is alive
+        await restarted.stop()
+    finally:
+        await center.stop()

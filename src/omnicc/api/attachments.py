@@ -67,7 +67,7 @@ UPLOAD_BODY: Final[dict[str, Any]] = {"requestBody": {"required": True, "content
                                 "description": "One of: " + ", ".join(ALLOWED_TYPES)}}}}}}}
 
 
-CORS_PATHS: Final = ("/api/chat/attachments", "/api/attachments/")
+CORS_PATHS: Final = ("/api/chat/attachments", "/api/attachments/", "/api/chat/callback")
 CORS_HEADERS: Final = (
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", b"Content-Disposition"),
@@ -75,7 +75,7 @@ CORS_HEADERS: Final = (
 PREFLIGHT_HEADERS: Final = (
     *CORS_HEADERS,
     (b"access-control-allow-methods", b"GET, POST"),
-    (b"access-control-allow-headers", VISITOR_HEADER.encode()),
+    (b"access-control-allow-headers", VISITOR_HEADER.encode() + b", Content-Type"),
     (b"access-control-max-age", b"600"),
 )
 

@@ -6,6 +6,9 @@ first frame is `hello` with the visitor token the widget kept (or none); the ser
 message the customer sends is committed before its `ack`; a resent frame with the same `id`
 is acknowledged again without a second message. Customers only ever receive public messages:
 internal notes and whispers never leave the agents' side.
+
+`POST /api/chat/callback` is the widget's "Call me back" form (rules in
+`omnicc.app.callback_requests`); `GET /api/chat/callback/slots` the times it offers.
 """
 
 from __future__ import annotations
@@ -14,13 +17,24 @@ import asyncio
 import contextlib
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
 from omnicc.api.live_socket import CLOSE_POLICY, forward_notices
+from omnicc.api.problems import problem, problem_type
+from omnicc.app.callback_requests import (
+    SLOT,
+    CallbackThrottled,
+    NotPossibleNumber,
+    OutsideBusinessHours,
+    WidgetCallbacks,
+    takes_callbacks,
+)
 from omnicc.app.chats import ChatDesk, MessageTooLong, conversation_topic
+from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, TenantRuntime
 from omnicc.bus import Notice, Subscription
 from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
@@ -39,6 +53,8 @@ class WidgetQueue(BaseModel):
     name: str
     description: str
     is_open: bool = Field(description="Open and staffed now; else a message is answered later.")
+    takes_callbacks: bool = Field(
+        default=False, description="Some agent of it takes calls: the widget offers a callback.")
 
 
 class WidgetConfig(BaseModel):
@@ -68,7 +84,8 @@ async def widget_config(request: Request, response: Response,
     for queue in sorted(queues, key=lambda q: q.name):
         is_open, _ = await runtime.chats.availability(queue.id)
         listed.append(WidgetQueue(id=queue.id, name=queue.name, description=queue.description,
-                                  is_open=is_open))
+                                  is_open=is_open,
+                                  takes_callbacks=takes_callbacks(runtime, queue.id)))
     return WidgetConfig(tenant=tenant_row.slug, tenant_name=tenant_row.name, queues=listed,
                         max_message_chars=runtime.chats.max_message_chars)
 
@@ -300,3 +317,96 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("a frame is a JSON object")
     return value
+
+
+# --- the "Call me back" button ------------------------------------------------------------------
+
+class CallbackSlotsView(BaseModel):
+    queue_id: str
+    timezone: str = Field(description="The queue's business hours' time zone.")
+    is_open: bool = Field(description="A request for as soon as possible is in line at once.")
+    next_open: datetime | None = Field(description="Now, or when the queue opens next.")
+    slot_minutes: int
+    slots: list[datetime] = Field(description="Slot starts within business hours, 7 days.")
+
+
+class CallbackAsk(BaseModel, extra="forbid"):
+    queue_id: str = Field(min_length=1, max_length=64)
+    number: str = Field(min_length=1, max_length=40, description="Best with the country code.")
+    name: str = Field(default="", max_length=200)
+    when: datetime | None = Field(default=None, description="With its UTC offset; absent: as "
+                                  "soon as possible (the next opening when closed).")
+    visitor: str | None = Field(default=None, max_length=100,
+                                description="The widget's visitor token, to link the chat's "
+                                "customer.")
+    website: str = Field(default="", max_length=500,
+                         description="Must stay empty: a field only bots fill in.")
+
+
+class CallbackReceiptView(BaseModel):
+    id: str
+    number: str = Field(description="The number that will be called, E.164.")
+    expected_at: datetime
+    as_soon_as_possible: bool = Field(description="In line now: called when an agent is free.")
+
+
+CALLBACK_REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such queue in the tenant."},
+    409: {"description": "The queue takes no calls."},
+    422: {"description": "Not a possible phone number, or a time outside business hours "
+                         "(`next_slot` names the next open one)."},
+    429: {"description": "Too many requests from this address or for this number; see "
+                         "Retry-After."},
+}
+
+
+def _widget_callbacks(request: Request) -> WidgetCallbacks:
+    """One per server: the limits count across tenants (abuse is the server's concern)."""
+    callbacks: WidgetCallbacks | None = getattr(request.app.state, "widget_callbacks", None)
+    if callbacks is None:
+        callbacks = WidgetCallbacks(request.app.state.database, WallClock(),
+                                    default_region=request.app.state.settings.phone_region
+                                    or None)
+        request.app.state.widget_callbacks = callbacks
+    return callbacks
+
+
+@router.get("/callback/slots", response_model=CallbackSlotsView, responses=CALLBACK_REFUSALS,
+            summary="When a queue can call the visitor back: open now, and the next slots")
+async def callback_slots(request: Request, tenant: str = Query(min_length=1, max_length=64),
+                         queue_id: str = Query(min_length=1, max_length=64)) -> CallbackSlotsView:
+    runtime = await _center(request).by_slug(tenant)
+    slots = await _widget_callbacks(request).slots(runtime, queue_id)
+    return CallbackSlotsView(queue_id=slots.queue_id, timezone=slots.timezone,
+                             is_open=slots.is_open, next_open=slots.next_open,
+                             slot_minutes=SLOT.seconds // 60, slots=slots.slots)
+
+
+@router.post("/callback", status_code=202, response_model=CallbackReceiptView,
+             responses=CALLBACK_REFUSALS,
+             summary="The visitor asks to be called back (the widget's Call me back form)")
+async def request_callback(request: Request, ask: CallbackAsk,
+                           tenant: str = Query(min_length=1, max_length=64)) -> Any:
+    runtime = await _center(request).by_slug(tenant)
+    path = request.url.path
+    try:
+        receipt = await _widget_callbacks(request).request(
+            runtime, queue_id=ask.queue_id, number=ask.number, name=ask.name, when=ask.when,
+            visitor=ask.visitor, trap=ask.website,
+            client_ip=request.client.host if request.client else "unknown")
+    except NotPossibleNumber as error:
+        return problem(422, type_=problem_type("invalid-phone-number"),
+                       title="Not a phone number", detail=str(error), instance=path,
+                       field="number")
+    except OutsideBusinessHours as error:
+        return problem(422, type_=problem_type("outside-business-hours"),
+                       title="Outside business hours", detail=str(error), instance=path,
+                       field="when", next_slot=None if error.next_slot is None
+                       else error.next_slot.isoformat())
+    except CallbackThrottled as error:
+        return problem(429, type_=problem_type("too-many-requests"), detail=str(error),
+                       instance=path, retry_after_s=error.retry_after_s,
+                       headers={"Retry-After": str(error.retry_after_s)})
+    return CallbackReceiptView(id=receipt.id, number=receipt.number,
+                               expected_at=receipt.expected_at,
+                               as_soon_as_possible=receipt.as_soon_as_possible)

@@ -20,6 +20,8 @@ PUBLIC = {
     ("GET", "/api/chat/config"),  # the widget, before any chat
     ("POST", "/api/chat/attachments"),  # the widget: proves itself with the visitor token
     ("GET", "/api/chat/attachments/rules"),  # the widget: size limit and file kinds
+    ("POST", "/api/chat/callback"),  # the widget's Call me back: rate limited, honeypot
+    ("GET", "/api/chat/callback/slots"),  # the widget: when a queue can call back
     ("GET", "/api/attachments/{attachment_id}"),  # visitor token or staff session
 }
 

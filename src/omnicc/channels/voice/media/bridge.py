@@ -19,7 +19,12 @@ up in ``docs/voice.md``):
 * from the re-offer until the answer, the caller's audio goes to nobody (the old
   party still reaches the caller);
 * ``play media`` needs no transcoding flags for G.711 WAV prompts, but does not
-  silence the party: hold also blocks the party and silences the caller.
+  silence the party: hold also blocks the party and silences the caller;
+* a connected *party* can be moved too, without renegotiating its phone: a re-offer from
+  the party's side (from-tag = the party's tag, its answer SDP) to a new to-tag, with ``port
+  latching``, keeps the party's port, and the caller's re-offer to another tag leaves the
+  party connected to that new tag only.  Supervision moves both sides into OmniCC's mixer
+  this way (:meth:`MediaCall.divert_offer`) and back (:meth:`MediaCall.undivert`).
 """
 
 from __future__ import annotations
@@ -36,9 +41,12 @@ from omnicc.channels.voice.media.rtp import PayloadType, RtpEndpoint, media_addr
 __all__ = [
     "SINK_TAG",
     "WEBRTC_OFFER",
+    "Diversion",
     "MediaCall",
     "MediaError",
+    "PhoneMedia",
     "RecordingHandle",
+    "g711_codecs",
 ]
 
 SINK_TAG = "omnicc-sink"
@@ -79,6 +87,16 @@ class RecordingHandle:
     stopped_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Diversion:
+    """A connected call moved into a mixer: the party's tag, and the tags of the mixer's
+    ports facing the caller and facing the party."""
+
+    party: str
+    caller_side: str
+    party_side: str
+
+
 class MediaCall:
     """The media of one customer call.
 
@@ -87,7 +105,9 @@ class MediaCall:
     :meth:`answered_by` -> :meth:`hold`/:meth:`resume` -> transfer by another
     :meth:`offer_to`/:meth:`answered_by`, or :meth:`return_to` an earlier party /
     :meth:`back_to_sink` when a party rejects or leaves -> :meth:`delete`.  A
-    supervisor listens in with :meth:`monitor_offer`/:meth:`monitor_answer`.
+    supervisor listens in with :meth:`monitor_offer`/:meth:`monitor_answer` (a copy of
+    the caller), or the call goes through a mixer: :meth:`divert_offer`/
+    :meth:`divert_answer` .. :meth:`undivert`.
 
     One task drives a call (the call controller's); the methods are not meant
     to run concurrently on the same call.
@@ -105,7 +125,11 @@ class MediaCall:
         self.recording: RecordingHandle | None = None
         self._pending: tuple[str, bool] | None = None  # (tag, webrtc) offered, not answered
         self._answers: dict[str, tuple[str, bool]] = {}  # tag -> (answer SDP, webrtc)
+        self._offered: dict[str, str] = {}  # tag -> the latest SDP offered to that party
         self._on_hold = False
+        self._hold_music: Path | str | None = None
+        self.diversion: Diversion | None = None
+        self._diverting: Diversion | None = None
 
     # -- caller side -----------------------------------------------------------
 
@@ -118,7 +142,7 @@ class MediaCall:
         offered = await self.offer_to(SINK_TAG)
         if self.sink is None:
             self.sink = await RtpEndpoint(self.sink_host).open()
-        self.sink.payload_type, self.sink.event_payload_type = _sink_codecs(offered)
+        self.sink.payload_type, self.sink.event_payload_type = g711_codecs(offered)
         self.sink.connect(offered)
         return await self._answer(SINK_TAG, self.sink.sdp())
 
@@ -150,6 +174,7 @@ class MediaCall:
             self.call_id, caller_tag, self.caller_sdp, {**options, "to-tag": party_tag}
         )
         self._pending = (party_tag, webrtc)
+        self._offered[party_tag] = sdp
         return sdp
 
     async def answered_by(self, party_tag: str, sdp: str) -> None:
@@ -159,25 +184,33 @@ class MediaCall:
         await self._answer(party_tag, sdp)
 
     async def _answer(self, party_tag: str, sdp: str) -> str:
+        reply = await self._connect_caller(party_tag, sdp)
+        self.party_tag = party_tag
+        if self._on_hold:
+            await self.resume()
+        return reply
+
+    async def _connect_caller(self, tag: str, sdp: str) -> str:
+        """Answer the caller's pending re-offer with ``sdp`` for ``tag``: the caller hears
+        that tag only (the others are blocked); its port must not move."""
         caller_tag = self._require_caller()
         assert self._pending is not None
         webrtc = self._pending[1]
         options = {**PLAIN_RTP, **LATCH} if webrtc else LATCH
-        reply = await self.client.answer(self.call_id, caller_tag, party_tag, sdp, options)
+        reply = await self.client.answer(self.call_id, caller_tag, tag, sdp, options)
         port = media_address(reply)
         if self.caller_port is not None and port != self.caller_port:
             raise MediaError(
                 f"rtpengine moved the caller's media from {self.caller_port} to {port}"
             )
         self.caller_port = port
-        self._answers[party_tag] = (sdp, webrtc)
+        self._answers[tag] = (sdp, webrtc)
         self._pending = None
-        self.party_tag = party_tag
-        for tag in self._answers:
-            command = "unblock media" if tag == party_tag else "block media"
-            await self.client.call_command(command, self.call_id, {"from-tag": tag})
-        if self._on_hold:
-            await self.resume()
+        if self.diversion is not None and tag != self.diversion.caller_side:
+            self.diversion = None  # the caller went elsewhere (transfer, sink): mixer bypassed
+        for known in self._answers:
+            command = "unblock media" if known == tag else "block media"
+            await self.client.call_command(command, self.call_id, {"from-tag": known})
         return reply
 
     def _require_caller(self) -> str:
@@ -201,22 +234,30 @@ class MediaCall:
             "stop media", self.call_id, {"from-tag": self._require_caller()}
         )
 
+    def _caller_source(self) -> str | None:
+        """The tag whose audio the caller hears: the party, or the mixer while diverted."""
+        return self.diversion.caller_side if self.diversion is not None else self.party_tag
+
     async def hold(self, music: Path | str) -> None:
-        """Caller hears ``music`` (looped); the party's audio is blocked, the caller's silenced."""
-        if self.party_tag is None:
+        """Caller hears ``music`` (looped); what the caller heard is blocked (the party, or
+        the mixer: a supervisor can still talk with the agent), the caller's audio silenced."""
+        source = self._caller_source()
+        if source is None:
             raise MediaError("nobody to hold from")
         await self.play(music, loop=True)
-        await self.client.call_command("block media", self.call_id, {"from-tag": self.party_tag})
+        await self.client.call_command("block media", self.call_id, {"from-tag": source})
         await self.client.call_command(
             "silence media", self.call_id, {"from-tag": self._require_caller()}
         )
         self._on_hold = True
+        self._hold_music = music
 
     async def resume(self) -> None:
-        if self.party_tag is None:
+        source = self._caller_source()
+        if source is None:
             raise MediaError("nobody to resume")
         await self.stop_play()
-        await self.client.call_command("unblock media", self.call_id, {"from-tag": self.party_tag})
+        await self.client.call_command("unblock media", self.call_id, {"from-tag": source})
         await self.client.call_command(
             "unsilence media", self.call_id, {"from-tag": self._require_caller()}
         )
@@ -225,6 +266,60 @@ class MediaCall:
     @property
     def on_hold(self) -> bool:
         return self._on_hold
+
+    # -- the mixer (supervision) ---------------------------------------------------
+
+    async def divert_offer(self, caller_side: str, party_side: str) -> tuple[str, str]:
+        """Start moving the connected call into a mixer: returns rtpengine's SDPs for the
+        mixer's port facing the caller (tag ``caller_side``) and the one facing the party
+        (``party_side``).  Neither the caller's nor the party's phone renegotiates."""
+        party = self.party_tag
+        if party is None or party == SINK_TAG or party not in self._answers:
+            raise MediaError("no party connected to divert")
+        if self.diversion is not None:
+            raise MediaError("the call is already in a mixer")
+        party_sdp, _ = self._answers[party]
+        to_caller = await self.offer_to(caller_side)
+        # The party's side re-offers its own (answer) SDP to the new tag: its port stays.
+        to_party = await self.client.offer(
+            self.call_id, party, party_sdp, {**LATCH, **PLAIN_RTP, "to-tag": party_side}
+        )
+        self._diverting = Diversion(party, caller_side, party_side)
+        return to_caller, to_party
+
+    async def divert_answer(self, caller_side_sdp: str, party_side_sdp: str) -> None:
+        """The mixer's ports' SDPs: from now on caller and party each talk with the mixer."""
+        diversion = self._diverting
+        if diversion is None or self._pending is None:
+            raise MediaError("divert_answer() without divert_offer()")
+        reply = await self.client.answer(
+            self.call_id, diversion.party, diversion.party_side, party_side_sdp, LATCH
+        )
+        offered = self._offered.get(diversion.party)
+        if offered is not None and media_address(reply) != media_address(offered):
+            raise MediaError(f"rtpengine moved the media of {diversion.party!r}")
+        await self._connect_caller(diversion.caller_side, caller_side_sdp)
+        self._diverting = None
+        self.diversion = diversion
+        for tag in (diversion.party, diversion.party_side):
+            await self.client.call_command("unblock media", self.call_id, {"from-tag": tag})
+        if self._on_hold and self._hold_music is not None:
+            await self.hold(self._hold_music)
+
+    async def undivert(self) -> None:
+        """Back to the direct path: caller and party hear each other in rtpengine again."""
+        diversion = self.diversion
+        if diversion is None:
+            raise MediaError("the call is not in a mixer")
+        sdp, webrtc = self._answers[diversion.party]
+        await self.offer_to(diversion.party, webrtc=webrtc)
+        await self._connect_caller(diversion.party, sdp)
+        await self.client.call_command(
+            "block media", self.call_id, {"from-tag": diversion.party_side}
+        )
+        self.party_tag = diversion.party
+        if self._on_hold and self._hold_music is not None:
+            await self.hold(self._hold_music)
 
     # -- silent monitoring -------------------------------------------------------
 
@@ -275,8 +370,38 @@ class MediaCall:
                 self.sink = None
 
 
-def _sink_codecs(offer: str) -> tuple[int, int | None]:
-    """The G.711 payload type and telephone-event payload type the sink answers with."""
+class PhoneMedia:
+    """A phone's media as its own rtpengine call, whose other side is a port of OmniCC's
+    (a mixer port): rtpengine does what the phone needs (latching, WebRTC's ICE and
+    DTLS-SRTP), OmniCC's port sees plain RTP."""
+
+    LOCAL_TAG = "omnicc"
+    PHONE_TAG = "phone"
+
+    def __init__(self, client: NgClient, call_id: str) -> None:
+        self.client = client
+        self.call_id = call_id
+        self.webrtc = False
+
+    async def offer(self, local_sdp: str, *, webrtc: bool = False) -> str:
+        """The SDP offer for the phone's INVITE (or the browser's ring)."""
+        self.webrtc = webrtc
+        options = WEBRTC_OFFER if webrtc else {**LATCH, **PLAIN_RTP}
+        return await self.client.offer(self.call_id, self.LOCAL_TAG, local_sdp, options)
+
+    async def answered(self, phone_sdp: str) -> str:
+        """The phone's answer; returns the SDP OmniCC's port sends to."""
+        options = {**PLAIN_RTP, **LATCH} if self.webrtc else LATCH
+        return await self.client.answer(
+            self.call_id, self.LOCAL_TAG, self.PHONE_TAG, phone_sdp, options
+        )
+
+    async def delete(self) -> None:
+        await self.client.delete(self.call_id)
+
+
+def g711_codecs(offer: str) -> tuple[int, int | None]:
+    """The G.711 payload type and telephone-event payload type to answer ``offer`` with."""
     found = re.search(r"^m=audio \d+ \S+ ([\d ]+)", offer, re.MULTILINE)
     formats = found.group(1).split() if found else []
     names = {pt: name.upper() for pt, name, rate in _RTPMAP.findall(offer) if rate == "8000"}

@@ -1,0 +1,284 @@
+"""Supervision's media against a real rtpengine, with RTP endpoints as the three phones: the
+call moves into OmniCC's mixer and back without the caller's or the agent's port changing,
+hold works while mixed, and a `Supervision` rings a device (real RTP through its own
+rtpengine call), switches modes and hands the call back when the supervisor leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring
+from omnicc.channels.voice.media.bridge import MediaCall, MediaError
+from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
+from omnicc.channels.voice.media.mixer import AGENT, CALLER, SUPERVISOR, Mixer, Mode
+from omnicc.channels.voice.media.rtp import RtpEndpoint, media_address
+from omnicc.channels.voice.media.tones import Samples, tone, tone_share
+from omnicc.channels.voice.supervision import Supervision, SupervisionState
+
+pytestmark = pytest.mark.anyio
+
+HEARD, HEARD_IN_A_MIX, NOT_HEARD = 0.5, 0.3, 0.05
+TONES = {CALLER: 1000.0, AGENT: 440.0, SUPERVISOR: 660.0}
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[RtpengineDaemon]:
+    daemon = RtpengineDaemon(recording_dir=tmp_path / "recordings",
+                             port_range=random_port_window())
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+@pytest.fixture
+async def phones() -> AsyncIterator[dict[str, RtpEndpoint]]:
+    opened = {name: await RtpEndpoint().open() for name in TONES}
+    try:
+        yield opened
+    finally:
+        for phone in opened.values():
+            await phone.close()
+
+
+async def connected(engine: RtpengineDaemon, caller: RtpEndpoint, agent: RtpEndpoint,
+                    call_id: str) -> MediaCall:
+    call = MediaCall(engine.client, call_id)
+    await call.caller_offer(caller.sdp(), "caller-tag")
+    caller.connect(await call.answer_caller_with_sink())
+    agent.connect(await call.offer_to("agent-1"))
+    await call.answered_by("agent-1", agent.sdp())
+    return call
+
+
+def voiced(samples: Samples) -> Samples:
+    whole = len(samples) - len(samples) % 160
+    frames = samples[:whole].reshape(-1, 160)
+    return frames[np.abs(frames.astype(np.int32)).max(axis=1) > 200].reshape(-1)
+
+
+async def talk(phones: dict[str, RtpEndpoint], *speakers: str,
+               seconds: float = 0.6) -> dict[str, Samples]:
+    """The speakers send their tones at once; what each phone heard meanwhile (voiced)."""
+    marks = {name: len(phone.packets) for name, phone in phones.items()}
+    await asyncio.gather(*(phones[name].send_tone(TONES[name], seconds) for name in speakers))
+    await asyncio.sleep(0.15)  # the last frames through rtpengine and the mixer's buffer
+    return {name: voiced(phone.audio(since=marks[name])) for name, phone in phones.items()}
+
+
+async def test_a_call_moves_into_the_mixer_and_back_without_any_port_changing(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint]) -> None:
+    caller, agent, supervisor = phones[CALLER], phones[AGENT], phones[SUPERVISOR]
+    call = await connected(engine, caller, agent, "mix-1")
+    caller_port, agent_port = call.caller_port, agent.remote
+    async with Mixer() as mixer:
+        for round_ in (1, 2):  # in, out, and in again (fresh tags and ports each time)
+            to_caller, to_agent = await call.divert_offer(f"mc-{round_}", f"ma-{round_}")
+            assert media_address(to_agent) != agent_port  # a new rtpengine port, for the mixer
+            mixed_caller = await mixer.add(CALLER)
+            mixed_agent = await mixer.add(AGENT)
+            mixed_supervisor = await mixer.add(SUPERVISOR)
+            mixed_caller.connect(to_caller)
+            mixed_agent.connect(to_agent)
+            mixed_supervisor.connect(supervisor.sdp())
+            supervisor.connect(mixed_supervisor.sdp())
+            mixer.set_mode(Mode.BARGE)
+            mixer.start()
+            await call.divert_answer(mixed_caller.sdp(), mixed_agent.sdp())
+            assert call.caller_port == caller_port
+            assert call.diversion is not None and call.party_tag == "agent-1"
+
+            heard = await talk(phones, CALLER)
+            assert tone_share(heard[AGENT], TONES[CALLER]) > HEARD
+            assert tone_share(heard[SUPERVISOR], TONES[CALLER]) > HEARD
+            heard = await talk(phones, SUPERVISOR)
+            assert tone_share(heard[AGENT], TONES[SUPERVISOR]) > HEARD
+            assert tone_share(heard[CALLER], TONES[SUPERVISOR]) > HEARD
+            heard = await talk(phones, AGENT)
+            assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD
+            # Everything went through the mixer: its ports received the two sides.
+            assert mixed_caller.frames_received > 0 and mixed_agent.frames_received > 0
+
+            await call.undivert()
+            await mixer.close()
+            assert call.caller_port == caller_port and call.diversion is None
+            # The agent's phone still talks with its same rtpengine port, directly.
+            assert media_address(await call.offer_to("agent-1")) == agent_port
+            await call.answered_by("agent-1", agent.sdp())
+            heard = await talk(phones, CALLER, AGENT)
+            assert tone_share(heard[AGENT], TONES[CALLER]) > HEARD
+            assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD
+            assert len(heard[SUPERVISOR]) == 0
+    with pytest.raises(MediaError):
+        await call.undivert()
+    await call.delete()
+
+
+async def test_hold_while_mixed_gives_the_caller_music_and_keeps_agent_and_supervisor(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint], tmp_path: Path) -> None:
+    music = tmp_path / "music.wav"
+    with wave.open(str(music), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(tone(300, 5.0).tobytes())
+    caller, agent = phones[CALLER], phones[AGENT]
+    call = await connected(engine, caller, agent, "mix-2")
+    async with Mixer() as mixer:
+        to_caller, to_agent = await call.divert_offer("mc", "ma")
+        for name, sdp in ((CALLER, to_caller), (AGENT, to_agent)):
+            (await mixer.add(name)).connect(sdp)
+        supervisor_port = await mixer.add(SUPERVISOR)
+        supervisor_port.connect(phones[SUPERVISOR].sdp())
+        phones[SUPERVISOR].connect(supervisor_port.sdp())
+        mixer.set_mode(Mode.BARGE)
+        mixer.start()
+        await call.divert_answer(mixer.ports[CALLER].sdp(), mixer.ports[AGENT].sdp())
+
+        await call.hold(music)
+        heard = await talk(phones, AGENT, SUPERVISOR, seconds=1.0)
+        assert tone_share(heard[CALLER], 300) > HEARD
+        assert tone_share(heard[CALLER], TONES[AGENT]) < NOT_HEARD
+        assert tone_share(heard[CALLER], TONES[SUPERVISOR]) < NOT_HEARD
+        assert tone_share(heard[AGENT], TONES[SUPERVISOR]) > HEARD  # they can consult
+        await call.resume()
+        heard = await talk(phones, AGENT, seconds=1.0)
+        assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD
+    await call.delete()
+
+
+# --- a Supervision with a device carrying real RTP through rtpengine ------------------------
+
+
+@dataclass
+class EndpointLeg:
+    terminated: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: bool = False
+
+    async def hang_up(self) -> None:
+        self.terminated.set()
+
+    async def check(self) -> None:
+        """Nothing to probe: the test's phone is in-process."""
+
+
+@dataclass
+class EndpointRing:
+    phone: RtpEndpoint
+    offer: str
+    leg: AgentLeg | None = None
+
+    async def answered(self) -> str | None:
+        self.phone.connect(self.offer)
+        self.leg = EndpointLeg()
+        return self.phone.sdp()
+
+    async def cancel(self) -> None:
+        if self.leg is not None:
+            await self.leg.hang_up()
+
+
+@dataclass
+class EndpointDevice:
+    """A supervisor's phone: an RTP endpoint answering at once."""
+
+    phone: RtpEndpoint
+    rings: list[EndpointRing] = field(default_factory=list)
+    webrtc: bool = False
+
+    def ring(self, offer_sdp: str, info: CallInfo) -> Ring:
+        ring = EndpointRing(self.phone, offer_sdp)
+        self.rings.append(ring)
+        return ring
+
+
+@dataclass
+class LiveCall:
+    call_id: str
+    media: MediaCall
+    agent_leg: AgentLeg | None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    contact: None = None
+
+
+async def test_a_supervision_switches_modes_and_hands_the_call_back(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint]) -> None:
+    caller, agent, supervisor = phones[CALLER], phones[AGENT], phones[SUPERVISOR]
+    media = await connected(engine, caller, agent, "mix-3")
+    call = LiveCall("mix-3", media, EndpointLeg())
+    call.connected.set()
+    device = EndpointDevice(supervisor)
+    supervision = Supervision(call, device, engine.client, supervisor_id="sam",
+                              mode=Mode.LISTEN)
+    supervision.start()
+    for _ in range(200):
+        if supervision.state is not SupervisionState.RINGING:
+            break
+        await asyncio.sleep(0.02)
+    assert supervision.state is SupervisionState.ACTIVE
+    # The supervisor's phone talks with rtpengine (its own call), not with the mixer.
+    assert supervisor.remote is not None and "mix-3~supervisor-" in " ".join(
+        await engine.client.list_calls())
+
+    expectations = {
+        Mode.LISTEN: {SUPERVISOR: (False, False)},
+        Mode.WHISPER: {SUPERVISOR: (True, False)},
+        Mode.BARGE: {SUPERVISOR: (True, True)},
+    }
+    for mode, expected in expectations.items():
+        supervision.switch(mode)
+        agent_hears, caller_hears = expected[SUPERVISOR]
+        heard = await talk(phones, SUPERVISOR)
+        assert (tone_share(heard[AGENT], TONES[SUPERVISOR]) > HEARD) is agent_hears, mode
+        assert (tone_share(heard[CALLER], TONES[SUPERVISOR]) > HEARD) is caller_hears, mode
+        if not caller_hears:
+            assert tone_share(heard[CALLER], TONES[SUPERVISOR]) < NOT_HEARD
+        heard = await talk(phones, CALLER, AGENT)
+        assert tone_share(heard[SUPERVISOR], TONES[CALLER]) > HEARD_IN_A_MIX, mode
+        assert tone_share(heard[SUPERVISOR], TONES[AGENT]) > HEARD_IN_A_MIX, mode
+        assert tone_share(heard[AGENT], TONES[CALLER]) > HEARD, mode
+        assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD, mode
+
+    await supervision.stop()
+    assert supervision.state is SupervisionState.ENDED and supervision.end_reason == "left"
+    ring = device.rings[0]
+    assert ring.leg is not None and ring.leg.terminated.is_set()
+    assert media.diversion is None and media.party_tag == "agent-1"
+    assert not any("~supervisor-" in c for c in await engine.client.list_calls())
+    heard = await talk(phones, CALLER, AGENT, SUPERVISOR)
+    assert tone_share(heard[AGENT], TONES[CALLER]) > HEARD
+    assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD
+    assert len(heard[SUPERVISOR]) == 0
+    await media.delete()
+
+
+async def test_a_supervision_ends_with_the_agents_leg_and_leaves_the_media_alone(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint]) -> None:
+    media = await connected(engine, phones[CALLER], phones[AGENT], "mix-4")
+    leg = EndpointLeg()
+    call = LiveCall("mix-4", media, leg)
+    call.connected.set()
+    supervision = Supervision(call, EndpointDevice(phones[SUPERVISOR]), engine.client,
+                              supervisor_id="sam", mode=Mode.BARGE)
+    supervision.start()
+    for _ in range(200):
+        if supervision.state is SupervisionState.ACTIVE:
+            break
+        await asyncio.sleep(0.02)
+    assert media.diversion is not None
+    leg.terminated.set()  # the agent hung up: the call controller takes over the media
+    await asyncio.wait_for(supervision.done.wait(), 10)
+    assert supervision.end_reason == "agent left"
+    assert media.diversion is not None  # untouched: not supervision's to undo
+    await media.back_to_sink()
+    assert media.diversion is None
+    await media.delete()

@@ -297,13 +297,18 @@ class _CallbackTask:
                 # The number cannot be dialled: no agent should be offered it again.
                 self.counted = True
                 self.callbacks._followers.pop(self.request_id, None)
-                await self.callbacks.record_attempt(self.request_id, attempt, agent_id=None)
-                await desk.hung_up(self.contact, side="system")
+                try:
+                    await desk.hung_up(self.contact, side="system")
+                finally:
+                    await self.callbacks.record_attempt(self.request_id, attempt,
+                                                        agent_id=None)
             return
         self.counted = True
         self.callbacks._followers.pop(self.request_id, None)
-        await self.callbacks.record_attempt(self.request_id, attempt, agent_id=agent_id)
-        await desk.hung_up(self.contact, side=attempt.hangup_side or "system")
+        try:
+            await desk.hung_up(self.contact, side=attempt.hangup_side or "system")
+        finally:  # the request's outcome is kept even when ending the task failed
+            await self.callbacks.record_attempt(self.request_id, attempt, agent_id=agent_id)
 
 
 class CallbackScheduler:

@@ -20,7 +20,7 @@ from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter
 from omnicc.bus import Bus
 from omnicc.channels.voice.outbound import OutboundCalls
-from omnicc.channels.voice.trunk import Trunk
+from omnicc.channels.voice.trunk import Trunk, TrunkConfig
 from omnicc.core.errors import NotFound
 from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallbackRequests, CallRecords, Contacts
@@ -68,7 +68,7 @@ async def test_a_callback_waits_in_the_queue_then_rings_the_agent_and_dials(
     carrier = Carrier(SCENARIOS / "outbound_customer_answers.xml", exchange.workdir / "carrier")
     phone = await alice_phone(exchange)
     outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
-    scheduler = CallbackScheduler(exchange.database, exchange.center, outbound.dialler)
+    scheduler = outbound.callbacks
     runtime = await exchange.runtime()
     try:
         request = await new_request(exchange)
@@ -89,7 +89,6 @@ async def test_a_callback_waits_in_the_queue_then_rings_the_agent_and_dials(
         assert code == 0, output
         await phone.wait_for("CALL_CLOSED")
     finally:
-        await scheduler.stop()
         await outbound.stop()
         await carrier.stop()
         await phone.stop()
@@ -119,9 +118,9 @@ async def test_a_busy_customer_is_tried_again_until_the_request_fails(
     carrier = Carrier(SCENARIOS / "outbound_customer_busy.xml", exchange.workdir / "carrier",
                       calls=2)
     phone = await alice_phone(exchange)
-    outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
-    scheduler = CallbackScheduler(exchange.database, exchange.center, outbound.dialler,
-                                  policy=CallbackPolicy(retry_after_s=0, max_attempts=2))
+    outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()),
+                             callback_policy=CallbackPolicy(retry_after_s=0, max_attempts=2))
+    scheduler = outbound.callbacks
     runtime = await exchange.runtime()
     try:
         await carrier.start()
@@ -142,7 +141,6 @@ async def test_a_busy_customer_is_tried_again_until_the_request_fails(
         assert code == 0, output
         await phone.wait_for("CALL_CLOSED", count=2)
     finally:
-        await scheduler.stop()
         await outbound.stop()
         await carrier.stop()
         await phone.stop()
@@ -184,3 +182,28 @@ async def test_callbacks_in_line_at_a_restart_are_put_back_in_line(exchange: Exc
         await restarted.stop()
     finally:
         await center.stop()
+
+
+async def test_a_number_that_cannot_be_dialled_fails_the_request_at_once(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice = seeded.agents["alice"]
+    outbound = OutboundCalls(voice, Trunk(voice.stack, TrunkConfig(uri="sip:omnicc@127.0.0.1:9")))
+    runtime = await exchange.runtime()
+    try:
+        async with exchange.database.session() as session:
+            request = await CallbackRequests(session, seeded.tenant_id).add(CallbackRequest(
+                number="anonymous", queue_id=seeded.queues["support"], source="ivr"))
+        await outbound.callbacks.submit(runtime, request)
+        task_id = (await request_state(exchange, request.id)).task_id
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        failed = await wait_for_state(exchange, request.id, "failed")
+    finally:
+        await outbound.stop()
+    assert failed.attempts == 1 and failed.attributes["last_outcome"] == "invalid_number"
+    assert task_id is not None
+    with contextlib.suppress(NotFound):
+        assert runtime.routing.engine.task(task_id).phase is TaskPhase.ENDED
+    assert not runtime.routing.engine.agent(alice).tasks   # alice is free for the next one
+    async with exchange.database.session() as session:
+        assert await CallRecords(session, seeded.tenant_id).list_all() == []

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from omnicc.app.callbacks import CallbackAttempt, CallbackDialler, CallbackOffer
+from omnicc.app.callbacks import (
+    CallbackAttempt,
+    CallbackDialler,
+    CallbackOffer,
+    CallbackPolicy,
+    CallbackScheduler,
+)
 from omnicc.app.voice import VOICE, VoiceContact
 from omnicc.bus import Notice
 from omnicc.channels.voice.devices import SipPhone, agent_topic
@@ -564,16 +570,27 @@ _STATIC = {"0": "PCMU", "8": "PCMA", "9": "G722", "18": "G729"}
 
 
 class OutboundCalls:
-    """The server's outbound calls through its trunk: agents' calls and callbacks."""
+    """The server's outbound calls through its trunk: agents' calls and callbacks.
 
-    def __init__(self, service: VoiceService, trunk: Trunk) -> None:
+    `start` registers to the trunk (when configured) and starts polling due callbacks;
+    `callbacks.submit` puts a request made just now in line."""
+
+    def __init__(self, service: VoiceService, trunk: Trunk, *,
+                 callback_policy: CallbackPolicy | None = None,
+                 callback_poll_s: float = 15.0) -> None:
         self.service = service
         self.trunk = trunk
+        self.callbacks = CallbackScheduler(service.database, service.center, self.dialler,
+                                           policy=callback_policy, poll_s=callback_poll_s)
         self._calls: dict[str, OutboundCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def start(self, runtime: TenantRuntime, *, agent_id: str, number: str,
-              queue_id: str | None) -> OutboundCall:
+    def start(self) -> None:
+        self.trunk.start()
+        self.callbacks.start()
+
+    def dial(self, runtime: TenantRuntime, *, agent_id: str, number: str,
+             queue_id: str | None) -> OutboundCall:
         """An agent's call to `number` (the desk's dial pad): runs in the background; its
         progress reaches the agent's desk as `call.outbound` notices."""
         if self.of_agent(runtime.tenant_id, agent_id) is not None:
@@ -610,9 +627,12 @@ class OutboundCalls:
         return dial
 
     async def stop(self) -> None:
+        """Stop polling, end the calls in progress, remove the trunk registration."""
+        await self.callbacks.stop()
         for call in list(self._calls.values()):
             await call.hang_up()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.trunk.stop()
 
     def _run(self, call: OutboundCall) -> None:
         self._calls[call.call_id] = call

@@ -10,11 +10,13 @@ and notes included (silent monitoring: nobody in the chat is told).
 from __future__ import annotations
 
 from typing import Annotated, Any
+from weakref import WeakKeyDictionary
 
-from fastapi import APIRouter, Depends, Request, WebSocket
+from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from pydantic import BaseModel, Field
 
 from omnicc.api.auth import authenticate, require_permission
+from omnicc.api.calls import voice_service
 from omnicc.api.center import tenant_runtime
 from omnicc.api.database import request_database
 from omnicc.api.desk import MessageIn, StatusChange, Transfer, conversation_view
@@ -24,7 +26,10 @@ from omnicc.app.permissions import Permission, has_permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.runtime import EVENTS_TOPIC, WALLBOARD_TOPIC, TenantRuntime
 from omnicc.bus import Notice
-from omnicc.core.errors import NotFound
+from omnicc.channels.voice.devices import Device
+from omnicc.channels.voice.service import VoiceService
+from omnicc.channels.voice.supervision import Mode, Supervision, Supervisions
+from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import VOICE, AgentConfig, TaskPhase
 from omnicc.store.engine_records import agent_config
 from omnicc.store.repositories import Agents, Users
@@ -174,6 +179,102 @@ async def agent_skills(agent_id: str, body: SkillsChange, request: Request,
 
     await runtime.routing.run(lambda e: e.configure_agent(updated), alongside=save)
     return {"agent_id": agent_id, "skills": dict(body.skills)}
+
+
+# --- supervising calls: listen, whisper, barge ----------------------------------------------------
+
+CALL_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Your role may not do this mode (whisper and barge are separate)."},
+    404: {"description": "No live call behind this task (or you are not supervising it)."},
+    409: {"description": "The call is not connected, someone else supervises it, or you have "
+                         "no phone (desk softphone on, or a registered SIP phone)."},
+    503: {"description": "This server runs without voice."},
+}
+MODE_PERMISSION = {Mode.LISTEN: Permission.MONITOR_CONVERSATIONS, Mode.WHISPER: Permission.WHISPER,
+                   Mode.BARGE: Permission.BARGE}
+_supervisions: WeakKeyDictionary[VoiceService, Supervisions] = WeakKeyDictionary()
+
+
+class MonitorRequest(BaseModel, extra="forbid"):
+    mode: Mode = Field(description="listen (silent), whisper (only the agent hears you) or "
+                                   "barge (a three-way call).")
+
+
+def supervisions_of(voice: VoiceService) -> Supervisions:
+    """The server's supervisions in progress (one registry per voice service)."""
+    return _supervisions.setdefault(voice, Supervisions())
+
+
+def supervision_view(task_id: str, supervision: Supervision) -> dict[str, Any]:
+    return {"task_id": task_id, "mode": supervision.mode.value,
+            "state": supervision.state.value, "supervisor_id": supervision.supervisor_id,
+            "end_reason": supervision.end_reason}
+
+
+async def supervisor_device(request: Request, voice: VoiceService,
+                            principal: Principal) -> Device | None:
+    """The supervisor's phone: their browser softphone, else - when the user also has an agent
+    profile (which holds SIP accounts) - that profile's desk softphone or registered phone."""
+    browser = voice.browser_phones.phone(principal.tenant_id, f"user:{principal.subject_id}")
+    if browser is not None:
+        return browser
+    async with request_database(request).session() as session:
+        try:
+            agent = await Agents(session, principal.tenant_id).by_user(principal.subject_id)
+        except NotFound:
+            return None
+    runtime = await tenant_runtime(request, principal)
+    return await voice.agent_device(runtime, agent.id)
+
+
+@router.post("/calls/{task_id}/monitor", responses=CALL_ERRORS,
+             summary="Supervise a live call: rings your phone (202), or switches the mode (200)")
+async def monitor_call(task_id: str, body: MonitorRequest, request: Request,
+                       response: Response, principal: Monitor) -> dict[str, Any]:
+    require(principal, MODE_PERMISSION[body.mode])
+    voice = voice_service(request)
+    call = voice.call_of_task(principal.tenant_id, task_id)
+    if call is None:
+        raise NotFound(f"no live call behind task {task_id!r}")
+    supervisions = supervisions_of(voice)
+    current = supervisions.of_call(call.call_id)
+    if current is not None:
+        if current.supervisor_id != principal.subject_id:
+            raise Conflict("someone else is supervising this call")
+        current.switch(body.mode)
+        return supervision_view(task_id, current)
+    if not call.connected.is_set() or call.ended.is_set():
+        raise Conflict("the call is not connected to an agent")
+    device = await supervisor_device(request, voice, principal)
+    if device is None:
+        raise Conflict("you have no phone: switch on your softphone or register a SIP phone")
+    supervision = supervisions.start(call, device, voice.media_client,
+                                     supervisor_id=principal.subject_id, mode=body.mode,
+                                     host=voice.host)
+    response.status_code = 202
+    return supervision_view(task_id, supervision)
+
+
+@router.get("/calls/{task_id}/monitor", responses=CALL_ERRORS,
+            summary="Your supervision of a call: mode and state (ringing, active)")
+async def monitor_state(task_id: str, request: Request, principal: Monitor) -> dict[str, Any]:
+    return supervision_view(task_id, _my_supervision(request, principal, task_id))
+
+
+@router.delete("/calls/{task_id}/monitor", responses=CALL_ERRORS, status_code=204,
+               summary="Leave the call: your phone hangs up, caller and agent talk directly")
+async def leave_call(task_id: str, request: Request, principal: Monitor) -> None:
+    await _my_supervision(request, principal, task_id).stop()
+
+
+def _my_supervision(request: Request, principal: Principal, task_id: str) -> Supervision:
+    voice = voice_service(request)
+    call = voice.call_of_task(principal.tenant_id, task_id)
+    supervision = (supervisions_of(voice).of_call(call.call_id)
+                   if call is not None else None)
+    if supervision is None or supervision.supervisor_id != principal.subject_id:
+        raise NotFound(f"you are not supervising the call behind task {task_id!r}")
+    return supervision
 
 
 @router.websocket("/ws")

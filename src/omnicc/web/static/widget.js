@@ -27,6 +27,7 @@
     ? script.dataset.color : "#1d4ed8";
   const usePrechat = (script.dataset.prechat || "true").toLowerCase() !== "false";
   const fixedQueue = (script.dataset.queue || "").trim();
+  const offerCallback = (script.dataset.callback || "true").toLowerCase() !== "false";
 
   const TOKEN_KEY = `omnicc:${tenant}:visitor`;
   const OPEN_KEY = `omnicc:${tenant}:open`;
@@ -110,6 +111,7 @@
   const MINIMISE_ICON = "M5 11h14v2H5z";
   const SEND_ICON = "M3 20.5 21 12 3 3.5v6.6l12 1.9-12 1.9z";
   const CLIP_ICON = "M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z";
+  const PHONE_ICON = "M6.6 10.8a15.1 15.1 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25 11.4 11.4 0 0 0 3.6.57 1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z";
   const FILE_ICON = "M6 2h8l6 6v12a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2zm7 1.5V9h5.5zM8 13v2h8v-2zm0 4v2h5v-2z";
 
   const host = h("div", { id: "omnicc-chat-widget", "data-omnicc": "widget" });
@@ -230,6 +232,26 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
 .stars input { position: absolute; opacity: 0; width: 1px; height: 1px; }
 .stars input:focus-visible + span { outline: 3px solid #f59e0b; outline-offset: 2px; border-radius: 4px; }
 .thanks { padding: 24px 16px; text-align: center; }
+.callback-offer { display: flex; align-items: center; justify-content: center; gap: 8px;
+  flex-wrap: wrap; margin: 12px 0 0; font-size: 14px; color: var(--muted); }
+.conversation .callback-offer { margin: 0; padding: 0 14px 8px; }
+.link { border: 0; background: none; padding: 2px 4px; color: var(--brand); font-weight: 650;
+  text-decoration: underline; cursor: pointer; border-radius: 4px; }
+.link svg { width: 16px; height: 16px; fill: currentColor; vertical-align: -3px; margin-right: 4px; }
+form.callback { padding: 16px; overflow-y: auto; }
+form.callback .field-hint { font-size: 12px; color: var(--muted); margin: 4px 0 0; }
+form.callback .field-error { margin: 4px 0 0; color: var(--danger); font-size: 13px; }
+form.callback [aria-invalid="true"] { border-color: var(--danger); box-shadow: 0 0 0 1px var(--danger); }
+form.callback fieldset { margin-top: 12px; }
+form.callback legend { font-size: 13px; font-weight: 600; margin: 0 0 4px; }
+.choice { display: flex; align-items: center; gap: 8px; font-weight: 400; font-size: 14px;
+  margin: 6px 0; cursor: pointer; }
+.choice input { width: 18px; height: 18px; margin: 0; accent-color: var(--brand); flex: none; }
+.slot-pickers { display: grid; grid-template-columns: 1fr 1fr; gap: 8px; margin: 4px 0 0 26px; }
+.slot-pickers label { margin: 0 0 4px; }
+.trap { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
+.called { padding: 24px 16px; text-align: center; }
+.called .big { font-size: 17px; font-weight: 650; margin: 0 0 6px; }
 @media (max-width: 480px) {
   .panel { inset: 0; width: 100%; height: 100%; border-radius: 0; border: 0; }
   .frame.open .launcher { display: none; }
@@ -328,13 +350,68 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
   const thanks = h("div", { class: "thanks", "data-testid": "thanks", role: "status", hidden: true },
     thanksText, againButton);
 
+  // "Call me back": the offer next to starting a chat, its form, and its confirmation.
+  const callbackButton = h("button", { type: "button", class: "link", "data-testid": "callback" },
+    icon(PHONE_ICON), "Call me back");
+  const callbackOffer = h("p", { class: "callback-offer", hidden: true },
+    h("span", { text: "Prefer a phone call?" }), callbackButton);
+  const cbTopic = h("select", { id: "omnicc-cb-topic", name: "queue" });
+  const cbTopicField = h("div", {}, h("label", { for: "omnicc-cb-topic", text: "What should we call about?" }), cbTopic);
+  const cbNumber = h("input", { id: "omnicc-cb-number", name: "number", type: "tel",
+    autocomplete: "tel", inputmode: "tel", maxlength: 40, required: true,
+    "aria-describedby": "omnicc-cb-number-hint omnicc-cb-number-error" });
+  const cbNumberError = h("p", { id: "omnicc-cb-number-error", class: "field-error",
+    "aria-live": "polite" });
+  const cbName = h("input", { id: "omnicc-cb-name", name: "name", autocomplete: "name",
+    maxlength: 200 });
+  const cbAsap = h("input", { type: "radio", name: "when", value: "asap", checked: true,
+    "aria-describedby": "omnicc-cb-asap-hint" });
+  const cbLater = h("input", { type: "radio", name: "when", value: "later" });
+  const cbAsapHint = h("span", { id: "omnicc-cb-asap-hint", class: "sr", text: "" });
+  const cbDay = h("select", { id: "omnicc-cb-day", name: "day" });
+  const cbTime = h("select", { id: "omnicc-cb-time", name: "time",
+    "aria-describedby": "omnicc-cb-zone omnicc-cb-when-error" });
+  const cbZone = h("p", { id: "omnicc-cb-zone", class: "field-hint", text: "" });
+  const cbWhenError = h("p", { id: "omnicc-cb-when-error", class: "field-error",
+    "aria-live": "polite" });
+  const cbPickers = h("div", { class: "slot-pickers", hidden: true },
+    h("div", {}, h("label", { for: "omnicc-cb-day", text: "Day" }), cbDay),
+    h("div", {}, h("label", { for: "omnicc-cb-time", text: "Time" }), cbTime));
+  // A field people never see or reach; bots fill in every field they find.
+  const cbTrap = h("input", { id: "omnicc-cb-website", name: "website", tabindex: -1,
+    autocomplete: "off" });
+  const cbError = h("p", { class: "error", role: "alert", hidden: true });
+  const cbSubmit = h("button", { type: "submit", class: "primary", text: "Request a call" });
+  const cbBack = h("button", { type: "button", class: "secondary", text: "Back to chat" });
+  const callbackForm = h("form", { class: "callback", "data-testid": "callback-form",
+    novalidate: true, "aria-label": "Call me back", hidden: true },
+    h("p", { class: "hint", text: "Leave your number and one of our team will call you." }),
+    cbTopicField,
+    h("label", { for: "omnicc-cb-number", text: "Phone number" }), cbNumber,
+    h("p", { id: "omnicc-cb-number-hint", class: "field-hint",
+      text: "With the country code, e.g. +44 20 7946 0958" }), cbNumberError,
+    h("label", { for: "omnicc-cb-name", text: "Who should we ask for? (optional)" }), cbName,
+    h("fieldset", {}, h("legend", { text: "When should we call?" }),
+      h("label", { class: "choice" }, cbAsap, h("span", { class: "asap-text", text: "As soon as possible" }),
+        cbAsapHint),
+      h("label", { class: "choice" }, cbLater, h("span", { text: "At a time I choose" })),
+      cbPickers, cbZone, cbWhenError),
+    h("div", { class: "trap", "aria-hidden": "true" },
+      h("label", { for: "omnicc-cb-website", text: "Leave this field empty" }), cbTrap),
+    cbError, cbSubmit, cbBack);
+  const calledText = h("p", { class: "big", text: "" });
+  const calledNumber = h("p", { class: "hint", text: "" });
+  const calledBack = h("button", { type: "button", class: "secondary", text: "Back to chat" });
+  const called = h("div", { class: "called", "data-testid": "callback-confirmation",
+    role: "status", hidden: true }, calledText, calledNumber, calledBack);
+
   const panel = h("div", { id: "omnicc-panel", class: "panel", role: "dialog",
     "aria-labelledby": "omnicc-title", "aria-describedby": "omnicc-subtitle",
     "data-testid": "panel", hidden: true },
     h("div", { class: "head" }, h("div", { class: "head-text" }, headTitle, headStatus),
       endButton, minimise),
     banner,
-    h("div", { class: "body" }, prechat, conversation, csat, thanks));
+    h("div", { class: "body" }, prechat, conversation, csat, thanks, callbackForm, called));
 
   const frame = h("div", { class: "frame" }, panel, launcher);
   root.append(style, frame);
@@ -348,7 +425,9 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     reconnectTimer: null,
     stopped: false,
     config: null,
-    view: "prechat",        // prechat | chat | csat | thanks
+    view: "prechat",        // prechat | chat | csat | thanks | callback | called
+    callbackFrom: "prechat",  // the view the callback form goes back to
+    slots: null,            // {queue_id, is_open, next_open, slots} of the callback form's queue
     chat: null,             // {conversation_id, contact_id, is_offline}
     lastContactId: null,    // the chat to rate
     queueId: fixedQueue || null,
@@ -487,6 +566,7 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     setOffline(state.chat.is_offline);
     endButton.hidden = state.chat.is_offline;
     if (topicField.parentNode === conversation) topicField.hidden = true;
+    callbackOffer.hidden = true;
     updateAttach();
   }
 
@@ -659,8 +739,11 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     conversation.hidden = view !== "chat";
     csat.hidden = view !== "csat";
     thanks.hidden = view !== "thanks";
+    callbackForm.hidden = view !== "callback";
+    called.hidden = view !== "called";
     endButton.hidden = view !== "chat" || !state.chat || state.chat.is_offline;
     if (view === "prechat") loadConfig();
+    updateCallbackOffer();
     if (view === "csat") {
       csat.reset();
       paintStars(0);
@@ -673,6 +756,8 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     if (state.view === "prechat") (nameInput.value ? topicSelect : nameInput).focus();
     else if (state.view === "chat") messageInput.focus();
     else if (state.view === "csat") stars.querySelector("input").focus();
+    else if (state.view === "callback") (cbTopicField.hidden ? cbNumber : cbTopic).focus();
+    else if (state.view === "called") calledBack.focus();
     else againButton.focus();
   }
 
@@ -733,6 +818,7 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     if (!state.started && state.view === "chat") setOffline(away);
     emailLabel.textContent = away ? "Email (so we can answer you)" : "Email";
     emailInput.required = away;
+    updateCallbackOffer();
   }
 
   topicSelect.addEventListener("change", () => {
@@ -807,6 +893,7 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
       }
       state.started = true;
       topicField.hidden = topicField.parentNode === conversation;
+      callbackOffer.hidden = true;
       const queue = queueById(queueId);
       sendReliably({ type: "start", id, text, queue_id: queueId, name: state.profile.name,
         email: state.profile.email, topic: queue ? queue.name : state.profile.topic }, element);
@@ -1160,6 +1247,242 @@ legend { font-weight: 650; font-size: 16px; margin-bottom: 8px; }
     chatError.hidden = true;
     newChat();
   });
+
+  // --- "Call me back" -----------------------------------------------------------------------------
+  // Offered next to starting a chat for queues whose agents take calls (`takes_callbacks` in the
+  // configuration; `data-callback="false"` never offers it). The form posts to
+  // /api/chat/callback; the server checks the number, the time and its limits again.
+
+  function callbackQueues() {
+    const queues = state.config ? state.config.queues : [];
+    return queues.filter((q) => q.takes_callbacks);
+  }
+
+  /** The queue the visitor is about to chat with, if one is chosen or fixed. */
+  function chosenQueue() {
+    if (fixedQueue) return queueById(fixedQueue);
+    if (topicSelect.value) return queueById(topicSelect.value);
+    return null;
+  }
+
+  function updateCallbackOffer() {
+    const chosen = chosenQueue();
+    const where = state.view === "prechat" ? prechat : state.view === "chat" ? conversation : null;
+    const show = offerCallback && Boolean(where) && !state.started && !state.chat
+      && (chosen ? Boolean(chosen.takes_callbacks) : callbackQueues().length > 0);
+    if (where === prechat && callbackOffer.parentNode !== prechat) prechat.append(callbackOffer);
+    if (where === conversation && callbackOffer.parentNode !== conversation) {
+      conversation.insertBefore(callbackOffer, composer);
+    }
+    callbackOffer.hidden = !show;
+  }
+
+  function when(iso, withDay = true) {
+    const at = new Date(iso);
+    const options = { hour: "2-digit", minute: "2-digit" };
+    if (!withDay) return at.toLocaleTimeString([], options);
+    return at.toLocaleString([], { weekday: "long", day: "numeric", month: "long", ...options });
+  }
+
+  function dayKey(iso) {
+    const at = new Date(iso);
+    return `${at.getFullYear()}-${at.getMonth() + 1}-${at.getDate()}`;
+  }
+
+  function dayName(iso) {
+    const today = new Date();
+    const tomorrow = new Date(today.getFullYear(), today.getMonth(), today.getDate() + 1);
+    const at = new Date(iso);
+    const label = at.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" });
+    if (dayKey(iso) === dayKey(today.toISOString())) return `Today, ${label}`;
+    if (dayKey(iso) === dayKey(tomorrow.toISOString())) return `Tomorrow, ${label}`;
+    return label;
+  }
+
+  function setFieldError(input, line, text) {
+    line.textContent = text || "";
+    input.setAttribute("aria-invalid", String(Boolean(text)));
+  }
+
+  function clearCallbackErrors() {
+    setFieldError(cbNumber, cbNumberError, "");
+    setFieldError(cbTime, cbWhenError, "");
+    cbError.hidden = true;
+  }
+
+  function openCallback() {
+    const queues = callbackQueues();
+    if (!queues.length) return;
+    state.callbackFrom = state.view;
+    const chosen = chosenQueue();
+    cbTopic.replaceChildren(...queues.map((q) => h("option", { value: q.id,
+      text: q.description || q.name })));
+    cbTopic.value = chosen && chosen.takes_callbacks ? chosen.id : queues[0].id;
+    cbTopicField.hidden = Boolean(fixedQueue) || queues.length === 1;
+    if (!cbName.value) cbName.value = nameInput.value.trim() || state.profile.name || "";
+    clearCallbackErrors();
+    showView("callback");
+    loadSlots();
+  }
+
+  /** The slots of the form's queue: the Day and Time pickers, and what "as soon as possible"
+   *  means now (at once, or when the queue opens). */
+  async function loadSlots() {
+    const queueId = cbTopic.value;
+    state.slots = null;
+    cbDay.replaceChildren();
+    cbTime.replaceChildren();
+    let slots;
+    try {
+      const response = await fetch(`${server}/api/chat/callback/slots?tenant=${encodeURIComponent(tenant)}`
+        + `&queue_id=${encodeURIComponent(queueId)}`, { credentials: "omit" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      slots = await response.json();
+    } catch {
+      cbError.textContent = "We cannot book calls right now. Please try again in a moment.";
+      cbError.hidden = false;
+      return;
+    }
+    if (cbTopic.value !== queueId) return;  // another topic was chosen meanwhile
+    state.slots = slots;
+    const asapText = callbackForm.querySelector(".asap-text");
+    if (slots.is_open) {
+      asapText.textContent = "As soon as possible";
+      cbAsapHint.textContent = "";
+    } else if (slots.next_open) {
+      asapText.textContent = `As soon as we open (${when(slots.next_open)})`;
+      cbAsapHint.textContent = "We are closed right now.";
+    } else {
+      asapText.textContent = "As soon as possible";
+    }
+    const days = new Map();
+    for (const slot of slots.slots) {
+      const key = dayKey(slot);
+      if (!days.has(key)) days.set(key, []);
+      days.get(key).push(slot);
+    }
+    for (const [key, list] of days) {
+      cbDay.append(h("option", { value: key, text: dayName(list[0]) }));
+    }
+    cbLater.disabled = days.size === 0;
+    fillTimes();
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    cbZone.textContent = zone ? `Times are in your time zone (${zone}).` : "";
+  }
+
+  function fillTimes() {
+    const slots = state.slots ? state.slots.slots : [];
+    const chosen = cbTime.value;
+    cbTime.replaceChildren(...slots.filter((slot) => dayKey(slot) === cbDay.value)
+      .map((slot) => h("option", { value: slot, text: when(slot, false) })));
+    if (chosen) cbTime.value = chosen;
+  }
+
+  function updateWhen() {
+    cbPickers.hidden = !cbLater.checked;
+    setFieldError(cbTime, cbWhenError, "");
+  }
+
+  /** Checked before sending: something that can be a phone number (the server decides). */
+  function numberProblem(text) {
+    if (!text) return "Please enter your phone number.";
+    if (/[^\d\s()+\-./]/.test(text)) return "A phone number has only digits, spaces and + ( ) - .";
+    const digits = text.replace(/\D/g, "").length;
+    if (digits < 6 || digits > 15) return "That number does not look complete. Please include the country code, e.g. +44 20 7946 0958.";
+    return "";
+  }
+
+  function refuseCallback(status, problem) {
+    const detail = problem && typeof problem.detail === "string" ? problem.detail : "";
+    const kind = problem && typeof problem.type === "string" ? problem.type : "";
+    if (status === 422 && kind.endsWith(":invalid-phone-number")) {
+      setFieldError(cbNumber, cbNumberError,
+        "We cannot call that number. Please check it and include the country code, e.g. +44 20 7946 0958.");
+      cbNumber.focus();
+      return;
+    }
+    if (status === 422 && kind.endsWith(":outside-business-hours")) {
+      const next = problem.next_slot;
+      setFieldError(cbTime, cbWhenError, next
+        ? `We take no calls then. The next free time is ${when(next)}.`
+        : "We take no calls then. Please choose another time.");
+      loadSlots();
+      cbLater.focus();
+      return;
+    }
+    let text;
+    if (status === 429) {
+      const minutes = Math.max(1, Math.ceil(((problem && problem.retry_after_s) || 60) / 60));
+      text = `You have asked for several calls already. Please try again in ${minutes} min.`;
+    } else if (status === 404 || status === 409) {
+      text = "This topic takes no calls right now. Please choose another topic, or chat with us.";
+    } else if (status === 0) {
+      text = "The request could not be sent: the connection failed. Please try again.";
+    } else {
+      text = detail || `Something went wrong (error ${status}). Please try again.`;
+    }
+    cbError.textContent = text;
+    cbError.hidden = false;
+  }
+
+  function showCalled(receipt) {
+    calledText.textContent = receipt.as_soon_as_possible
+      ? "We will call you as soon as one of our team is free."
+      : `We will call you at ${when(receipt.expected_at)}.`;
+    calledNumber.textContent = `We will call ${receipt.number}.`;
+    showView("called");
+  }
+
+  callbackForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearCallbackErrors();
+    const number = cbNumber.value.trim();
+    const problem = numberProblem(number);
+    setFieldError(cbNumber, cbNumberError, problem);
+    const slot = cbLater.checked ? cbTime.value : "";
+    if (cbLater.checked && !slot) setFieldError(cbTime, cbWhenError, "Please choose a time.");
+    if (problem) {
+      cbNumber.focus();
+      return;
+    }
+    if (cbLater.checked && !slot) {
+      cbTime.focus();
+      return;
+    }
+    cbSubmit.disabled = true;
+    cbSubmit.textContent = "Sending…";
+    const body = { queue_id: cbTopic.value, number, name: cbName.value.trim(),
+      visitor: visitorToken() || null, website: cbTrap.value };
+    if (slot) body.when = slot;
+    let status = 0;
+    let answer = null;
+    try {
+      const response = await fetch(`${server}/api/chat/callback?tenant=${encodeURIComponent(tenant)}`, {
+        method: "POST", credentials: "omit", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body) });
+      status = response.status;
+      try { answer = await response.json(); } catch { answer = null; }
+    } catch {
+      status = 0;
+    } finally {
+      cbSubmit.disabled = false;
+      cbSubmit.textContent = "Request a call";
+    }
+    if (status === 202 && answer) showCalled(answer);
+    else refuseCallback(status, answer);
+  });
+
+  callbackButton.addEventListener("click", openCallback);
+  cbTopic.addEventListener("change", () => { clearCallbackErrors(); loadSlots(); });
+  cbDay.addEventListener("change", fillTimes);
+  cbAsap.addEventListener("change", updateWhen);
+  cbLater.addEventListener("change", updateWhen);
+  cbNumber.addEventListener("input", () => {
+    if (cbNumber.getAttribute("aria-invalid") === "true") setFieldError(cbNumber, cbNumberError, "");
+  });
+  for (const back of [cbBack, calledBack]) {
+    back.addEventListener("click", () => showView(state.callbackFrom === "chat" ? "chat" : "prechat"));
+  }
 
   // --- opening and closing ------------------------------------------------------------------------
 

@@ -17,8 +17,13 @@ import httpx
 import pytest
 import websockets
 
-from omnicc.app.callback_requests import possible_number
+from omnicc.app.callback_requests import WidgetCallbacks, possible_number
+from omnicc.app.callbacks import CallbackAttempt, CallbackOffer, Callbacks
+from omnicc.app.routing import WallClock
+from omnicc.app.runtime import ContactCenter
+from omnicc.bus import Bus
 from omnicc.core.business_hours import WEEKDAYS
+from omnicc.core.model import TaskPhase
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
     BusinessHoursRepository,
@@ -34,6 +39,7 @@ pytestmark = pytest.mark.anyio
 
 NUMBER = "+44 20 7946 0958"
 E164 = "+442079460958"
+ROOT = Path(__file__).parents[3]
 
 
 async def seed_callbacks(url: str) -> tuple[Seeded, str, str]:
@@ -257,3 +263,57 @@ async def test_any_site_may_send_the_form(server: LiveServer,
     assert "Content-Type" in preflight.headers["access-control-allow-headers"]
     assert refused.status_code == 422
     assert refused.headers["access-control-allow-origin"] == "*"
+
+
+def test_the_forms_labels_are_documented_and_in_the_script() -> None:
+    script = (ROOT / "src" / "omnicc" / "web" / "static" / "widget.js").read_text()
+    documented = (ROOT / "docs" / "widget.md").read_text()
+    for label in ("Call me back", "What should we call about?", "Phone number",
+                  "Who should we ask for? (optional)", "As soon as possible",
+                  "At a time I choose", "Day", "Time", "Request a call", "Back to chat"):
+        assert f'"{label}"' in script, label
+        assert f"`{label}`" in documented, label
+    for test_id in ("callback", "callback-form", "callback-confirmation"):
+        assert f'"data-testid": "{test_id}"' in script, test_id
+        assert f"`{test_id}`" in documented, test_id
+
+
+async def test_a_booked_request_becomes_a_callback_task_when_due(
+        migrated_database_url: str) -> None:
+    """The widget's rows are what `omnicc.app.callbacks` puts in line: nothing before the
+    chosen time, a voice task in the queue (attributes `callback`) once it is due."""
+    seeded = await seed(migrated_database_url)
+    database = Database(migrated_database_url)
+    center = ContactCenter(database, WallClock(), Bus())
+    dialled: list[CallbackOffer] = []
+
+    async def dial(offer: CallbackOffer) -> CallbackAttempt:
+        dialled.append(offer)
+        return CallbackAttempt("failed")
+
+    try:
+        await center.start()
+        runtime = await center.by_slug("acme")
+        support = seeded.queues["support"]
+        at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+        receipt = await WidgetCallbacks(database, WallClock()).request(
+            runtime, queue_id=support, number=NUMBER, when=at, client_ip="203.0.113.5")
+        assert receipt.expected_at == at and receipt.as_soon_as_possible is False
+        callbacks = Callbacks(database, runtime.voice, dial)
+        try:
+            assert await callbacks.run_due(at - timedelta(minutes=1)) == []
+            assert await callbacks.run_due(at + timedelta(seconds=1)) == [receipt.id]
+        finally:
+            await callbacks.close()
+        async with database.session() as session:
+            request = await CallbackRequests(session, seeded.tenant_id).get(receipt.id)
+        assert request.state == "dialling" and request.task_id is not None
+        task = runtime.routing.engine.task(request.task_id)
+        assert (task.queue_id, task.phase, task.channel) == (support, TaskPhase.WAITING, "voice")
+        assert task.attributes["callback"] is True
+        assert task.attributes["callback_number"] == E164
+        assert task.attributes["callback_request_id"] == receipt.id
+        assert dialled == []   # nobody is logged in: the task waits its turn
+    finally:
+        await center.stop()
+        await database.dispose()

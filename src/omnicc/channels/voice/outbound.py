@@ -52,7 +52,13 @@ from omnicc.channels.voice.sip.stack import IncomingRequest, OutgoingInvite
 from omnicc.channels.voice.sip.transaction import TransactionError
 from omnicc.channels.voice.trunk import InvalidNumber, Trunk
 from omnicc.core.errors import Conflict, NotFound
-from omnicc.store.repositories import CallRecords, Contacts, Conversations, VoiceNumbers
+from omnicc.store.repositories import (
+    CallRecords,
+    Contacts,
+    Conversations,
+    SipAccounts,
+    VoiceNumbers,
+)
 from omnicc.store.tables import CallRecord, Contact, Conversation
 
 if TYPE_CHECKING:
@@ -218,11 +224,10 @@ class OutboundCall:
 
     async def _ring_agent(self) -> bool:
         """Ring the agent with an INVITE without SDP; True when answered and media is up."""
-        device = await self.service.agent_device(self.runtime, self.agent_id)
-        if not isinstance(device, SipPhone):
-            reason = ("the agent has no registered phone" if device is None else
-                      "the browser softphone cannot take outbound calls yet")
-            self._finish("agent_unavailable", reason=reason, side="system")
+        device = await self._sip_phone()
+        if device is None:
+            self._finish("agent_unavailable", reason="the agent has no registered SIP phone",
+                         side="system")
             return False
         label = self.label or f"Call to {self.number}"
         request = device.stack.request(
@@ -260,6 +265,22 @@ class OutboundCall:
             self._finish("cancelled", side="agent")
             return False
         return True
+
+    async def _sip_phone(self) -> SipPhone | None:
+        """The agent's registered SIP phone, even while their desk's softphone is on (it
+        cannot take the late offer an agent-first call needs)."""
+        device = await self.service.agent_device(self.runtime, self.agent_id)
+        if device is None or isinstance(device, SipPhone):
+            return device
+        async with self.service.database.session() as session:
+            account = await SipAccounts(session, self.runtime.tenant_id).of_agent(self.agent_id)
+        if account is None or not account.is_enabled:
+            return None
+        bindings = self.service.registrar(account.realm).bindings(account.username)
+        if not bindings:
+            return None
+        return SipPhone(self.service.stack, bindings[-1].contact, bindings[-1].peer,
+                        f"sip:{account.username}@{account.realm}")
 
     async def _from_agent(self, incoming: IncomingRequest) -> None:
         if incoming.method == "INVITE":

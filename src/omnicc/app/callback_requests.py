@@ -84,7 +84,7 @@ class CallbackLimits:
     per_number: Allowance = Allowance(3, 3600.0)
 
 
-class _Counter:
+class RequestCounter:
     """Request times per key within the allowance's window; memory bounded like the login
     throttle's: a key goes once its newest request leaves the window, the oldest beyond
     `max_keys` first."""
@@ -111,6 +111,10 @@ class _Counter:
         times.append(now_s)
         self._times.move_to_end(key)
         return 0.0
+
+    def __len__(self) -> int:
+        """How many keys are held (the memory bound's tests)."""
+        return len(self._times)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,13 +216,13 @@ class WidgetCallbacks:
         self._clock = clock
         self.limits = limits or CallbackLimits()
         self._default_region = default_region
-        self._per_client = _Counter(self.limits.per_client, max_keys)
-        self._per_number = _Counter(self.limits.per_number, max_keys)
+        self._per_client = RequestCounter(self.limits.per_client, max_keys)
+        self._per_number = RequestCounter(self.limits.per_number, max_keys)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
 
-    def _take(self, counter: _Counter, key: str) -> None:
+    def _take(self, counter: RequestCounter, key: str) -> None:
         wait_s = counter.take(key, self._clock.now())
         if wait_s > 0:
             raise CallbackThrottled(max(1, math.ceil(wait_s)))

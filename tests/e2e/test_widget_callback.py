@@ -99,9 +99,18 @@ def test_the_visitor_books_a_call_at_a_time_they_choose(
     assert request.due_at.replace(tzinfo=request.due_at.tzinfo or UTC) == (
         datetime.fromisoformat(slot))
     assert request.attributes["name"] == "Nora <b>Quinn</b>"
-    # Back to the chat form: the offer is still there for another time.
+    # Back to the chat form: the offer stays until the chat has started.
     widget.get_by_role("button", name="Back to chat").click()
     expect(widget.get_by_test_id("prechat")).to_be_visible()
+    widget.get_by_label("Name").fill("Nora Quinn")
+    widget.get_by_label("Email").fill("nora@example.com")   # nobody is in: we answer by email
+    widget.get_by_label("Topic").select_option(label="Support questions")
+    widget.get_by_role("button", name="Start chat").click()
+    expect(widget.get_by_test_id("composer")).to_be_visible()
+    expect(offer).to_be_visible()
+    widget.get_by_label("Message").fill("Or we can chat")
+    widget.get_by_role("button", name="Send").click()
+    expect(offer).to_be_hidden()
 
 
 def test_the_form_works_from_the_keyboard_alone(

@@ -282,3 +282,112 @@ async def test_a_supervision_ends_with_the_agents_leg_and_leaves_the_media_alone
     await media.back_to_sink()
     assert media.diversion is None
     await media.delete()
+
+
+async def test_a_browser_agent_moves_into_the_mixer_and_back_on_its_dtls_session(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint]) -> None:
+    """The agent is a WebRTC leg (a second rtpengine call plays the browser: ICE, DTLS
+    active): re-offering its side keeps its ICE and DTLS-SRTP, so the browser needs nothing."""
+    caller, agent, supervisor = phones[CALLER], phones[AGENT], phones[SUPERVISOR]
+    ng = engine.client
+    call = MediaCall(ng, "mix-5")
+    await call.caller_offer(caller.sdp(), "caller-tag")
+    caller.connect(await call.answer_caller_with_sink())
+    offer = await call.offer_to("browser", webrtc=True)
+    plain = {"ICE": "remove", "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"]}
+    agent.connect(await ng.offer("browser-side", "webrtc", offer, plain))
+    webrtc_answer = await ng.answer(
+        "browser-side", "webrtc", "audio", agent.sdp(),
+        {"ICE": "force", "DTLS": "active", "transport-protocol": "UDP/TLS/RTP/SAVPF",
+         "rtcp-mux": ["require"]})
+    await call.answered_by("browser", webrtc_answer)
+    heard = await talk(phones, CALLER, AGENT)
+    assert tone_share(heard[AGENT], TONES[CALLER]) > HEARD
+
+    async with Mixer() as mixer:
+        to_caller, to_agent = await call.divert_offer("mc", "ma")
+        assert "RTP/AVP" in to_agent and "a=fingerprint" not in to_agent
+        for name, sdp in ((CALLER, to_caller), (AGENT, to_agent)):
+            (await mixer.add(name)).connect(sdp)
+        supervisor_port = await mixer.add(SUPERVISOR)
+        supervisor_port.connect(supervisor.sdp())
+        supervisor.connect(supervisor_port.sdp())
+        mixer.set_mode(Mode.WHISPER)
+        mixer.start()
+        await call.divert_answer(mixer.ports[CALLER].sdp(), mixer.ports[AGENT].sdp())
+        heard = await talk(phones, SUPERVISOR)
+        assert tone_share(heard[AGENT], TONES[SUPERVISOR]) > HEARD
+        assert tone_share(heard[CALLER], TONES[SUPERVISOR]) < NOT_HEARD
+        heard = await talk(phones, AGENT)
+        assert tone_share(heard[SUPERVISOR], TONES[AGENT]) > HEARD
+        assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD
+        await call.undivert()
+    heard = await talk(phones, CALLER, AGENT)
+    assert tone_share(heard[AGENT], TONES[CALLER]) > HEARD
+    assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD
+    leg = (await ng.query("mix-5"))["tags"]["browser"]["medias"][0]
+    assert "DTLS fingerprint verified" in leg["streams"][0]["flags"]
+    await call.delete()
+    await ng.delete("browser-side")
+
+
+@dataclass
+class BrowserRing:
+    """A browser answering a WebRTC offer, played by a second rtpengine call."""
+
+    engine: RtpengineDaemon
+    phone: RtpEndpoint
+    offer: str
+    leg: AgentLeg | None = None
+
+    async def answered(self) -> str | None:
+        ng = self.engine.client
+        self.phone.connect(await ng.offer("supervisor-browser", "webrtc", self.offer, {
+            "ICE": "remove", "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"]}))
+        answer = await ng.answer(
+            "supervisor-browser", "webrtc", "audio", self.phone.sdp(),
+            {"ICE": "force", "DTLS": "active", "transport-protocol": "UDP/TLS/RTP/SAVPF",
+             "rtcp-mux": ["require"]})
+        self.leg = EndpointLeg()
+        return answer
+
+    async def cancel(self) -> None:
+        if self.leg is not None:
+            await self.leg.hang_up()
+
+
+@dataclass
+class BrowserDevice:
+    engine: RtpengineDaemon
+    phone: RtpEndpoint
+    offers: list[str] = field(default_factory=list)
+    webrtc: bool = True
+
+    def ring(self, offer_sdp: str, info: CallInfo) -> Ring:
+        self.offers.append(offer_sdp)
+        return BrowserRing(self.engine, self.phone, offer_sdp)
+
+
+async def test_a_supervisor_on_a_browser_softphone_gets_a_webrtc_offer_and_hears_the_call(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint]) -> None:
+    media = await connected(engine, phones[CALLER], phones[AGENT], "mix-6")
+    call = LiveCall("mix-6", media, EndpointLeg())
+    call.connected.set()
+    device = BrowserDevice(engine, phones[SUPERVISOR])
+    supervision = Supervision(call, device, engine.client, supervisor_id="sam",
+                              mode=Mode.BARGE)
+    supervision.start()
+    for _ in range(200):
+        if supervision.state is not SupervisionState.RINGING:
+            break
+        await asyncio.sleep(0.02)
+    assert supervision.state is SupervisionState.ACTIVE
+    assert "UDP/TLS/RTP/SAVPF" in device.offers[0] and "a=fingerprint" in device.offers[0]
+    heard = await talk(phones, CALLER)
+    assert tone_share(heard[SUPERVISOR], TONES[CALLER]) > HEARD
+    heard = await talk(phones, SUPERVISOR)
+    assert tone_share(heard[CALLER], TONES[SUPERVISOR]) > HEARD
+    assert tone_share(heard[AGENT], TONES[SUPERVISOR]) > HEARD
+    await supervision.stop()
+    await media.delete()
+    await engine.client.delete("supervisor-browser")

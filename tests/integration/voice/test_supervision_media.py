@@ -18,6 +18,7 @@ from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring
 from omnicc.channels.voice.media.bridge import MediaCall, MediaError
 from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
 from omnicc.channels.voice.media.mixer import AGENT, CALLER, SUPERVISOR, Mixer, Mode
+from omnicc.channels.voice.media.recordings import find_recording, recording_to_wav
 from omnicc.channels.voice.media.rtp import RtpEndpoint, media_address
 from omnicc.channels.voice.media.tones import Samples, tone, tone_share
 from omnicc.channels.voice.supervision import Supervision, SupervisionState
@@ -391,3 +392,46 @@ async def test_a_supervisor_on_a_browser_softphone_gets_a_webrtc_offer_and_hears
     await supervision.stop()
     await media.delete()
     await engine.client.delete("supervisor-browser")
+
+
+async def test_a_recording_keeps_caller_and_agent_apart_while_the_call_is_mixed(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint], tmp_path: Path) -> None:
+    caller, agent, supervisor = phones[CALLER], phones[AGENT], phones[SUPERVISOR]
+    call = await connected(engine, caller, agent, "mix-7")
+    handle = await call.start_recording()
+    await talk(phones, CALLER, AGENT)
+    async with Mixer() as mixer:
+        to_caller, to_agent = await call.divert_offer("mc", "ma")
+        for name, sdp in ((CALLER, to_caller), (AGENT, to_agent)):
+            (await mixer.add(name)).connect(sdp)
+        supervisor_port = await mixer.add(SUPERVISOR)
+        supervisor_port.connect(supervisor.sdp())
+        supervisor.connect(supervisor_port.sdp())
+        mixer.set_mode(Mode.BARGE)
+        mixer.start()
+        await call.divert_answer(mixer.ports[CALLER].sdp(), mixer.ports[AGENT].sdp())
+        heard = await talk(phones, CALLER, AGENT, SUPERVISOR, seconds=1.0)
+        assert tone_share(heard[CALLER], TONES[SUPERVISOR]) > HEARD_IN_A_MIX
+        await call.undivert()
+    await talk(phones, CALLER, AGENT)
+    await call.delete()
+    assert handle.mixer_ports and handle.mixer_ports == call.mixer_ports
+    assert engine.recording_dir is not None
+    pcaps = find_recording(engine.recording_dir, "mix-7")
+
+    def channels(ignore_ports: set[int]) -> tuple[Samples, Samples]:
+        target = tmp_path / f"mix-7-{len(ignore_ports)}.wav"
+        recording_to_wav(pcaps, handle.caller_port, target, ignore_ports=ignore_ports)
+        with wave.open(str(target)) as wav:
+            frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        stereo = frames.reshape(-1, 2)
+        return stereo[:, 0], stereo[:, 1]
+
+    left, right = channels(handle.mixer_ports)
+    assert tone_share(voiced(left), TONES[CALLER]) > HEARD
+    assert tone_share(voiced(right), TONES[AGENT]) > HEARD
+    assert tone_share(voiced(right), TONES[CALLER]) < NOT_HEARD
+    assert tone_share(voiced(right), TONES[SUPERVISOR]) < NOT_HEARD
+    # Without leaving the mixer's ports out, the mix would come back on the agent's side.
+    _, unfiltered = channels(set())
+    assert tone_share(voiced(unfiltered), TONES[SUPERVISOR]) > NOT_HEARD

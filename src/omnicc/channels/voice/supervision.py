@@ -182,7 +182,7 @@ class Supervision:
     async def _undivert(self, agent_leg: AgentLeg) -> None:
         """Caller and agent talk directly again (if the call is still theirs and mixed)."""
         call = self.call
-        diversion = call.media.diversion
+        diversion = call.media.diversion or call.media.pending_diversion
         if (diversion is None or not diversion.caller_side.endswith(self._key)
                 or call.ended.is_set() or call.agent_leg is not agent_leg
                 or agent_leg.terminated.is_set()):

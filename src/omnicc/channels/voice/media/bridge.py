@@ -30,7 +30,7 @@ up in ``docs/voice.md``):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,13 +78,16 @@ class RecordingHandle:
     """A recording started on a call; rtpengine writes it under its recording directory.
 
     Convert it after :meth:`MediaCall.delete` (rtpengine closes the pcap then) with
-    ``recording_to_wav(find_recording(recording_dir, call_id), caller_port, target)``.
+    ``recording_to_wav(find_recording(recording_dir, call_id), caller_port, target,
+    ignore_ports=mixer_ports)``.
     """
 
     call_id: str
     caller_port: int
     started_at: datetime
     stopped_at: datetime | None = None
+    mixer_ports: set[int] = field(default_factory=set)
+    """rtpengine's ports that faced a mixer (supervision): left out of the WAV."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ class MediaCall:
         self._on_hold = False
         self._hold_music: Path | str | None = None
         self.diversion: Diversion | None = None
+        self.mixer_ports: set[int] = set()  # rtpengine's ports that ever faced a mixer
         self._diverting: Diversion | None = None
 
     # -- caller side -----------------------------------------------------------
@@ -285,6 +289,7 @@ class MediaCall:
             self.call_id, party, party_sdp, {**LATCH, **PLAIN_RTP, "to-tag": party_side}
         )
         self._diverting = Diversion(party, caller_side, party_side)
+        self.mixer_ports |= {media_address(to_caller)[1], media_address(to_party)[1]}
         return to_caller, to_party
 
     async def divert_answer(self, caller_side_sdp: str, party_side_sdp: str) -> None:
@@ -306,11 +311,18 @@ class MediaCall:
         if self._on_hold and self._hold_music is not None:
             await self.hold(self._hold_music)
 
+    @property
+    def pending_diversion(self) -> Diversion | None:
+        """A diversion offered and not answered yet (undivert() abandons it)."""
+        return self._diverting
+
     async def undivert(self) -> None:
-        """Back to the direct path: caller and party hear each other in rtpengine again."""
-        diversion = self.diversion
+        """Back to the direct path: caller and party hear each other in rtpengine again
+        (also after a :meth:`divert_offer` that was never answered)."""
+        diversion = self.diversion or self._diverting
         if diversion is None:
             raise MediaError("the call is not in a mixer")
+        self._diverting = None
         sdp, webrtc = self._answers[diversion.party]
         await self.offer_to(diversion.party, webrtc=webrtc)
         await self._connect_caller(diversion.party, sdp)
@@ -350,7 +362,8 @@ class MediaCall:
         if self.caller_port is None:
             raise MediaError("the caller is not answered yet")
         await self.client.call_command("start recording", self.call_id)
-        self.recording = RecordingHandle(self.call_id, self.caller_port[1], datetime.now(UTC))
+        self.recording = RecordingHandle(self.call_id, self.caller_port[1], datetime.now(UTC),
+                                         mixer_ports=self.mixer_ports)
         return self.recording
 
     async def stop_recording(self) -> RecordingHandle:

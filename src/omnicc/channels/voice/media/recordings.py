@@ -29,7 +29,7 @@ import ipaddress
 import struct
 import time
 import wave
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -194,10 +194,14 @@ class _Stream:
     first_timestamp: int
 
 
-def recording_to_wav(pcaps: Iterable[Path], caller_port: int, target: Path) -> float:
+def recording_to_wav(pcaps: Iterable[Path], caller_port: int, target: Path,
+                     *, ignore_ports: Collection[int] = ()) -> float:
     """Convert a call's pcaps to a stereo WAV (left caller, right the other side).
 
     ``caller_port`` is rtpengine's caller-facing port (``RecordingHandle.caller_port``).
+    ``ignore_ports`` are rtpengine ports whose packets are left out: those facing OmniCC's
+    mixer while the call was supervised (``RecordingHandle.mixer_ports``), whose audio is
+    the two sides again, mixed.
     Returns the duration in seconds; a recording without audio gives an empty WAV.
     """
     streams: dict[tuple[int, int, int], _Stream] = {}
@@ -206,6 +210,8 @@ def recording_to_wav(pcaps: Iterable[Path], caller_port: int, target: Path) -> f
         for datagram in udp_datagrams(read_pcap(path)):
             packet = parse_rtp(datagram.payload)
             if packet is None or packet.payload_type not in (PayloadType.PCMU, PayloadType.PCMA):
+                continue
+            if datagram.dst[1] in ignore_ports:
                 continue
             side = 0 if datagram.dst[1] == caller_port else 1
             key = (side, datagram.dst[1], packet.ssrc)

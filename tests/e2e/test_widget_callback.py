@@ -99,6 +99,7 @@ def test_the_visitor_books_a_call_at_a_time_they_choose(
     assert request.due_at.replace(tzinfo=request.due_at.tzinfo or UTC) == (
         datetime.fromisoformat(slot))
     assert request.attributes["name"] == "Nora <b>Quinn</b>"
+    assert request.attributes["visitor_customer_id"]   # the widget sent its visitor token
     # Back to the chat form: the offer stays until the chat has started.
     widget.get_by_role("button", name="Back to chat").click()
     expect(widget.get_by_test_id("prechat")).to_be_visible()

@@ -76,7 +76,7 @@ def test_the_visitor_books_a_call_at_a_time_they_choose(
     form.get_by_label("At a time I choose").check()
     day = form.get_by_label("Day")
     expect(day).to_be_visible()
-    day.select_option(index=1)  # tomorrow: the queues are always open in this seed
+    day.select_option(index=1)  # a later day: the queues are always open in this seed
     time = form.get_by_label("Time", exact=True)
     chosen = time.locator("option").nth(20)
     slot = chosen.get_attribute("value")

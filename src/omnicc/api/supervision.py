@@ -256,22 +256,29 @@ async def monitor_call(task_id: str, body: MonitorRequest, request: Request,
 
 
 @router.get("/calls/{task_id}/monitor", responses=CALL_ERRORS,
-            summary="Your supervision of a call: mode and state (ringing, active)")
+            summary="Your supervision of a call: mode, state (ringing, active, ended) and why "
+                    "it ended")
 async def monitor_state(task_id: str, request: Request, principal: Monitor) -> dict[str, Any]:
-    return supervision_view(task_id, _my_supervision(request, principal, task_id))
+    return supervision_view(task_id, _my_supervision(request, principal, task_id, live=False))
 
 
 @router.delete("/calls/{task_id}/monitor", responses=CALL_ERRORS, status_code=204,
                summary="Leave the call: your phone hangs up, caller and agent talk directly")
 async def leave_call(task_id: str, request: Request, principal: Monitor) -> None:
-    await _my_supervision(request, principal, task_id).stop()
+    await _my_supervision(request, principal, task_id, live=True).stop()
 
 
-def _my_supervision(request: Request, principal: Principal, task_id: str) -> Supervision:
+def _my_supervision(request: Request, principal: Principal, task_id: str, *,
+                    live: bool) -> Supervision:
+    """The principal's supervision of the live call behind the task (in progress, or the
+    latest one when not ``live``)."""
     voice = voice_service(request)
     call = voice.call_of_task(principal.tenant_id, task_id)
-    supervision = (supervisions_of(voice).of_call(call.call_id)
-                   if call is not None else None)
+    supervision = None
+    if call is not None:
+        supervisions = supervisions_of(voice)
+        supervision = (supervisions.of_call(call.call_id) if live
+                       else supervisions.latest(call.call_id))
     if supervision is None or supervision.supervisor_id != principal.subject_id:
         raise NotFound(f"you are not supervising the call behind task {task_id!r}")
     return supervision

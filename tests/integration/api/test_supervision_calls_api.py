@@ -161,7 +161,8 @@ async def test_a_supervisor_listens_whispers_barges_and_leaves_a_call(
         await caller.hears(tone(ALICE_HZ), "alice alone again")
         heard = await caller.heard(1.0)
         assert tone_share(heard, SAM_HZ) < 0.05
-        assert (await sam.http.get(url)).status_code == 404
+        ended = (await sam.http.get(url)).json()
+        assert (ended["state"], ended["end_reason"]) == ("ended", "left")
         assert (await sam.http.delete(url)).status_code == 404
 
         no_phone = await ada.http.post(url, json={"mode": "listen"})

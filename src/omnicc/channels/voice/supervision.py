@@ -201,15 +201,19 @@ class Supervision:
 
 
 class Supervisions:
-    """The supervisions in progress, one per call at most."""
+    """The supervisions of live calls, one at a time per call (the latest is kept after it
+    ends, so its supervisor can see why, until the call ends)."""
 
     def __init__(self) -> None:
         self._by_call: dict[str, Supervision] = {}
 
+    def latest(self, call_id: str) -> Supervision | None:
+        return self._by_call.get(call_id)
+
     def of_call(self, call_id: str) -> Supervision | None:
+        """The call's supervision in progress (ringing or active)."""
         supervision = self._by_call.get(call_id)
-        if supervision is not None and supervision.state is SupervisionState.ENDED:
-            del self._by_call[call_id]
+        if supervision is None or supervision.state is SupervisionState.ENDED:
             return None
         return supervision
 
@@ -222,6 +226,8 @@ class Supervisions:
         supervision = Supervision(call, device, client, supervisor_id=supervisor_id,
                                   mode=mode, host=host)
         supervision.start()
+        for call_id in [k for k, v in self._by_call.items() if v.call.ended.is_set()]:
+            del self._by_call[call_id]
         self._by_call[call.call_id] = supervision
         return supervision
 

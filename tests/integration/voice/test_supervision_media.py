@@ -435,3 +435,58 @@ async def test_a_recording_keeps_caller_and_agent_apart_while_the_call_is_mixed(
     # Without leaving the mixer's ports out, the mix would come back on the agent's side.
     _, unfiltered = channels(set())
     assert tone_share(voiced(unfiltered), TONES[SUPERVISOR]) > NOT_HEARD
+
+
+@dataclass
+class DecliningRing:
+    leg: AgentLeg | None = None
+    cancelled: bool = False
+
+    async def answered(self) -> str | None:
+        return None
+
+    async def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class DecliningDevice:
+    webrtc: bool = False
+
+    def ring(self, offer_sdp: str, info: CallInfo) -> Ring:
+        return DecliningRing()
+
+
+async def test_a_declined_ring_leaves_the_call_direct_and_a_hang_up_brings_it_back(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint]) -> None:
+    media = await connected(engine, phones[CALLER], phones[AGENT], "mix-8")
+    call = LiveCall("mix-8", media, EndpointLeg())
+    call.connected.set()
+    declined = Supervision(call, DecliningDevice(), engine.client, supervisor_id="sam",
+                           mode=Mode.LISTEN)
+    declined.start()
+    await asyncio.wait_for(declined.done.wait(), 10)
+    assert declined.end_reason == "supervisor did not answer"
+    assert media.diversion is None and not media.mixer_ports
+    assert not any("~supervisor-" in c for c in await engine.client.list_calls())
+
+    device = EndpointDevice(phones[SUPERVISOR])
+    supervision = Supervision(call, device, engine.client, supervisor_id="sam",
+                              mode=Mode.BARGE)
+    supervision.start()
+    for _ in range(200):
+        if supervision.state is SupervisionState.ACTIVE:
+            break
+        await asyncio.sleep(0.02)
+    assert media.diversion is not None
+    leg = device.rings[0].leg
+    assert leg is not None
+    leg.terminated.set()  # the supervisor hangs up their phone
+    await asyncio.wait_for(supervision.done.wait(), 10)
+    assert supervision.end_reason == "supervisor hung up"
+    assert media.diversion is None
+    heard = await talk(phones, CALLER, AGENT, SUPERVISOR)
+    assert tone_share(heard[AGENT], TONES[CALLER]) > HEARD
+    assert tone_share(heard[CALLER], TONES[AGENT]) > HEARD
+    assert tone_share(heard[CALLER], TONES[SUPERVISOR]) < NOT_HEARD
+    await media.delete()

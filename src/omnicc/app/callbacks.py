@@ -86,6 +86,12 @@ class CallbackAttempt:
 CallbackDialler = Callable[[CallbackOffer], Awaitable[CallbackAttempt]]
 
 
+def _arrived_at(request: CallbackRequest) -> float | None:
+    """A caller who left the line for a callback keeps their place (virtual hold)."""
+    value = request.attributes.get("arrived_at")
+    return float(value) if isinstance(value, int | float) else None
+
+
 class Callbacks:
     """A tenant's callback requests, from due to done."""
 
@@ -126,7 +132,7 @@ class Callbacks:
                             "callback_request_id": request.id},
                 direction="outbound", subject=f"Callback to {request.number}",
                 priority=int(request.attributes.get("priority", 0) or 0),
-                watcher=follower.on_event)
+                watcher=follower.on_event, arrived_at=_arrived_at(request))
         except BaseException:
             self._followers.pop(request.id, None)
             await self._update(request_id, state="pending")

@@ -39,10 +39,12 @@ from omnicc.channels.voice.media.recordings import (
     remove_recording,
 )
 from omnicc.channels.voice.music import beep, music_on_hold
+from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.sip.digest import Algorithm
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
 from omnicc.channels.voice.sip.transaction import Timers
+from omnicc.channels.voice.trunk import Trunk, TrunkConfig, trunk_config
 from omnicc.config import Settings
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -69,6 +71,8 @@ class VoiceSettings:
     """host:port of an external rtpengine's ng control; empty: start our own."""
     media_ports: tuple[int, int] = (30000, 30999)
     timers: Timers | None = None
+    trunk: TrunkConfig | None = None
+    """The carrier for outbound calls and callbacks; None: no outbound calls."""
     announce_every_s: float = 30.0
     keepalive_s: float = 30.0
     """How often a connected agent's phone is probed (in-dialog OPTIONS)."""
@@ -78,7 +82,8 @@ def voice_settings(settings: Settings) -> VoiceSettings:
     """The voice part of the server's settings (`sip_port` set: voice is on)."""
     low, high = (int(part) for part in settings.media_ports.split("-"))
     return VoiceSettings(host=settings.sip_host, sip_port=settings.sip_port or 0,
-                         rtpengine=settings.rtpengine, media_ports=(low, high))
+                         rtpengine=settings.rtpengine, media_ports=(low, high),
+                         trunk=trunk_config(settings))
 
 
 class VoiceService:
@@ -106,6 +111,8 @@ class VoiceService:
         self.beep = beep(self.prompt_dir)
         self._registrars: dict[str, Registrar] = {}
         self.browser_phones = BrowserPhones(center.bus)
+        self.outbound = (OutboundCalls(self, Trunk(self.stack, settings.trunk))
+                         if settings.trunk is not None else None)
         self._calls: dict[str, InboundCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.media_lost: str | None = None
@@ -138,6 +145,8 @@ class VoiceService:
             await self.daemon.start()
         self.stack.set_handler(self._on_request)
         await self.stack.start()
+        if self.outbound is not None:
+            self.outbound.start()
         log.info("voice: SIP on %s and %s, media by %s", self.stack.udp, self.stack.tcp,
                  self.settings.rtpengine or "an embedded rtpengine")
 
@@ -149,6 +158,8 @@ class VoiceService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for registrar in self._registrars.values():
             registrar.close()
+        if self.outbound is not None:
+            await self.outbound.stop()
         await self.stack.stop()
         if self.daemon is not None:
             await self.daemon.stop()
@@ -301,10 +312,14 @@ class VoiceService:
         """Keep a caller's callback request (the IVR's `callback` node, a voicemail)."""
         customer = await runtime.voice.identify_caller(number)
         async with self.database.session() as session:
-            return await CallbackRequests(session, runtime.tenant_id).add(CallbackRequest(
+            request = await CallbackRequests(session, runtime.tenant_id).add(CallbackRequest(
                 number=number, queue_id=queue_id, customer_id=customer.id,
                 call_record_id=record_id, source=source, due_at=due_at,
                 attributes=attributes))
+        if self.outbound is not None:
+            # Due now: in line at once (a caller leaving the queue keeps their place).
+            await self.outbound.callbacks.submit(runtime, request)
+        return request
 
 
 def _user_part(uri: str) -> str:

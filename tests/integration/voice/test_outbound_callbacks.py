@@ -97,10 +97,14 @@ async def test_a_callback_waits_in_the_queue_then_rings_the_agent_and_dials(
     assert done.attributes["attempts"][0]["outcome"] == "answered"
     established = await phone.wait_for("CALL_ESTABLISHED")
     assert f"Callback to {NUMBER}" in str(established), established
-    async with exchange.database.session() as session:
-        record = await CallRecords(session, seeded.tenant_id).get(
-            done.attributes["attempts"][0]["record_id"])
-        contact = await Contacts(session, seeded.tenant_id).get(record.contact_id or "")
+    for _ in range(200):  # the contact ends in the same breath as the request: give it time
+        async with exchange.database.session() as session:
+            record = await CallRecords(session, seeded.tenant_id).get(
+                done.attributes["attempts"][0]["record_id"])
+            contact = await Contacts(session, seeded.tenant_id).get(record.contact_id or "")
+        if contact.ended_at is not None:
+            break
+        await asyncio.sleep(0.05)
     assert (record.direction, record.outcome, record.agent_id) == ("outbound", "answered", alice)
     assert record.details["callback_request_id"] == request.id and record.talk_s > 5
     assert (contact.direction, contact.ended_at is not None) == ("outbound", True)

@@ -1,10 +1,11 @@
 """The agent's call controls: the desk's REST for the calls the agent is talking on.
 
 REST (`/api/desk/calls`): the agent's live calls, and hold, resume, hang up and blind
-transfer of one of them, named by its routing task. An agent controls only the calls they
-are talking on: another agent's call is 404, a call not in a state for the action 409 (on
-hold already, not on hold, ended), and every route answers a 503 problem when the server
-runs without voice.
+transfer of one of them, named by its routing task; outbound calls through the carrier trunk
+(the agent's phone first, then the customer; progress on the desk socket as `call.outbound`).
+An agent controls only the calls they are talking on: another agent's call is 404, a call
+not in a state for the action 409 (on hold already, not on hold, ended), and every route
+answers a 503 problem when the server runs without voice.
 
 The browser softphone's signalling rides on the desk's WebSocket (`omnicc.api.desk_phone`).
 """
@@ -18,12 +19,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, model_validator
 
 from omnicc.api.auth import require_permission
+from omnicc.api.center import tenant_runtime
 from omnicc.api.desk import agent_of
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
 from omnicc.channels.voice.calls import InboundCall
+from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.service import VoiceService
-from omnicc.core.errors import Conflict, NotFound
+from omnicc.channels.voice.trunk import InvalidNumber
+from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
 
 router = APIRouter(prefix="/api/desk/calls", tags=["agent desktop"])
 
@@ -131,3 +135,48 @@ async def transfer(task_id: str, body: CallTransfer, request: Request,
                    principal: Handler) -> None:
     call = await _my_call(request, principal, task_id)
     await call.transfer(queue_id=body.queue_id, agent_id=body.agent_id)
+
+
+class OutboundDial(BaseModel, extra="forbid"):
+    number: str = Field(min_length=1, max_length=64, description="The customer's number; "
+                        "E.164 or national (read in the trunk's phone_region).")
+    queue_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                 description="The queue the call is for: its caller ID.")
+
+
+OUTBOUND_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "You are already on an outbound call."},
+    422: {"description": "Not a number that can be dialled."},
+    503: {"description": "This server has no voice, or no carrier trunk (sip_trunk)."},
+}
+
+
+def _outbound(request: Request) -> OutboundCalls:
+    outbound = voice_service(request).outbound
+    if outbound is None:
+        raise HTTPException(503, "outbound calls are off on this server (no sip_trunk set)")
+    return outbound
+
+
+@router.post("/outbound", responses=OUTBOUND_ERRORS, status_code=202,
+             summary="Call a customer: your phone rings first, then the customer is dialled")
+async def dial(body: OutboundDial, request: Request, principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    outbound = _outbound(request)
+    try:
+        number = outbound.trunk.dialable(body.number)
+    except InvalidNumber as error:
+        raise InvalidConfiguration(str(error)) from None
+    runtime = await tenant_runtime(request, principal)
+    call = outbound.dial(runtime, agent_id=agent_id, number=number, queue_id=body.queue_id)
+    return {"record_id": call.record_id, "number": number}
+
+
+@router.post("/outbound/hangup", responses=OUTBOUND_ERRORS, status_code=204,
+             summary="Hang up your outbound call (ringing or talking)")
+async def hang_up_outbound(request: Request, principal: Handler) -> None:
+    agent_id = await agent_of(request, principal)
+    call = _outbound(request).of_agent(principal.tenant_id, agent_id)
+    if call is None:
+        raise NotFound("you have no outbound call")
+    await call.hang_up()

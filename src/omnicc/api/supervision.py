@@ -184,7 +184,8 @@ async def agent_skills(agent_id: str, body: SkillsChange, request: Request,
 # --- supervising calls: listen, whisper, barge ----------------------------------------------------
 
 CALL_ERRORS: dict[int | str, dict[str, Any]] = {
-    403: {"description": "Your role may not do this mode (whisper and barge are separate)."},
+    403: {"description": "Your role may not do this mode (whisper and barge are separate), "
+                         "or you are an API token (no phone to ring)."},
     404: {"description": "No live call behind this task (or you are not supervising it)."},
     409: {"description": "The call is not connected, someone else supervises it, or you have "
                          "no phone (desk softphone on, or a registered SIP phone)."},
@@ -227,11 +228,14 @@ async def supervisor_device(request: Request, voice: VoiceService,
     return await voice.agent_device(runtime, agent.id)
 
 
-@router.post("/calls/{task_id}/monitor", responses=CALL_ERRORS,
+@router.post("/calls/{task_id}/monitor",
+             responses={202: {"description": "Your phone is ringing (`state: ringing`)."},
+                        **CALL_ERRORS},
              summary="Supervise a live call: rings your phone (202), or switches the mode (200)")
 async def monitor_call(task_id: str, body: MonitorRequest, request: Request,
                        response: Response, principal: Monitor) -> dict[str, Any]:
     require(principal, MODE_PERMISSION[body.mode])
+    _require_user(principal)
     voice = voice_service(request)
     call = voice.call_of_task(principal.tenant_id, task_id)
     if call is None:
@@ -268,10 +272,17 @@ async def leave_call(task_id: str, request: Request, principal: Monitor) -> None
     await _my_supervision(request, principal, task_id, live=True).stop()
 
 
+def _require_user(principal: Principal) -> None:
+    """A supervision rings a person's phone: API tokens have none."""
+    if not principal.is_session:
+        raise Forbidden("supervising a call takes a logged-in user (whose phone rings)")
+
+
 def _my_supervision(request: Request, principal: Principal, task_id: str, *,
                     live: bool) -> Supervision:
     """The principal's supervision of the live call behind the task (in progress, or the
     latest one when not ``live``)."""
+    _require_user(principal)
     voice = voice_service(request)
     call = voice.call_of_task(principal.tenant_id, task_id)
     supervision = None

@@ -7,6 +7,7 @@ stack, the routing engine, rtpengine started by OmniCC, espeak-ng prompts."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from omnicc.channels.voice.ivr.flow import parse_flow
 from omnicc.channels.voice.media.daemon import random_port_window
 from omnicc.channels.voice.media.rtp import RtpEndpoint
 from omnicc.channels.voice.media.tones import tone_share
+from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.service import VoiceService, VoiceSettings
 from omnicc.channels.voice.sip.dialog import Dialog
 from omnicc.channels.voice.sip.stack import SipStack
 from omnicc.channels.voice.sip.transaction import Timers
+from omnicc.channels.voice.trunk import Trunk, TrunkConfig
 from omnicc.core.model import TaskPhase
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -40,7 +43,7 @@ from omnicc.store.repositories import (
 )
 from omnicc.store.tables import IvrFlow, VoiceNumber
 from tests.integration.api.live import Seeded, seed
-from tests.integration.voice.peers import Baresip
+from tests.integration.voice.peers import Baresip, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -189,12 +192,13 @@ class Caller:
         self.dialog: Dialog | None = None
         self._talking: asyncio.Task[None] | None = None
 
-    async def call(self, number: str) -> None:
+    async def call(self, number: str, *, request_user: str | None = None) -> None:
+        """Call `number` (in To and, unless `request_user` says otherwise, the Request-URI)."""
         await self.stack.start()
         await self.rtp.open()
         server = self.exchange.voice.stack.udp
         request = self.stack.request(
-            "INVITE", f"sip:{number}@127.0.0.1:{server.port}", to=server,
+            "INVITE", f"sip:{request_user or number}@127.0.0.1:{server.port}", to=server,
             from_uri="sip:+358401234567@127.0.0.1", from_display="Maija",
             to_uri=f"sip:{number}@127.0.0.1", body=self.rtp.sdp().encode(),
             content_type="application/sdp")
@@ -456,3 +460,23 @@ async def test_star_in_line_trades_the_wait_for_a_callback_at_the_same_place(
         ("queue", "+358401234567", "pending")]
     assert requests[0].attributes["arrived_at"] == arrived
     assert not list(engine.tasks())  # the call's own task ended: it is not abandoned
+
+
+async def test_a_call_from_the_carrier_names_the_number_in_to(
+        exchange: Exchange, tmp_path: Path) -> None:
+    """A carrier OmniCC registers to sends calls to OmniCC's contact (the trunk account's user
+    in the Request-URI); the number the customer dialled is in To."""
+    voice = exchange.voice
+    voice.outbound = OutboundCalls(voice, Trunk(voice.stack, TrunkConfig(
+        uri=f"sip:omnicc@127.0.0.1:{free_port(socket.SOCK_DGRAM)}")))
+    caller = Caller(exchange)
+    try:
+        await caller.call("1000", request_user="omnicc")
+        await caller.press("1")
+        await wait_until(lambda: any(c.contact is not None for c in voice.calls.values()),
+                         "the caller to reach the queue of number 1000's flow")
+        assert next(iter(voice.calls.values())).dialled == "1000"
+        await caller.hang_up()
+    finally:
+        voice.outbound = None
+        await caller.close()

@@ -114,7 +114,7 @@ class InboundCall:
         self.caller_uri = message.from_.uri
         self.caller_name = message.from_.display_name or ""
         self.caller = normalize_phone(_user_of(self.caller_uri))
-        self.dialled = _user_of(message.uri)
+        self.dialled = route.number  # the number, also when a carrier names it only in To
         self.media = MediaCall(service.media_client, self.call_id, sink_host=service.host)
         self.dialog: Dialog | None = None
         self.agent_leg: AgentLeg | None = None

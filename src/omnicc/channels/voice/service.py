@@ -196,6 +196,10 @@ class VoiceService:
             await incoming.respond(482, "Loop Detected")
             return
         dialled = _user_part(incoming.message.uri)
+        if self.outbound is not None and dialled == self.outbound.trunk.config.username:
+            # A carrier we register to sends calls to our Contact (its account's user): the
+            # number the customer dialled is in To.
+            dialled = _user_part(incoming.message.to.uri)
         async with self.database.session() as session:
             route = await inbound_route(session, dialled)
         if route is None:

@@ -43,11 +43,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class CallTransfer(BaseModel, extra="forbid"):
     queue_id: str | None = Field(default=None, min_length=1, max_length=64)
     agent_id: str | None = Field(default=None, min_length=1, max_length=64)
+    number: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="An external number, through the carrier trunk.")
 
     @model_validator(mode="after")
     def _one_target(self) -> CallTransfer:
-        if (self.queue_id is None) == (self.agent_id is None):
-            raise ValueError("give exactly one of queue_id or agent_id")
+        if sum(target is not None for target in (self.queue_id, self.agent_id,
+                                                 self.number)) != 1:
+            raise ValueError("give exactly one of queue_id, agent_id or number")
         return self
 
 
@@ -130,10 +133,17 @@ async def hang_up(task_id: str, request: Request, principal: Handler) -> None:
 
 
 @router.post("/{task_id}/transfer", responses=ERRORS, status_code=204,
-             summary="Blind transfer to a queue or an agent (the caller hears music meanwhile)")
+             summary="Blind transfer to a queue or an agent (the caller hears music "
+                     "meanwhile), or to an external number (answered, or 409 with why not)")
 async def transfer(task_id: str, body: CallTransfer, request: Request,
                    principal: Handler) -> None:
     call = await _my_call(request, principal, task_id)
+    if body.number is not None:
+        try:
+            await call.transfer_to_number(body.number)
+        except InvalidNumber as error:
+            raise InvalidConfiguration(str(error)) from None
+        return
     await call.transfer(queue_id=body.queue_id, agent_id=body.agent_id)
 
 

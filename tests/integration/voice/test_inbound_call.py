@@ -22,7 +22,7 @@ from omnicc.app.runtime import ContactCenter
 from omnicc.bus import Bus
 from omnicc.channels.voice.ivr.flow import parse_flow
 from omnicc.channels.voice.media.daemon import random_port_window
-from omnicc.channels.voice.media.rtp import RtpEndpoint
+from omnicc.channels.voice.media.rtp import PayloadType, RtpEndpoint
 from omnicc.channels.voice.media.tones import tone_share
 from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.service import VoiceService, VoiceSettings
@@ -185,10 +185,10 @@ class Caller:
     """A caller made of OmniCC's own SIP stack and an RTP endpoint that sends a 1 kHz tone and
     keeps what it hears."""
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, *, payload_type: int = PayloadType.PCMU) -> None:
         self.exchange = exchange
         self.stack = SipStack("127.0.0.1", udp_port=0, tcp_port=None, timers=Timers(t1=0.1))
-        self.rtp = RtpEndpoint()
+        self.rtp = RtpEndpoint(payload_type=payload_type)
         self.dialog: Dialog | None = None
         self._talking: asyncio.Task[None] | None = None
 
@@ -480,3 +480,54 @@ async def test_a_call_from_the_carrier_names_the_number_in_to(
     finally:
         voice.outbound = None
         await caller.close()
+
+
+async def test_a_call_transferred_to_an_external_number_leaves_through_the_trunk(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice = seeded.agents["alice"]
+    carrier_dir = exchange.workdir / "carrier"
+    carrier_dir.mkdir()
+    carrier_port = free_port(socket.SOCK_DGRAM)
+    voice.outbound = OutboundCalls(voice, Trunk(voice.stack, TrunkConfig(
+        uri=f"sip:omnicc@127.0.0.1:{carrier_port}", default_region="FI")))
+    carrier = await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(SCENARIOS / "outbound_customer_talks_until_bye.xml"), "-m", "1",
+        "-i", "127.0.0.1", "-p", str(carrier_port), "-mi", "127.0.0.1",
+        "-mp", str(random_port_window(2, 20000, 29000)[0]), "-timeout", f"{SIPP_TIMEOUT_S}s",
+        "-timeout_error", "-trace_err", "-nostdin", cwd=carrier_dir,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    phone = Baresip(exchange.workdir / "alice", user="alice", password=PHONE_PASSWORD,
+                    registrar=("127.0.0.1", voice.stack.udp.port))
+    caller = Caller(exchange, payload_type=PayloadType.PCMA)  # what the carrier speaks
+    try:
+        await phone.start()
+        await registered(voice, "alice")
+        runtime = await exchange.center.tenant(seeded.tenant_id)
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        await caller.call("1000")
+        await caller.press("1")
+        caller.talk()
+        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
+                         "alice to answer")
+        call = next(iter(voice.calls.values()))
+        await call.transfer_to_number("040 765 4321")
+        await phone.wait_for("CALL_CLOSED")  # alice is free: her part is done
+        assert call.external == "+358407654321"
+        # What the caller hears from the carrier is not checked yet: with sipp as the carrier
+        # the caller receives only sporadic packets (see docs/voice.md, known gaps).
+        await caller.hang_up()
+        output, _ = await asyncio.wait_for(carrier.communicate(), SIPP_TIMEOUT_S)
+        assert carrier.returncode == 0, output.decode(errors="replace")[-2000:]
+    finally:
+        voice.outbound = None
+        if carrier.returncode is None:
+            carrier.kill()
+            await carrier.wait()
+        await caller.close()
+        await phone.stop()
+    await wait_until(lambda: not voice.calls, "the call to end")
+    async with exchange.database.session() as session:
+        record = (await CallRecords(session, seeded.tenant_id).list_all())[0]
+    assert record.transfers == 1 and record.details["transferred_to"] == "+358407654321"
+    assert runtime.routing.engine.agent(alice).tasks  # her wrap-up of the call

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from omnicc.app.voice import VoiceContact, normalize_phone
-from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring
+from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring, SipLeg
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import InboundRoute
 from omnicc.channels.voice.ivr.interpreter import (
@@ -45,6 +45,7 @@ from omnicc.channels.voice.ivr.interpreter import (
 from omnicc.channels.voice.media.bridge import MediaCall
 from omnicc.channels.voice.media.dtmf import DtmfEvent, parse_dtmf_info
 from omnicc.channels.voice.sip.dialog import Dialog
+from omnicc.channels.voice.sip.message import SipResponse
 from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
@@ -132,6 +133,8 @@ class InboundCall:
         self._announcer: asyncio.Task[None] | None = None
         self._language = "en"
         self._record_calls = False
+        self.external: str | None = None
+        """The number the call was transferred to, when it left OmniCC's agents."""
 
     # --- the call's life -------------------------------------------------------------------
 
@@ -397,7 +400,7 @@ class InboundCall:
                 await leg.check()
         if self.agent_leg is not leg or self.ended.is_set():
             return
-        if leg.lost:
+        if leg.lost and self.external is None:
             await self._agent_lost()
         else:
             self._ended_by("agent")
@@ -481,6 +484,51 @@ class InboundCall:
         with contextlib.suppress(Exception):
             await self.media.back_to_sink()
         await self.media.play(self.service.music, loop=True)
+        await self._write_record()
+
+    async def transfer_to_number(self, number: str) -> None:
+        """Transfer to an external number through the carrier trunk. The caller hears music
+        while it rings; answered -> the caller talks to that number, the agent's leg ends and
+        their task completes (wrap-up follows); not answered -> the caller is back with the
+        agent and the error says why."""
+        outbound = self.service.outbound
+        if outbound is None:
+            raise Conflict("no carrier trunk: external transfers are off (set sip_trunk)")
+        if self.contact is None or not self.connected.is_set() or self.agent_leg is None:
+            raise Conflict("only a connected call can be transferred")
+        e164 = outbound.trunk.dialable(number)
+        if self.media.on_hold:
+            await self.resume()
+        agent_tag = self.media.party_tag
+        await self.media.play(self.service.music, loop=True)
+        tag = f"external-{uuid.uuid4().hex[:12]}"
+        invite = outbound.trunk.invite(e164, caller_id=self.caller if self.caller.startswith(
+            "+") else self.dialled, sdp=await self.media.offer_to(tag),
+            caller_name=self.caller_name)
+        final: SipResponse | None
+        try:
+            final = await invite.final()
+            reason = f"{final.status} {final.reason}"
+        except Exception as error:
+            final, reason = None, str(error) or type(error).__name__
+        if final is None or not 200 <= final.status < 300 or invite.dialog is None:
+            with contextlib.suppress(Exception):
+                await self.media.stop_play()
+            if agent_tag is not None:
+                await self.media.return_to(agent_tag)
+            raise Conflict(f"{e164} did not answer: {reason}")
+        dialog = invite.dialog
+        await self.media.stop_play()
+        await self.media.answered_by(tag, final.body.decode(errors="replace"))
+        task_id = self.contact.task_id
+        with contextlib.suppress(Conflict, NotFound):
+            await self.runtime.routing.run(lambda engine: engine.complete(task_id))
+        leg, self.agent_leg = self.agent_leg, SipLeg(dialog)
+        self.figures.transfers += 1
+        self.external = e164
+        with contextlib.suppress(Exception):
+            await leg.hang_up()
+        self._spawn(self._watch_agent(self.agent_leg))
         await self._write_record()
 
     # --- SIP from the two sides --------------------------------------------------------------
@@ -616,7 +664,8 @@ class InboundCall:
             row.hangup_side = figures.hangup_side
             row.outcome = figures.outcome
             row.recording_path = figures.recording_path
-            row.details = {**(row.details or {}), "lost_agents": figures.lost_agents}
+            row.details = {**(row.details or {}), "lost_agents": figures.lost_agents,
+                           "transferred_to": self.external}
             await records.add(row)
 
     async def _tear_down(self) -> None:

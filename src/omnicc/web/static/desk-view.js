@@ -86,8 +86,17 @@ function fact(term, value) {
   return [el("dt", { text: term }), el("dd", { text: value || "—" })];
 }
 
+// A phone number with its Call button (click-to-call, desk-dial.js).
+function phoneFact(term, number, onCall) {
+  const call = el("button", { className: "button small call-number", text: "Call",
+                              attrs: { type: "button", "aria-label": `Call ${number}` } });
+  call.addEventListener("click", () => onCall(number));
+  return [el("dt", { text: term }),
+          el("dd", { className: "phone-fact" }, el("span", { text: number }), call)];
+}
+
 // The right column: who the customer is and how earlier contacts went.
-export function customerPanel(view, { agentNames, codeLabels, currentContactId }) {
+export function customerPanel(view, { agentNames, codeLabels, currentContactId, onCall }) {
   const box = document.createDocumentFragment();
   const customer = view.customer;
   if (!customer) {
@@ -103,7 +112,9 @@ export function customerPanel(view, { agentNames, codeLabels, currentContactId }
        el("p", { className: "small muted", text: attributes.email || "No email given" }))));
   const facts = el("dl", { className: "facts" });
   for (const identity of customer.identities || []) {
-    facts.append(...fact(humanize(identity.kind), identity.value));
+    facts.append(...(identity.kind === "phone" && onCall
+      ? phoneFact(humanize(identity.kind), identity.value, onCall)
+      : fact(humanize(identity.kind), identity.value)));
   }
   for (const [key, value] of Object.entries(attributes)) {
     const shown = (customer.identities || []).some((i) => i.kind === key && i.value === String(value));

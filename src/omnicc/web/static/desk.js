@@ -8,6 +8,7 @@ import { RULES_PATH, uploadAttachment } from "/static/attachments.js";
 import { askNotifications, chime, notificationsWanted, notify, unlockSound } from "/static/desk-alerts.js";
 import { customerPanel, dividerItem, duration, el, humanize, messageItem } from "/static/desk-view.js";
 import { mountSoftphone } from "/static/softphone.js";
+import { mountDialer } from "/static/desk-dial.js";
 import { showCallDetails } from "/static/desk-call-details.js";
 
 const $ = (id) => document.getElementById(id);
@@ -31,6 +32,7 @@ const desk = {
   typingSent: 0,
   typingTimer: null,
   phone: null,                // the browser softphone (softphone.js)
+  dialer: null,               // click-to-call (desk-dial.js)
 };
 
 const serverNow = () => Date.now() / 1000 + desk.skew;
@@ -277,6 +279,7 @@ function drawConversation() {
   if (wrapping) drawDisposition(task);
   $("customer").replaceChildren(view ? customerPanel(view, {
     agentNames: desk.agentNames, currentContactId: entry.contactId,
+    onCall: desk.dialer && ((number) => desk.dialer.callNumber(number, task.queue_id)),
     codeLabels: new Map(desk.codes.map((c) => [c.code, c.label])) })
     : el("p", { className: "empty small", text: "Loading…" }));
   drawTimers();
@@ -612,7 +615,7 @@ function addMessage(message) {
 }
 
 function onNotice(frame) {
-  if (desk.phone?.onFrame(frame)) return;
+  if (desk.phone?.onFrame(frame) || desk.dialer?.onFrame(frame)) return;
   switch (frame.type) {
     case "state": {
       const { type, ...state } = frame;
@@ -842,6 +845,7 @@ async function start() {
                  .map((a) => ({ id: a.id, label: `${a.name} — ${humanize(a.status)}` })) };
     },
   });
+  desk.dialer = mountDialer({ queues: () => desk.queues });
   desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
                                              onStatus: onSocketStatus });
 }

@@ -95,6 +95,53 @@ async def _my_call(request: Request, principal: Principal, task_id: str) -> Inbo
     return call
 
 
+# The outbound routes come first: "/outbound/hangup" would otherwise match "/{task_id}/hangup".
+
+class OutboundDial(BaseModel, extra="forbid"):
+    number: str = Field(min_length=1, max_length=64, description="The customer's number; "
+                        "E.164 or national (read in the trunk's phone_region).")
+    queue_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                 description="The queue the call is for: its caller ID.")
+
+
+OUTBOUND_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "You are already on an outbound call."},
+    422: {"description": "Not a number that can be dialled."},
+    503: {"description": "This server has no voice, or no carrier trunk (sip_trunk)."},
+}
+
+
+def _outbound(request: Request) -> OutboundCalls:
+    outbound = voice_service(request).outbound
+    if outbound is None:
+        raise HTTPException(503, "outbound calls are off on this server (no sip_trunk set)")
+    return outbound
+
+
+@router.post("/outbound", responses=OUTBOUND_ERRORS, status_code=202,
+             summary="Call a customer: your phone rings first, then the customer is dialled")
+async def dial(body: OutboundDial, request: Request, principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    outbound = _outbound(request)
+    try:
+        number = outbound.trunk.dialable(body.number)
+    except InvalidNumber as error:
+        raise InvalidConfiguration(str(error)) from None
+    runtime = await tenant_runtime(request, principal)
+    call = outbound.dial(runtime, agent_id=agent_id, number=number, queue_id=body.queue_id)
+    return {"record_id": call.record_id, "number": number}
+
+
+@router.post("/outbound/hangup", responses=OUTBOUND_ERRORS, status_code=204,
+             summary="Hang up your outbound call (ringing or talking)")
+async def hang_up_outbound(request: Request, principal: Handler) -> None:
+    agent_id = await agent_of(request, principal)
+    call = _outbound(request).of_agent(principal.tenant_id, agent_id)
+    if call is None:
+        raise NotFound("you have no outbound call")
+    await call.hang_up()
+
+
 @router.get("", summary="The agent's live calls")
 async def my_calls(request: Request, principal: Handler) -> list[dict[str, Any]]:
     agent_id = await agent_of(request, principal)
@@ -145,48 +192,3 @@ async def transfer(task_id: str, body: CallTransfer, request: Request,
             raise InvalidConfiguration(str(error)) from None
         return
     await call.transfer(queue_id=body.queue_id, agent_id=body.agent_id)
-
-
-class OutboundDial(BaseModel, extra="forbid"):
-    number: str = Field(min_length=1, max_length=64, description="The customer's number; "
-                        "E.164 or national (read in the trunk's phone_region).")
-    queue_id: str | None = Field(default=None, min_length=1, max_length=64,
-                                 description="The queue the call is for: its caller ID.")
-
-
-OUTBOUND_ERRORS: dict[int | str, dict[str, Any]] = {
-    409: {"description": "You are already on an outbound call."},
-    422: {"description": "Not a number that can be dialled."},
-    503: {"description": "This server has no voice, or no carrier trunk (sip_trunk)."},
-}
-
-
-def _outbound(request: Request) -> OutboundCalls:
-    outbound = voice_service(request).outbound
-    if outbound is None:
-        raise HTTPException(503, "outbound calls are off on this server (no sip_trunk set)")
-    return outbound
-
-
-@router.post("/outbound", responses=OUTBOUND_ERRORS, status_code=202,
-             summary="Call a customer: your phone rings first, then the customer is dialled")
-async def dial(body: OutboundDial, request: Request, principal: Handler) -> dict[str, Any]:
-    agent_id = await agent_of(request, principal)
-    outbound = _outbound(request)
-    try:
-        number = outbound.trunk.dialable(body.number)
-    except InvalidNumber as error:
-        raise InvalidConfiguration(str(error)) from None
-    runtime = await tenant_runtime(request, principal)
-    call = outbound.dial(runtime, agent_id=agent_id, number=number, queue_id=body.queue_id)
-    return {"record_id": call.record_id, "number": number}
-
-
-@router.post("/outbound/hangup", responses=OUTBOUND_ERRORS, status_code=204,
-             summary="Hang up your outbound call (ringing or talking)")
-async def hang_up_outbound(request: Request, principal: Handler) -> None:
-    agent_id = await agent_of(request, principal)
-    call = _outbound(request).of_agent(principal.tenant_id, agent_id)
-    if call is None:
-        raise NotFound("you have no outbound call")
-    await call.hang_up()

@@ -114,7 +114,7 @@ def test_a_bad_number_is_refused_inline_and_an_unreachable_phone_ends_the_call(
         dial.get_by_label("Phone number").fill("12")
         dial.get_by_role("button", name="Call", exact=True).click()
         error = dial.get_by_role("alert")
-        expect(error).to_contain_text("Not a number that can be dialled")
+        expect(error).to_contain_text("'12' is not a phone number")
         expect(dial.get_by_label("Phone number")).to_have_attribute("aria-invalid", "true")
         expect(dial.get_by_label("Phone number")).to_be_focused()
         expect(page.get_by_test_id("outbound-call")).to_be_hidden()

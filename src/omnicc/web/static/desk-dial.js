@@ -101,7 +101,7 @@ export function mountDialer({ queues }) {
 
   function failureText(failure) {
     const detail = failure.message || String(failure);
-    if (failure.status === 422) return `Not a number that can be dialled: ${detail}`;
+    if (failure.status === 422) return humanReason(detail);
     if (failure.status === 409) return "You are already on an outbound call.";
     if (failure.status === 503) return `Calls out are not available: ${detail}`;
     return detail;

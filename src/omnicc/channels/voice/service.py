@@ -21,6 +21,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -305,8 +306,9 @@ class VoiceService:
             return None
         month = recording.started_at.strftime("%Y-%m")
         relative = Path(tenant_id) / month / f"{record_id}.wav"
-        await asyncio.to_thread(recording_to_wav, pcaps, recording.caller_port,
-                                self.recording_dir / relative)
+        # The ports facing the mixer (a supervised stretch) would add the mix a second time.
+        await asyncio.to_thread(partial(recording_to_wav, ignore_ports=recording.mixer_ports),
+                                pcaps, recording.caller_port, self.recording_dir / relative)
         remove_recording(self.recording_dir / "raw", recording.call_id)
         return relative.as_posix()
 

@@ -4,7 +4,9 @@ people.
 `/api/supervisor/ws` sends a `wallboard` frame every second (queues, agents, live
 conversations; figures as defined in METRICS.md) and the engine's events as they happen; a
 `{"type": "watch", "conversation_id": ...}` frame adds that conversation's messages, whispers
-and notes included (silent monitoring: nobody in the chat is told).
+and notes included (silent monitoring: nobody in the chat is told). The socket also carries
+the supervisor's browser softphone (`phone.*` and `call.*` frames, as on the desk: see
+`omnicc.api.desk_phone`), which rings when they listen to, whisper in or barge into a call.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from omnicc.api.calls import voice_service
 from omnicc.api.center import tenant_runtime
 from omnicc.api.database import request_database
 from omnicc.api.desk import MessageIn, StatusChange, Transfer, conversation_view
+from omnicc.api.desk_phone import DeskPhone
 from omnicc.api.live_socket import CLOSE_POLICY, serve_live_socket
-from omnicc.app.chats import conversation_topic
+from omnicc.app.chats import agent_topic, conversation_topic
 from omnicc.app.permissions import Permission, has_permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.runtime import EVENTS_TOPIC, WALLBOARD_TOPIC, TenantRuntime
@@ -306,6 +309,12 @@ async def supervisor_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     may_monitor = has_permission(principal.role, Permission.MONITOR_CONVERSATIONS)
     subscription = runtime.bus.subscribe(runtime.tenant_id, WALLBOARD_TOPIC, EVENTS_TOPIC)
+    # The supervisor's browser softphone rings for the calls they supervise: it is the
+    # `BrowserPhones` key `user:<user_id>`, whose `call.*` notices go to `agent:user:<user_id>`.
+    phone_key = f"user:{principal.subject_id}"
+    phone = DeskPhone(websocket.app.state.voice, runtime.tenant_id, phone_key)
+    if may_monitor and principal.is_session:
+        subscription.follow(agent_topic(phone_key))
     await websocket.send_json({"type": "wallboard", **with_calls(runtime.wallboard(), runtime)})
 
     def translate(notice: Notice) -> dict[str, Any] | None:
@@ -319,6 +328,14 @@ async def supervisor_socket(websocket: WebSocket) -> None:
             subscription.follow(conversation_topic(conversation_id))
         elif frame.get("type") == "unwatch" and conversation_id:
             subscription.unfollow(conversation_topic(conversation_id))
+        elif (str(frame.get("type", "")).startswith(("phone.", "call."))
+              and may_monitor and principal.is_session):
+            answer = phone.frame(frame)
+            if answer is not None:
+                await websocket.send_json(answer)
 
-    await serve_live_socket(websocket, subscription, on_frame, translate)
+    try:
+        await serve_live_socket(websocket, subscription, on_frame, translate)
+    finally:
+        phone.close()
 

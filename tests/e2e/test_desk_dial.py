@@ -3,8 +3,9 @@ shows the customer's phone number with a Call button; alice clicks it, her SIP d
 (baresip) rings first and answers, then OmniCC dials the customer through the carrier trunk -
 sipp playing the carrier, answering and talking until it gets BYE - with the chat queue's caller
 ID; the desk's call card follows the call's `call.outbound` notices to Connected, alice hangs
-up from the card and both phones get BYE. The Dial form shows a bad number's 422 inline and a
-call her phone cannot take as the card's final state."""
+up from the card and both phones get BYE. The Dial form shows a bad number's 422 inline, a
+call without a phone to ring as the card's final state, and a phone that rings as "Calling your
+phone…" until alice hangs up (the phone's INVITE is cancelled)."""
 
 from __future__ import annotations
 
@@ -101,12 +102,24 @@ def open_desk(page: Page, server: LiveServer) -> None:
     expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "online")
 
 
-def test_a_bad_number_is_refused_inline_and_an_unreachable_phone_ends_the_call(
-        dial_site: tuple[LiveServer, Seeded, Carrier, str], browser: Browser) -> None:
+def test_a_bad_number_is_refused_inline_and_the_agents_phone_rings_first(
+        dial_site: tuple[LiveServer, Seeded, Carrier, str], browser: Browser,
+        tmp_path: Path) -> None:
     server, _, _, _ = dial_site
+    voice: VoiceService = server.server.config.app.state.voice
     context = browser.new_context(viewport={"width": 1366, "height": 860})
     context.set_default_timeout(15_000)
     page = context.new_page()
+    loop = CallerLoop()
+    phone: Baresip | None = None
+
+    async def ringing_phone() -> Baresip:
+        started = Baresip(tmp_path / "alice-phone", user="alice", password=PHONE_PASSWORD,
+                          registrar=("127.0.0.1", voice.stack.udp.port), auto_answer=False)
+        await started.start()
+        await wait_for(lambda: bool(voice.registrar("acme").bindings("alice")))
+        return started
+
     try:
         open_desk(page, server)
         dial = page.get_by_test_id("dial")
@@ -131,7 +144,23 @@ def test_a_bad_number_is_refused_inline_and_an_unreachable_phone_ends_the_call(
         card.get_by_role("button", name="Close").click()
         expect(card).to_be_hidden()
         expect(dial.get_by_label("Phone number")).to_be_focused()
+
+        # With a phone that rings until answered, the card says so; hanging up cancels it.
+        phone = loop.run(ringing_phone())
+        page.keyboard.press("Enter")
+        expect(card.get_by_test_id("outbound-state")).to_have_text("Calling your phone…")
+        expect(card).to_contain_text("Answer on your phone")
+        loop.run(phone.wait_for("CALL_INCOMING"))
+        expect(card.get_by_role("button", name="Hang up")).to_be_focused()
+        screenshot(page, "desk-dial-ringing")
+        page.keyboard.press("Enter")
+        expect(card.get_by_test_id("outbound-state")).to_have_text("Call cancelled")
+        loop.run(phone.wait_for("CALL_CLOSED"))
+        expect(card.get_by_role("button", name="Close")).to_be_focused()
     finally:
+        if phone is not None:
+            loop.run(phone.stop())
+        loop.close()
         context.close()
 
 

@@ -257,5 +257,5 @@ export function mountDialer({ queues }) {
 
   drawQueues();
   document.getElementById("dial-panel").hidden = false;
-  return { onFrame, callNumber, drawQueues };
+  return { onFrame, callNumber };
 }

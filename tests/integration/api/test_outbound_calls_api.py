@@ -69,6 +69,8 @@ async def test_a_number_is_checked_and_dialled_as_e164(with_trunk: LiveServer) -
                 break
             await asyncio.sleep(0.05)
         assert gone.status_code == 404, gone.text
+        # ... answered by the outbound route itself (not taken for a task named "outbound")
+        assert gone.json()["detail"] == "you have no outbound call"
     finally:
         await alice.close()
 

@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.calls, args.seconds)), indent=2))
+    print(json.dumps(asyncio.run(run(args.calls, args.seconds))))
 
 
 if __name__ == "__main__":

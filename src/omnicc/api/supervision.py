@@ -328,9 +328,14 @@ async def supervisor_socket(websocket: WebSocket) -> None:
             subscription.follow(conversation_topic(conversation_id))
         elif frame.get("type") == "unwatch" and conversation_id:
             subscription.unfollow(conversation_topic(conversation_id))
-        elif (str(frame.get("type", "")).startswith(("phone.", "call."))
-              and may_monitor and principal.is_session):
-            answer = phone.frame(frame)
+        elif str(frame.get("type", "")).startswith(("phone.", "call.")):
+            if may_monitor and principal.is_session:
+                answer = phone.frame(frame)
+            elif frame.get("type") == "phone.online":
+                answer = {"type": "phone.status", "online": False,
+                          "detail": "Your role does not supervise calls."}
+            else:
+                answer = None
             if answer is not None:
                 await websocket.send_json(answer)
 

@@ -12,6 +12,7 @@ import {
 import { ReassignDialog, SkillsDialog } from "/static/wallboard-dialogs.js";
 import { WatchPanel } from "/static/wallboard-watch.js";
 import { CallsBoard } from "/static/wallboard-calls.js";
+import { mountSoftphone } from "/static/softphone.js";
 
 const PRESENCE_ORDER = ["available", "busy", "wrap_up", "break", "no_answer"];
 
@@ -366,17 +367,24 @@ function showConnection(state) {
 }
 
 const socket = liveSocket("/api/supervisor/ws", {
-  onOpen: () => watch.resume(),
+  onOpen: () => { watch.resume(); phone.onOpen(); },
   onStatus: showConnection,
   onMessage: (frame) => {
     if (frame.type === "wallboard") takeBoard(frame);
+    else if (phone.onFrame(frame)) calls.followMine();
     else watch.handle(frame);
   },
 });
 const watch = new WatchPanel(socket, { onClose: () => drawConversations() });
 const skillsDialog = new SkillsDialog();
 const reassignDialog = new ReassignDialog();
-const calls = new CallsBoard(document.querySelector(".wb-tables"));
+const calls = new CallsBoard(document.querySelector(".wb-tables"), { announce });
+// The supervisor's browser softphone rings when they listen to, whisper in or barge into a call.
+const phone = mountSoftphone({
+  send: (frame) => socket.send(frame),
+  queueName: (taskId) => calls.queueName(taskId),
+  targets: () => ({ queues: [], agents: [] }),
+});
 
 setInterval(tick, 1000);
 currentUser().catch((error) => toast(error.message, "error"));

@@ -2,9 +2,9 @@
 baresip phone (440 Hz); sam opens the wallboard, where the call shows in "Calls in progress"
 with Listen, Whisper and Barge buttons named after it. Listen without a phone is refused (409,
 shown and announced); sam switches the Phone on (a fake microphone plays 660 Hz), listens,
-answers the ringing card, and the supervision is active while the caller still hears alice
-only; after Barge the caller hears sam's microphone mixed in; Leave ends it and the card
-closes.
+answers the ringing card, and the supervision is active while sam's browser plays the caller
+and alice and the caller still hears alice only (also after Whisper); after Barge the caller
+hears sam's microphone mixed in; Leave ends it and the card closes.
 
 The caller (OmniCC's SIP stack and an RTP endpoint) and alice's phone run on their own event
 loop in a thread, since Playwright's sync API owns this one."""
@@ -238,6 +238,14 @@ def test_a_supervisor_listens_barges_and_leaves_from_the_wallboard(
         assert audio_stats(page)["received"] > before["received"]
         screenshot(page, "wallboard-supervising")
 
+        whisper = page.get_by_role("button", name=f"Whisper in {CALL_NAME}")
+        whisper.click()
+        expect(whisper).to_have_attribute("aria-pressed", "true")
+        expect(listen).to_have_attribute("aria-pressed", "false")
+        expect(row.get_by_test_id("supervising")).to_contain_text("whispering in")
+        heard = callers.run(caller.heard(1.0))  # only alice hears a whisper
+        assert tone_share(heard, SAM_HZ) < 0.05 and tone_share(heard, ALICE_HZ) > 0.5
+
         barge.click()
         expect(barge).to_have_attribute("aria-pressed", "true")
         expect(row.get_by_test_id("supervising")).to_contain_text("barging into")
@@ -249,7 +257,9 @@ def test_a_supervisor_listens_barges_and_leaves_from_the_wallboard(
         expect(card).to_be_hidden()
         expect(row.get_by_test_id("supervising")).to_have_count(0)
         expect(listen).to_be_enabled()
+        expect(listen).to_be_focused()  # the keyboard focus stays in the row
         callers.run(caller.hears(tone(ALICE_HZ), "alice alone again"))
+        screenshot(page, "wallboard-calls")
         assert monitor_state(page, task_id) == "ended"
         callers.run(caller.hang_up())
     finally:

@@ -165,8 +165,9 @@ export class CallsBoard {
         const button = el("button", { className: "button", text: label, attrs: {
           type: "button", "data-action": mode, "aria-label": `${verb} ${this.callName(call)}`,
           "aria-pressed": String(pressed) } });
-        // One supervision at a time: the phone holds one call.
-        if (this.busy || (this.mine && !mine)) button.disabled = true;
+        // One supervision at a time: the phone holds one call. (While a request is out the
+        // buttons stay enabled, so the keyboard focus stays; their handlers wait.)
+        if (this.mine && !mine) button.disabled = true;
         button.addEventListener("click", () => {
           if (this.mine?.task_id !== call.task_id || this.mine.mode !== mode) this.supervise(call, mode);
         });
@@ -175,16 +176,16 @@ export class CallsBoard {
       if (mine) {
         const leave = el("button", { className: "button danger", text: "Leave", attrs: {
           type: "button", "data-action": "leave", "aria-label": `Leave ${this.callName(call)}` } });
-        leave.disabled = this.busy;
         leave.addEventListener("click", () => this.leave(call));
         box.append(leave, el("span", { className: "wb-supervising", attrs: { "data-testid": "supervising" },
           text: mine.state === "ringing" ? "Your phone is ringing: answer it." : `You are ${MODE_DONE[mine.mode]} this call.` }));
       }
     }
+    if (this.busy) box.setAttribute("aria-busy", "true");
     row.actions.replaceChildren(box);
     if (focused) {
       const again = box.querySelector(`[data-action="${focused}"]:not(:disabled)`) ||
-                    box.querySelector('[data-action="leave"]') || box.querySelector("button:not(:disabled)");
+                    box.querySelector("button:not(:disabled)");
       again?.focus();
     }
   }

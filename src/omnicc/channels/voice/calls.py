@@ -396,7 +396,9 @@ class InboundCall:
         while not leg.terminated.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(leg.terminated.wait(), self.service.keepalive_s)
-            if not leg.terminated.is_set():
+            # An external party (through the carrier) is not probed: the carrier's dialog is
+            # its business, and the caller ends the call when the line goes dead.
+            if not leg.terminated.is_set() and self.external is None:
                 await leg.check()
         if self.agent_leg is not leg or self.ended.is_set():
             return

@@ -125,7 +125,7 @@ class Supervision:
         contact = self.call.contact
         info = CallInfo(call_id=self._phone.call_id, caller="", task_id=contact.task_id
                         if contact is not None else "",
-                        caller_name=f"Supervise ({self.mode.value})")
+                        caller_name="Supervised call")  # the wallboard shows the mode
         self._ring = self.device.ring(offer, info)
         answered = asyncio.ensure_future(self._ring.answered())
         leave = asyncio.ensure_future(self._leave.wait())

@@ -45,7 +45,7 @@ from omnicc.channels.voice.ivr.interpreter import (
 from omnicc.channels.voice.media.bridge import MediaCall
 from omnicc.channels.voice.media.dtmf import DtmfEvent, parse_dtmf_info
 from omnicc.channels.voice.sip.dialog import Dialog
-from omnicc.channels.voice.sip.message import SipResponse
+from omnicc.channels.voice.sip.message import SipResponse, uri_user
 from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
@@ -68,9 +68,8 @@ def _now() -> datetime:
 
 
 def _user_of(uri: str) -> str:
-    """The user part of a SIP URI (`sip:+3581234@host` -> `+3581234`), else the URI."""
-    rest = uri.split(":", 1)[1] if ":" in uri else uri
-    return rest.split("@", 1)[0].split(";", 1)[0] if "@" in rest else rest.split(";", 1)[0]
+    """The user part of a SIP URI (`sip:+3581234@host` -> `+3581234`), else the URI's body."""
+    return uri_user(uri) or uri.partition(":")[2].split(";", 1)[0]
 
 
 @dataclass(slots=True)

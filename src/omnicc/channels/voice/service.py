@@ -42,6 +42,7 @@ from omnicc.channels.voice.media.recordings import (
 from omnicc.channels.voice.music import beep, music_on_hold
 from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.sip.digest import Algorithm
+from omnicc.channels.voice.sip.message import uri_user
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
 from omnicc.channels.voice.sip.transaction import Timers
@@ -196,11 +197,11 @@ class VoiceService:
         if call_id in self._calls:
             await incoming.respond(482, "Loop Detected")
             return
-        dialled = _user_part(incoming.message.uri)
+        dialled = uri_user(incoming.message.uri) or ""
         if self.outbound is not None and dialled == self.outbound.trunk.config.username:
             # A carrier we register to sends calls to our Contact (its account's user): the
             # number the customer dialled is in To.
-            dialled = _user_part(incoming.message.to.uri)
+            dialled = uri_user(incoming.message.to.uri) or ""
         async with self.database.session() as session:
             route = await inbound_route(session, dialled)
         if route is None:
@@ -328,9 +329,6 @@ class VoiceService:
         return request
 
 
-def _user_part(uri: str) -> str:
-    rest = uri.split(":", 1)[1] if ":" in uri else uri
-    return rest.split("@", 1)[0].split(";", 1)[0] if "@" in rest else ""
 
 
 def _host_part(uri: str) -> str:

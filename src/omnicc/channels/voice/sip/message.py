@@ -39,6 +39,7 @@ __all__ = [
     "parse_via",
     "parse_via_list",
     "split_list",
+    "uri_user",
 ]
 
 CRLF = b"\r\n"
@@ -651,6 +652,15 @@ def _content_length(message: SipRequest | SipResponse) -> int | None:
     if not value.isdigit():
         raise SipParseError(f"bad Content-Length {value!r}: must be a non-negative integer")
     return int(value)
+
+
+def uri_user(uri: str) -> str | None:
+    """The user part of a SIP URI (`sip:+3581234@host;transport=tcp` -> `+3581234`), None when
+    it has none."""
+    _, _, rest = uri.partition(":")
+    if "@" not in rest:
+        return None
+    return rest.split("@", 1)[0].split(";", 1)[0] or None
 
 
 def parse_datagram(data: bytes) -> SipRequest | SipResponse:

@@ -35,7 +35,7 @@ from .digest import (
     compute_ha1,
     parse_credentials,
 )
-from .message import Headers, SipParseError
+from .message import Headers, SipParseError, uri_user
 from .stack import IncomingRequest
 from .transport import Peer
 
@@ -239,7 +239,7 @@ class Registrar:
             cseq = message.cseq.number
         except SipParseError as exc:
             raise _Reject(400, f"Bad Request: {exc}"[:120]) from exc
-        if _user_part(to.uri) != username:
+        if uri_user(to.uri) != username:
             raise _Reject(403, "Not Your Address of Record")
         header_expires = _expires(message.headers.get("Expires"))
         now = self.clock()
@@ -338,8 +338,4 @@ def _expires(value: str | None) -> int | None:
     return min(int(value), 2**32 - 1)
 
 
-def _user_part(uri: str) -> str | None:
-    _, _, rest = uri.partition(":")
-    if "@" not in rest:
-        return None
-    return rest.split("@", 1)[0].split(";", 1)[0]
+

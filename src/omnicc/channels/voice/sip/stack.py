@@ -40,7 +40,15 @@ from types import TracebackType
 
 from .dialog import Dialog, DialogState, contact_target, dialog_problem, record_routes
 from .digest import DigestClient, DigestParseError, parse_challenge
-from .message import Headers, NameAddr, SipRequest, SipResponse, canonical_name, parse_name_addr
+from .message import (
+    Headers,
+    NameAddr,
+    SipRequest,
+    SipResponse,
+    canonical_name,
+    parse_name_addr,
+    uri_user,
+)
 from .transaction import (
     MAGIC_COOKIE,
     ClientTransaction,
@@ -947,11 +955,7 @@ def _user_of(uri: str) -> str | None:
         plain = parse_name_addr(uri).uri
     except ValueError:
         plain = uri
-    _, _, rest = plain.partition(":")
-    if "@" not in rest:
-        return None
-    user = rest.split("@", 1)[0].split(";", 1)[0]
-    return user or None
+    return uri_user(plain)
 
 
 def _merge(

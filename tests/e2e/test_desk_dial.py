@@ -26,9 +26,14 @@ from tests.e2e.conftest import log_in, screenshot
 from tests.e2e.test_softphone import CallerLoop, wait_for
 from tests.e2e.test_transfer import start_chat
 from tests.integration.api.live import LiveServer, Seeded, seed, start_live_server
-from tests.integration.voice.callers import PHONE_PASSWORD, open_support_line
+from tests.integration.voice.harness import (
+    PHONE_PASSWORD,
+    SCENARIOS,
+    TRUNK_PASSWORD,
+    Carrier,
+    open_support_line,
+)
 from tests.integration.voice.peers import Baresip
-from tests.integration.voice.test_outbound_call import SCENARIOS, TRUNK_PASSWORD, Carrier
 
 QUEUE_NUMBER = "+358201234567"
 CUSTOMER_NUMBER = "+358401234567"

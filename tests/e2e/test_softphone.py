@@ -29,7 +29,7 @@ from omnicc.channels.voice.service import VoiceService
 from omnicc.store.database import migrate, sqlite_url
 from tests.e2e.conftest import CHROMIUM_FLAGS, chromium_path, log_in, screenshot
 from tests.integration.api.live import LiveServer, Seeded, seed, start_live_server
-from tests.integration.voice.callers import (
+from tests.integration.voice.harness import (
     CALLER_NAME,
     PHONE_PASSWORD,
     SUPPORT_LINE,

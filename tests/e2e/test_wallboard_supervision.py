@@ -28,12 +28,12 @@ from omnicc.store.database import migrate, sqlite_url
 from tests.e2e.conftest import CHROMIUM_FLAGS, chromium_path, log_in, screenshot
 from tests.e2e.test_softphone import LOOPBACK_ONLY, WAIT_S, CallerLoop, tone_file, wait_for
 from tests.integration.api.live import PASSWORD, LiveServer, Seeded, seed, start_live_server
-from tests.integration.api.test_calls_api import start_phone
-from tests.integration.voice.callers import (
+from tests.integration.voice.harness import (
     CALLER_NAME,
     SUPPORT_LINE,
     Caller,
     open_support_line,
+    start_phone,
     tone,
 )
 from tests.integration.voice.peers import Baresip
@@ -185,7 +185,7 @@ def test_a_supervisor_listens_barges_and_leaves_from_the_wallboard(
     page: Page = context.new_page()
     callers = CallerLoop()
     caller = Caller(voice.stack.udp.port)
-    alice_phone: Baresip = callers.run(start_phone(tmp_path, "alice", ALICE_HZ, voice))
+    alice_phone: Baresip = callers.run(start_phone(tmp_path, voice, "alice", tone_hz=ALICE_HZ))
     try:
         callers.run(make_alice_available(server))
         callers.run(caller.call(SUPPORT_LINE))

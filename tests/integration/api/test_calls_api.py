@@ -28,17 +28,16 @@ from tests.integration.api.live import (
     seed,
     start_live_server,
 )
-from tests.integration.voice.callers import (
+from tests.integration.voice.harness import (
     CALLER_NAME,
     CALLER_NUMBER,
-    PHONE_PASSWORD,
     SUPPORT_LINE,
     Caller,
     music_instead_of,
     open_support_line,
+    start_phone,
     tone,
 )
-from tests.integration.voice.peers import Baresip
 
 pytestmark = pytest.mark.anyio
 
@@ -109,24 +108,13 @@ async def live_calls(agent: Browser) -> list[dict[str, Any]]:
     return calls
 
 
-async def start_phone(workdir: Path, name: str, hz: float, voice: VoiceService) -> Baresip:
-    phone = Baresip(workdir / name, user=name, password=PHONE_PASSWORD,
-                    registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=hz)
-    await phone.start()
-    for _ in range(200):
-        if voice.registrar("acme").bindings(name):
-            return phone
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{name}'s phone never registered")
-
-
 async def test_an_agent_holds_resumes_and_transfers_a_call_and_the_next_one_hangs_up(
         voice_server: LiveServer, agents: dict[str, Browser], seeded: Seeded,
         tmp_path: Path) -> None:
     alice, bob = agents["alice"], agents["bob"]
     voice = voice_of(voice_server)
-    phones = [await start_phone(tmp_path, "alice", 440, voice),
-              await start_phone(tmp_path, "bob", 660, voice)]
+    phones = [await start_phone(tmp_path, voice, "alice", tone_hz=440),
+              await start_phone(tmp_path, voice, "bob", tone_hz=660)]
     caller = Caller(voice.stack.udp.port)
     try:
         (await alice.http.put("/api/desk/status", json={"status": "available"})).raise_for_status()

@@ -27,17 +27,13 @@ from tests.integration.api.live import (
     seed,
     start_live_server,
 )
-from tests.integration.api.test_calls_api import (
-    eventually,
-    live_calls,
-    start_phone,
-    voice_of,
-)
-from tests.integration.voice.callers import (
+from tests.integration.api.test_calls_api import eventually, live_calls, voice_of
+from tests.integration.voice.harness import (
     PHONE_PASSWORD,
     SUPPORT_LINE,
     Caller,
     open_support_line,
+    start_phone,
     tone,
 )
 
@@ -97,8 +93,8 @@ async def test_a_supervisor_listens_whispers_barges_and_leaves_a_call(
         voice_server: LiveServer, people: dict[str, Browser], tmp_path: Path) -> None:
     alice, sam, ada = people["alice"], people["sam"], people["ada"]
     voice = voice_of(voice_server)
-    phones = [await start_phone(tmp_path, "alice", ALICE_HZ, voice),
-              await start_phone(tmp_path, "sam", SAM_HZ, voice)]
+    phones = [await start_phone(tmp_path, voice, "alice", tone_hz=ALICE_HZ),
+              await start_phone(tmp_path, voice, "sam", tone_hz=SAM_HZ)]
     caller = Caller(voice.stack.udp.port)
     try:
         missing = await sam.http.post("/api/supervisor/calls/no-such-task/monitor",

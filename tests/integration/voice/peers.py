@@ -21,11 +21,21 @@ from typing import Any
 EVENT_TIMEOUT_S = 20.0
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_port(*kinds: int) -> int:
+    """A loopback port free right now for every socket kind in `kinds` (TCP when none is
+    named: SOCK_DGRAM, SOCK_STREAM for a port both transports can take)."""
+    first, *others = kinds or (socket.SOCK_STREAM,)
+    while True:
+        with socket.socket(socket.AF_INET, first) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+            try:
+                for kind in others:
+                    with socket.socket(socket.AF_INET, kind) as other:
+                        other.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def tone_wav(path: Path, hz: float, seconds: float = 60.0) -> Path:

@@ -9,138 +9,41 @@ from __future__ import annotations
 import asyncio
 import socket
 import wave
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from omnicc.app.routing import WallClock
-from omnicc.app.runtime import ContactCenter
-from omnicc.bus import Bus
-from omnicc.channels.voice.ivr.flow import parse_flow
-from omnicc.channels.voice.media.daemon import random_port_window
-from omnicc.channels.voice.media.rtp import PayloadType, RtpEndpoint
+from omnicc.channels.voice.media.rtp import PayloadType
 from omnicc.channels.voice.media.tones import tone_share
 from omnicc.channels.voice.outbound import OutboundCalls
-from omnicc.channels.voice.service import VoiceService, VoiceSettings
-from omnicc.channels.voice.sip.dialog import Dialog
-from omnicc.channels.voice.sip.stack import SipStack
-from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.channels.voice.trunk import Trunk, TrunkConfig
 from omnicc.core.model import TaskPhase
-from omnicc.store.database import Database
-from omnicc.store.repositories import (
-    CallbackRequests,
-    CallRecords,
-    Contacts,
-    IvrFlows,
-    Queues,
-    SipAccounts,
-    VoiceNumbers,
+from omnicc.store.repositories import CallbackRequests, CallRecords, Contacts, Queues
+from tests.integration.voice.harness import (
+    PHONE_PASSWORD,
+    SCENARIOS,
+    Caller,
+    Carrier,
+    Exchange,
+    free_port,
+    loudness,
+    registered,
+    run_sipp,
+    start_phone,
+    wait_until,
 )
-from omnicc.store.tables import IvrFlow, VoiceNumber
-from tests.integration.api.live import Seeded, seed
-from tests.integration.voice.peers import Baresip, free_port
+from tests.integration.voice.peers import Baresip
 
 pytestmark = pytest.mark.anyio
-
-SCENARIOS = Path(__file__).parent / "scenarios"
-PHONE_PASSWORD = "phone-secret-1"
-SIPP_TIMEOUT_S = 60
-
-
-def menu_flow(queue_id: str) -> dict[str, object]:
-    return parse_flow({
-        "entry": "menu",
-        "language": "en",
-        "nodes": {
-            "menu": {"kind": "menu", "choices": {"1": "record", "2": "message"},
-                     "prompt": {"text": "Welcome. Calls are recorded. For support, press 1."},
-                     "fallback": "bye"},
-            "record": {"kind": "set", "attributes": {"record": True}, "next": "support"},
-            "support": {"kind": "queue", "queue_id": queue_id},
-            "bye": {"kind": "hangup"},
-            "message": {"kind": "voicemail", "queue_id": queue_id, "max_s": 30,
-                        "prompt": {"text": "Please leave a message after the tone."}},
-        },
-    }).as_json()
-
-
-@dataclass
-class Exchange:
-    seeded: Seeded
-    database: Database
-    center: ContactCenter
-    voice: VoiceService
-    workdir: Path
-
-
-@pytest.fixture
-async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
-    seeded = await seed(migrated_database_url)
-    database = Database(migrated_database_url)
-    tenant_id = seeded.tenant_id
-    async with database.session() as session:
-        await SipAccounts(session, tenant_id).set_password(
-            seeded.agents["alice"], "alice", "acme", PHONE_PASSWORD)
-        flow = await IvrFlows(session, tenant_id).add(
-            IvrFlow(name="main", definition=menu_flow(seeded.queues["support"])))
-        await VoiceNumbers(session, tenant_id).add(VoiceNumber(number="1000", flow_id=flow.id))
-    center = ContactCenter(database, WallClock(), Bus())
-    await center.start()
-    voice = VoiceService(database, center, tmp_path / "data", VoiceSettings(
-        sip_port=0, media_ports=random_port_window(), timers=Timers(t1=0.1),
-        announce_every_s=3600, keepalive_s=0.5))
-    await voice.start()
-    try:
-        yield Exchange(seeded, database, center, voice, tmp_path)
-    finally:
-        await voice.stop()
-        await center.stop()
-        await database.dispose()
-
-
-async def run_sipp(scenario: Path, port: int, workdir: Path, *, service: str) -> tuple[int, str]:
-    media_port = random_port_window(2, 20000, 29000)[0]
-    process = await asyncio.create_subprocess_exec(
-        "sipp", f"127.0.0.1:{port}", "-sf", str(scenario), "-s", service, "-m", "1",
-        "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", str(media_port),
-        "-timeout", f"{SIPP_TIMEOUT_S}s", "-timeout_error", "-trace_err", "-nostdin",
-        cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await process.communicate()
-    errors = "\n".join(p.read_text(errors="replace") for p in workdir.glob("*_errors.log"))
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")[-2000:] + errors[-3000:]
-
-
-async def registered(voice: VoiceService, username: str) -> None:
-    for _ in range(200):
-        if voice.registrar("acme").bindings(username):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{username}'s phone never registered")
-
-
-def loudness(path: Path, skip_s: float = 0.5) -> float:
-    """RMS of a 16-bit mono WAV after its first `skip_s` seconds."""
-    with wave.open(str(path)) as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        rate = wav.getframerate()
-    body = samples[int(rate * skip_s):].astype(np.float64)
-    return float(np.sqrt(np.mean(body ** 2))) if body.size else 0.0
 
 
 async def test_a_caller_presses_1_and_talks_to_the_agent_who_answers(exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
     alice = seeded.agents["alice"]
-    phone = Baresip(exchange.workdir / "alice", user="alice", password=PHONE_PASSWORD,
-                    registrar=("127.0.0.1", voice.stack.udp.port))
-    await phone.start()
+    phone = await start_phone(exchange.workdir, voice, "alice")
     try:
-        await registered(voice, "alice")
         runtime = await exchange.center.tenant(seeded.tenant_id)
         await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
 
@@ -181,82 +84,14 @@ async def test_a_caller_presses_1_and_talks_to_the_agent_who_answers(exchange: E
     assert loudness(heard[-1]) > 300
 
 
-class Caller:
-    """A caller made of OmniCC's own SIP stack and an RTP endpoint that sends a 1 kHz tone and
-    keeps what it hears."""
-
-    def __init__(self, exchange: Exchange, *, payload_type: int = PayloadType.PCMU) -> None:
-        self.exchange = exchange
-        self.stack = SipStack("127.0.0.1", udp_port=0, tcp_port=None, timers=Timers(t1=0.1))
-        self.rtp = RtpEndpoint(payload_type=payload_type)
-        self.dialog: Dialog | None = None
-        self._talking: asyncio.Task[None] | None = None
-
-    async def call(self, number: str, *, request_user: str | None = None) -> None:
-        """Call `number` (in To and, unless `request_user` says otherwise, the Request-URI)."""
-        await self.stack.start()
-        await self.rtp.open()
-        server = self.exchange.voice.stack.udp
-        request = self.stack.request(
-            "INVITE", f"sip:{request_user or number}@127.0.0.1:{server.port}", to=server,
-            from_uri="sip:+358401234567@127.0.0.1", from_display="Maija",
-            to_uri=f"sip:{number}@127.0.0.1", body=self.rtp.sdp().encode(),
-            content_type="application/sdp")
-        invite = self.stack.invite(request, server)
-        final = await invite.final()
-        assert final.status == 200, final.status
-        self.dialog = invite.dialog
-        self.rtp.connect(final.body.decode())
-
-    async def press(self, digit: str) -> None:
-        await self.rtp.send_dtmf(digit)
-
-    def talk(self) -> None:
-        async def keep_sending() -> None:
-            while True:
-                await self.rtp.send_tone(1000, 1.0)
-
-        self._talking = asyncio.create_task(keep_sending())
-
-    async def heard(self, seconds: float) -> np.ndarray:
-        """What the caller hears during the next `seconds` (after a short settling time)."""
-        await asyncio.sleep(0.4)
-        start = len(self.rtp.packets)
-        await asyncio.sleep(seconds)
-        return self.rtp.audio(since=start)
-
-    async def hang_up(self) -> None:
-        if self._talking is not None:
-            self._talking.cancel()
-        assert self.dialog is not None
-        await self.dialog.bye()
-
-    async def close(self) -> None:
-        if self._talking is not None:
-            self._talking.cancel()
-        await self.rtp.close()
-        await self.stack.stop()
-
-
-async def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 20) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_hold_and_transfer_move_the_caller_between_music_and_agents(
         exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
     alice, bob = seeded.agents["alice"], seeded.agents["bob"]
-    async with exchange.database.session() as session:
-        await SipAccounts(session, seeded.tenant_id).set_password(bob, "bob", "acme",
-                                                                  PHONE_PASSWORD)
     phones = [Baresip(exchange.workdir / name, user=name, password=PHONE_PASSWORD,
                       registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=hz)
               for name, hz in (("alice", 440), ("bob", 660))]
-    caller = Caller(exchange)
+    caller = Caller(voice.stack.udp.port)
     try:
         for phone in phones:
             await phone.start()
@@ -316,13 +151,10 @@ async def test_a_lost_agent_phone_puts_the_caller_back_in_line_for_the_next_agen
         exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
     alice, bob = seeded.agents["alice"], seeded.agents["bob"]
-    async with exchange.database.session() as session:
-        await SipAccounts(session, seeded.tenant_id).set_password(bob, "bob", "acme",
-                                                                  PHONE_PASSWORD)
     phones = [Baresip(exchange.workdir / name, user=name, password=PHONE_PASSWORD,
                       registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=hz)
               for name, hz in (("alice", 440), ("bob", 660))]
-    caller = Caller(exchange)
+    caller = Caller(voice.stack.udp.port)
     try:
         for phone in phones:
             await phone.start()
@@ -358,8 +190,6 @@ async def test_an_unanswered_phone_passes_the_caller_to_the_next_agent(
     seeded, voice = exchange.seeded, exchange.voice
     alice, bob = seeded.agents["alice"], seeded.agents["bob"]
     async with exchange.database.session() as session:
-        await SipAccounts(session, seeded.tenant_id).set_password(bob, "bob", "acme",
-                                                                  PHONE_PASSWORD)
         queue = await Queues(session, seeded.tenant_id).get(seeded.queues["support"])
         queue.config = {**queue.config, "offer_timeout_s": 2.0}
         await Queues(session, seeded.tenant_id).save(queue)
@@ -378,7 +208,7 @@ async def test_an_unanswered_phone_passes_the_caller_to_the_next_agent(
                       registrar=("127.0.0.1", voice.stack.udp.port), auto_answer=False),
               Baresip(exchange.workdir / "bob", user="bob", password=PHONE_PASSWORD,
                       registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=660)]
-    caller = Caller(exchange)
+    caller = Caller(voice.stack.udp.port)
     try:
         for phone in phones:
             await phone.start()
@@ -411,7 +241,7 @@ async def test_an_unanswered_phone_passes_the_caller_to_the_next_agent(
 async def test_a_voicemail_is_recorded_and_becomes_a_callback_request(
         exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
-    caller = Caller(exchange)
+    caller = Caller(voice.stack.udp.port)
     try:
         await caller.call("1000")
         await caller.press("2")
@@ -439,7 +269,7 @@ async def test_star_in_line_trades_the_wait_for_a_callback_at_the_same_place(
         exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
     voice.announce_every_s = 0.5
-    caller = Caller(exchange)
+    caller = Caller(voice.stack.udp.port)
     try:
         await caller.call("1000")
         await caller.press("1")
@@ -469,7 +299,7 @@ async def test_a_call_from_the_carrier_names_the_number_in_to(
     voice = exchange.voice
     voice.outbound = OutboundCalls(voice, Trunk(voice.stack, TrunkConfig(
         uri=f"sip:omnicc@127.0.0.1:{free_port(socket.SOCK_DGRAM)}")))
-    caller = Caller(exchange)
+    caller = Caller(voice.stack.udp.port)
     try:
         await caller.call("1000", request_user="omnicc")
         await caller.press("1")
@@ -486,23 +316,13 @@ async def test_a_call_transferred_to_an_external_number_leaves_through_the_trunk
         exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
     alice = seeded.agents["alice"]
-    carrier_dir = exchange.workdir / "carrier"
-    carrier_dir.mkdir()
-    carrier_port = free_port(socket.SOCK_DGRAM)
-    voice.outbound = OutboundCalls(voice, Trunk(voice.stack, TrunkConfig(
-        uri=f"sip:omnicc@127.0.0.1:{carrier_port}", default_region="FI")))
-    carrier = await asyncio.create_subprocess_exec(
-        "sipp", "-sf", str(SCENARIOS / "outbound_customer_talks_until_bye.xml"), "-m", "1",
-        "-i", "127.0.0.1", "-p", str(carrier_port), "-mi", "127.0.0.1",
-        "-mp", str(random_port_window(2, 20000, 29000)[0]), "-timeout", f"{SIPP_TIMEOUT_S}s",
-        "-timeout_error", "-trace_err", "-nostdin", cwd=carrier_dir,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    phone = Baresip(exchange.workdir / "alice", user="alice", password=PHONE_PASSWORD,
-                    registrar=("127.0.0.1", voice.stack.udp.port))
-    caller = Caller(exchange, payload_type=PayloadType.PCMA)  # what the carrier speaks
+    carrier = Carrier(SCENARIOS / "outbound_customer_talks_until_bye.xml",
+                      exchange.workdir / "carrier")
+    voice.outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
+    phone = await start_phone(exchange.workdir, voice, "alice")
+    caller = Caller(voice.stack.udp.port, payload_type=PayloadType.PCMA)  # what the carrier speaks
     try:
-        await phone.start()
-        await registered(voice, "alice")
+        await carrier.start()
         runtime = await exchange.center.tenant(seeded.tenant_id)
         await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
         await caller.call("1000")
@@ -523,13 +343,11 @@ async def test_a_call_transferred_to_an_external_number_leaves_through_the_trunk
         carrier_packets = [p for p in caller.rtp.packets[seen:] if p.payload_type == 8]
         assert len(carrier_packets) >= 10, len(carrier_packets)
         await caller.hang_up()
-        output, _ = await asyncio.wait_for(carrier.communicate(), SIPP_TIMEOUT_S)
-        assert carrier.returncode == 0, output.decode(errors="replace")[-2000:]
+        code, output = await carrier.finish()
+        assert code == 0, output
     finally:
         voice.outbound = None
-        if carrier.returncode is None:
-            carrier.kill()
-            await carrier.wait()
+        await carrier.stop()
         await caller.close()
         await phone.stop()
     await wait_until(lambda: not voice.calls, "the call to end")

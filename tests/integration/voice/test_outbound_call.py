@@ -7,158 +7,37 @@ challenging OmniCC's REGISTERs with digest."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import wave
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from omnicc.app.routing import WallClock
-from omnicc.app.runtime import ContactCenter, TenantRuntime
-from omnicc.bus import Bus
 from omnicc.channels.voice.devices import agent_topic
-from omnicc.channels.voice.media.daemon import random_port_window
 from omnicc.channels.voice.outbound import NOTICE, OutboundCall
-from omnicc.channels.voice.service import VoiceService, VoiceSettings
-from omnicc.channels.voice.sip.transaction import Timers
-from omnicc.channels.voice.trunk import Trunk, TrunkConfig, TrunkState, TrunkStatus
-from omnicc.store.database import Database
-from omnicc.store.repositories import (
-    CallRecords,
-    Contacts,
-    Identities,
-    SipAccounts,
-    VoiceNumbers,
+from omnicc.channels.voice.trunk import Trunk, TrunkState, TrunkStatus
+from omnicc.store.repositories import CallRecords, Contacts, Identities
+from tests.integration.voice.harness import (
+    QUEUE_NUMBER,
+    SCENARIOS,
+    Carrier,
+    Exchange,
+    loudness,
+    start_phone,
+    wait_until,
 )
-from omnicc.store.tables import VoiceNumber
-from tests.integration.api.live import Seeded, seed
-from tests.integration.voice.peers import Baresip, free_port
 
 pytestmark = pytest.mark.anyio
 
-SCENARIOS = Path(__file__).parent / "scenarios"
-PHONE_PASSWORD = "phone-secret-1"
-TRUNK_PASSWORD = "trunk-secret"
-QUEUE_NUMBER = "+358201234567"
-SIPP_TIMEOUT_S = 60
-
-
-@dataclass
-class Exchange:
-    seeded: Seeded
-    database: Database
-    center: ContactCenter
-    voice: VoiceService
-    workdir: Path
-
-    async def runtime(self) -> TenantRuntime:
-        return await self.center.tenant(self.seeded.tenant_id)
-
 
 @pytest.fixture
-async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
-    seeded = await seed(migrated_database_url)
-    database = Database(migrated_database_url)
-    tenant_id = seeded.tenant_id
-    async with database.session() as session:
-        await SipAccounts(session, tenant_id).set_password(
-            seeded.agents["alice"], "alice", "acme", PHONE_PASSWORD)
-        await VoiceNumbers(session, tenant_id).add(VoiceNumber(
-            number=QUEUE_NUMBER, outbound_queue_id=seeded.queues["support"]))
-    center = ContactCenter(database, WallClock(), Bus())
-    await center.start()
-    voice = VoiceService(database, center, tmp_path / "data", VoiceSettings(
-        sip_port=0, media_ports=random_port_window(), timers=Timers(t1=0.1),
-        announce_every_s=3600))
-    await voice.start()
-    try:
-        yield Exchange(seeded, database, center, voice, tmp_path)
-    finally:
-        await voice.stop()
-        await center.stop()
-        await database.dispose()
-
-
-class Carrier:
-    """sipp running a server scenario: the carrier (and the customer behind it)."""
-
-    def __init__(self, scenario: Path, workdir: Path, *, calls: int = 1) -> None:
-        self.scenario = scenario
-        self.calls = calls
-        self.dir = workdir
-        self.port = free_port(socket.SOCK_DGRAM)
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        media_port = random_port_window(2, 20000, 29000)[0]
-        self.process = await asyncio.create_subprocess_exec(
-            "sipp", "-sf", str(self.scenario), "-m", str(self.calls), "-i", "127.0.0.1",
-            "-p", str(self.port), "-mi", "127.0.0.1", "-mp", str(media_port),
-            "-timeout", f"{SIPP_TIMEOUT_S}s", "-timeout_error", "-trace_err", "-nostdin",
-            cwd=self.dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        await asyncio.sleep(0.3)  # sipp binds its port before reading the scenario's first recv
-
-    async def finish(self) -> tuple[int, str]:
-        assert self.process is not None
-        output, _ = await self.process.communicate()
-        errors = "\n".join(p.read_text(errors="replace") for p in self.dir.glob("*_errors.log"))
-        assert self.process.returncode is not None
-        return self.process.returncode, output.decode(errors="replace")[-2000:] + errors[-3000:]
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
-
-    def trunk_config(self, **overrides: object) -> TrunkConfig:
-        settings: dict[str, object] = {"uri": f"sip:omnicc@127.0.0.1:{self.port}",
-                                       "password": TRUNK_PASSWORD, "default_region": "FI",
-                                       "retry_s": 0.5, **overrides}
-        return TrunkConfig(**settings)  # type: ignore[arg-type]
-
-
-async def registered(voice: VoiceService, username: str) -> None:
-    for _ in range(200):
-        if voice.registrar("acme").bindings(username):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{username}'s phone never registered")
-
-
-async def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 20) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def loudness(path: Path, skip_s: float = 0.5) -> float:
-    """RMS of a 16-bit mono WAV after its first `skip_s` seconds."""
-    with wave.open(str(path)) as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        rate = wav.getframerate()
-    body = samples[int(rate * skip_s):].astype(np.float64)
-    return float(np.sqrt(np.mean(body ** 2))) if body.size else 0.0
-
-
-async def alice_phone(exchange: Exchange) -> Baresip:
-    phone = Baresip(exchange.workdir / "alice", user="alice", password=PHONE_PASSWORD,
-                    registrar=("127.0.0.1", exchange.voice.stack.udp.port))
-    await phone.start()
-    await registered(exchange.voice, "alice")
-    return phone
+def exchange(outbound_exchange: Exchange) -> Exchange:
+    """The calls in this module go out: the exchange with the outbound caller ID."""
+    return outbound_exchange
 
 
 async def test_the_agent_answers_first_then_talks_with_the_customer(exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
     alice, support = seeded.agents["alice"], seeded.queues["support"]
     carrier = Carrier(SCENARIOS / "outbound_customer_answers.xml", exchange.workdir / "carrier")
-    phone = await alice_phone(exchange)
+    phone = await start_phone(exchange.workdir, voice, "alice")
     desk = exchange.center.bus.subscribe(seeded.tenant_id, agent_topic(alice))
     try:
         await carrier.start()
@@ -205,7 +84,7 @@ async def test_a_busy_customer_is_told_to_the_agent_and_kept_in_the_record(
     seeded, voice = exchange.seeded, exchange.voice
     alice = seeded.agents["alice"]
     carrier = Carrier(SCENARIOS / "outbound_customer_busy.xml", exchange.workdir / "carrier")
-    phone = await alice_phone(exchange)
+    phone = await start_phone(exchange.workdir, voice, "alice")
     # Her desk's softphone is on too: an agent-first call still rings the SIP phone.
     voice.browser_phones.online(seeded.tenant_id, alice)
     try:
@@ -261,7 +140,7 @@ async def test_the_agent_hangs_up_at_the_desk_and_both_phones_get_a_bye(exchange
     alice = seeded.agents["alice"]
     carrier = Carrier(SCENARIOS / "outbound_customer_talks_until_bye.xml",
                       exchange.workdir / "carrier")
-    phone = await alice_phone(exchange)
+    phone = await start_phone(exchange.workdir, voice, "alice")
     try:
         await carrier.start()
         trunk = Trunk(voice.stack, carrier.trunk_config())
@@ -289,7 +168,7 @@ async def test_a_customer_who_does_not_answer_is_cancelled(exchange: Exchange) -
     alice = seeded.agents["alice"]
     carrier = Carrier(SCENARIOS / "outbound_customer_never_answers.xml",
                       exchange.workdir / "carrier")
-    phone = await alice_phone(exchange)
+    phone = await start_phone(exchange.workdir, voice, "alice")
     try:
         await carrier.start()
         trunk = Trunk(voice.stack, carrier.trunk_config(ring_timeout_s=2.0))
@@ -311,7 +190,7 @@ async def test_the_agent_hangs_up_while_the_customer_rings(exchange: Exchange) -
     seeded, voice = exchange.seeded, exchange.voice
     carrier = Carrier(SCENARIOS / "outbound_customer_never_answers.xml",
                       exchange.workdir / "carrier")
-    phone = await alice_phone(exchange)
+    phone = await start_phone(exchange.workdir, voice, "alice")
     try:
         await carrier.start()
         trunk = Trunk(voice.stack, carrier.trunk_config())

@@ -25,18 +25,15 @@ from omnicc.core.errors import NotFound
 from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallbackRequests, CallRecords, Contacts
 from omnicc.store.tables import CallbackRequest
-from tests.integration.voice.test_outbound_call import (
-    SCENARIOS,
-    Carrier,
-    Exchange,
-    alice_phone,
-    exchange,
-    loudness,
-)
-
-__all__ = ["exchange"]
+from tests.integration.voice.harness import SCENARIOS, Carrier, Exchange, loudness, start_phone
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def exchange(outbound_exchange: Exchange) -> Exchange:
+    """Callbacks are outbound calls: the exchange with the outbound caller ID."""
+    return outbound_exchange
 
 NUMBER = "+358401234567"
 
@@ -66,7 +63,7 @@ async def test_a_callback_waits_in_the_queue_then_rings_the_agent_and_dials(
     seeded, voice = exchange.seeded, exchange.voice
     alice, support = seeded.agents["alice"], seeded.queues["support"]
     carrier = Carrier(SCENARIOS / "outbound_customer_answers.xml", exchange.workdir / "carrier")
-    phone = await alice_phone(exchange)
+    phone = await start_phone(exchange.workdir, voice, "alice")
     outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
     scheduler = outbound.callbacks
     runtime = await exchange.runtime()
@@ -121,7 +118,7 @@ async def test_a_busy_customer_is_tried_again_until_the_request_fails(
     alice = seeded.agents["alice"]
     carrier = Carrier(SCENARIOS / "outbound_customer_busy.xml", exchange.workdir / "carrier",
                       calls=2)
-    phone = await alice_phone(exchange)
+    phone = await start_phone(exchange.workdir, voice, "alice")
     outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()),
                              callback_policy=CallbackPolicy(retry_after_s=0, max_attempts=2))
     scheduler = outbound.callbacks

@@ -21,6 +21,7 @@ from omnicc.channels.voice.sip.registrar import Registrar, ha1_lookup
 from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
 from omnicc.channels.voice.sip.transaction import Timers, TransportFailure
 from omnicc.channels.voice.sip.transport import Peer
+from tests.integration.voice.harness import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -30,26 +31,13 @@ SDP = (
 )
 SIPP_TIMEOUT_S = 30
 TRANSPORTS = {"udp": "u1", "tcp": "t1"}
+UDP_AND_TCP = (socket.SOCK_DGRAM, socket.SOCK_STREAM)  # the tests' ports are free for both
 
 
 def sipp_binary() -> str:
     found = shutil.which("sipp")
     assert found, "sipp is not installed: run scripts/test_packages.sh"
     return found
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback right now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
 
 
 class SippRun:
@@ -63,7 +51,7 @@ class SippRun:
 
 
 async def sipp(workdir: Path, *args: str) -> SippRun:
-    errors = workdir / f"sipp-errors-{free_port()}.log"
+    errors = workdir / f"sipp-errors-{free_port(*UDP_AND_TCP)}.log"
     process = await asyncio.create_subprocess_exec(
         sipp_binary(),
         *args,
@@ -71,7 +59,7 @@ async def sipp(workdir: Path, *args: str) -> SippRun:
         "-m",
         "1",
         "-mp",
-        str(free_port()),
+        str(free_port(*UDP_AND_TCP)),
         "-timeout",
         f"{SIPP_TIMEOUT_S}s",
         "-timeout_error",
@@ -130,7 +118,7 @@ async def test_sipp_uac_calls_the_stack_which_answers_then_gets_bye(
 async def test_the_stack_calls_sipp_uas_acks_and_hangs_up(
     stack: SipStack, tmp_path: Path, transport: str
 ) -> None:
-    port = free_port()
+    port = free_port(*UDP_AND_TCP)
     server = asyncio.ensure_future(
         sipp(
             tmp_path, "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-t", TRANSPORTS[transport]

@@ -9,30 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from omnicc.app.routing import WallClock
-from omnicc.app.runtime import ContactCenter
-from omnicc.bus import Bus
 from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.devices import SipPhone
-from omnicc.channels.voice.media.daemon import random_port_window
 from omnicc.channels.voice.media.tones import Samples, tone_share
-from omnicc.channels.voice.service import VoiceService, VoiceSettings
-from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.channels.voice.supervision import Mode, Supervisions, SupervisionState
-from omnicc.store.database import Database
-from tests.integration.api.live import Seeded, seed
-from tests.integration.voice.callers import (
+from tests.integration.voice.harness import (
     PHONE_PASSWORD,
     SUPPORT_LINE,
     Caller,
-    open_support_line,
+    Exchange,
+    registered,
+    wait_until,
 )
 from tests.integration.voice.peers import Baresip
 
@@ -44,40 +36,10 @@ PHASE_S = 4.0
 SETTLE_S = 1.5  # the start of a phase in the phones' recordings is not judged
 
 
-@dataclass
-class Exchange:
-    seeded: Seeded
-    center: ContactCenter
-    voice: VoiceService
-    workdir: Path
-
-
 @pytest.fixture
-async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
-    seeded = await seed(migrated_database_url)
-    await open_support_line(migrated_database_url, seeded)
-    database = Database(migrated_database_url)
-    center = ContactCenter(database, WallClock(), Bus())
-    await center.start()
-    voice = VoiceService(database, center, tmp_path / "data", VoiceSettings(
-        sip_port=0, media_ports=random_port_window(), timers=Timers(t1=0.1),
-        announce_every_s=3600, keepalive_s=0.5))
-    await voice.start()
-    try:
-        yield Exchange(seeded, center, voice, tmp_path)
-    finally:
-        await voice.stop()
-        await center.stop()
-        await database.dispose()
-
-
-async def eventually(predicate: object, what: str, timeout_s: float = 20) -> None:
-    assert callable(predicate)
-    for _ in range(int(timeout_s / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def exchange(support_exchange: Exchange) -> Exchange:
+    """The caller goes straight to the support queue (no IVR menu)."""
+    return support_exchange
 
 
 def recording(path: Path) -> Samples:
@@ -107,13 +69,12 @@ async def test_listen_whisper_barge_and_leave_on_a_real_call(exchange: Exchange)
     try:
         for phone in (agent_phone, supervisor_phone):
             await phone.start()
-            await eventually(lambda p=phone: voice.registrar("acme").bindings(p.user),
-                             f"{phone.user}'s phone to register")
+            await registered(voice, phone.user)
         runtime = await exchange.center.tenant(seeded.tenant_id)
         await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
         await caller.call(SUPPORT_LINE)
         caller.talk()
-        await eventually(lambda: any(c.connected.is_set() for c in voice.calls.values()),
+        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
                          "alice to answer")
         answered_at = loop.time()
         call: InboundCall = next(iter(voice.calls.values()))
@@ -125,7 +86,7 @@ async def test_listen_whisper_barge_and_leave_on_a_real_call(exchange: Exchange)
         supervision = supervisions.start(call, device, voice.media_client,
                                          supervisor_id="sam",
                                          mode=Mode.LISTEN, host=voice.host)
-        await eventually(lambda: supervision.state is not SupervisionState.RINGING,
+        await wait_until(lambda: supervision.state is not SupervisionState.RINGING,
                          "the supervisor to answer")
         assert supervision.state is SupervisionState.ACTIVE
         assert call.media.diversion is not None

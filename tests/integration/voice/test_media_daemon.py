@@ -18,6 +18,8 @@ from omnicc.channels.voice.media.daemon import (
     RtpengineMonitor,
 )
 from omnicc.channels.voice.media.ng import NgClient
+from omnicc.channels.voice.media.recordings import find_recording
+from omnicc.channels.voice.media.rtp import RtpEndpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -117,3 +119,27 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
     except (FileNotFoundError, IndexError):
         return "Z"
+
+
+async def test_stopping_with_a_call_still_recording_does_not_crash_rtpengine(
+    tmp_path: Path,
+) -> None:
+    """rtpengine 10.5.3 frees its recording directory's name before it ends the calls left at
+    shutdown, and a call still recording then crashes it (SIGSEGV in the pcap recorder, a core
+    dump); stop() deletes the calls first, which also completes their recordings."""
+    daemon = RtpengineDaemon(recording_dir=tmp_path / "recordings", work_dir=tmp_path / "work")
+    await daemon.start()
+    caller, agent = await RtpEndpoint().open(), await RtpEndpoint().open()
+    try:
+        assert daemon.pid is not None
+        assert Path(f"/proc/{daemon.pid}/cwd").resolve() == (tmp_path / "work").resolve()
+        await daemon.client.offer("recorded-call", "caller", caller.sdp())
+        await daemon.client.answer("recorded-call", "caller", "agent", agent.sdp())
+        await daemon.client.call_command("start recording", "recorded-call")
+    finally:
+        await daemon.stop()
+        await caller.close()
+        await agent.close()
+    assert daemon.exit_code == 0, daemon.log_tail()
+    assert find_recording(tmp_path / "recordings", "recorded-call")
+    assert not list((tmp_path / "work").iterdir())  # no core dump

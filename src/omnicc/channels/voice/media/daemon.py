@@ -9,8 +9,15 @@ recordings and DTMF events sent as JSON datagrams to OmniCC.  It waits until
 :class:`RtpengineMonitor` watches *any* rtpengine by its ng address (the
 embedded one or an external one): it reports ``lost`` when ``statistics``
 stops answering and ``restarted`` when it answers again or its uptime went
-backwards, because every call it carried is gone then.  A pool of engines is
-future work; the ng client already takes any address.
+backwards, because every call it carried is gone then.  Several engines are
+placed and watched by :class:`omnicc.channels.voice.media.pool.EnginePool`.
+
+Stopping deletes every call rtpengine still holds before SIGTERM: rtpengine
+10.5.3 frees its recording directory's name before it ends the calls left at
+shutdown, so a call still recording makes it crash in the pcap recorder's
+finish (SIGSEGV, a core dump in its working directory).  The process runs in
+``work_dir``, so a core dump from any other crash lands there, not wherever
+OmniCC was started.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import contextlib
 import random
 import shutil
 import socket
+import tempfile
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +48,7 @@ __all__ = [
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 LOG_LINES_KEPT = 200
+CALLS_PER_LIST = 500  # one ng reply (a UDP datagram) names this many call-ids at most
 
 
 class RtpengineError(RuntimeError):
@@ -85,6 +94,10 @@ class RtpengineMonitor:
         self._uptime: int | None = None
         self._lost = False
         self._stopped = False
+        self.sessions = 0
+        """Calls the engine held at the last check that it answered."""
+        self.checks = 0
+        """Checks it answered so far (a new count means ``sessions`` is fresh)."""
 
     def start(self) -> None:
         self._stopped = False
@@ -117,7 +130,10 @@ class RtpengineMonitor:
         except NgError as exc:
             self.mark_lost(f"rtpengine at {self.client.address} is not answering: {exc.reason}")
             return
-        uptime = int(reply.get("statistics", {}).get("totalstatistics", {}).get("uptime", 0))
+        statistics = reply.get("statistics", {})
+        uptime = int(statistics.get("totalstatistics", {}).get("uptime", 0))
+        self.sessions = int(statistics.get("currentstatistics", {}).get("sessionstotal", 0))
+        self.checks += 1
         if self._lost:
             self._lost = False
             self.on_event(EngineEvent(EngineEventKind.RESTARTED, "rtpengine answers again"))
@@ -147,6 +163,7 @@ class RtpengineDaemon:
         executable: str = "rtpengine",
         log_level: int = 5,
         extra_args: tuple[str, ...] = (),
+        work_dir: Path | None = None,
     ) -> None:
         self.interface = interface
         self.port_range = port_range or random_port_window()
@@ -157,6 +174,8 @@ class RtpengineDaemon:
         self.executable = executable
         self.log_level = log_level
         self.extra_args = extra_args
+        self.work_dir = work_dir
+        """rtpengine's working directory (where a core dump lands); None: the temp directory."""
         self.ng_address: tuple[str, int] = (interface, 0)
         self.client = NgClient(self.ng_address, timeout=0.5, retries=2)
         self._process: asyncio.subprocess.Process | None = None
@@ -167,8 +186,18 @@ class RtpengineDaemon:
         self._stopping = False
 
     @property
+    def monitor(self) -> RtpengineMonitor | None:
+        """The health check of the running process (a new one after each start)."""
+        return self._monitor
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """How the last process ended (negative: the signal that killed it); None while running."""
+        return self._process.returncode if self._process is not None else None
 
     @property
     def running(self) -> bool:
@@ -214,6 +243,8 @@ class RtpengineDaemon:
             )
         if self.recording_dir is not None:
             self.recording_dir.mkdir(parents=True, exist_ok=True)
+        if self.work_dir is not None:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
         self._stopping = False
         for attempt in range(3):
             # A restart keeps the ng port when it is still free, so external holders of
@@ -238,6 +269,7 @@ class RtpengineDaemon:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            cwd=self.work_dir or tempfile.gettempdir(),
         )
         self._log_reader = asyncio.create_task(self._read_log(self._process))
         loop = asyncio.get_running_loop()
@@ -285,12 +317,33 @@ class RtpengineDaemon:
             process.kill()
             await process.wait()
 
+    async def end_calls(self) -> int:
+        """Delete every call rtpengine holds (their recordings are finished); returns how many.
+
+        rtpengine 10.5.3 crashes at shutdown when a call is still recording (it frees the
+        recording directory's name, then finishes the call's pcap with it), so :meth:`stop`
+        calls this first.  Best effort: an engine that does not answer is stopped anyway."""
+        ended = 0
+        with contextlib.suppress(NgError):
+            while calls := await self.client.list_calls(limit=CALLS_PER_LIST):
+                before = ended
+                for call_id in calls:
+                    with contextlib.suppress(NgError):
+                        await self.client.delete(call_id)
+                        ended += 1
+                if ended == before:
+                    break  # nothing would go: do not ask forever
+        return ended
+
     async def stop(self) -> None:
-        """Stop the monitor and the process (SIGTERM, then SIGKILL after a grace period)."""
+        """Stop the monitor and the process (its calls deleted, SIGTERM, then SIGKILL after a
+        grace period)."""
         self._stopping = True
         if self._monitor is not None:
             await self._monitor.stop()
             self._monitor = None
+        if self.running:
+            await self.end_calls()
         await self._kill()
         for task in (self._watch, self._log_reader):
             if task is not None:

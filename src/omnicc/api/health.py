@@ -23,7 +23,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the database answers and routing is loaded",
+    summary="Readiness: the database answers and routing is loaded; with voice, the media "
+            "engines' health (reported, not required)",
     response_model=None,
     responses={503: {"description": "Not ready; a problem names the failing check."}},
 )
@@ -51,7 +52,18 @@ async def readyz(request: Request) -> Response | dict[str, object]:
             instance=request.url.path,
             checks={"database": "ok", "routing": "starting"},
         )
-    return {"status": "ready", "checks": {"database": "ok", "routing": "ok"}}
+    ready: dict[str, object] = {"status": "ready", "checks": {"database": "ok", "routing": "ok"}}
+    voice = getattr(request.app.state, "voice", None)
+    if voice is not None:
+        # Media is reported, not required: chat and the desks serve without it, and calls
+        # are refused (503) by the SIP side while no rtpengine is healthy.
+        engines = voice.engines.status()
+        up = sum(1 for engine in engines if engine["up"])
+        ready["checks"] = {"database": "ok", "routing": "ok", "media": (
+            "starting" if not engines else "ok" if up == len(engines)
+            else "degraded" if up else "failing")}
+        ready["media_engines"] = engines
+    return ready
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -1,7 +1,8 @@
 """OmniCC's telephone exchange: one SIP stack and one media engine for every tenant.
 
 `VoiceService` listens for SIP (UDP and TCP on one port), starts and watches its own rtpengine
-(or uses an external one), and sends each request where it belongs:
+(or places each call on the least busy healthy one of a pool of external engines), and sends
+each request where it belongs:
 
 - REGISTER from agents' phones to the registrar of the tenant (digest realm = tenant slug).
   The tenant is the one whose slug is the first label of the request's domain
@@ -30,9 +31,10 @@ from omnicc.channels.voice.devices import BrowserPhones, Device, SipPhone
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import inbound_route
 from omnicc.channels.voice.media.bridge import RecordingHandle
-from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon, RtpengineMonitor
+from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon
 from omnicc.channels.voice.media.dtmf import DtmfListener
 from omnicc.channels.voice.media.ng import NgClient
+from omnicc.channels.voice.media.pool import Engine, EnginePool, engine_addresses
 from omnicc.channels.voice.media.prompts import TextToSpeech
 from omnicc.channels.voice.media.recordings import (
     find_recording,
@@ -70,7 +72,8 @@ class VoiceSettings:
     host: str = "127.0.0.1"
     sip_port: int = 5060
     rtpengine: str = ""
-    """host:port of an external rtpengine's ng control; empty: start our own."""
+    """host:port of an external rtpengine's ng control, or several comma-separated (a pool:
+    each call goes to the healthy one with the fewest calls); empty: start our own."""
     media_ports: tuple[int, int] = (30000, 30999)
     timers: Timers | None = None
     trunk: TrunkConfig | None = None
@@ -106,8 +109,7 @@ class VoiceService:
                               tcp_port=settings.sip_port, timers=settings.timers)
         self.dtmf = DtmfListener(settings.host)
         self.daemon: RtpengineDaemon | None = None
-        self._monitor: RtpengineMonitor | None = None
-        self._external: NgClient | None = None
+        self.engines = EnginePool(self._media_event)
         self.tts = TextToSpeech(self.prompt_dir / "speech")
         self.music = music_on_hold(self.prompt_dir)
         self.beep = beep(self.prompt_dir)
@@ -117,14 +119,21 @@ class VoiceService:
                          if settings.trunk is not None else None)
         self._calls: dict[str, InboundCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.media_lost: str | None = None
 
     @property
     def media_client(self) -> NgClient:
-        if self.daemon is not None:
-            return self.daemon.client
-        assert self._external is not None
-        return self._external
+        """The rtpengine for a new call's media, which the call keeps for its whole life: the
+        healthy engine with the fewest calls.  With none healthy, the first engine (its
+        requests fail; INVITEs are refused before that, see `media_lost`)."""
+        engine = self.engines.pick()
+        return (engine or self.engines.engines[0]).client
+
+    @property
+    def media_lost(self) -> str | None:
+        """Why no rtpengine can take a call; None while one is healthy."""
+        if self.engines.healthy:
+            return None
+        return "; ".join(f"{engine.name}: {engine.detail}" for engine in self.engines.engines)
 
     @property
     def calls(self) -> Mapping[str, InboundCall]:
@@ -133,18 +142,16 @@ class VoiceService:
     async def start(self) -> None:
         await self.dtmf.open()
         if self.settings.rtpengine:
-            host, _, port = self.settings.rtpengine.rpartition(":")
-            self._external = NgClient((host, int(port)))
-            await self._external.open()
-            await self._external.ping()
-            self._monitor = RtpengineMonitor(self._external, self._media_event)
-            self._monitor.start()
+            for address in engine_addresses(self.settings.rtpengine):
+                self.engines.add_external(address)
         else:
+            # Its working directory is where a core dump of it would land.
             self.daemon = RtpengineDaemon(
                 interface=self.host, port_range=self.settings.media_ports,
                 recording_dir=self.recording_dir / "raw", dtmf_log_dest=self.dtmf.address,
-                on_event=self._media_event)
-            await self.daemon.start()
+                work_dir=self.data_dir / "rtpengine")
+            self.engines.add_daemon(self.daemon)
+        await self.engines.start()
         self.stack.set_handler(self._on_request)
         await self.stack.start()
         if self.outbound is not None:
@@ -163,21 +170,19 @@ class VoiceService:
         if self.outbound is not None:
             await self.outbound.stop()
         await self.stack.stop()
-        if self.daemon is not None:
-            await self.daemon.stop()
-        if self._monitor is not None:
-            await self._monitor.stop()
-        if self._external is not None:
-            await self._external.close()
+        await self.engines.stop()
         await self.dtmf.close()
 
-    def _media_event(self, event: EngineEvent) -> None:
-        """rtpengine went away or came back: its calls' media is gone, so end them."""
-        log.error("voice: media engine %s: %s", event.kind, event.detail)
-        self.media_lost = None if event.kind == "restarted" else event.detail
+    def _media_event(self, engine: Engine, event: EngineEvent) -> None:
+        """An rtpengine went away or came back: the media of its calls is gone, so end them;
+        new calls go to the other engines meanwhile (503 when there is none)."""
+        log.error("voice: media engine %s %s: %s (%d of %d engines healthy)", engine.name,
+                  event.kind, event.detail, len(self.engines.healthy),
+                  len(self.engines.engines))
         for call in list(self._calls.values()):
-            call.figures.outcome = "media_lost"
-            call.ended.set()
+            if call.media.client is engine.client:
+                call.figures.outcome = "media_lost"
+                call.ended.set()
 
     # --- requests -----------------------------------------------------------------------------
 

@@ -1,0 +1,128 @@
+"""A pool of external rtpengines: two real daemons (own ng ports and media port windows) behind
+one OmniCC.  Calls spread over both; killing one ends its calls only and new calls go to the
+other; with none left INVITEs get 503; a restarted engine rejoins and takes calls again."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
+from omnicc.channels.voice.media.pool import engine_addresses
+from omnicc.channels.voice.service import VoiceService
+from omnicc.channels.voice.sip.stack import SipStack
+from omnicc.channels.voice.sip.transaction import Timers
+from omnicc.channels.voice.sip.transport import Peer
+from tests.integration.voice.harness import (
+    SUPPORT_LINE,
+    Caller,
+    open_exchange,
+    open_support_line,
+    wait_until,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[list[RtpengineDaemon]]:
+    started: list[RtpengineDaemon] = []
+    low = random_port_window(400)[0]
+    try:
+        for index, window in enumerate(((low, low + 199), (low + 200, low + 399))):
+            daemon = RtpengineDaemon(port_range=window, work_dir=tmp_path / f"engine-{index}")
+            await daemon.start()
+            started.append(daemon)
+        yield started
+    finally:
+        for daemon in started:
+            await daemon.stop()
+
+
+def engine_of(voice: VoiceService, caller: Caller) -> int:
+    """Which engine (index in the setting) carries the caller's call."""
+    assert caller.dialog is not None
+    call = voice.calls[caller.dialog.call_id]
+    engine = voice.engines.engine_of(call.media.client)
+    assert engine is not None
+    return voice.engines.engines.index(engine)
+
+
+async def invite_status(sip_port: int) -> tuple[int, str | None]:
+    """An INVITE to the support line: its final status and Retry-After."""
+    stack = SipStack("127.0.0.1", udp_port=0, tcp_port=None, timers=Timers(t1=0.1))
+    await stack.start()
+    try:
+        server = Peer("UDP", "127.0.0.1", sip_port)
+        sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               "m=audio 4000 RTP/AVP 0\r\n")
+        request = stack.request(
+            "INVITE", f"sip:{SUPPORT_LINE}@127.0.0.1:{sip_port}", to=server,
+            from_uri="sip:+358401112222@127.0.0.1", to_uri=f"sip:{SUPPORT_LINE}@127.0.0.1",
+            body=sdp.encode(), content_type="application/sdp")
+        final = await stack.invite(request, server).final()
+        return final.status, final.headers.get("Retry-After")
+    finally:
+        await stack.stop()
+
+
+async def test_calls_spread_over_the_pool_and_survive_the_loss_of_one_engine(
+    migrated_database_url: str, tmp_path: Path, engines: list[RtpengineDaemon],
+) -> None:
+    setting = ",".join(f"{host}:{port}" for host, port in (d.ng_address for d in engines))
+    assert engine_addresses(setting) == [d.ng_address for d in engines]
+    callers: list[Caller] = []
+    async with open_exchange(migrated_database_url, tmp_path, open_support_line,
+                             rtpengine=setting) as exchange:
+        voice = exchange.voice
+        assert voice.daemon is None  # no embedded engine with a pool
+
+        async def call() -> Caller:
+            caller = Caller(voice.stack.udp.port)
+            callers.append(caller)
+            await caller.call(SUPPORT_LINE)  # answered: the caller waits in the queue
+            return caller
+
+        try:
+            first = [await call() for _ in range(4)]
+            placed = [engine_of(voice, caller) for caller in first]
+            assert sorted(set(placed)) == [0, 1], placed
+            for index, daemon in enumerate(engines):
+                assert len(await daemon.client.list_calls()) == placed.count(index)
+
+            # Engine 0 dies: its calls end, engine 1's go on, new calls go to engine 1.
+            assert engines[0].pid is not None
+            os.kill(engines[0].pid, signal.SIGKILL)
+            for caller, engine in zip(first, placed, strict=True):
+                if engine == 0:
+                    await caller.hung_up_on()
+            await wait_until(lambda: not voice.engines.engines[0].up, "engine 0 reported down")
+            assert [e["up"] for e in voice.engines.status()] == [False, True]
+            assert voice.media_lost is None
+            for caller, engine in zip(first, placed, strict=True):
+                if engine == 1:
+                    assert caller.dialog is not None
+                    assert not caller.dialog.terminated.is_set()
+            assert [engine_of(voice, await call()) for _ in range(2)] == [1, 1]
+
+            # Engine 1 dies too: every call ends, and INVITEs get 503 with Retry-After.
+            assert engines[1].pid is not None
+            os.kill(engines[1].pid, signal.SIGKILL)
+            await wait_until(lambda: voice.media_lost is not None, "no engine left")
+            for caller in callers:
+                assert caller.dialog is not None
+                await caller.hung_up_on()
+            assert await invite_status(voice.stack.udp.port) == (503, "30")
+
+            # Engine 0 comes back on its ng port: it rejoins and takes the next call.
+            await engines[0].restart()
+            await wait_until(lambda: voice.engines.engines[0].up, "engine 0 rejoined")
+            assert engine_of(voice, await call()) == 0
+            assert voice.engines.status()[0]["placed"] >= 1 + placed.count(0)
+        finally:
+            for caller in callers:
+                await caller.close()

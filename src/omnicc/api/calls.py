@@ -24,6 +24,7 @@ from omnicc.api.desk import agent_of
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
 from omnicc.channels.voice.calls import InboundCall
+from omnicc.channels.voice.consult import Consult, start_consult
 from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.service import VoiceService
 from omnicc.channels.voice.trunk import InvalidNumber
@@ -75,7 +76,9 @@ def call_view(call: InboundCall) -> dict[str, Any]:
             "queue_id": queue_id,
             "caller": call.caller, "caller_name": call.caller_name, "dialled": call.dialled,
             "since": answered.timestamp() if answered is not None else None,
-            "on_hold": call.media.on_hold}
+            "on_hold": call.media.on_hold,
+            "consult": call.consult.view() if call.consult is not None and (
+                call.consult.active) else None}
 
 
 def _is_talking(call: InboundCall, agent_id: str) -> bool:
@@ -155,6 +158,7 @@ async def my_calls(request: Request, principal: Handler) -> list[dict[str, Any]]
              summary="Put the call on hold (the caller hears music)")
 async def hold(task_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     call = await _my_call(request, principal, task_id)
+    _not_consulting(call)
     await call.hold()
     return call_view(call)
 
@@ -162,6 +166,7 @@ async def hold(task_id: str, request: Request, principal: Handler) -> dict[str, 
 @router.post("/{task_id}/resume", responses=ERRORS, summary="Take the call off hold")
 async def resume(task_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     call = await _my_call(request, principal, task_id)
+    _not_consulting(call)
     await call.resume()
     return call_view(call)
 
@@ -179,12 +184,85 @@ async def hang_up(task_id: str, request: Request, principal: Handler) -> None:
             await leg.hang_up()
 
 
+class CallConsult(BaseModel, extra="forbid"):
+    agent_id: str | None = Field(default=None, min_length=1, max_length=64)
+    number: str | None = Field(default=None, min_length=1, max_length=64,
+                               description="An external number, through the carrier trunk.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CallConsult:
+        if (self.agent_id is None) == (self.number is None):
+            raise ValueError("give exactly one of agent_id or number (a queue takes a blind "
+                             "transfer: POST .../transfer {queue_id})")
+        return self
+
+
+CONSULT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No live call of yours behind this task, or an unknown agent."},
+    409: {"description": "Not now, and why: the call is not connected or is supervised, a "
+                         "consult is already going on (or none is), the agent is busy or has "
+                         "no phone online, the target has not answered, no carrier trunk."},
+    422: {"description": "Not one target, or not a number that can be dialled."},
+    503: {"description": "This server runs without voice."},
+}
+
+
+def _not_consulting(call: InboundCall) -> None:
+    if call.consult is not None and call.consult.active:
+        raise Conflict("a consult is in progress: complete or cancel it first")
+
+
+@router.post("/{task_id}/consult", responses=CONSULT_ERRORS, status_code=202,
+             summary="Consult an agent or an external number: the caller is put on hold and "
+                     "the target rings (progress on the desk socket as call.consult)")
+async def consult(task_id: str, body: CallConsult, request: Request,
+                  principal: Handler) -> dict[str, Any]:
+    call = await _my_call(request, principal, task_id)
+    try:
+        await start_consult(call, agent_id=body.agent_id, number=body.number)
+    except InvalidNumber as error:
+        raise InvalidConfiguration(str(error)) from None
+    return call_view(call)
+
+
+def _consult_of(call: InboundCall) -> Consult:
+    if call.consult is None or not call.consult.active:
+        raise Conflict("no consult in progress on this call")
+    return call.consult
+
+
+@router.post("/{task_id}/consult/complete", responses=CONSULT_ERRORS, status_code=204,
+             summary="Complete the attended transfer: the caller talks with the consulted "
+                     "party, you leave the call")
+async def complete_consult(task_id: str, request: Request, principal: Handler) -> None:
+    call = await _my_call(request, principal, task_id)
+    await _consult_of(call).complete()
+
+
+@router.post("/{task_id}/consult/conference", responses=CONSULT_ERRORS,
+             summary="Make the consult a three-way conference (the caller leaves hold)")
+async def conference(task_id: str, request: Request, principal: Handler) -> dict[str, Any]:
+    call = await _my_call(request, principal, task_id)
+    await _consult_of(call).conference()
+    return call_view(call)
+
+
+@router.delete("/{task_id}/consult", responses=CONSULT_ERRORS,
+               summary="Cancel the consult: the consulted party is hung up, you are back "
+                       "with the caller")
+async def cancel_consult(task_id: str, request: Request, principal: Handler) -> dict[str, Any]:
+    call = await _my_call(request, principal, task_id)
+    await _consult_of(call).cancel()
+    return call_view(call)
+
+
 @router.post("/{task_id}/transfer", responses=ERRORS, status_code=204,
              summary="Blind transfer to a queue or an agent (the caller hears music "
                      "meanwhile), or to an external number (answered, or 409 with why not)")
 async def transfer(task_id: str, body: CallTransfer, request: Request,
                    principal: Handler) -> None:
     call = await _my_call(request, principal, task_id)
+    _not_consulting(call)
     if body.number is not None:
         try:
             await call.transfer_to_number(body.number)

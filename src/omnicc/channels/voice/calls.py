@@ -54,6 +54,7 @@ from omnicc.store.tables import CallRecord
 
 if TYPE_CHECKING:
     from omnicc.app.runtime import TenantRuntime
+    from omnicc.channels.voice.consult import Consult
     from omnicc.channels.voice.service import VoiceService
 
 log = logging.getLogger("omnicc.voice.calls")
@@ -94,6 +95,8 @@ class CallFigures:
     hold_started: float | None = None
     hold_s: float = 0.0
     transfers: int = 0
+    transfer_log: list[dict[str, Any]] = field(default_factory=list)
+    """Each transfer: kind (blind, external, consult), the target and when."""
     lost_agents: int = 0
     hangup_side: str | None = None
     outcome: str = "in_progress"
@@ -134,6 +137,8 @@ class InboundCall:
         self._record_calls = False
         self.external: str | None = None
         """The number the call was transferred to, when it left OmniCC's agents."""
+        self.consult: Consult | None = None
+        """The agent's consult (attended transfer, conference), the latest one."""
 
     # --- the call's life -------------------------------------------------------------------
 
@@ -322,6 +327,8 @@ class InboundCall:
 
     def _on_task_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.OfferCreated):
+            if self.consult is not None and self.consult.claim(event):
+                return  # the consulted agent takes the call: they are on the line already
             ringing = Ringing(event.offer_id, event.agent_id, f"agent-{event.offer_id[:12]}")
             self._ringing[event.offer_id] = ringing
             self._spawn(self._ring(ringing))
@@ -401,6 +408,8 @@ class InboundCall:
                 await leg.check()
         if self.agent_leg is not leg or self.ended.is_set():
             return
+        if self.consult is not None and await self.consult.agent_left(leg):
+            return  # hung up while consulting: the consulted party has the caller now
         if leg.lost and self.external is None:
             await self._agent_lost()
         else:
@@ -479,6 +488,7 @@ class InboundCall:
         self.agent_id = None
         self.connected.clear()
         self.figures.transfers += 1
+        self._log_transfer("blind", agent_id=agent_id, queue_id=queue_id)
         if leg is not None:
             with contextlib.suppress(Exception):
                 await leg.hang_up()
@@ -526,11 +536,33 @@ class InboundCall:
             await self.runtime.routing.run(lambda engine: engine.complete(task_id))
         leg, self.agent_leg = self.agent_leg, SipLeg(dialog)
         self.figures.transfers += 1
+        self._log_transfer("external", number=e164)
         self.external = e164
         with contextlib.suppress(Exception):
             await leg.hang_up()
         self._spawn(self._watch_agent(self.agent_leg))
         await self._write_record()
+
+    async def adopt_consulted(self, leg: AgentLeg, *, agent_id: str | None,
+                              number: str | None) -> None:
+        """A consult transfer completed: the consulted party's leg is the call's agent leg
+        now (the caller is connected to it already), the consulting agent's leg ends."""
+        old, self.agent_leg = self.agent_leg, leg
+        self.agent_id = agent_id
+        if number is not None:
+            self.external = number
+        self.figures.transfers += 1
+        self._log_transfer("consult", agent_id=agent_id, number=number)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.hang_up()
+        self._spawn(self._watch_agent(leg))
+        await self._write_record()
+
+    def _log_transfer(self, kind: str, **target: str | None) -> None:
+        self.figures.transfer_log.append(
+            {"kind": kind, **{k: v for k, v in target.items() if v is not None},
+             "at": _now().isoformat()})
 
     # --- SIP from the two sides --------------------------------------------------------------
 
@@ -666,7 +698,8 @@ class InboundCall:
             row.outcome = figures.outcome
             row.recording_path = figures.recording_path
             row.details = {**(row.details or {}), "lost_agents": figures.lost_agents,
-                           "transferred_to": self.external}
+                           "transferred_to": self.external,
+                           "transfer_log": list(figures.transfer_log)}
             await records.add(row)
 
     async def _tear_down(self) -> None:
@@ -677,6 +710,8 @@ class InboundCall:
             if ringing.ring is not None:
                 with contextlib.suppress(Exception):
                     await ringing.ring.cancel()
+        if self.consult is not None:
+            await self.consult.end()
         side = self.figures.hangup_side
         if self.dialog is not None and side != "caller":
             with contextlib.suppress(Exception):

@@ -134,6 +134,7 @@ class MediaCall:
         self.diversion: Diversion | None = None
         self.mixer_ports: set[int] = set()  # rtpengine's ports that ever faced a mixer
         self._diverting: Diversion | None = None
+        self._sides: dict[str, tuple[str, bool, str]] = {}  # tag -> (SDP, webrtc, local tag)
 
     # -- caller side -----------------------------------------------------------
 
@@ -332,6 +333,45 @@ class MediaCall:
         self.party_tag = diversion.party
         if self._on_hold and self._hold_music is not None:
             await self.hold(self._hold_music)
+
+    # -- a third party in the same call (consult transfer) --------------------------
+
+    async def side_offer(self, local_tag: str, party_tag: str, local_sdp: str, *,
+                         webrtc: bool = False) -> str:
+        """SDP for the INVITE to a party that first talks with one of OmniCC's ports (a
+        mixer port, SDP ``local_sdp``, tag ``local_tag``), in this same rtpengine call, so the
+        caller can later be connected to it directly (:meth:`connect_side_party`)."""
+        options = WEBRTC_OFFER if webrtc else {**LATCH, **PLAIN_RTP}
+        sdp = await self.client.offer(
+            self.call_id, local_tag, local_sdp, {**options, "to-tag": party_tag})
+        self._offered[party_tag] = sdp
+        self.mixer_ports.add(media_address(local_sdp)[1])
+        return sdp
+
+    async def side_answer(self, local_tag: str, party_tag: str, party_sdp: str, *,
+                          webrtc: bool = False) -> str:
+        """The party's answer to :meth:`side_offer`; returns the SDP OmniCC's port sends to."""
+        options = {**PLAIN_RTP, **LATCH} if webrtc else LATCH
+        reply = await self.client.answer(self.call_id, local_tag, party_tag, party_sdp, options)
+        self.mixer_ports.add(media_address(reply)[1])
+        self._sides[party_tag] = (party_sdp, webrtc, local_tag)
+        return reply
+
+    async def connect_side_party(self, party_tag: str) -> None:
+        """Connect the caller directly to a party answered through :meth:`side_answer`
+        (a completed consult transfer): neither the caller's nor the party's port moves, the
+        mixer is bypassed and the party's port towards OmniCC's is blocked."""
+        if party_tag not in self._sides:
+            raise MediaError(f"{party_tag!r} was never answered on a side")
+        sdp, webrtc, local_tag = self._sides[party_tag]
+        if self._on_hold:
+            await self.resume()
+        before = media_address(self._offered[party_tag])
+        if media_address(await self.offer_to(party_tag, webrtc=webrtc)) != before:
+            raise MediaError(f"rtpengine moved the media of {party_tag!r}")
+        await self._connect_caller(party_tag, sdp)
+        self.party_tag = party_tag
+        await self.client.call_command("block media", self.call_id, {"from-tag": local_tag})
 
     # -- silent monitoring -------------------------------------------------------
 

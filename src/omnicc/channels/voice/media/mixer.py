@@ -1,4 +1,5 @@
-"""A small audio conference mixer for supervised calls (rtpengine 10.5 cannot mix).
+"""A small audio conference mixer for supervised and consulted calls (rtpengine 10.5
+cannot mix).
 
 Each participant has its own UDP port (a :class:`MixerPort`); rtpengine sends it that
 party's audio and receives what the party should hear.  Every 20 ms (paced by the event
@@ -12,10 +13,17 @@ three matrices (:data:`HEARS`):
   the supervisor hears both;
 * ``barge``: everyone hears the other two.
 
+A consult transfer uses the same mixer with a ``target`` (the consulted party) instead of a
+supervisor: :data:`CONSULT` (agent and target talk privately, the caller hears nobody - music
+on hold comes from rtpengine) and :data:`CONFERENCE` (all hear all).
+
 Audio is G.711 (PCMU or PCMA, per port, as negotiated with rtpengine) decoded with the
 lookup tables of :mod:`omnicc.channels.voice.media.tones`; mixing is one integer matrix
-product per tick.  RFC 4733 events and comfort noise are not mixed (rtpengine reports the
-caller's digits before the mixer sees them).
+product per tick.  Comfort noise is dropped.  RFC 4733 telephone-events are not mixed
+but *forwarded*: a key one participant presses reaches every participant who hears them,
+re-stamped into that participant's stream (its payload type, sequence numbers, SSRC and a
+timestamp of its own for the event), so an agent can work a third party's IVR while the call
+is in the mixer.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 
 import numpy as np
@@ -41,14 +49,17 @@ from omnicc.channels.voice.media.tones import Samples, alaw_decode, ulaw_decode
 __all__ = [
     "AGENT",
     "CALLER",
+    "CONFERENCE",
+    "CONSULT",
     "HEARS",
     "SUPERVISOR",
+    "TARGET",
     "Mixer",
     "MixerPort",
     "Mode",
 ]
 
-CALLER, AGENT, SUPERVISOR = "caller", "agent", "supervisor"
+CALLER, AGENT, SUPERVISOR, TARGET = "caller", "agent", "supervisor", "target"
 
 PREFILL_FRAMES = 2
 """Frames buffered before a port's audio is played out (40 ms of jitter absorbed)."""
@@ -73,6 +84,17 @@ HEARS: dict[Mode, dict[str, frozenset[str]]] = {
                  SUPERVISOR: frozenset({CALLER, AGENT})},
 }
 
+CONSULT: dict[str, frozenset[str]] = {
+    CALLER: frozenset(), AGENT: frozenset({TARGET}), TARGET: frozenset({AGENT})}
+"""A consult: agent and consulted party talk privately; the caller (on hold) hears nobody."""
+CONFERENCE: dict[str, frozenset[str]] = {
+    CALLER: frozenset({AGENT, TARGET}), AGENT: frozenset({CALLER, TARGET}),
+    TARGET: frozenset({CALLER, AGENT})}
+"""Three-way: everyone hears the other two."""
+
+MAX_EVENT_STAMPS = 32
+"""Telephone-events remembered per listener to keep one timestamp per event (a few keys)."""
+
 
 class MixerPort(RtpEndpoint):
     """One participant's RTP port: a playout buffer of received audio, and the sender of
@@ -82,7 +104,10 @@ class MixerPort(RtpEndpoint):
         super().__init__(host)
         self.name = name
         self.frames_received = 0
+        self.events_received = 0
         self.underruns = 0
+        self.on_event: Callable[[MixerPort, RtpPacket], None] | None = None
+        self._event_stamps: dict[tuple[str, int, int], int] = {}
         self._buffer: deque[Samples] = deque()
         self._carry: Samples = np.zeros(0, dtype=np.int16)
         self._playing = False
@@ -93,6 +118,10 @@ class MixerPort(RtpEndpoint):
         elif packet.payload_type == PayloadType.PCMA:
             samples = alaw_decode(packet.payload)
         else:
+            if (packet.payload_type == self.event_payload_type and len(packet.payload) >= 4
+                    and self.on_event is not None):
+                self.events_received += 1
+                self.on_event(self, packet)
             return
         self.frames_received += 1
         # Packets of any ptime are cut into 20 ms frames.
@@ -122,6 +151,24 @@ class MixerPort(RtpEndpoint):
         self._send(self.payload_type, self._encode(frame))
         self._timestamp = (self._timestamp + len(frame)) & 0xFFFFFFFF
 
+    def send_event(self, speaker: str, packet: RtpPacket) -> None:
+        """Forward a telephone-event packet of ``speaker`` in this port's own stream: every
+        packet of one event (same source SSRC and timestamp) gets the same timestamp here,
+        the one this stream had when the event began (RFC 4733 §2.5.1)."""
+        if self.remote is None or self.event_payload_type is None:
+            return
+        key = (speaker, packet.ssrc, packet.timestamp)
+        stamp = self._event_stamps.get(key)
+        if stamp is None:
+            if len(self._event_stamps) >= MAX_EVENT_STAMPS:
+                self._event_stamps.clear()
+            stamp = self._event_stamps[key] = self._timestamp
+        audio_timestamp, self._timestamp = self._timestamp, stamp
+        try:
+            self._send(self.event_payload_type, packet.payload, marker=packet.marker)
+        finally:
+            self._timestamp = audio_timestamp
+
 
 class Mixer:
     """Mixes its ports' audio every 20 ms according to who hears whom."""
@@ -135,12 +182,17 @@ class Mixer:
         self._order: list[MixerPort] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def add(self, name: str, *, payload_type: int = PayloadType.PCMU) -> MixerPort:
-        """Open a port for a participant (it hears nobody until :meth:`set_hears`)."""
+    async def add(self, name: str, *, payload_type: int = PayloadType.PCMU,
+                  event_payload_type: int | None = PayloadType.TELEPHONE_EVENT) -> MixerPort:
+        """Open a port for a participant (it hears nobody until :meth:`set_hears`);
+        ``event_payload_type`` is the telephone-event type rtpengine offered it (None: the
+        participant gets no forwarded keys)."""
         if name in self.ports:
             raise ValueError(f"{name!r} is already in the mix")
         port = MixerPort(name, self.host)
         port.payload_type = payload_type
+        port.event_payload_type = event_payload_type
+        port.on_event = self._forward_event
         await port.open()
         self.ports[name] = port
         self._rebuild()
@@ -162,6 +214,12 @@ class Mixer:
 
     def hears(self, listener: str) -> frozenset[str]:
         return self._hears.get(listener, frozenset())
+
+    def _forward_event(self, speaker: MixerPort, packet: RtpPacket) -> None:
+        """A key pressed by ``speaker`` goes to everyone who hears them."""
+        for port in self._order:
+            if speaker.name in self._hears.get(port.name, ()):
+                port.send_event(speaker.name, packet)
 
     def _rebuild(self) -> None:
         self._order = list(self.ports.values())

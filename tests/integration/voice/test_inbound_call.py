@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.media.rtp import PayloadType
 from omnicc.channels.voice.media.tones import tone_share
 from omnicc.channels.voice.outbound import OutboundCalls
@@ -37,6 +38,20 @@ from tests.integration.voice.harness import (
 from tests.integration.voice.peers import Baresip
 
 pytestmark = pytest.mark.anyio
+
+
+async def alice_answers(exchange: Exchange, caller: Caller) -> InboundCall:
+    """alice becomes available; the caller dials 1000, presses 1 and talks; alice's phone
+    answers. The call, connected."""
+    voice, alice = exchange.voice, exchange.seeded.agents["alice"]
+    await (await exchange.runtime()).routing.run(
+        lambda engine: engine.set_status(alice, "available"))
+    await caller.call("1000")
+    await caller.press("1")
+    caller.talk()
+    await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
+                     "alice to answer")
+    return next(iter(voice.calls.values()))
 
 
 async def test_a_caller_presses_1_and_talks_to_the_agent_who_answers(exchange: Exchange) -> None:
@@ -96,15 +111,8 @@ async def test_hold_and_transfer_move_the_caller_between_music_and_agents(
         for phone in phones:
             await phone.start()
             await registered(voice, phone.user)
-        runtime = await exchange.center.tenant(seeded.tenant_id)
-        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
-
-        await caller.call("1000")
-        await caller.press("1")
-        caller.talk()
-        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
-                         "alice to answer")
-        call = next(iter(voice.calls.values()))
+        runtime = await exchange.runtime()
+        call = await alice_answers(exchange, caller)
         assert call.agent_id == alice
         assert tone_share(await caller.heard(1.0), 440) > 0.5
 
@@ -150,7 +158,7 @@ async def test_hold_and_transfer_move_the_caller_between_music_and_agents(
 async def test_a_lost_agent_phone_puts_the_caller_back_in_line_for_the_next_agent(
         exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
-    alice, bob = seeded.agents["alice"], seeded.agents["bob"]
+    bob = seeded.agents["bob"]
     phones = [Baresip(exchange.workdir / name, user=name, password=PHONE_PASSWORD,
                       registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=hz)
               for name, hz in (("alice", 440), ("bob", 660))]
@@ -159,14 +167,8 @@ async def test_a_lost_agent_phone_puts_the_caller_back_in_line_for_the_next_agen
         for phone in phones:
             await phone.start()
             await registered(voice, phone.user)
-        runtime = await exchange.center.tenant(seeded.tenant_id)
-        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
-        await caller.call("1000")
-        await caller.press("1")
-        caller.talk()
-        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
-                         "alice to answer")
-        call = next(iter(voice.calls.values()))
+        runtime = await exchange.runtime()
+        call = await alice_answers(exchange, caller)
         await runtime.routing.run(lambda engine: engine.set_status(bob, "available"))
 
         await phones[0].crash()
@@ -323,14 +325,8 @@ async def test_a_call_transferred_to_an_external_number_leaves_through_the_trunk
     caller = Caller(voice.stack.udp.port, payload_type=PayloadType.PCMA)  # what the carrier speaks
     try:
         await carrier.start()
-        runtime = await exchange.center.tenant(seeded.tenant_id)
-        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
-        await caller.call("1000")
-        await caller.press("1")
-        caller.talk()
-        await wait_until(lambda: any(c.connected.is_set() for c in voice.calls.values()),
-                         "alice to answer")
-        call = next(iter(voice.calls.values()))
+        runtime = await exchange.runtime()
+        call = await alice_answers(exchange, caller)
         assert tone_share(await caller.heard(1.0), 440) > 0.5  # alice
         await call.transfer_to_number("040 765 4321")
         seen = len(caller.rtp.packets)  # answered: what comes now is the carrier's

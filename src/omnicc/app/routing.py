@@ -255,6 +255,10 @@ class _TaskRows:
             case ev.OfferAccepted():
                 row = await self._row(event.task_id)
                 row.phase, row.agent_id, row.accepted_at = "assigned", event.agent_id, at
+            case ev.TaskAssigned():  # agent-initiated work: assigned without an offer
+                row = await self._row(event.task_id)
+                row.phase, row.agent_id, row.accepted_at = "assigned", event.agent_id, at
+                row.step_entered_at = at
             case ev.TaskTransferred():
                 row = await self._row(event.task_id)
                 row.agent_id, row.transferred = None, True

@@ -124,7 +124,7 @@ class TenantRuntime:
         missed."""
         topic = conversation_topic(conversation_id)
         match event:
-            case ev.OfferAccepted(agent_id=agent_id):
+            case ev.OfferAccepted(agent_id=agent_id) | ev.TaskAssigned(agent_id=agent_id):
                 self.bus.extend(self.tenant_id, agent_topic(agent_id), topic)
             case ev.TaskTransferred(from_agent_id=from_agent_id) if from_agent_id:
                 self.bus.withdraw(self.tenant_id, agent_topic(from_agent_id), topic)

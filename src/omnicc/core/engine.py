@@ -34,6 +34,8 @@ from omnicc.core.model import (
     BUILTIN_STATUSES,
     BUSY,
     DERIVED_PRESENCES,
+    INITIATED_BY,
+    OUTBOUND,
     PREFERRED,
     WRAP_UP,
     AgentConfig,
@@ -330,7 +332,18 @@ class Engine:
     # --- tasks ----------------------------------------------------------------------------------
 
     def create_task(self, request: TaskRequest) -> list[ev.Event]:
-        """Accept a task for routing; the first event is its `task.created`."""
+        """Accept a task for routing; the first event is its `task.created`.
+
+        With `request.agent_id` the task is agent-initiated (an outbound call): `task.assigned`
+        follows at once, with no queueing or offer. The agent must be logged in (any status:
+        an agent on a break may dial) and have a free slot on the channel; a task of an
+        exclusive channel in progress (being on a call) refuses anything else. Wrap-up does
+        not count: an agent in wrap-up may call the customer back. Pending offers the new task
+        blocks are withdrawn (the tasks go to the next agent). The task takes the agent's
+        capacity like an accepted offer, so the channel rules keep other offers away until it
+        is completed and wrapped up; it counts in no queue figure (METRICS.md: an outbound
+        contact is not an offered one). Conflict when the agent cannot start it.
+        """
         self._begin()
         if request.policy is not None:
             policy = self._policy(request.policy)
@@ -341,18 +354,25 @@ class Engine:
             if request.queue not in self._queues:
                 raise NotFound(f"unknown queue {request.queue!r}")
             policy = self._implicit_policy(request.queue)
+        starter: AgentState | None = None
+        attributes = dict(request.attributes)
+        if request.agent_id is not None:
+            starter = self._agent(request.agent_id)
+            self._check_can_start(starter, request.channel)
+            attributes.setdefault("direction", OUTBOUND)
+            attributes[INITIATED_BY] = starter.id
         self._task_seq += 1
         task_id = request.id or f"T{self._task_seq}"
         if task_id in self._tasks:
             raise Conflict(f"task {task_id} exists already")
-        arrived = self._now if request.arrived_at is None else min(request.arrived_at,
-                                                                   self._now)
+        arrived = self._now if request.arrived_at is None or starter is not None else min(
+            request.arrived_at, self._now)
         task = TaskState(
             id=task_id,
             seq=self._task_seq,
             channel=request.channel,
             priority=request.priority,
-            attributes=dict(request.attributes),
+            attributes=attributes,
             required_skills=dict(request.required_skills),
             conversation_id=request.conversation_id,
             policy=policy,
@@ -374,7 +394,10 @@ class Engine:
                 enqueued_at=None if arrived == self._now else arrived,
             )
         )
-        self._enter_step(task, 0, "created")
+        if starter is not None:
+            self._start_by_agent(task, starter)
+        else:
+            self._enter_step(task, 0, "created")
         return self._flush()
 
     def restore(self, tasks: Iterable[RestoredTask]) -> list[ev.Event]:
@@ -429,6 +452,9 @@ class Engine:
             transferred=item.transferred,
         )
         self._tasks[task_id] = task
+        if (request.agent_id is not None and request.agent_id == item.agent_id
+                and not item.transferred):
+            task.initiated_by = request.agent_id
         step_index = min(item.step_index, len(policy.steps) - 1)
         step = policy.steps[step_index]
         queue = self._queues[step.queue]
@@ -461,6 +487,56 @@ class Engine:
                 started = item.completed_at if item.completed_at is not None else self._now
                 self._schedule(max(self._now, started + wrap_up_s), "wrap", task.id,
                                task.timer_token)
+
+    def _check_can_start(self, agent: AgentState, channel: Channel) -> None:
+        """Refuse agent-initiated work the agent cannot take now (see `create_task`)."""
+        if not agent.status.logged_in:
+            raise Conflict(f"agent {agent.id} is {agent.status.name}")
+        slots = agent.capacity.get(channel, 0)
+        if slots <= 0:
+            raise Conflict(f"agent {agent.id} takes no {channel} work")
+        talking = [t.channel for t in agent.tasks.values() if t.phase is TaskPhase.ASSIGNED]
+        busy_on = next((c for c in talking if c in self._rules.exclusive), None)
+        if busy_on is not None:
+            raise Conflict(f"agent {agent.id} is on a {busy_on} task")
+        if talking.count(channel) >= slots:
+            raise Conflict(f"agent {agent.id} has no free {channel} slot")
+
+    def _start_by_agent(self, task: TaskState, agent: AgentState) -> None:
+        """Assign an agent-initiated task to its agent: no line, no offer, no queue figure."""
+        step = task.policy.steps[0]
+        self._account(agent)
+        task.queue_id = step.queue
+        task.phase = TaskPhase.ASSIGNED
+        task.agent_id = agent.id
+        task.accepted_at = self._now
+        task.initiated_by = agent.id
+        agent.tasks[task.id] = task
+        agent.in_progress[task.channel] = agent.in_progress.get(task.channel, 0) + 1
+        # Out of the idle indexes before any withdrawn task looks for an agent again.
+        agent.open_channels = self._open_channels(agent)
+        self._reindex(agent)
+        self._out.append(ev.TaskAssigned(
+            at=self._now, seq=self._next_seq(), task_id=task.id, agent_id=agent.id,
+            queue_id=task.queue_id, channel=task.channel,
+            direction=str(task.attributes.get("direction", OUTBOUND))))
+        for offer in list(agent.offers.values()):
+            if self._blocked_by_start(agent, task.channel, self._tasks[offer.task_id].channel):
+                self._close_offer(offer, OfferPhase.RESCINDED, "agent is on an outbound task",
+                                  settle=False)
+        self._settle_agent(agent)
+
+    def _blocked_by_start(self, agent: AgentState, started: Channel, offered: Channel) -> bool:
+        """Whether a pending offer on `offered` must go now that a task on `started` began."""
+        if started in self._rules.exclusive:
+            return True
+        if started in self._rules.blocked_by.get(offered, _NO_CHANNELS):
+            return True
+        if offered != started:
+            return False
+        assigned = sum(1 for t in agent.tasks.values()
+                       if t.channel == started and t.phase is not TaskPhase.WRAPPING)
+        return assigned >= agent.capacity.get(started, 0)
 
     def _place(self, task: TaskState, pool: Pool, step_index: int) -> None:
         """Set the task's step, pool and place in line (its static ordering key)."""
@@ -567,6 +643,8 @@ class Engine:
         agent is looked for. A hang-up is `complete`; a deliberate hand-over is `transfer`."""
         self._begin()
         task = self._task(task_id)
+        if task.initiated_by is not None:
+            raise Conflict(f"task {task_id} was started by its agent: it has no place in line")
         if task.phase is not TaskPhase.ASSIGNED or task.pool is None:
             raise Conflict(f"task {task_id} is {task.phase.value}, not assigned")
         agent = self._agents[task.agent_id or ""]
@@ -669,6 +747,7 @@ class Engine:
         task.phase = TaskPhase.WAITING
         task.policy = policy
         task.transferred = True
+        task.initiated_by = None
         task.enqueued_at = self._now
         task.accepted_at = None
         task.declined_until.clear()
@@ -1568,7 +1647,8 @@ class Engine:
         agent.in_progress[task.channel] -= 1
         agent.idle_since = self._now
         task.agents_served.append(agent.id)
-        if task.accepted_at is not None:
+        if task.accepted_at is not None and task.initiated_by is None:
+            # Agent-initiated work is no handling of the queue's contacts: EWT ignores it.
             queue = self._queues[task.queue_id]
             handle_s = self._now - task.accepted_at
             previous = queue.handle_s_ewma

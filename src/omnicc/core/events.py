@@ -93,6 +93,20 @@ class TaskQueued(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskAssigned(Event):
+    """Agent-initiated work (an outbound call): the task was its agent's from the start, with
+    no queueing or offer. Its queue is where it belongs (caller ID, wrap-up, reports), but it
+    is no offered contact there: it counts in no offered, handled, service level or ASA."""
+
+    type: ClassVar[str] = "task.assigned"
+    task_id: str
+    agent_id: str
+    queue_id: str
+    channel: str
+    direction: str = "outbound"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskRequeued(Event):
     """An offer ended without acceptance; the task is back at its place in line."""
 
@@ -220,9 +234,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         StatusDefined, QueueConfigured, PolicyConfigured, AgentConfigured, AgentRemoved,
-        AgentStatusChanged, TaskCreated, TaskQueued, TaskRequeued, OfferCreated, OfferAccepted,
-        OfferRejected, OfferTimedOut, OfferRescinded, TaskTransferred, TaskCompleted,
-        TaskWrappedUp, TaskAbandoned, TaskCancelled, TaskTimedOut, TaskEnded,
+        AgentStatusChanged, TaskCreated, TaskQueued, TaskAssigned, TaskRequeued, OfferCreated,
+        OfferAccepted, OfferRejected, OfferTimedOut, OfferRescinded, TaskTransferred,
+        TaskCompleted, TaskWrappedUp, TaskAbandoned, TaskCancelled, TaskTimedOut, TaskEnded,
     )
 }
 """Every event class by its stable `type` name."""

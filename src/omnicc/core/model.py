@@ -131,6 +131,12 @@ class FinalAction(enum.StrEnum):
     CLOSE = "close"
 
 
+OUTBOUND = "outbound"
+"""`direction` attribute of agent-initiated tasks (`TaskRequest.agent_id`)."""
+INITIATED_BY = "initiated_by"
+"""Attribute naming the agent who started an agent-initiated task (kept in the store, so a
+restarted engine knows the task again)."""
+
 PREFERRED = "preferred"
 """A step target meaning the task's preferred agents (attribute `preferred_agents`)."""
 
@@ -215,6 +221,10 @@ class TaskRequest:
     arrived_at: float | None = None
     """When the customer first asked, if earlier than now: a callback that replaces a waiting
     call keeps the call's place in line (and its wait counts from then)."""
+    agent_id: str | None = None
+    """Agent-initiated work (an outbound call the agent dials): the task is this agent's from
+    the start - assigned at once, never queued or offered, so it is no offered contact of its
+    queue (the queue gives its caller ID, wrap-up and reports). See `Engine.create_task`."""
 
     def __post_init__(self) -> None:
         if (self.queue is None) == (self.policy is None):
@@ -320,6 +330,9 @@ class TaskState:
     transferred: bool = False
     agents_served: list[str] = field(default_factory=list)
     outcome: Outcome | None = None
+    initiated_by: str | None = None
+    """The agent who started this task themselves (`TaskRequest.agent_id`) while it is theirs;
+    a transfer makes it a routed task like any other."""
 
     @property
     def is_vip(self) -> bool:

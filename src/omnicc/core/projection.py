@@ -116,6 +116,11 @@ class Projection:
                 base = task.priority + (queue.vip_score if task.vip else 0.0)
                 task.entry = (queue.aging_per_s * task.enqueued_at - base, task.enqueued_at,
                               task.seq)
+            case ev.TaskAssigned(task_id=task_id, agent_id=agent_id, queue_id=queue_id):
+                task = self._tasks[task_id]
+                task.phase, task.queue_id, task.agent_id = (TaskPhase.ASSIGNED.value, queue_id,
+                                                            agent_id)
+                self._agents[agent_id].tasks.add(task_id)
             case ev.OfferCreated(offer_id=offer_id, task_id=task_id, agent_id=agent_id):
                 task = self._tasks[task_id]
                 task.phase = TaskPhase.OFFERED.value

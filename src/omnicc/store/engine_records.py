@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.core.model import (
+    INITIATED_BY,
     AgentConfig,
     FinalAction,
     PolicyStep,
@@ -39,6 +40,10 @@ def seconds(at: datetime) -> float:
 
 def _optional_seconds(at: datetime | None) -> float | None:
     return None if at is None else at.timestamp()
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def queue_config(row: Queue) -> QueueConfig:
@@ -105,6 +110,7 @@ def restored_task(row: Task) -> RestoredTask:
         attributes=dict(row.attributes),
         required_skills=dict(row.required_skills),
         conversation_id=row.conversation_id,
+        agent_id=_text_or_none(row.attributes.get(INITIATED_BY)),
     )
     return RestoredTask(
         request=request,

@@ -104,7 +104,7 @@ def drive_randomly(desk: Desk, rng: random.Random, steps: int) -> None:
     """Random legal commands; what the engine refuses is skipped."""
     engine = desk.engine
     for _ in range(steps):
-        action = rng.randrange(9)
+        action = rng.randrange(10)
         agents = sorted(a.id for a in engine.agents())
         tasks = sorted(t.id for t in engine.tasks())
         offers = sorted(o.id for o in engine.pending_offers())
@@ -130,6 +130,9 @@ def drive_randomly(desk: Desk, rng: random.Random, steps: int) -> None:
                 engine.transfer(rng.choice(tasks), queue_id=rng.choice(["q", "chat_q"]))
             elif action == 7:
                 desk.task(queue=None, policy="escalate", channel="voice")
+            elif action == 8 and agents:
+                desk.task(rng.choice(["q", "chat_q"]), channel=rng.choice(["voice", "chat"]),
+                          agent_id=rng.choice(agents))
             else:
                 desk.tick(rng.choice([0.5, 5, 30]))
         except OmniccError:

@@ -10,6 +10,7 @@ from omnicc.core import events as ev
 from omnicc.core.engine import Engine
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import (
+    INITIATED_BY,
     AgentConfig,
     RestoredTask,
     TaskPhase,
@@ -30,7 +31,8 @@ def open_tasks_of(engine: Engine) -> list[RestoredTask]:
             request=TaskRequest(channel=task.channel, policy=task.policy.id, id=task.id,
                                 priority=task.priority, attributes=task.attributes,
                                 required_skills=task.required_skills,
-                                conversation_id=task.conversation_id),
+                                conversation_id=task.conversation_id,
+                                agent_id=_text(task.attributes.get(INITIATED_BY))),
             seq=task.seq,
             created_at=task.created_at,
             enqueued_at=task.enqueued_at,
@@ -42,6 +44,10 @@ def open_tasks_of(engine: Engine) -> list[RestoredTask]:
             transferred=task.transferred,
         ))
     return restored
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def restarted(desk: Desk, agents_status: str = "break") -> Desk:

@@ -11,6 +11,7 @@ from omnicc.store.repositories.conversations import (
     Messages,
     Tasks,
 )
+from omnicc.store.repositories.email import EmailMailboxes, EmailMessages, EmailTickets
 from omnicc.store.repositories.events import (
     Events,
     NewEvent,
@@ -49,6 +50,9 @@ __all__ = [
     "Contacts",
     "Conversations",
     "Customers",
+    "EmailMailboxes",
+    "EmailMessages",
+    "EmailTickets",
     "Events",
     "Identities",
     "IvrFlows",

@@ -12,6 +12,7 @@ from omnicc.store.tables.conversations import (
     Message,
     Task,
 )
+from omnicc.store.tables.email import EmailMailbox, EmailMessage, EmailTicket
 from omnicc.store.tables.events import Event, WebhookDelivery, WebhookSubscription
 from omnicc.store.tables.routing import (
     Agent,
@@ -47,6 +48,9 @@ __all__ = [
     "Contact",
     "Conversation",
     "Customer",
+    "EmailMailbox",
+    "EmailMessage",
+    "EmailTicket",
     "Event",
     "Identity",
     "IvrFlow",

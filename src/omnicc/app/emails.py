@@ -1,0 +1,754 @@
+"""The email use cases of one tenant: a received email joins its thread or opens a ticket with a
+routing task; an agent's reply goes out in the same thread; robots are never answered.
+
+Every received email is committed (its raw bytes included) before the mailbox is told it was
+read, in the same transaction as the mailbox's read position, its conversation, message, ticket
+and routing task; a re-read of the same email (a crash in between, a re-import) finds its
+`dedup_key` and adds nothing. An email to send (an agent's reply, an acknowledgement) is a row
+in the outbox, committed with its conversation message before any attempt, so a failed attempt
+is retried and finally shown to the agent as failed, never lost.
+
+Threading: the In-Reply-To and References of an email name Message-IDs we stored (received or
+sent); failing that, the `[#REF]` token in the subject names the ticket. A ticket is one
+conversation of one customer (identity kind `email`, the lower-case address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from omnicc.app.attachments import AttachmentStore, StoredFile
+from omnicc.app.business_time import add_business_seconds
+from omnicc.app.chats import conversation_topic, message_view
+from omnicc.app.email_threads import message_id_hash, new_reference, reference_in, reply_subject
+from omnicc.app.principals import Forbidden
+from omnicc.app.routing import RoutingService
+from omnicc.bus import Bus, Notice
+from omnicc.core import events as ev
+from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
+from omnicc.core.model import TaskPhase, TaskRequest
+from omnicc.store.database import Database
+from omnicc.store.repositories import (
+    Agents,
+    Attachments,
+    BusinessHoursRepository,
+    Contacts,
+    Conversations,
+    Customers,
+    EmailMailboxes,
+    EmailMessages,
+    EmailTickets,
+    Identities,
+    Messages,
+    Queues,
+)
+from omnicc.store.tables import (
+    Attachment,
+    Contact,
+    Conversation,
+    Customer,
+    EmailMailbox,
+    EmailMessage,
+    EmailTicket,
+    Identity,
+    Message,
+)
+
+log = logging.getLogger("omnicc.email")
+
+EMAIL: Final = "email"
+EMAIL_IDENTITY: Final = "email"
+MAX_SEND_ATTEMPTS: Final = 5
+MAX_REFERENCES: Final = 20
+ESCALATION_STEPS: Final = ((0.75, 1), (1.0, 2))
+"""(share of the first-response target elapsed, escalation level): at 75 % the task's
+priority rises once, at the deadline again."""
+ESCALATION_PRIORITY: Final = 10
+"""Priority added per escalation level."""
+
+
+# --- what the channel hands in and takes out -------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EmailFile:
+    """A part of an email that is not its text: an attachment or an inline image."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str = ""
+    is_inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """A delivery status notification: which of our emails failed, for whom and why."""
+
+    original_message_id: str
+    recipients: tuple[str, ...] = ()
+    status: str = ""
+    diagnostic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEmail:
+    """A received email, decoded (see `omnicc.channels.email.mime.read_email`)."""
+
+    raw: bytes
+    message_id: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    from_address: str
+    from_name: str
+    reply_to: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    text: str
+    safe_html: str
+    files: tuple[EmailFile, ...]
+    automation: str | None
+    """Why a robot wrote it (auto-reply, list, bounce), None for a person."""
+    bounce: Bounce | None
+    content_hash: str
+
+    @property
+    def dedup_key(self) -> str:
+        """The same email read twice has the same key: its Message-ID, else its bytes."""
+        if self.message_id:
+            return hashlib.sha256(f"id:{self.message_id}".encode()).hexdigest()
+        return self.content_hash
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """An email to send, as stored in the outbox."""
+
+    email_id: str
+    mailbox_id: str
+    from_address: str
+    from_name: str
+    to: tuple[str, ...]
+    subject: str
+    message_id: str
+    date: datetime
+    in_reply_to: str
+    references: tuple[str, ...]
+    text: str
+    html: str = ""
+    is_automatic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What became of a received email."""
+
+    email_id: str
+    is_new: bool
+    kind: str
+    conversation_id: str | None = None
+    reference: str | None = None
+    task_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The rows a received email makes, decided before the transaction writes them."""
+
+    ticket: EmailTicket | None = None
+    new_ticket: bool = False
+    customer: Customer | None = None
+    task_id: str | None = None
+    notices: list[Notice] = field(default_factory=list)
+
+
+def normal_address(address: str) -> str:
+    return address.strip().strip("<>").lower()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_message_id(mailbox_address: str, reference: str = "") -> str:
+    domain = mailbox_address.rpartition("@")[2] or "omnicc.invalid"
+    tag = f".{reference}" if reference else ""
+    return f"<{uuid.uuid4().hex}{tag}@{domain}>"
+
+
+class EmailDesk:
+    """One tenant's email: receive, reply, send, escalate."""
+
+    def __init__(self, database: Database, tenant_id: str, routing: RoutingService, bus: Bus,
+                 *, files: AttachmentStore | None = None) -> None:
+        self._database = database
+        self.tenant_id = tenant_id
+        self._routing = routing
+        self._bus = bus
+        self._files = files
+        self._lock = asyncio.Lock()
+        self.outbox_changed = asyncio.Event()
+        """Set after an email is put in the outbox: the sender wakes."""
+
+    @property
+    def routing(self) -> RoutingService:
+        return self._routing
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    async def receive(self, mailbox_id: str, email: InboundEmail, *,
+                      imap_uid: int | None = None,
+                      uid_validity: int | None = None) -> Receipt:
+        """Store a received email and route it; idempotent on the email's `dedup_key`.
+        `imap_uid` moves the mailbox's read position in the same transaction."""
+        async with self._lock:
+            async with self._database.session() as session:
+                mailbox = await EmailMailboxes(session, self.tenant_id).get(mailbox_id)
+                stored = await EmailMessages(session, self.tenant_id).by_dedup_key(
+                    mailbox_id, email.dedup_key)
+                if stored is not None:
+                    _advance(mailbox, imap_uid, uid_validity)
+                    return Receipt(email_id=stored.id, is_new=False, kind=stored.kind,
+                                   conversation_id=stored.conversation_id)
+                mailbox_row = _MailboxView.of(mailbox)
+                plan = await self._plan(session, mailbox_row, email)
+            files = await self._keep_files(email) if plan.ticket is not None else []
+            try:
+                return await self._write(mailbox_row, email, plan, files, imap_uid,
+                                         uid_validity)
+            except BaseException:
+                for stored_file in files:
+                    if stored_file is not None:
+                        with contextlib.suppress(OSError):
+                            stored_file.path.unlink()
+                raise
+
+    async def _plan(self, session: AsyncSession, mailbox: _MailboxView,
+                    email: InboundEmail) -> _Plan:
+        plan = _Plan()
+        tickets = EmailTickets(session, self.tenant_id)
+        if email.bounce is not None:
+            original = await self._thread_of(session, (email.bounce.original_message_id,))
+            plan.ticket = await tickets.find(original) if original else None
+            return plan
+        ticket_id = await self._thread_of(session, (email.in_reply_to, *email.references))
+        if ticket_id is not None:
+            plan.ticket = await tickets.find(ticket_id)
+        if plan.ticket is None:
+            reference = reference_in(email.subject)
+            plan.ticket = await tickets.by_reference(reference) if reference else None
+        if plan.ticket is None and email.automation is not None:
+            return plan  # a robot's email about nothing we know: kept, never routed
+        if plan.ticket is None:
+            plan.new_ticket = True
+            plan.customer = await self._customer(session, email)
+        elif email.automation is None and not self._has_open_task(plan.ticket):
+            plan.task_id = uuid.uuid4().hex
+        if plan.new_ticket:
+            plan.task_id = uuid.uuid4().hex
+        return plan
+
+    async def _thread_of(self, session: AsyncSession, ids: tuple[str, ...]) -> str | None:
+        hashes = [message_id_hash(i) for i in ids if i]
+        for row in await EmailMessages(session, self.tenant_id).by_message_id_hashes(hashes):
+            if row.ticket_id is not None:
+                return row.ticket_id
+        return None
+
+    def _has_open_task(self, ticket: EmailTicket) -> bool:
+        if ticket.task_id is None:
+            return False
+        try:
+            return self._routing.engine.task(ticket.task_id).phase is not TaskPhase.ENDED
+        except NotFound:
+            return False
+
+    async def _customer(self, session: AsyncSession, email: InboundEmail) -> Customer:
+        address = normal_address(email.reply_to or email.from_address)
+        identities = Identities(session, self.tenant_id)
+        customers = Customers(session, self.tenant_id)
+        identity = await identities.by_value(EMAIL_IDENTITY, address)
+        if identity is not None:
+            return await customers.get(identity.customer_id)
+        return Customer(id=uuid.uuid4().hex, name=(email.from_name or address)[:200],
+                        attributes={"email": address})
+
+    async def _keep_files(self, email: InboundEmail) -> list[StoredFile | None]:
+        """Each part through the attachments' checks; a refused part is None (noted in the
+        message, never served)."""
+        if self._files is None:
+            return []
+        kept: list[StoredFile | None] = []
+        for part in email.files:
+            try:
+                kept.append(await self._files.receive(self.tenant_id, part.filename,
+                                                      _chunks(part.data)))
+            except InvalidConfiguration as refusal:
+                log.info("email attachment %r refused: %s", part.filename, refusal)
+                kept.append(None)
+        return kept
+
+    async def _write(self, mailbox: _MailboxView, email: InboundEmail, plan: _Plan,
+                     files: list[StoredFile | None], imap_uid: int | None,
+                     uid_validity: int | None) -> Receipt:
+        at = now_utc()
+        kind = "bounce" if email.bounce is not None else (
+            "auto_reply" if email.automation is not None else "customer")
+        email_id = uuid.uuid4().hex
+        ticket = plan.ticket
+        reference = ticket.reference if ticket is not None else None
+        conversation_id = ticket.conversation_id if ticket is not None else None
+        views: list[dict[str, Any]] = []
+        new_ticket: EmailTicket | None = None
+        if plan.new_ticket:
+            assert plan.customer is not None
+            reference = new_reference()
+            conversation_id = uuid.uuid4().hex
+            new_ticket = EmailTicket(
+                id=uuid.uuid4().hex, conversation_id=conversation_id,
+                contact_id=uuid.uuid4().hex, mailbox_id=mailbox.id, reference=reference,
+                customer_address=normal_address(email.reply_to or email.from_address),
+                subject=email.subject[:500], created_at=at)
+            ticket = new_ticket
+
+        async def write(session: AsyncSession, events: list[ev.Event]) -> None:
+            nonlocal ticket
+            mailboxes = EmailMailboxes(session, self.tenant_id)
+            row = await mailboxes.get(mailbox.id)
+            _advance(row, imap_uid, uid_validity)
+            if new_ticket is not None:
+                customer = await self._store_customer(session, plan.customer, new_ticket)
+                await Conversations(session, self.tenant_id).add(Conversation(
+                    id=new_ticket.conversation_id, customer_id=customer.id,
+                    subject=email.subject[:500], created_at=at))
+                await Contacts(session, self.tenant_id).add(Contact(
+                    id=new_ticket.contact_id, conversation_id=new_ticket.conversation_id,
+                    customer_id=customer.id, channel=EMAIL, direction="inbound",
+                    queue_id=mailbox.queue_id, started_at=at,
+                    attributes={"mailbox_id": mailbox.id, "reference": new_ticket.reference,
+                                "topic": email.subject[:200]}))
+                new_ticket.task_id = plan.task_id
+                new_ticket.first_response_due_at = await self._due(session, mailbox, at)
+                await EmailTickets(session, self.tenant_id).add(new_ticket)
+            elif ticket is not None:
+                ticket = await EmailTickets(session, self.tenant_id).get(ticket.id)
+                if plan.task_id is not None:
+                    ticket.task_id = plan.task_id
+                    conversation = await Conversations(session, self.tenant_id).get(
+                        ticket.conversation_id)
+                    conversation.status, conversation.closed_at = "open", None
+                await EmailTickets(session, self.tenant_id).save(ticket)
+            message: Message | None = None
+            if ticket is not None:
+                message = await self._store_message(session, ticket, email, kind, at, files)
+                views.append(await self._view(session, message))
+            await EmailMessages(session, self.tenant_id).add(EmailMessage(
+                id=email_id, mailbox_id=mailbox.id,
+                ticket_id=None if ticket is None else ticket.id,
+                conversation_id=conversation_id,
+                message_id=None if message is None else message.id,
+                direction="inbound", kind=kind, status="received", dedup_key=email.dedup_key,
+                header_message_id=email.message_id,
+                message_id_hash=message_id_hash(email.message_id) if email.message_id
+                else None,
+                in_reply_to=email.in_reply_to, references=list(email.references),
+                from_address=email.from_address, from_name=email.from_name[:200],
+                to_addresses=list(email.to), cc_addresses=list(email.cc),
+                subject=email.subject, text=email.text, safe_html=email.safe_html,
+                raw=email.raw, imap_uid=imap_uid, created_at=at))
+            if email.bounce is not None:
+                await self._mark_bounced(session, email.bounce)
+            if (new_ticket is not None and mailbox.auto_acknowledge and email.automation is None
+                    and normal_address(new_ticket.customer_address) != mailbox.address):
+                await self._acknowledge(session, mailbox, new_ticket, email, at)
+
+        if plan.task_id is not None:
+            assert ticket is not None and mailbox.queue_id is not None
+            request = TaskRequest(
+                channel=EMAIL, queue=mailbox.queue_id, id=plan.task_id,
+                conversation_id=ticket.conversation_id,
+                attributes={"customer_name": email.from_name or email.from_address,
+                            "customer_email": email.from_address,
+                            "contact_id": ticket.contact_id, "topic": email.subject[:200],
+                            "mailbox_id": mailbox.id, "reference": ticket.reference})
+            await self._routing.create_task(request, alongside=write)
+        else:
+            async with self._database.session() as session:
+                await write(session, [])
+        for view in views:
+            self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
+                              Notice("message.created", view))
+        if new_ticket is not None and mailbox.auto_acknowledge:
+            self.outbox_changed.set()
+        return Receipt(email_id=email_id, is_new=True, kind=kind,
+                       conversation_id=conversation_id, reference=reference,
+                       task_id=plan.task_id)
+
+    async def _store_customer(self, session: AsyncSession, customer: Customer | None,
+                              ticket: EmailTicket) -> Customer:
+        assert customer is not None
+        customers = Customers(session, self.tenant_id)
+        existing = await customers.find(customer.id)
+        if existing is not None:
+            return existing
+        await customers.add(customer)
+        await Identities(session, self.tenant_id).add(Identity(
+            customer_id=customer.id, kind=EMAIL_IDENTITY, value=ticket.customer_address))
+        return customer
+
+    async def _due(self, session: AsyncSession, mailbox: _MailboxView,
+                   at: datetime) -> datetime:
+        """The first-response deadline in the queue's business hours."""
+        if mailbox.queue_id is not None:
+            queue = await Queues(session, self.tenant_id).find(mailbox.queue_id)
+            if queue is not None and queue.business_hours_id is not None:
+                hours = await BusinessHoursRepository(session, self.tenant_id).find(
+                    queue.business_hours_id)
+                if hours is not None:
+                    return add_business_seconds(at, mailbox.first_response_s, hours.timezone,
+                                                hours.weekly, hours.holidays)
+        return at + timedelta(seconds=mailbox.first_response_s)
+
+    async def _store_message(self, session: AsyncSession, ticket: EmailTicket,
+                             email: InboundEmail, kind: str, at: datetime,
+                             files: list[StoredFile | None]) -> Message:
+        refused = [part.filename for part, kept in zip(email.files, files, strict=False)
+                   if kept is None]
+        if kind == "bounce" and email.bounce is not None:
+            bounce = email.bounce
+            text = ("Delivery failed" + (f" to {', '.join(bounce.recipients)}"
+                                         if bounce.recipients else "")
+                    + (f" ({bounce.status})" if bounce.status else "")
+                    + (f": {bounce.diagnostic}" if bounce.diagnostic else "."))
+            author_kind, author_id, visibility = "system", None, "internal"
+        else:
+            text = email.text or "(no text)"
+            if refused:
+                text += "\n\n[Attachments not accepted: " + ", ".join(refused) + "]"
+            if kind == "auto_reply":
+                text = f"[Automatic reply: {email.automation}]\n{text}"
+            author_kind, author_id, visibility = "customer", None, "public"
+        conversation = await Conversations(session, self.tenant_id).get(ticket.conversation_id)
+        customer_id = conversation.customer_id
+        if author_kind == "customer":
+            author_id = customer_id
+        message, _ = await Messages(session, self.tenant_id).append(Message(
+            conversation_id=ticket.conversation_id, contact_id=ticket.contact_id,
+            author_kind=author_kind, author_id=author_id, visibility=visibility,
+            text=text[:200_000], idempotency_key=f"email:{email.dedup_key}"[:128],
+            created_at=at))
+        rows = [stored.attachment for stored in files if stored is not None]
+        for attachment in rows:
+            attachment.conversation_id = ticket.conversation_id
+            attachment.message_id = message.id
+        if rows:
+            await Attachments(session, self.tenant_id).add_all(rows)
+        return message
+
+    async def _view(self, session: AsyncSession, message: Message) -> dict[str, Any]:
+        files = [] if message.id is None else await Attachments(session, self.tenant_id).all(
+            Attachments(session, self.tenant_id).select().where(
+                Attachment.message_id == message.id))
+        name = "OmniCC" if message.author_kind == "system" else "Customer"
+        if message.author_kind == "agent" and message.author_id:
+            agent = await Agents(session, self.tenant_id).find(message.author_id)
+            name = agent.name if agent is not None else "Agent"
+        elif message.author_kind == "customer" and message.author_id:
+            customer = await Customers(session, self.tenant_id).find(message.author_id)
+            name = customer.name if customer is not None else name
+        return message_view(message, name, files)
+
+    async def _mark_bounced(self, session: AsyncSession, bounce: Bounce) -> None:
+        if not bounce.original_message_id:
+            return
+        emails = EmailMessages(session, self.tenant_id)
+        for row in await emails.by_message_id_hashes(
+                [message_id_hash(bounce.original_message_id)]):
+            if row.direction == "outbound":
+                row.status = "failed"
+                row.last_error = f"bounced: {bounce.status} {bounce.diagnostic}".strip()
+                await emails.save(row)
+
+    async def _acknowledge(self, session: AsyncSession, mailbox: _MailboxView,
+                           ticket: EmailTicket, email: InboundEmail, at: datetime) -> None:
+        text = (f"Hello,\n\nthank you for your message. We have received it and will answer "
+                f"as soon as we can.\n\nYour reference is {ticket.reference}. Please keep "
+                f"[#{ticket.reference}] in the subject when you write to us about it.\n\n"
+                f"{mailbox.name}")
+        await self._queue_email(session, mailbox, ticket, kind="acknowledgement", text=text,
+                                in_reply_to=email.message_id,
+                                references=(*email.references, email.message_id),
+                                at=at, message=None)
+
+    async def _queue_email(self, session: AsyncSession, mailbox: _MailboxView,
+                           ticket: EmailTicket, *, kind: str, text: str, in_reply_to: str,
+                           references: tuple[str, ...], at: datetime,
+                           message: Message | None) -> EmailMessage:
+        header_id = new_message_id(mailbox.address, ticket.reference)
+        kept = tuple(r for r in references if r)[-MAX_REFERENCES:]
+        return await EmailMessages(session, self.tenant_id).add(EmailMessage(
+            mailbox_id=mailbox.id, ticket_id=ticket.id, conversation_id=ticket.conversation_id,
+            message_id=None if message is None else message.id, direction="outbound",
+            kind=kind, status="pending",
+            dedup_key=hashlib.sha256(f"id:{header_id}".encode()).hexdigest(),
+            header_message_id=header_id, message_id_hash=message_id_hash(header_id),
+            in_reply_to=in_reply_to, references=list(kept), from_address=mailbox.address,
+            from_name=mailbox.name, to_addresses=[ticket.customer_address],
+            subject=reply_subject(ticket.subject, ticket.reference), text=text,
+            created_at=at))
+
+    # --- the agent ---------------------------------------------------------------------------
+
+    def _task_of_agent(self, ticket: EmailTicket, agent_id: str) -> str:
+        if ticket.task_id is None:
+            raise Forbidden("this email is not assigned to you")
+        try:
+            task = self._routing.engine.task(ticket.task_id)
+        except NotFound:
+            raise Forbidden("this email is not assigned to you") from None
+        if task.agent_id != agent_id or task.phase is not TaskPhase.ASSIGNED:
+            raise Forbidden("this email is not assigned to you")
+        return task.id
+
+    async def reply(self, agent_id: str, conversation_id: str, text: str,
+                    key: str | None = None) -> dict[str, Any]:
+        """The agent's answer: a public message and an email in the outbox, in the thread
+        (In-Reply-To the customer's last email, References the whole thread, the token)."""
+        text = text.strip()
+        if not text:
+            raise InvalidConfiguration("a reply needs some text")
+        at = now_utc()
+        async with self._database.session() as session:
+            tickets = EmailTickets(session, self.tenant_id)
+            ticket = await tickets.of_conversation(conversation_id)
+            if ticket is None:
+                raise NotFound(f"no email in conversation {conversation_id}")
+            self._task_of_agent(ticket, agent_id)
+            mailbox = await EmailMailboxes(session, self.tenant_id).get(ticket.mailbox_id or "")
+            messages = Messages(session, self.tenant_id)
+            message, is_new = await messages.append(Message(
+                conversation_id=conversation_id, contact_id=ticket.contact_id,
+                author_kind="agent", author_id=agent_id, visibility="public", text=text,
+                idempotency_key=key, created_at=at))
+            if is_new:
+                emails = EmailMessages(session, self.tenant_id)
+                thread = await emails.thread_message_ids(conversation_id)
+                last_inbound = next(
+                    (row.header_message_id for row in reversed(
+                        await emails.of_conversation(conversation_id))
+                     if row.direction == "inbound" and row.kind == "customer"
+                     and row.header_message_id), thread[-1] if thread else "")
+                await self._queue_email(session, _MailboxView.of(mailbox), ticket,
+                                        kind="reply", text=text, in_reply_to=last_inbound,
+                                        references=tuple(thread), at=at, message=message)
+                if ticket.first_responded_at is None:
+                    ticket.first_responded_at = at
+                    await tickets.save(ticket)
+            view = await self._view(session, message)
+        if is_new:
+            self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
+                              Notice("message.created", view))
+            self.outbox_changed.set()
+        return view
+
+    async def finish(self, agent_id: str, conversation_id: str) -> None:
+        """The agent is done with the email for now; wrap-up follows when the queue asks.
+        The customer's next email opens a new task in the same conversation."""
+        async with self._database.session() as session:
+            ticket = await EmailTickets(session, self.tenant_id).of_conversation(conversation_id)
+        if ticket is None:
+            raise NotFound(f"no email in conversation {conversation_id}")
+        task_id = self._task_of_agent(ticket, agent_id)
+
+        async def close(session: AsyncSession, events: list[ev.Event]) -> None:
+            conversation = await Conversations(session, self.tenant_id).get(conversation_id)
+            conversation.status, conversation.closed_at = "closed", now_utc()
+
+        await self._routing.run(lambda engine: engine.complete(task_id), alongside=close)
+
+    async def thread(self, conversation_id: str) -> dict[str, Any]:
+        """The ticket and its emails as the desk shows them (sanitised HTML only)."""
+        async with self._database.session() as session:
+            ticket = await EmailTickets(session, self.tenant_id).of_conversation(conversation_id)
+            if ticket is None:
+                raise NotFound(f"no email in conversation {conversation_id}")
+            rows = await EmailMessages(session, self.tenant_id).of_conversation(conversation_id)
+            files: dict[str, list[Attachment]] = {}
+            ids = [row.message_id for row in rows if row.message_id]
+            if ids:
+                repository = Attachments(session, self.tenant_id)
+                for attachment in await repository.all(repository.select().where(
+                        Attachment.message_id.in_(ids))):
+                    files.setdefault(attachment.message_id or "", []).append(attachment)
+        return {
+            "ticket": {"reference": ticket.reference, "subject": ticket.subject,
+                       "customer_address": ticket.customer_address, "task_id": ticket.task_id,
+                       "mailbox_id": ticket.mailbox_id,
+                       "first_response_due_at": _iso(ticket.first_response_due_at),
+                       "first_responded_at": _iso(ticket.first_responded_at),
+                       "escalation": ticket.escalation},
+            "emails": [_email_view(row, files.get(row.message_id or "", [])) for row in rows],
+        }
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def outbox(self) -> list[OutgoingEmail]:
+        """Emails waiting to be sent, oldest first."""
+        async with self._database.session() as session:
+            rows = await EmailMessages(session, self.tenant_id).pending()
+        return [OutgoingEmail(
+            email_id=row.id, mailbox_id=row.mailbox_id, from_address=row.from_address,
+            from_name=row.from_name, to=tuple(row.to_addresses), subject=row.subject,
+            message_id=row.header_message_id, date=row.created_at,
+            in_reply_to=row.in_reply_to, references=tuple(row.references), text=row.text,
+            is_automatic=row.kind == "acknowledgement") for row in rows]
+
+    async def sent(self, email_id: str) -> None:
+        async with self._database.session() as session:
+            emails = EmailMessages(session, self.tenant_id)
+            row = await emails.get(email_id)
+            row.status, row.sent_at, row.attempts = "sent", now_utc(), row.attempts + 1
+            row.last_error = None
+
+    async def failed(self, email_id: str, error: str) -> bool:
+        """An attempt failed; returns whether it is given up (then the conversation says so
+        with an internal note the agent sees)."""
+        note: Message | None = None
+        async with self._database.session() as session:
+            emails = EmailMessages(session, self.tenant_id)
+            row = await emails.get(email_id)
+            row.attempts += 1
+            row.last_error = error[:2000]
+            is_final = row.attempts >= MAX_SEND_ATTEMPTS
+            if is_final:
+                row.status = "failed"
+                if row.conversation_id is not None:
+                    note, _ = await Messages(session, self.tenant_id).append(Message(
+                        conversation_id=row.conversation_id, author_kind="system",
+                        visibility="internal",
+                        text=f"The email to {', '.join(row.to_addresses)} could not be sent "
+                             f"after {row.attempts} attempts: {error[:500]}",
+                        idempotency_key=f"send-failed:{row.id}", created_at=now_utc()))
+            view = None if note is None else await self._view(session, note)
+        if view is not None:
+            self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
+                              Notice("message.created", view))
+        return is_final
+
+    # --- the first-response service level ----------------------------------------------------
+
+    async def escalate_due(self, at: datetime | None = None) -> list[str]:
+        """Raise the priority of waiting email tasks as their first-response deadline nears;
+        returns the references escalated. The engine cannot change a task's priority in place,
+        so a waiting task is replaced by one with a higher priority that keeps its place in
+        time (`arrived_at`): cancelled and created in one commit, same conversation."""
+        now = at or now_utc()
+        escalated: list[str] = []
+        async with self._database.session() as session:
+            tickets = await EmailTickets(session, self.tenant_id).awaiting_first_response()
+            mailboxes = {m.id: m for m in await EmailMailboxes(session,
+                                                                 self.tenant_id).list_all()}
+        for ticket in tickets:
+            mailbox = mailboxes.get(ticket.mailbox_id or "")
+            if mailbox is None or ticket.first_response_due_at is None:
+                continue
+            target_s = max(1, mailbox.first_response_s)
+            left_s = (ticket.first_response_due_at - now).total_seconds()
+            share = 1 - left_s / target_s
+            level = max((lvl for at_share, lvl in ESCALATION_STEPS if share >= at_share),
+                        default=0)
+            if level <= ticket.escalation or ticket.task_id is None:
+                continue
+            if await self._raise_priority(ticket, level):
+                escalated.append(ticket.reference)
+        return escalated
+
+    async def _raise_priority(self, ticket: EmailTicket, level: int) -> bool:
+        engine = self._routing.engine
+        old_id = ticket.task_id or ""
+        try:
+            task = engine.task(old_id)
+        except NotFound:
+            return False
+        if task.phase is not TaskPhase.WAITING:
+            return False  # offered or being handled: nothing to hurry
+        new_id = uuid.uuid4().hex
+        request = TaskRequest(channel=EMAIL, queue=task.queue_id, id=new_id,
+                              priority=task.priority + ESCALATION_PRIORITY * (level
+                                                                              - ticket.escalation),
+                              conversation_id=task.conversation_id,
+                              attributes={**task.attributes, "escalation": level},
+                              arrived_at=task.enqueued_at)
+
+        async def move(session: AsyncSession, events: list[ev.Event]) -> None:
+            row = await EmailTickets(session, self.tenant_id).get(ticket.id)
+            row.task_id, row.escalation = new_id, level
+
+        def replace(engine: Any) -> list[ev.Event]:
+            return [*engine.cancel(old_id, reason=f"escalated to level {level}"),
+                    *engine.create_task(request)]
+
+        try:
+            await self._routing.run(replace, alongside=move)
+        except (Conflict, NotFound):
+            return False
+        log.info("email %s escalated to level %d", ticket.reference, level)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _MailboxView:
+    """What receiving needs of a mailbox, outside its session."""
+
+    id: str
+    name: str
+    address: str
+    queue_id: str | None
+    auto_acknowledge: bool
+    first_response_s: int
+
+    @classmethod
+    def of(cls, row: EmailMailbox) -> _MailboxView:
+        return cls(id=row.id, name=row.name, address=normal_address(row.address),
+                   queue_id=row.queue_id, auto_acknowledge=row.auto_acknowledge,
+                   first_response_s=row.first_response_s)
+
+
+def _advance(mailbox: EmailMailbox, uid: int | None, uid_validity: int | None) -> None:
+    if uid is None:
+        return
+    if uid_validity is not None and mailbox.uid_validity != uid_validity:
+        mailbox.uid_validity, mailbox.last_uid = uid_validity, 0
+    mailbox.last_uid = max(mailbox.last_uid or 0, uid)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _email_view(row: EmailMessage, files: list[Attachment]) -> dict[str, Any]:
+    return {"id": row.id, "direction": row.direction, "kind": row.kind, "status": row.status,
+            "message_id": row.message_id, "from_address": row.from_address,
+            "from_name": row.from_name, "to": list(row.to_addresses),
+            "cc": list(row.cc_addresses), "subject": row.subject, "text": row.text,
+            "safe_html": row.safe_html, "created_at": row.created_at.isoformat(),
+            "sent_at": _iso(row.sent_at), "last_error": row.last_error,
+            "attachments": [{"id": a.id, "filename": a.filename,
+                             "content_type": a.content_type, "size_bytes": a.size_bytes,
+                             "url": f"/api/attachments/{a.id}"} for a in files]}
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 64 * 1024):
+        yield data[start:start + 64 * 1024]
+

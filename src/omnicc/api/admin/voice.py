@@ -577,3 +577,44 @@ async def list_call_records(
         rows = await records.all(statement.order_by(CallRecord.started_at.desc(), CallRecord.id)
                                  .limit(limit))
         return [_record_out(row) for row in rows]
+
+
+# --- recording retention -----------------------------------------------------------------------
+
+class RecordingRetentionIn(_Body):
+    days: int | None = Field(
+        ge=0, le=36_500,
+        description="Days this tenant's call recordings are kept (0: forever); null: the "
+                    "installation's `recording_retention_days`.")
+
+
+class RecordingRetentionOut(RecordingRetentionIn):
+    installation_days: int = Field(description="The installation's setting (0: forever).")
+    effective_days: int = Field(description="What applies to this tenant (0: forever).")
+
+
+def _retention_out(request: Request, days: int | None) -> RecordingRetentionOut:
+    installation: int = request.app.state.settings.recording_retention_days
+    return RecordingRetentionOut(days=days, installation_days=installation,
+                                 effective_days=installation if days is None else days)
+
+
+@router.get("/recording-retention", response_model=RecordingRetentionOut,
+            summary="How long the tenant's call recordings are kept")
+async def get_recording_retention(request: Request,
+                                  principal: VoiceAdmin) -> RecordingRetentionOut:
+    async with reading(request) as session:
+        tenant = await Tenants(session).get(principal.tenant_id)
+        return _retention_out(request, tenant.recording_retention_days)
+
+
+@router.put("/recording-retention", response_model=RecordingRetentionOut,
+            responses={422: CHANGE_ERRORS[422]},
+            summary="Set the tenant's own recording retention (null: the installation's); "
+                    "applied by the next daily retention run")
+async def set_recording_retention(body: RecordingRetentionIn, request: Request,
+                                  principal: VoiceAdmin) -> RecordingRetentionOut:
+    async with changing(request, principal, affects_routing=False) as session:
+        tenant = await Tenants(session).get(principal.tenant_id)
+        tenant.recording_retention_days = body.days
+    return _retention_out(request, body.days)

@@ -35,6 +35,8 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    recording_retention_days: Mapped[int | None]
+    """Days its call recordings are kept (0: forever); None: the installation's setting."""
     created_at: Mapped[datetime] = created_column()
     # Counters handed out in the transaction that uses them, so they stay gap-free:
     # the last event seq and the last task seq of this tenant.

@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     sip_host: str = Field(default="127.0.0.1", description="Address SIP and media listen on.")
     rtpengine: str = Field(
         default="",
-        description="host:port of an external rtpengine's ng control; empty: OmniCC starts one.",
+        description="host:port of an external rtpengine's ng control, or several "
+        "comma-separated (a pool: each call on the healthy one with the fewest calls); "
+        "empty: OmniCC starts one.",
     )
     media_ports: str = Field(
         default="30000-30999", pattern=r"^\d{2,5}-\d{2,5}$",
@@ -89,7 +91,8 @@ class Settings(BaseSettings):
         default="", description="Region (ISO 3166, e.g. FI) of numbers dialled without +."
     )
     recording_retention_days: int = Field(
-        default=90, ge=0, description="Days call recordings are kept; 0 keeps them forever."
+        default=90, ge=0, description="Days call recordings are kept; 0 keeps them forever; "
+        "a tenant's own retention (admin API) overrides it."
     )
 
     @classmethod

@@ -156,8 +156,10 @@ class Supervision:
             return False
         to_caller, to_agent = await call.media.divert_offer(
             f"mix-caller-{self._key}", f"mix-agent-{self._key}")
-        caller = await mixer.add(CALLER, payload_type=g711_codecs(to_caller)[0])
-        agent = await mixer.add(AGENT, payload_type=g711_codecs(to_agent)[0])
+        caller = await mixer.add(CALLER, payload_type=g711_codecs(to_caller)[0],
+                                 event_payload_type=g711_codecs(to_caller)[1])
+        agent = await mixer.add(AGENT, payload_type=g711_codecs(to_agent)[0],
+                                event_payload_type=g711_codecs(to_agent)[1])
         caller.connect(to_caller)
         agent.connect(to_agent)
         mixer.set_mode(self.mode)

@@ -35,7 +35,8 @@ What is measured (issue 4, "Speed"), everything on loopback on this machine:
   counted per talking call) at the machine's clock, to compare with Asterisk's published
   ~100 G.711 calls per GHz.
 
-`--profile DIR` records the OmniCC process with py-spy (raw folded stacks) during the phases.
+`--profile DIR` records the OmniCC process with py-spy (raw folded stacks) from the load phase
+on (`pip install -e '.[bench]'`).
 The last printed line is one JSON object with every figure.
 """
 
@@ -364,6 +365,14 @@ class Server:
     rtpengine_pid: int
     profiler: subprocess.Popen[bytes] | None = None
 
+    def profile(self, to: Path) -> None:
+        """Sample the server with py-spy from now on (raw folded stacks, idle left out)."""
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.profiler = subprocess.Popen([py_spy, "record", "--pid", str(self.process.pid),
+                                          "--format", "raw", "--output", str(to), "--rate",
+                                          "250", "--nonblocking"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def stop(self) -> None:
         if self.profiler is not None:
             self.profiler.send_signal(signal.SIGINT)
@@ -377,7 +386,7 @@ class Server:
             self.process.wait()
 
 
-def start_omnicc(database_url: str, data_dir: Path, profile_to: Path | None) -> Server:
+def start_omnicc(database_url: str, data_dir: Path) -> Server:
     sip_port = free_port()
     omnicc = Path(sys.executable).with_name("omnicc")
     env = {**os.environ, "OMNICC_DATABASE_URL": database_url, "OMNICC_DATA_DIR": str(data_dir),
@@ -400,13 +409,7 @@ def start_omnicc(database_url: str, data_dir: Path, profile_to: Path | None) -> 
     if not engines:
         process.kill()
         raise RuntimeError("omnicc serve started no rtpengine")
-    profiler = None
-    if profile_to is not None:
-        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        profiler = subprocess.Popen([py_spy, "record", "--pid", str(process.pid), "--format",
-                                     "raw", "--output", str(profile_to), "--nonblocking"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return Server(process, url, sip_port, engines[0], profiler)
+    return Server(process, url, sip_port, engines[0])
 
 
 def agents_available(url: str, agent_ids: Sequence[str]) -> None:
@@ -706,8 +709,7 @@ def omnicc_run(options: Options, workdir: Path) -> dict[str, Any]:
     started = time.monotonic()
     seeded = asyncio.run(seed(url, data_dir, options.agents))
     result: dict[str, Any] = {"seed_s": round(time.monotonic() - started, 1)}
-    server = start_omnicc(url, data_dir, options.profile / "omnicc.txt" if options.profile
-                          else None)
+    server = start_omnicc(url, data_dir)
     phones: SippRun | None = None
     try:
         agent_port = free_port()
@@ -725,6 +727,8 @@ def omnicc_run(options: Options, workdir: Path) -> dict[str, Any]:
         idle.stop()
         result["idle_share"] = round(idle.used("b2bua", 0, time.time()) / idle.span(0, time.time()),
                                      4)
+        if options.profile is not None:
+            server.profile(options.profile / "omnicc.txt")
         print(f"omnicc: load {options.calls} calls at {options.cps:g} cps, hold "
               f"{options.hold_s:g} s, {options.talkers} talking", flush=True)
         result["load"] = run_phase(peer, workdir, "omnicc-load", CallerLoad(

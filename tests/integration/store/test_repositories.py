@@ -98,6 +98,22 @@ async def test_a_repository_never_sees_another_tenants_rows(database: Database) 
         assert (await Queues(session, b).get(queue_b.id)).config == {"priority": 1}
 
 
+async def test_a_stored_row_is_checked_again_for_the_references_it_changes(
+        database: Database) -> None:
+    a, b = await _tenants(database)
+    async with database.session() as session:
+        queue_a = await Queues(session, a).add(Queue(name="support"))
+        queue_b = await Queues(session, b).add(Queue(name="sales"))
+        task_id = (await Tasks(session, a).add(Task(channel="chat", queue_id=queue_a.id))).id
+    async with database.session() as session:
+        task = await Tasks(session, a).get(task_id)
+        task.phase = "offered"
+        await Tasks(session, a).save(task)  # its queue is unchanged and still checked fine
+        task.queue_id = queue_b.id
+        with pytest.raises(NotFound):
+            await Tasks(session, a).save(task)
+
+
 async def test_changes_inside_json_columns_are_saved(database: Database) -> None:
     a, _ = await _tenants(database)
     async with database.session() as session:

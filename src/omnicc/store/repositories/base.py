@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.core.errors import NotFound
@@ -90,7 +90,10 @@ class TenantRepository(Generic[RowT]):
         await self.session.flush()
 
     async def check_references(self, row: Base) -> None:
-        """Raise NotFound when `row` points at a row of another tenant (or at none)."""
+        """Raise NotFound when `row` points at a row of another tenant (or at none). A stored
+        row is checked only for the references changed since it was loaded: the others were
+        checked when they were set (a call's record is saved a few times per call)."""
+        state = inspect(row)
         for key in row.__table__.foreign_keys:
             parent = key.parent
             referred = key.column.table
@@ -98,6 +101,8 @@ class TenantRepository(Generic[RowT]):
                 continue
             value = getattr(row, parent.key)
             if value is None:
+                continue
+            if state.persistent and not state.attrs[parent.key].history.has_changes():
                 continue
             statement = (
                 select(func.count())

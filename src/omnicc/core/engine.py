@@ -335,10 +335,11 @@ class Engine:
         """Accept a task for routing; the first event is its `task.created`.
 
         With `request.agent_id` the task is agent-initiated (an outbound call): `task.assigned`
-        follows at once, with no queueing or offer. The agent must be logged in (any status:
-        an agent on a break may dial) and have a free slot on the channel; a task of an
-        exclusive channel in progress (being on a call) refuses anything else. Wrap-up does
-        not count: an agent in wrap-up may call the customer back. Pending offers the new task
+        follows at once, with no queueing or offer. Any status may start work (an agent on a
+        break or offline dials; the status stays, and time with work in hand counts as logged
+        in); the agent needs a free slot on the channel, and a task of an exclusive channel in
+        progress (being on a call) refuses anything else. Wrap-up does not count: an agent in
+        wrap-up may call the customer back. Pending offers the new task
         blocks are withdrawn (the tasks go to the next agent). The task takes the agent's
         capacity like an accepted offer, so the channel rules keep other offers away until it
         is completed and wrapped up; it counts in no queue figure (METRICS.md: an outbound
@@ -490,8 +491,6 @@ class Engine:
 
     def _check_can_start(self, agent: AgentState, channel: Channel) -> None:
         """Refuse agent-initiated work the agent cannot take now (see `create_task`)."""
-        if not agent.status.logged_in:
-            raise Conflict(f"agent {agent.id} is {agent.status.name}")
         slots = agent.capacity.get(channel, 0)
         if slots <= 0:
             raise Conflict(f"agent {agent.id} takes no {channel} work")
@@ -1061,7 +1060,7 @@ class Engine:
         logged_in_s, ready_s, handling_s = agent.logged_in_s, agent.ready_s, agent.handling_s
         dt = now - agent.accounted_at
         if dt > 0:
-            if agent.status.logged_in:
+            if agent.status.logged_in or agent.tasks:  # work in hand is logged-in time
                 logged_in_s += dt
             if agent.tasks:
                 handling_s += dt

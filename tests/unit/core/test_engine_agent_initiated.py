@@ -141,10 +141,15 @@ class TestRefusals:
         with pytest.raises(Conflict, match="on a voice task"):
             dial(desk, "a", channel="email")
 
-    def test_an_offline_agent_cannot_dial(self, desk: Desk) -> None:
+    def test_an_offline_agent_may_dial_and_is_logged_in_while_on_it(self, desk: Desk) -> None:
         desk.agent("a", status="offline")
-        with pytest.raises(Conflict, match="offline"):
-            dial(desk, "a")
+        task = dial(desk, "a")
+        assert desk.engine.agent("a").presence == "offline"
+        desk.tick(60)
+        desk.engine.complete(task)
+        desk.tick(60)
+        figures = desk.engine.agent_figures("a")
+        assert (figures.utilisation, figures.occupancy) == (1.0, 1.0)
 
     def test_no_capacity_on_the_channel(self, desk: Desk) -> None:
         desk.agent("a", capacity={"chat": 3})

@@ -183,6 +183,9 @@ class WebhookDispatcher:
                             await asyncio.sleep(wait_s)
                         else:
                             await asyncio.wait_for(subscription.get(), timeout=wait_s)
+                            # The step reads the event log: one step covers the whole burst
+                            # (a call's events were one step, and three queries, each).
+                            subscription.drain()
             finally:
                 if subscription is not None:
                     subscription.close()

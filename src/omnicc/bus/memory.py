@@ -62,6 +62,17 @@ class Subscription:
             return None
         return await self._queue.get()
 
+    def drain(self) -> int:
+        """Drop the notices already waiting; returns how many. For a reader that rereads the
+        state on any notice: one wake-up covers a burst."""
+        dropped = 0
+        while not self._queue.empty():
+            if self._queue.get_nowait() is None:  # closed: keep the end marker
+                self._queue.put_nowait(None)
+                break
+            dropped += 1
+        return dropped
+
     def close(self) -> None:
         if self.is_closed:
             return

@@ -59,3 +59,17 @@ async def test_extend_makes_followers_of_one_topic_follow_another_at_once() -> N
     assert other_desk._queue.empty()
     bus.withdraw("t", "agent:a", "conversation:c")
     assert bus.followers("t", "conversation:c") == 0
+
+
+async def test_drain_drops_the_waiting_notices_but_not_the_end_of_a_closed_subscription() -> None:
+    bus = Bus()
+    subscription = bus.subscribe("t", "events")
+    for n in range(3):
+        bus.publish("t", ["events"], Notice("event", {"n": n}))
+    assert subscription.drain() == 3
+    bus.publish("t", ["events"], Notice("later"))
+    assert (await subscription.get()) == Notice("later")
+    bus.publish("t", ["events"], Notice("dropped"))
+    subscription.close()
+    assert subscription.drain() == 1
+    assert await subscription.get() is None

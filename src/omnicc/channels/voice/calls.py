@@ -50,7 +50,7 @@ from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.store.repositories import CallRecords
-from omnicc.store.tables import CallRecord
+from omnicc.store.tables import CallRecord, Customer
 
 if TYPE_CHECKING:
     from omnicc.app.runtime import TenantRuntime
@@ -124,6 +124,7 @@ class InboundCall:
         self.agent_id: str | None = None
         self.contact: VoiceContact | None = None
         self.customer_id: str | None = None
+        self.customer: Customer | None = None
         self.figures = CallFigures()
         self.record_id = uuid.uuid4().hex
         self.ivr_path: list[dict[str, Any]] = []
@@ -150,7 +151,7 @@ class InboundCall:
             # Known from the first moment, so a call that ends in the IVR is in the caller's
             # history too.
             customer = await self.runtime.voice.identify_caller(self.caller, self.caller_name)
-            self.customer_id = customer.id
+            self.customer, self.customer_id = customer, customer.id
             await self._write_record()
             assert self.route.flow is not None
             context = CallContext(clock=self.runtime.routing.clock, caller=self.caller,
@@ -239,7 +240,8 @@ class InboundCall:
 
     async def _enqueue(self, outcome: QueueOutcome) -> None:
         voice = self.runtime.voice
-        customer = await voice.identify_caller(self.caller, self.caller_name)
+        # Identified when the call was answered (one lookup per call).
+        customer = self.customer or await voice.identify_caller(self.caller, self.caller_name)
         attributes: dict[str, Any] = {**outcome.attributes, "language": outcome.language,
                                       "dialled": self.dialled}
         # A flow records the calls of a queue by setting `record` before routing to it (its

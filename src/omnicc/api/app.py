@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from omnicc import __version__
-from omnicc.api import calls, chat, desk, health, recordings, supervision
+from omnicc.api import calls, chat, desk, emails, health, recordings, supervision
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
@@ -23,6 +23,7 @@ from omnicc.app.recordings import recording_retention, recordings_dir
 from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, RuntimeLimits
 from omnicc.bus import Bus
+from omnicc.channels.email.service import EmailService
 from omnicc.channels.voice.service import VoiceService, voice_settings
 from omnicc.config import Settings
 from omnicc.observability import HttpMetrics
@@ -46,6 +47,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
         center: ContactCenter | None = None
         starting: asyncio.Task[None] | None = None
         voice: VoiceService | None = None
+        email: EmailService | None = None
         app.state.voice = None
         try:
             database = database_factory(settings.database_url)
@@ -53,6 +55,8 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
             center = ContactCenter(database, WallClock(), app.state.bus,
                                    RuntimeLimits(max_message_chars=settings.max_message_bytes))
             app.state.center = center
+            email = EmailService(database, center, app.state.attachment_store)
+            app.state.email = email
             if settings.sip_port is not None:
                 voice = VoiceService(database, center, settings.data_dir,
                                      voice_settings(settings))
@@ -62,15 +66,25 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                 await center.start()
                 if voice is not None:
                     await voice.start()
+                await email.start()
             else:
+
+                async def start_channels() -> None:
+                    if voice is not None:
+                        await voice.start()
+                    assert email is not None
+                    await email.start()
+
                 # An external database may come up after us: /readyz says so meanwhile.
                 starting = asyncio.create_task(center.start_when_reachable(
-                    then=voice.start if voice is not None else None))
+                    then=start_channels))
         except Exception as error:
             # Kept for `omnicc serve`, which prints it as the reason the server did not start.
             app.state.startup_error = error
             if voice is not None:
                 await voice.stop()
+            if email is not None:
+                await email.stop()
             if center is not None:
                 await center.stop()
             if database is not None:
@@ -89,6 +103,8 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                     await starting
             if voice is not None:
                 await voice.stop()
+            if email is not None:
+                await email.stop()
             await center.stop()
             await database.dispose()
             log.info("stopped")
@@ -116,6 +132,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(calls.router)
     app.include_router(supervision.router)
     app.include_router(recordings.router)
+    app.include_router(emails.router)
     from omnicc.api.attachments import install_attachments
 
     install_attachments(app)

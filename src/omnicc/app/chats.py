@@ -388,10 +388,13 @@ class ChatDesk:
         if offer.agent_id != agent_id:
             raise NotFound(f"no pending offer {offer_id!r}")
         chat = self._by_task.get(offer.task_id)
+        # Any channel's task (an email, a form) names its contact: the contact names its agent.
+        contact_id = chat.contact_id if chat is not None else engine.task(
+            offer.task_id).attributes.get("contact_id")
 
         async def assign(session: AsyncSession, events: list[ev.Event]) -> None:
-            if chat is not None:
-                contact = await Contacts(session, self.tenant_id).get(chat.contact_id)
+            if isinstance(contact_id, str):
+                contact = await Contacts(session, self.tenant_id).get(contact_id)
                 contact.agent_id = agent_id
                 await Contacts(session, self.tenant_id).save(contact)
 

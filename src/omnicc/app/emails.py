@@ -222,7 +222,8 @@ class EmailDesk:
                                    conversation_id=stored.conversation_id)
                 mailbox_row = _MailboxView.of(mailbox)
                 plan = await self._plan(session, mailbox_row, email)
-            files = await self._keep_files(email) if plan.ticket is not None else []
+            is_kept = plan.ticket is not None or plan.new_ticket
+            files = await self._keep_files(email) if is_kept and email.bounce is None else []
             try:
                 return await self._write(mailbox_row, email, plan, files, imap_uid,
                                          uid_validity)

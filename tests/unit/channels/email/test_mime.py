@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnicc.app.email_threads import reference_in, reply_subject, with_token
-from omnicc.channels.email.mime import compose, parse_bytes, read_email
 from omnicc.channels.email.markup import html_to_text, sanitize_html
+from omnicc.channels.email.mime import compose, parse_bytes, read_email
 
 CORPUS = Path(__file__).parents[4] / "tests" / "integration" / "email" / "corpus"
 

@@ -8,9 +8,14 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from omnicc.api import health
 from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
 from omnicc.channels.voice.media.pool import engine_addresses
 from omnicc.channels.voice.service import VoiceService
@@ -20,6 +25,7 @@ from omnicc.channels.voice.sip.transport import Peer
 from tests.integration.voice.harness import (
     SUPPORT_LINE,
     Caller,
+    Exchange,
     open_exchange,
     open_support_line,
     wait_until,
@@ -50,6 +56,21 @@ def engine_of(voice: VoiceService, caller: Caller) -> int:
     engine = voice.engines.engine_of(call.media.client)
     assert engine is not None
     return voice.engines.engines.index(engine)
+
+
+async def readiness(exchange: Exchange) -> dict[str, Any]:
+    """/readyz of an app whose state holds this exchange's database, center and voice."""
+    app = FastAPI()
+    app.include_router(health.router)
+    app.state.database = exchange.database
+    app.state.center = SimpleNamespace(is_started=True)
+    app.state.voice = exchange.voice
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://omnicc.test") as client:
+        answer = await client.get("/readyz")
+    assert answer.status_code == 200, answer.text  # media is reported, not required
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 async def invite_status(sip_port: int) -> tuple[int, str | None]:
@@ -88,6 +109,9 @@ async def test_calls_spread_over_the_pool_and_survive_the_loss_of_one_engine(
             return caller
 
         try:
+            ready = await readiness(exchange)
+            assert ready["checks"]["media"] == "ok"
+            assert [e["address"] for e in ready["media_engines"]] == setting.split(",")
             first = [await call() for _ in range(4)]
             placed = [engine_of(voice, caller) for caller in first]
             assert sorted(set(placed)) == [0, 1], placed
@@ -102,6 +126,9 @@ async def test_calls_spread_over_the_pool_and_survive_the_loss_of_one_engine(
                     await caller.hung_up_on()
             await wait_until(lambda: not voice.engines.engines[0].up, "engine 0 reported down")
             assert [e["up"] for e in voice.engines.status()] == [False, True]
+            ready = await readiness(exchange)
+            assert ready["checks"]["media"] == "degraded"
+            assert "not answering" in ready["media_engines"][0]["detail"]
             assert voice.media_lost is None
             for caller, engine in zip(first, placed, strict=True):
                 if engine == 1:
@@ -117,6 +144,7 @@ async def test_calls_spread_over_the_pool_and_survive_the_loss_of_one_engine(
                 assert caller.dialog is not None
                 await caller.hung_up_on()
             assert await invite_status(voice.stack.udp.port) == (503, "30")
+            assert (await readiness(exchange))["checks"]["media"] == "failing"
 
             # Engine 0 comes back on its ng port: it rejoins and takes the next call.
             await engines[0].restart()

@@ -108,7 +108,7 @@ class OutboundDial(BaseModel, extra="forbid"):
 
 
 OUTBOUND_ERRORS: dict[int | str, dict[str, Any]] = {
-    409: {"description": "You are already on an outbound call."},
+    409: {"description": "You are on a call already (outbound or inbound)."},
     422: {"description": "Not a number that can be dialled."},
     503: {"description": "This server has no voice, or no carrier trunk (sip_trunk)."},
 }
@@ -131,8 +131,12 @@ async def dial(body: OutboundDial, request: Request, principal: Handler) -> dict
     except InvalidNumber as error:
         raise InvalidConfiguration(str(error)) from None
     runtime = await tenant_runtime(request, principal)
-    call = outbound.dial(runtime, agent_id=agent_id, number=number, queue_id=body.queue_id)
-    return {"record_id": call.record_id, "number": number}
+    call = await outbound.dial(runtime, agent_id=agent_id, number=number,
+                               queue_id=body.queue_id)
+    contact = call.contact
+    return {"record_id": call.record_id, "number": number, "queue_id": call.queue_id,
+            "task_id": contact.task_id if contact else None,
+            "conversation_id": contact.conversation_id if contact else None}
 
 
 @router.post("/outbound/hangup", responses=OUTBOUND_ERRORS, status_code=204,

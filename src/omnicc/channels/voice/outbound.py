@@ -15,12 +15,17 @@ Contact centers dial this way so that no customer answers to silence: the agent 
 Why a late offer to the agent: `MediaCall` keeps its first leg's port for the whole call and
 connects every other party behind it, which needs that leg's *offer*. The agent's phone gives
 one in its 200 when the INVITE has none (RFC 3261 §13.2.1), so rtpengine never needs a
-placeholder. SIP desk phones and baresip answer such INVITEs; the desk's browser softphone
-signals offer/answer the other way round and is not rung for outbound calls yet.
+placeholder. SIP desk phones and baresip answer such INVITEs. The desk's browser softphone
+(rung instead while it is on, as for inbound calls) only answers offers: OmniCC's sink offers
+to it (WebRTC), and its answer is then re-offered from its side to the customer in plain RTP
+(`MediaCall.browser_first_offer`/`browser_first_answer`).
 
 Each call writes a call record (direction "outbound") and, unless the caller of this module
 already has one (a callback's task), a voice contact in a new conversation, so the call is in
-the customer's history. Progress goes to the agent's desk as `call.outbound` notices.
+the customer's history, and an agent-initiated routing task (`TaskRequest.agent_id`): the
+agent's from the start, it holds their voice capacity (no chat or call is offered meanwhile)
+and completes at hang-up, so wrap-up follows as for any call. Progress goes to the agent's
+desk as `call.outbound` notices.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from omnicc.app.callbacks import (
     CallbackAttempt,
     CallbackDialler,
@@ -44,22 +51,31 @@ from omnicc.app.callbacks import (
 )
 from omnicc.app.voice import VOICE, VoiceContact
 from omnicc.bus import Notice
-from omnicc.channels.voice.devices import SipPhone, agent_topic
+from omnicc.channels.voice.devices import (
+    AgentLeg,
+    BrowserPhone,
+    CallInfo,
+    SipLeg,
+    SipPhone,
+    agent_topic,
+)
 from omnicc.channels.voice.media.bridge import MediaCall
+from omnicc.channels.voice.media.rtp import PayloadType
 from omnicc.channels.voice.sip.dialog import Dialog
 from omnicc.channels.voice.sip.message import SipResponse
 from omnicc.channels.voice.sip.stack import IncomingRequest, OutgoingInvite
 from omnicc.channels.voice.sip.transaction import TransactionError
 from omnicc.channels.voice.trunk import InvalidNumber, Trunk
+from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
+from omnicc.core.model import TaskPhase, TaskRequest
 from omnicc.store.repositories import (
     CallRecords,
     Contacts,
     Conversations,
-    SipAccounts,
     VoiceNumbers,
 )
-from omnicc.store.tables import CallRecord, Contact, Conversation
+from omnicc.store.tables import CallRecord, Contact, Conversation, Customer
 
 if TYPE_CHECKING:
     from omnicc.app.runtime import TenantRuntime
@@ -125,7 +141,11 @@ class _Figures:
 class OutboundCall:
     """One agent-first call to a number through the trunk.
 
-    `contact`: the voice contact the call belongs to (a callback's); None opens one.
+    `contact`: the voice contact the call belongs to (a callback's, with its routed task); None
+    opens one with the agent's own task (`start`).
+    `queue_id`: the queue the call is for: its caller ID and its task's queue. None shows the
+    default caller ID and puts the task in the queue of the default outbound number, else in
+    the first of the agent's queues.
     `label`: what the agent's phone shows while it rings ("Call to <number>" by default).
     `on_agent_answer`: asked once the agent answered, before the customer is dialled; False
     (the offer behind the call is gone) hangs up on the agent.
@@ -145,6 +165,7 @@ class OutboundCall:
         self.raw_number = number
         self.number = number
         self.queue_id = queue_id
+        self.caller_id_queue_id = queue_id
         self.contact = contact
         self.label = label
         self.on_agent_answer = on_agent_answer
@@ -154,6 +175,9 @@ class OutboundCall:
         self.record_id = uuid.uuid4().hex
         self.media = MediaCall(service.media_client, self.call_id, sink_host=service.host)
         self.agent_dialog: Dialog | None = None
+        self.agent_leg: AgentLeg | None = None
+        """The agent's side (a SIP dialog or the browser's leg): `terminated` when they hang
+        up."""
         self.customer_dialog: Dialog | None = None
         self.customer_invite: OutgoingInvite | None = None
         self.customer_id: str | None = contact.customer_id if contact else None
@@ -166,6 +190,7 @@ class OutboundCall:
         self._agent_answer_sdp = b""
         self._customer_offer_sdp = b""
         self._own_contact = contact is None
+        self._started = False
         self._keeps_record = contact is None
         """A callback's call has its record once the agent answered: an agent who lets it
         ring is not a call (the next agent gets the offer)."""
@@ -189,14 +214,24 @@ class OutboundCall:
         self._finish(self.result.outcome if self.connected.is_set() else "cancelled",
                      side="agent")
 
-    async def _dial(self) -> None:
-        try:
-            self.number = self.trunk.dialable(self.raw_number)
-        except InvalidNumber as error:
-            self._finish("invalid_number", reason=str(error), side="system")
-            await self._write_record()
-            return
+    async def start(self) -> None:
+        """Before `run`, for the agent's own call: the customer, the call's conversation and
+        contact, its task (assigned to the agent at once) and record. Raises InvalidNumber,
+        or Conflict when the engine refuses the agent the call (they are on a call already):
+        then nothing was written but maybe the customer."""
+        self.number = self.trunk.dialable(self.raw_number)
         await self._prepare()
+        self._started = True
+
+    async def _dial(self) -> None:
+        if not self._started:
+            try:
+                self.number = self.trunk.dialable(self.raw_number)
+            except InvalidNumber as error:
+                self._finish("invalid_number", reason=str(error), side="system")
+                await self._write_record()
+                return
+            await self._prepare()
         if not await self._ring_agent():
             return
         self._tell("dialling")
@@ -210,41 +245,68 @@ class OutboundCall:
         """Caller ID, customer, contact and the call record, before anything rings."""
         async with self.service.database.session() as session:
             shown = await VoiceNumbers(session, self.runtime.tenant_id).caller_id_for(
-                self.queue_id)
+                self.caller_id_queue_id)
         if shown is not None:
             self.caller_id, self.number_id = shown.number, shown.id
-        if self.customer_id is None:
+        if self.queue_id is None:
+            self.queue_id = self._default_queue(shown.outbound_queue_id if shown else None)
+        if self.contact is None:
             customer = await self.runtime.voice.identify_caller(self.number)
             self.customer_id = customer.id
-        if self.contact is None:
-            self.contact = await self._open_contact()
+            self.contact = await self._open_contact(customer)
         await self._write_record()
 
     # --- the agent's leg -------------------------------------------------------------------------
 
     async def _ring_agent(self) -> bool:
-        """Ring the agent with an INVITE without SDP; True when answered and media is up."""
-        device = await self._sip_phone()
-        if device is None:
-            self._finish("agent_unavailable", reason="the agent has no registered SIP phone",
-                         side="system")
+        """Ring the agent's phone - the desk's browser softphone when it is on, else their
+        registered SIP phone; True when answered and media is up."""
+        device = await self.service.agent_device(self.runtime, self.agent_id)
+        if isinstance(device, BrowserPhone):
+            answered = await self._ring_browser(device)
+        elif isinstance(device, SipPhone):
+            answered = await self._ring_sip_phone(device)
+        else:
+            self._finish("agent_unavailable", reason="the agent has no phone: switch the "
+                         "desk's Phone on or register a SIP phone", side="system")
             return False
-        label = self.label or f"Call to {self.number}"
+        if not answered:
+            return False
+        self.result.agent_answered = True
+        self._keeps_record = True
+        if self.on_agent_answer is not None and not await self.on_agent_answer():
+            self._finish("cancelled", reason="the offer was withdrawn", side="system")
+            return False
+        assert self.agent_leg is not None
+        if self.agent_leg.terminated.is_set():
+            self._finish("cancelled", side="agent")
+            return False
+        return True
+
+    def _label(self) -> str:
+        return self.label or f"Call to {self.number}"
+
+    def _not_answered(self, status: int | None) -> None:
+        self.details["agent_sip_status"] = status
+        self._finish("cancelled" if self.withdrawn.is_set() else "agent_unavailable",
+                     reason=f"the agent's phone answered {status}" if status else
+                     "the agent's phone did not answer", side="system")
+
+    async def _ring_sip_phone(self, device: SipPhone) -> bool:
+        """An INVITE without SDP: the phone's 200 carries its offer (the call's first leg),
+        our ACK the answer."""
         request = device.stack.request(
             "INVITE", device.contact, to=device.peer, from_uri=f"sip:{self.number}@"
-            f"{device.stack.host}", from_display=label, to_uri=device.aor,
+            f"{device.stack.host}", from_display=self._label(), to_uri=device.aor,
             call_id=self.call_id, headers={"X-OmniCC-Outbound": self.record_id})
         invite = device.stack.invite(request, device.peer, auto_ack=False)
         final = await self._final_or_stop(invite, AGENT_RING_TIMEOUT_S, self.withdrawn)
         if final is None or not 200 <= final.status < 300 or invite.dialog is None:
-            status = final.status if final is not None else None
-            self.details["agent_sip_status"] = status
-            self._finish("cancelled" if self.withdrawn.is_set() else "agent_unavailable",
-                         reason=f"the agent's phone answered {status}" if status else
-                         "the agent's phone did not answer", side="system")
+            self._not_answered(final.status if final is not None else None)
             return False
         dialog = invite.dialog
         self.agent_dialog = dialog
+        self.agent_leg = SipLeg(dialog)
         dialog.on_request = self._from_agent
         if not final.body:
             dialog.send_ack(final.cseq.number)
@@ -256,31 +318,34 @@ class OutboundCall:
         answer = await self.media.answer_caller_with_sink()
         self._agent_answer_sdp = answer.encode()
         dialog.send_ack(final.cseq.number, body=self._agent_answer_sdp, content_type=SDP)
-        self.result.agent_answered = True
-        self._keeps_record = True
-        if self.on_agent_answer is not None and not await self.on_agent_answer():
-            self._finish("cancelled", reason="the offer was withdrawn", side="system")
-            return False
-        if dialog.terminated.is_set():
-            self._finish("cancelled", side="agent")
-            return False
         return True
 
-    async def _sip_phone(self) -> SipPhone | None:
-        """The agent's registered SIP phone, even while their desk's softphone is on (it
-        cannot take the late offer an agent-first call needs)."""
-        device = await self.service.agent_device(self.runtime, self.agent_id)
-        if device is None or isinstance(device, SipPhone):
-            return device
-        async with self.service.database.session() as session:
-            account = await SipAccounts(session, self.runtime.tenant_id).of_agent(self.agent_id)
-        if account is None or not account.is_enabled:
-            return None
-        bindings = self.service.registrar(account.realm).bindings(account.username)
-        if not bindings:
-            return None
-        return SipPhone(self.service.stack, bindings[-1].contact, bindings[-1].peer,
-                        f"sip:{account.username}@{account.realm}")
+    async def _ring_browser(self, device: BrowserPhone) -> bool:
+        """The browser only answers offers: OmniCC's sink offers to it (WebRTC, the trunk's
+        first codec), and its answer makes it the call's first leg (`MediaCall
+        .browser_first_offer`); the customer is then offered from its side, in plain RTP."""
+        codec = self.trunk.config.codecs[0].upper() if self.trunk.config.codecs else "PCMU"
+        payload_type = PayloadType.PCMA if codec == "PCMA" else PayloadType.PCMU
+        offer = await self.media.browser_first_offer(AGENT_TAG, payload_type)
+        ring = device.ring(offer, CallInfo(
+            call_id=self.call_id, caller=self.number, caller_name=self._label(),
+            task_id=self.contact.task_id if self.contact else ""))
+        answering = asyncio.ensure_future(ring.answered())
+        stopped = asyncio.ensure_future(self.withdrawn.wait())
+        try:
+            done, _ = await asyncio.wait({answering, stopped}, timeout=AGENT_RING_TIMEOUT_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        sdp = answering.result() if answering in done else None
+        if sdp is None:
+            await ring.cancel()  # the desk stops ringing (or the leg that won the race ends)
+            answering.cancel()
+            self._not_answered(None)
+            return False
+        self.agent_leg = ring.leg
+        await self.media.browser_first_answer(AGENT_TAG, sdp)
+        return True
 
     async def _from_agent(self, incoming: IncomingRequest) -> None:
         if incoming.method == "INVITE":
@@ -294,7 +359,7 @@ class OutboundCall:
         self._customer_offer_sdp = offer.encode()
         invite = self.trunk.invite(self.number, caller_id=self.caller_id, sdp=offer)
         self.customer_invite = invite
-        assert self.agent_dialog is not None
+        assert self.agent_leg is not None
         early: bytes | None = None
         stop = asyncio.Event()
         watcher = asyncio.create_task(self._stop_when_agent_leaves(stop))
@@ -318,13 +383,13 @@ class OutboundCall:
             return
         finally:
             watcher.cancel()
-        if self.agent_dialog.terminated.is_set():
+        if self.agent_leg.terminated.is_set():
             await invite.cancel()
             self._finish("cancelled", reason="the agent hung up", side="agent")
 
     async def _stop_when_agent_leaves(self, stop: asyncio.Event) -> None:
-        assert self.agent_dialog is not None
-        agent_gone = asyncio.ensure_future(self.agent_dialog.terminated.wait())
+        assert self.agent_leg is not None
+        agent_gone = asyncio.ensure_future(self.agent_leg.terminated.wait())
         ended = asyncio.ensure_future(self.ended.wait())
         try:
             await asyncio.wait({agent_gone, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -362,9 +427,9 @@ class OutboundCall:
             await incoming.respond(200, body=self._customer_offer_sdp, content_type=SDP)
 
     async def _converse(self) -> None:
-        assert self.agent_dialog is not None and self.customer_dialog is not None
+        assert self.agent_leg is not None and self.customer_dialog is not None
         waits = {
-            asyncio.ensure_future(self.agent_dialog.terminated.wait()): "agent",
+            asyncio.ensure_future(self.agent_leg.terminated.wait()): "agent",
             asyncio.ensure_future(self.customer_dialog.terminated.wait()): "caller",
             asyncio.ensure_future(self.ended.wait()): "",
         }
@@ -380,15 +445,15 @@ class OutboundCall:
     async def _tell_agent_why(self) -> None:
         """The customer was not reached: the agent hears why, then the leg ends."""
         self._tell("failed")
-        dialog = self.agent_dialog
-        if dialog is None or dialog.terminated.is_set():
+        leg = self.agent_leg
+        if leg is None or leg.terminated.is_set():
             return
         words = FAILURE_WORDS.get(self.result.outcome, FAILURE_WORDS["failed"])
         with contextlib.suppress(Exception):
             path = await self.service.tts.speak(words)
             duration_ms = await self.media.play(path)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(dialog.terminated.wait(),
+                await asyncio.wait_for(leg.terminated.wait(),
                                        (duration_ms or 2000) / 1000 + 0.5)
 
     # --- ending --------------------------------------------------------------------------------
@@ -414,10 +479,12 @@ class OutboundCall:
             with contextlib.suppress(Exception):
                 await invite.cancel()
         # Both legs end (a leg that hung up itself is terminated: no BYE goes to it).
-        for dialog in (self.customer_dialog, self.agent_dialog):
-            if dialog is not None:
-                with contextlib.suppress(Exception):
-                    await dialog.bye()
+        if self.customer_dialog is not None:
+            with contextlib.suppress(Exception):
+                await self.customer_dialog.bye()
+        if self.agent_leg is not None:
+            with contextlib.suppress(Exception):
+                await self.agent_leg.hang_up()
         if self.result.outcome != "invalid_number":
             self._tell("ended")
         with contextlib.suppress(Exception):
@@ -425,27 +492,70 @@ class OutboundCall:
         if self._own_contact and self.contact is not None:
             with contextlib.suppress(Exception):
                 await self._close_contact()
+            try:
+                await self._end_task()
+            except Exception:
+                log.exception("voice: ending the task of outbound call %s failed", self.call_id)
         with contextlib.suppress(Exception):
             await self.media.delete()
 
     # --- rows ----------------------------------------------------------------------------------
 
-    async def _open_contact(self) -> VoiceContact:
-        assert self.customer_id is not None
+    async def _open_contact(self, customer: Customer) -> VoiceContact:
+        """The call's conversation and contact, and its task in the same transaction."""
         at = _now()
         conversation_id, contact_id = uuid.uuid4().hex, uuid.uuid4().hex
-        async with self.service.database.session() as session:
-            await Conversations(session, self.runtime.tenant_id).add(Conversation(
-                id=conversation_id, customer_id=self.customer_id,
+        task_id = uuid.uuid4().hex
+        tenant_id = self.runtime.tenant_id
+
+        async def write(session: AsyncSession, events: list[ev.Event]) -> None:
+            await Conversations(session, tenant_id).add(Conversation(
+                id=conversation_id, customer_id=customer.id,
                 subject=f"Call to {self.number}", created_at=at))
-            await Contacts(session, self.runtime.tenant_id).add(Contact(
-                id=contact_id, conversation_id=conversation_id, customer_id=self.customer_id,
+            await Contacts(session, tenant_id).add(Contact(
+                id=contact_id, conversation_id=conversation_id, customer_id=customer.id,
                 channel=VOICE, direction="outbound", queue_id=self.queue_id,
                 agent_id=self.agent_id, started_at=at,
                 attributes={"call_id": self.call_id, "number": self.number}))
+
+        assert self.queue_id is not None
+        request = TaskRequest(
+            channel=VOICE, queue=self.queue_id, id=task_id, conversation_id=conversation_id,
+            agent_id=self.agent_id,
+            attributes={"customer_name": customer.name, "customer_phone": self.number,
+                        "contact_id": contact_id, "call_id": self.call_id,
+                        "number": self.number, "call_record_id": self.record_id})
+        await self.runtime.routing.create_task(request, alongside=write)
         return VoiceContact(conversation_id=conversation_id, contact_id=contact_id,
-                            customer_id=self.customer_id, task_id="",
-                            queue_id=self.queue_id or "")
+                            customer_id=customer.id, task_id=task_id, queue_id=self.queue_id)
+
+    def _default_queue(self, number_queue_id: str | None) -> str:
+        engine = self.runtime.routing.engine
+        known = {queue.config.id for queue in engine.queues()}
+        if number_queue_id in known:
+            return str(number_queue_id)
+        mine = sorted(engine.agent(self.agent_id).queues) or sorted(known)
+        if not mine:
+            raise Conflict("there is no queue to place the call in")
+        return mine[0]
+
+    async def _end_task(self) -> None:
+        """Hung up: the agent's task completes, and wrap-up follows as its queue says; a call
+        the agent never answered was no work: its task is cancelled."""
+        assert self.contact is not None
+        task_id = self.contact.task_id
+        routing = self.runtime.routing
+        try:
+            task = routing.engine.task(task_id)
+        except NotFound:
+            return
+        if task.phase is not TaskPhase.ASSIGNED or task.agent_id != self.agent_id:
+            return  # transferred, or ended by someone else
+        if self.result.agent_answered:
+            await routing.run(lambda engine: engine.complete(task_id))
+        else:
+            reason = self.result.reason or self.result.outcome
+            await routing.run(lambda engine: engine.cancel(task_id, reason))
 
     async def _close_contact(self) -> None:
         assert self.contact is not None
@@ -610,14 +720,24 @@ class OutboundCalls:
         self.trunk.start()
         self.callbacks.start()
 
-    def dial(self, runtime: TenantRuntime, *, agent_id: str, number: str,
-             queue_id: str | None) -> OutboundCall:
-        """An agent's call to `number` (the desk's dial pad): runs in the background; its
-        progress reaches the agent's desk as `call.outbound` notices."""
+    async def dial(self, runtime: TenantRuntime, *, agent_id: str, number: str,
+                   queue_id: str | None) -> OutboundCall:
+        """An agent's call to `number` (the desk's dial pad): its task is assigned to the agent
+        before this returns (Conflict when the agent is on a call), then the call runs in the
+        background; its progress reaches the agent's desk as `call.outbound` notices.
+
+        `queue_id` None: the default caller ID, and the task goes to the queue of the default
+        outbound number, else to the first of the agent's queues."""
         if self.of_agent(runtime.tenant_id, agent_id) is not None:
             raise Conflict("the agent is already on an outbound call")
         call = OutboundCall(self.service, runtime, self.trunk, agent_id=agent_id,
                             number=number, queue_id=queue_id)
+        self._calls[call.call_id] = call  # of_agent sees it while its task is made
+        try:
+            await call.start()
+        except BaseException:
+            self._calls.pop(call.call_id, None)
+            raise
         self._run(call)
         return call
 

@@ -163,6 +163,36 @@ class MediaCall:
         await self.offer_to(party_tag, webrtc=webrtc)
         await self._answer(party_tag, sdp)
 
+    # -- a call that starts at a browser (agent first) ---------------------------
+
+    async def browser_first_offer(self, tag: str, payload_type: int) -> str:
+        """An agent-first call to a browser, which only answers offers: OmniCC's sink offers
+        to ``tag`` (WebRTC; one G.711 codec, ``payload_type``, plus telephone-event); returns
+        the SDP for the browser's ring.  :meth:`browser_first_answer` then makes the browser
+        the call's first leg, as if it had offered."""
+        if self.sink is None:
+            self.sink = await RtpEndpoint(self.sink_host, payload_type=payload_type).open()
+        sdp = await self.client.offer(
+            self.call_id, SINK_TAG, self.sink.sdp(), {**WEBRTC_OFFER, "to-tag": tag}
+        )
+        self.caller_port = media_address(sdp)
+        self._pending = (tag, True)
+        return sdp
+
+    async def browser_first_answer(self, tag: str, sdp: str) -> None:
+        """The browser's answer: it hears the sink, and is the call's caller from now on.
+        Every other party is offered from its side (its answer SDP re-offered with ``port
+        latching``): rtpengine keeps its port, ICE and DTLS-SRTP session, and the party gets
+        plain RTP (found by experiment with Chromium, rtpengine 10.5; docs/voice.md)."""
+        if self._pending != (tag, True) or self.sink is None:
+            raise MediaError(f"browser_first_answer({tag!r}) without browser_first_offer")
+        reply = await self.client.answer(self.call_id, SINK_TAG, tag, sdp, {**PLAIN_RTP, **LATCH})
+        self.sink.connect(reply)
+        self.caller_sdp, self.caller_tag = sdp, tag
+        self._answers[SINK_TAG] = (self.sink.sdp(), False)
+        self.party_tag = SINK_TAG
+        self._pending = None
+
     # -- parties ---------------------------------------------------------------
 
     async def offer_to(self, party_tag: str, *, webrtc: bool = False) -> str:

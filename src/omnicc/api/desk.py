@@ -424,6 +424,11 @@ async def desk_socket(websocket: WebSocket) -> None:
     for open_chat in runtime.chats.open_chats():
         if open_chat.agent_id == agent_id:
             subscription.follow(conversation_topic(open_chat.conversation_id))
+    engine = runtime.routing.engine
+    for task_id in engine.agent_figures(agent_id).task_ids:  # an email's, after a reconnect
+        task_conversation = engine.task(task_id).conversation_id
+        if task_conversation is not None:
+            subscription.follow(conversation_topic(task_conversation))
     name = runtime.routing.engine.agent(agent_id).name
     await websocket.send_json({"type": "state", **desk_state(runtime, agent_id)})
 

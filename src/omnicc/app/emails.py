@@ -620,6 +620,16 @@ class EmailDesk:
             row = await emails.get(email_id)
             row.status, row.sent_at, row.attempts = "sent", now_utc(), row.attempts + 1
             row.last_error = None
+            conversation_id = row.conversation_id
+        self._tell_status(conversation_id, email_id, "sent")
+
+    def _tell_status(self, conversation_id: str | None, email_id: str, status: str) -> None:
+        """The desk shows an email's delivery state: it changes after the reply was posted."""
+        if conversation_id is not None:
+            self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
+                              Notice("email.status", {"conversation_id": conversation_id,
+                                                      "email_id": email_id,
+                                                      "status": status}))
 
     async def failed(self, email_id: str, error: str) -> bool:
         """An attempt failed; returns whether it is given up (then the conversation says so
@@ -641,6 +651,9 @@ class EmailDesk:
                              f"after {row.attempts} attempts: {error[:500]}",
                         idempotency_key=f"send-failed:{row.id}", created_at=now_utc()))
             view = None if note is None else await self._view(session, note)
+            conversation_id = row.conversation_id
+        if is_final:
+            self._tell_status(conversation_id, email_id, "failed")
         if view is not None:
             self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
                               Notice("message.created", view))

@@ -10,6 +10,7 @@ import { customerPanel, dividerItem, duration, el, humanize, messageItem } from 
 import { mountSoftphone } from "/static/softphone.js";
 import { mountDialer } from "/static/desk-dial.js";
 import { showCallDetails } from "/static/desk-call-details.js";
+import { mountEmail } from "/static/desk-email.js";
 
 const $ = (id) => document.getElementById(id);
 const MAIN_STATUSES = ["available", "break", "offline"];
@@ -33,6 +34,7 @@ const desk = {
   typingTimer: null,
   phone: null,                // the browser softphone (softphone.js)
   dialer: null,               // click-to-call (desk-dial.js)
+  email: null,                // the email conversation (desk-email.js)
 };
 
 const serverNow = () => Date.now() / 1000 + desk.skew;
@@ -267,9 +269,12 @@ function drawConversation() {
   $("conversation-meta").textContent = meta;
   // A call is controlled on the phone card, not with the chat's composer and buttons.
   const call = task.channel === "voice";
-  $("composer").hidden = wrapping || call;
-  $("end-button").hidden = wrapping || call;
-  $("transfer-button").hidden = wrapping || call;
+  const email = task.channel === "email";  // answered in the email panel, by email
+  $("composer").hidden = wrapping || call || email;
+  $("end-button").hidden = wrapping || call || email;
+  $("transfer-button").hidden = wrapping || call || email;
+  document.querySelector(".log-wrap").hidden = email;
+  desk.email?.show(email ? id : null, task);
   $("wrap-up-note").textContent = `The ${call ? "call" : "chat"} has ended. Choose how it went, then finish to take new work.`;
   $("wrap-up").hidden = !wrapping;
   $("history-button").hidden = !view?.customer || entry.history !== null;
@@ -632,6 +637,10 @@ function onNotice(frame) {
       break;
     case "message.created":
       addMessage(frame);
+      desk.email?.refresh(frame.conversation_id);
+      break;
+    case "email.status":
+      desk.email?.refresh(frame.conversation_id);
       break;
     case "typing":
       if (frame.author_kind === "customer") {
@@ -846,6 +855,7 @@ async function start() {
     },
   });
   desk.dialer = mountDialer({ queues: () => desk.queues });
+  desk.email = mountEmail($("email-panel"), { onFinished: reloadState });
   desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
                                              onStatus: onSocketStatus });
 }

@@ -87,7 +87,7 @@ export function mountEmail(panel, { onFinished }) {
   let phase = null;
   const list = el("ol", { className: "email-list", attrs: { "aria-label": "Emails", "data-testid": "email-list" } });
   const ticket = el("div", { className: "email-ticket-box" });
-  const text = el("textarea", { attrs: { id: "email-reply", rows: "6", required: "",
+  const text = el("textarea", { attrs: { id: "email-reply", rows: "4", required: "",
                                          placeholder: "Write your answer. It is sent by email in this thread." } });
   const label = el("label", { text: "Reply", attrs: { for: "email-reply" } });
   const send = el("button", { className: "button primary", text: "Send email", attrs: { type: "submit" } });
@@ -116,6 +116,7 @@ export function mountEmail(panel, { onFinished }) {
       return;
     }
     ticket.replaceChildren(ticketLine(view.ticket));
+    const grew = view.emails.length > list.children.length;
     const open = new Set([...list.querySelectorAll("[aria-pressed='true']")].map((b) => b.closest("[data-id]")?.dataset.id));
     list.replaceChildren(...view.emails.map((email) => {
       const item = emailItem(email);
@@ -123,6 +124,7 @@ export function mountEmail(panel, { onFinished }) {
       if (open.has(email.id)) item.querySelector("[aria-pressed]")?.click();
       return item;
     }));
+    if (grew) list.scrollTop = list.scrollHeight;  // the newest email in sight
     form.hidden = phase === "wrapping";
     label.textContent = `Reply to ${view.ticket.customer_address}`;
   }

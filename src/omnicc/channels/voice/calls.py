@@ -49,7 +49,6 @@ from omnicc.channels.voice.sip.message import SipResponse, uri_user
 from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
-from omnicc.store.repositories import CallRecords
 from omnicc.store.tables import CallRecord, Customer
 
 if TYPE_CHECKING:
@@ -667,6 +666,17 @@ class InboundCall:
     # --- records and the end ---------------------------------------------------------------------
 
     async def _write_record(self) -> None:
+        """Save the call's record as it is now (group commit with other calls' records)."""
+        await self.service.records.save(self.runtime.tenant_id, self.record_id,
+                                        self._new_record, self._fill_record)
+
+    def _new_record(self) -> CallRecord:
+        return CallRecord(id=self.record_id, call_id=self.call_id, direction="inbound",
+                          from_number=self.caller, to_number=self.dialled,
+                          number_id=self.route.number_id, flow_id=self.route.flow_id,
+                          started_at=self.figures.started_at)
+
+    def _fill_record(self, row: CallRecord) -> None:
         figures = self.figures
         queue_s = 0.0
         if figures.queued_at is not None:
@@ -675,34 +685,24 @@ class InboundCall:
         talk_s = 0.0
         if figures.answered_at is not None and figures.ended_at is not None:
             talk_s = max(0.0, (figures.ended_at - figures.answered_at).total_seconds())
-        async with self.service.database.session() as session:
-            records = CallRecords(session, self.runtime.tenant_id)
-            try:
-                row = await records.get(self.record_id)
-            except NotFound:
-                row = CallRecord(id=self.record_id, call_id=self.call_id, direction="inbound",
-                                 from_number=self.caller, to_number=self.dialled,
-                                 number_id=self.route.number_id, flow_id=self.route.flow_id,
-                                 started_at=figures.started_at)
-            row.contact_id = self.contact.contact_id if self.contact else None
-            row.conversation_id = self.contact.conversation_id if self.contact else None
-            row.customer_id = self.customer_id
-            row.queue_id = self.contact.queue_id if self.contact else None
-            row.agent_id = self.agent_id
-            row.ivr_path = list(self.ivr_path)
-            row.answered_at = figures.answered_at
-            row.ended_at = figures.ended_at
-            row.queue_s = round(queue_s, 3)
-            row.talk_s = round(talk_s, 3)
-            row.hold_s = round(figures.hold_s, 3)
-            row.transfers = figures.transfers
-            row.hangup_side = figures.hangup_side
-            row.outcome = figures.outcome
-            row.recording_path = figures.recording_path
-            row.details = {**(row.details or {}), "lost_agents": figures.lost_agents,
-                           "transferred_to": self.external,
-                           "transfer_log": list(figures.transfer_log)}
-            await records.add(row)
+        row.contact_id = self.contact.contact_id if self.contact else None
+        row.conversation_id = self.contact.conversation_id if self.contact else None
+        row.customer_id = self.customer_id
+        row.queue_id = self.contact.queue_id if self.contact else None
+        row.agent_id = self.agent_id
+        row.ivr_path = list(self.ivr_path)
+        row.answered_at = figures.answered_at
+        row.ended_at = figures.ended_at
+        row.queue_s = round(queue_s, 3)
+        row.talk_s = round(talk_s, 3)
+        row.hold_s = round(figures.hold_s, 3)
+        row.transfers = figures.transfers
+        row.hangup_side = figures.hangup_side
+        row.outcome = figures.outcome
+        row.recording_path = figures.recording_path
+        row.details = {**(row.details or {}), "lost_agents": figures.lost_agents,
+                       "transferred_to": self.external,
+                       "transfer_log": list(figures.transfer_log)}
 
     async def _tear_down(self) -> None:
         if self._announcer is not None:

@@ -43,6 +43,7 @@ from omnicc.channels.voice.media.recordings import (
 )
 from omnicc.channels.voice.music import beep, music_on_hold
 from omnicc.channels.voice.outbound import OutboundCalls
+from omnicc.channels.voice.records import CallRecordWriter
 from omnicc.channels.voice.sip.digest import Algorithm
 from omnicc.channels.voice.sip.message import uri_user
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
@@ -118,6 +119,7 @@ class VoiceService:
         self.outbound = (OutboundCalls(self, Trunk(self.stack, settings.trunk))
                          if settings.trunk is not None else None)
         self._calls: dict[str, InboundCall] = {}
+        self.records = CallRecordWriter(database)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property

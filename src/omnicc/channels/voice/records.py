@@ -1,0 +1,103 @@
+"""Call detail records into the store with group commit: saves of many calls share a transaction.
+
+A call saves its record a few times (answered, queued, connected, ended), and each save is
+committed before the call goes on, so the record is never behind the call. A commit costs a
+disk flush, and on SQLite one writer flushes at a time (about 5 ms on the development
+machine): at 50 new calls a second the records alone would need 200 flushes a second. Saves
+made while a commit is in flight wait for the next one and are written together, one flush for
+the batch; several saves of one call in a batch are one write of its latest figures. A lone
+save is written at once, so the latency at low load does not change.
+
+A batch that fails is retried one record per transaction, so a bad record fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from omnicc.store.database import Database
+from omnicc.store.repositories import CallRecords
+from omnicc.store.tables import CallRecord
+
+MAX_BATCH = 128
+"""Records per transaction at most: bounds the time the writer holds the database."""
+
+NewRecord = Callable[[], CallRecord]
+"""The row of a call whose record is not stored yet."""
+FillRecord = Callable[[CallRecord], None]
+"""Puts the call's figures, as they are when the batch is written, into its row."""
+
+
+@dataclass(slots=True)
+class _Save:
+    new: NewRecord
+    fill: FillRecord
+    waiting: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class CallRecordWriter:
+    """Every tenant's call records; `save` returns once the record is committed."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._pending: dict[tuple[str, str], _Save] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0
+        """Transactions written (batches and retries): fewer than saves under load."""
+
+    async def save(self, tenant_id: str, record_id: str, new: NewRecord,
+                   fill: FillRecord) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = self._pending.get((tenant_id, record_id))
+        if pending is None:
+            pending = self._pending[(tenant_id, record_id)] = _Save(new, fill)
+        else:
+            pending.fill = fill
+        pending.waiting.append(future)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await asyncio.shield(future)
+
+    async def _write(self) -> None:
+        while self._pending:
+            keys = list(self._pending)[:MAX_BATCH]
+            batch = {key: self._pending.pop(key) for key in keys}
+            try:
+                await self._commit(batch)
+            except Exception as error:
+                if len(batch) == 1:
+                    _settle(batch, error)
+                    continue
+                for key, save in batch.items():
+                    try:
+                        await self._commit({key: save})
+                    except Exception as alone:
+                        _settle({key: save}, alone)
+                    else:
+                        _settle({key: save}, None)
+            else:
+                _settle(batch, None)
+
+    async def _commit(self, batch: dict[tuple[str, str], _Save]) -> None:
+        self.commits += 1
+        async with self._database.session() as session:
+            for (tenant_id, record_id), save in batch.items():
+                records = CallRecords(session, tenant_id)
+                row = await records.find(record_id)
+                if row is None:
+                    row = save.new()
+                save.fill(row)
+                await records.add(row)
+
+
+def _settle(batch: dict[tuple[str, str], _Save], error: Exception | None) -> None:
+    for save in batch.values():
+        for future in save.waiting:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)

@@ -1,0 +1,71 @@
+"""Call records saved with group commit (`channels/voice/records.py`): every save is committed
+when it returns, concurrent saves share transactions, a call's saves in one batch write its
+latest figures, and a bad record fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from omnicc.channels.voice.records import CallRecordWriter
+from omnicc.core.errors import NotFound
+from omnicc.store.database import Database
+from omnicc.store.repositories import CallRecords, Tenants
+from omnicc.store.tables import CallRecord
+
+pytestmark = pytest.mark.anyio
+
+
+class Call:
+    """What a call controller hands the writer: how to make its row and fill it."""
+
+    def __init__(self, record_id: str, *, queue_id: str | None = None) -> None:
+        self.record_id = record_id
+        self.outcome = "in_progress"
+        self.queue_id = queue_id
+
+    def new(self) -> CallRecord:
+        return CallRecord(id=self.record_id, call_id=f"{self.record_id}@test")
+
+    def fill(self, row: CallRecord) -> None:
+        row.outcome = self.outcome
+        row.queue_id = self.queue_id
+
+
+async def stored(database: Database, tenant_id: str) -> dict[str, str]:
+    async with database.session() as session:
+        return {row.id: row.outcome for row in await CallRecords(session, tenant_id).list_all()}
+
+
+async def test_concurrent_saves_share_transactions_and_each_is_committed_on_return(
+        database: Database) -> None:
+    async with database.session() as session:
+        tenant = (await Tenants(session).create("acme", "Acme")).id
+    writer = CallRecordWriter(database)
+    calls = [Call(f"r{n:03d}") for n in range(50)]
+    await asyncio.gather(*(writer.save(tenant, c.record_id, c.new, c.fill) for c in calls))
+    assert await stored(database, tenant) == {c.record_id: "in_progress" for c in calls}
+    assert writer.commits < len(calls)
+
+    # The same calls again, twice each at once: one write each, of the latest figures.
+    for c in calls:
+        c.outcome = "answered"
+    first = [writer.save(tenant, c.record_id, c.new, c.fill) for c in calls]
+    second = [writer.save(tenant, c.record_id, c.new, c.fill) for c in calls]
+    await asyncio.gather(*first, *second)
+    assert await stored(database, tenant) == {c.record_id: "answered" for c in calls}
+
+
+async def test_a_bad_record_fails_alone(database: Database) -> None:
+    async with database.session() as session:
+        tenant = (await Tenants(session).create("acme", "Acme")).id
+    writer = CallRecordWriter(database)
+    good = [Call(f"good{n}") for n in range(5)]
+    bad = Call("bad", queue_id="no-such-queue")
+    results = await asyncio.gather(
+        *(writer.save(tenant, c.record_id, c.new, c.fill) for c in [*good[:2], bad, *good[2:]]),
+        return_exceptions=True)
+    assert isinstance(results[2], NotFound)
+    assert [r for n, r in enumerate(results) if n != 2] == [None] * 5
+    assert await stored(database, tenant) == {c.record_id: "in_progress" for c in good}

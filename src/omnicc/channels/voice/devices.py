@@ -8,7 +8,8 @@ hangs up or the leg is lost. A browser needs a WebRTC offer (ICE, DTLS-SRTP), a 
 plain RTP one: `Device.webrtc` says which.
 
 Browser protocol (desk WebSocket): OmniCC sends `call.ringing` {ring_id, sdp, caller,
-caller_name, task_id}, `call.cancelled` {ring_id} and `call.ended` {ring_id}; the desk sends
+caller_name, task_id, call_id, outbound (an agent-first call: answering dials the
+customer)}, `call.cancelled` {ring_id} and `call.ended` {ring_id}; the desk sends
 `phone.online` / `phone.offline`, `call.answer` {ring_id, sdp}, `call.decline` {ring_id} and
 `call.hangup` {ring_id}.
 """
@@ -44,6 +45,9 @@ class CallInfo:
     caller: str
     caller_name: str
     task_id: str
+    outbound: bool = False
+    """An agent-first call: the agent's own (or a callback); the customer is dialled once
+    the agent answered."""
 
 
 class AgentLeg(Protocol):
@@ -211,7 +215,7 @@ class BrowserPhone:
         self.phones.bus.publish(self.tenant_id, [agent_topic(self.agent_id)], Notice(
             "call.ringing", {"ring_id": ring.ring_id, "sdp": offer_sdp, "caller": info.caller,
                              "caller_name": info.caller_name, "task_id": info.task_id,
-                             "call_id": info.call_id}))
+                             "call_id": info.call_id, "outbound": info.outbound}))
         return ring
 
 

@@ -267,8 +267,8 @@ class OutboundCall:
         elif isinstance(device, SipPhone):
             answered = await self._ring_sip_phone(device)
         else:
-            self._finish("agent_unavailable", reason="the agent has no phone: switch the "
-                         "desk's Phone on or register a SIP phone", side="system")
+            self._finish("agent_unavailable", reason="the agent has no registered SIP phone "
+                         "and the desk's Phone is off", side="system")
             return False
         if not answered:
             return False
@@ -329,7 +329,7 @@ class OutboundCall:
         offer = await self.media.browser_first_offer(AGENT_TAG, payload_type)
         ring = device.ring(offer, CallInfo(
             call_id=self.call_id, caller=self.number, caller_name=self._label(),
-            task_id=self.contact.task_id if self.contact else ""))
+            task_id=self.contact.task_id if self.contact else "", outbound=True))
         answering = asyncio.ensure_future(ring.answered())
         stopped = asyncio.ensure_future(self.withdrawn.wait())
         try:

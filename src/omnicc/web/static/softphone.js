@@ -2,10 +2,12 @@
 //
 // Signalling rides on the desk's WebSocket (see omnicc.channels.voice.devices): the desk says
 // `phone.online` when the Phone switch is on and the microphone is ours; OmniCC rings with
-// `call.ringing` {ring_id, sdp, caller, caller_name, task_id} carrying rtpengine's WebRTC
-// offer; answering sets that offer, adds the microphone, waits for ICE gathering to finish
-// (no trickle) and sends `call.answer` {ring_id, sdp}. `call.cancelled` / `call.ended` close
-// the card. Hold, resume and transfer go through the REST API (/api/desk/calls/{task}/...);
+// `call.ringing` {ring_id, sdp, caller, caller_name, task_id, outbound} carrying rtpengine's
+// WebRTC offer (`outbound`: an agent-first call, answering dials the customer); answering
+// sets that offer, adds the microphone, waits for ICE gathering to finish (no trickle) and
+// sends `call.answer` {ring_id, sdp}. `call.cancelled` / `call.ended` close the card.
+// Hold, resume, transfer and consult go through the REST API (/api/desk/calls/{task}/...;
+// a consult's progress arrives as `call.consult` frames);
 // hanging up is `call.hangup`. No STUN or TURN: the media engine is on the agent's network.
 // A call the agent answered on their SIP desk phone gets the same card (without Mute and
 // Keypad, whose audio is on that phone), found with GET /api/desk/calls when the desk's state
@@ -158,8 +160,10 @@ export function mountSoftphone({ send, queueName, targets }) {
       return;
     }
     const ringing = call.state === "ringing";
-    const labels = { ringing: "Incoming call", connecting: "Connecting…",
-                     talking: call.held ? "On hold" : "On call" };
+    const consultLabels = { ringing: "Consulting", consulting: "Consulting", conference: "Conference" };
+    const labels = { ringing: call.outbound ? "Your call" : "Incoming call", connecting: "Connecting…",
+                     talking: call.consult ? consultLabels[call.consult.state]
+                       : call.held ? "On hold" : "On call" };
     const head = el("div", { className: "softphone-head" },
       el("span", { className: `badge ${call.held ? "wrap_up" : ringing ? "ringing" : "available"}`,
                    text: labels[call.state], attrs: { "data-testid": "call-state" } }),
@@ -176,23 +180,31 @@ export function mountSoftphone({ send, queueName, targets }) {
         button("decline", "Decline", "", decline, { "aria-describedby": "softphone-caller" }));
     } else {
       const talking = call.state === "talking";
+      // Hold and transfers wait while consulting; an outbound call has none (hang up instead).
+      const free = talking && !call.consult && !call.outbound;
       const here = !call.onDevice;  // mute and keys need the call's audio in this browser
       actions = el("div", { className: "softphone-actions" },
         here ? button("mute", call.muted ? "Unmute" : "Mute", "", toggleMute,
                       { "aria-pressed": String(call.muted), disabled: !talking || null }) : null,
         button("hold", call.held ? "Resume" : "Hold", "", toggleHold,
-               { "aria-pressed": String(call.held), disabled: !talking || null }),
+               { "aria-pressed": String(call.held), disabled: !free || null }),
         here ? button("keypad", "Keypad", "", toggleKeypad,
                       { "aria-expanded": String(call.keypad), "aria-controls": "softphone-keypad",
                         disabled: !talking || null }) : null,
         button("transfer", "Transfer", "", openTransfer,
                { "aria-expanded": String(call.transferring), "aria-controls": "softphone-transfer",
-                 disabled: !talking || null }),
+                 disabled: !free || null }),
+        button("consult", "Consult", "", openConsult,
+               { "aria-expanded": String(Boolean(call.consultOpen)), "aria-controls": "softphone-consult",
+                 disabled: !free || null }),
         button("hang-up", "Hang up", "danger", hangUp, {}));
     }
-    const parts = [head, caller, actions];
+    const parts = [head, caller];
+    if (call.consult) parts.push(consultPanel());
+    parts.push(actions);
     if (call.keypad) parts.push(keypad());
     if (call.transferring) parts.push(transferForm());
+    if (call.consultOpen) parts.push(consultForm());
     box.replaceChildren(...parts);
     if (focused) focusIn(`[data-action="${focused}"]`);
     tick();
@@ -219,6 +231,167 @@ export function mountSoftphone({ send, queueName, targets }) {
       if (event.key === "Escape") closeTransfer();
     });
     return form;
+  }
+
+  // --- consult (attended transfer): the form, then the live consult's controls ----------------
+
+  function consultForm() {
+    const call = phone.call;
+    const { agents } = targets();
+    const kind = call.consultKind;
+    const choice = (value, text) => {
+      const input = el("input", { attrs: { type: "radio", name: "softphone-consult-kind", value,
+                                           id: `softphone-consult-${value}-kind`,
+                                           "data-action": `consult-kind-${value}` } });
+      input.checked = kind === value;
+      input.addEventListener("change", () => {
+        call.consultKind = value;
+        draw();
+        focusIn(`#softphone-consult-${value}-kind`);
+      });
+      return el("label", { className: "softphone-choice", attrs: { for: input.id } }, input, text);
+    };
+    const field = kind === "agent"
+      ? el("select", { attrs: { id: "softphone-consult-target", required: "" } },
+          ...agents.map((a) => el("option", { text: a.label, attrs: { value: a.id } })))
+      : el("input", { attrs: { id: "softphone-consult-target", type: "tel", required: "",
+                               autocomplete: "off", inputmode: "tel", placeholder: "+358 40 123 4567",
+                               "aria-describedby": "softphone-consult-hint" } });
+    const form = el("form", { className: "softphone-transfer softphone-consult",
+                              attrs: { id: "softphone-consult", "aria-label": "Consult" } },
+      el("fieldset", { className: "softphone-kinds" },
+         el("legend", { text: "Consult" }),
+         choice("agent", "An agent"),
+         choice("number", "A number")),
+      el("label", { text: kind === "agent" ? "Agent" : "Number",
+                    attrs: { for: "softphone-consult-target" } }),
+      field,
+      el("p", { className: "small muted", attrs: { id: "softphone-consult-hint" },
+                text: "The caller hears music while you talk. A queue takes a blind transfer." }),
+      el("div", { className: "softphone-actions" },
+         el("button", { className: "button primary", text: "Call", attrs: { type: "submit" } }),
+         button("cancel-consult-form", "Cancel", "", closeConsult)));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = field.value.trim();
+      if (value) startConsult(kind === "agent" ? { agent_id: value } : { number: value });
+    });
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") closeConsult();
+    });
+    return form;
+  }
+
+  function openConsult() {
+    const call = phone.call;
+    if (!call || call.consult) return;
+    call.transferring = false;
+    call.consultOpen = true;
+    call.consultKind ||= targets().agents.length ? "agent" : "number";
+    draw();
+    focusIn("#softphone-consult-target");
+  }
+
+  function closeConsult() {
+    phone.call.consultOpen = false;
+    draw();
+    focusIn('[data-action="consult"]');
+  }
+
+  const CONSULT_LINES = {
+    ringing: (name) => `Calling ${name}…`,
+    consulting: (name) => `Talking with ${name}. The caller is on hold.`,
+    conference: (name) => `Conference: you, ${name} and the caller.`,
+  };
+
+  function consultPanel() {
+    const consult = phone.call.consult;
+    const name = consult.target.name;
+    const answered = consult.state !== "ringing";
+    return el("div", { className: "softphone-consult-live",
+                       attrs: { role: "group", "aria-label": "Consult", "data-testid": "consult" } },
+      el("p", { className: "softphone-consult-line", text: CONSULT_LINES[consult.state](name),
+                attrs: { "data-testid": "consult-status" } }),
+      el("div", { className: "softphone-actions" },
+         button("consult-complete", "Complete transfer", "primary", completeConsult,
+                { disabled: !answered || null }),
+         consult.state === "conference" ? null
+           : button("consult-conference", "Conference", "", conferenceConsult,
+                    { disabled: !answered || null }),
+         button("consult-cancel", consult.state === "conference" ? `Drop ${name}` : "Cancel consult",
+                "", cancelConsult)));
+  }
+
+  async function startConsult(target) {
+    const call = phone.call;
+    call.consultFrame = null;
+    const view = await control("consult", target);
+    if (view && phone.call === call) {
+      call.consultOpen = false;
+      // The socket's frames may be ahead of this answer (the target answered at once).
+      if (call.consultFrame) draw();
+      else showConsult(view.consult, view.on_hold);
+      focusIn('[data-action="consult-cancel"]');
+    }
+  }
+
+  async function completeConsult() {
+    const call = phone.call;
+    const done = await control("consult/complete", {});
+    if (done !== undefined && phone.call === call) finishTransferred(call);
+  }
+
+  async function conferenceConsult() {
+    const call = phone.call;
+    const view = await control("consult/conference", {});
+    if (view && phone.call === call) {
+      showConsult(view.consult, view.on_hold);
+      focusIn('[data-action="consult-complete"]');
+    }
+  }
+
+  async function cancelConsult() {
+    const call = phone.call;
+    const view = await control("consult", undefined, "DELETE");
+    if (view && phone.call === call) {
+      showConsult(null, view.on_hold);
+      focusIn('[data-action="consult"]');
+      say(`Back with ${who(call)}.`);
+    }
+  }
+
+  function showConsult(consult, onHold) {
+    const call = phone.call;
+    const before = call.consult;
+    call.consult = consult;
+    if (onHold !== undefined) call.held = onHold;
+    draw();
+    if (consult && consult.state !== before?.state) say(CONSULT_LINES[consult.state](consult.target.name));
+  }
+
+  function finishTransferred(call) {
+    if (phone.call !== call) return;
+    const name = call.consult?.target.name || "";
+    toast(name ? `Call transferred to ${name}.` : "Call transferred.");
+    finish("Call transferred.");
+  }
+
+  // `call.consult` frames: the consult's progress, also what the agent did not do (no answer,
+  // the consulted party hung up): the agent is back with the caller and told why.
+  function onConsult(frame) {
+    const call = phone.call;
+    if (!call || call.task_id !== frame.task_id) return;
+    call.consultFrame = frame;
+    if (frame.state === "completed") {
+      finishTransferred(call);
+    } else if (frame.state === "ended") {
+      const reason = frame.reason && frame.reason !== "cancelled" ? frame.reason : "";
+      showConsult(null, false);
+      if (reason) toast(`Consult ended: ${reason}. You are back with the caller.`);
+      say(reason ? `Consult ended: ${reason}.` : `Back with ${who(call)}.`);
+    } else {
+      showConsult(frame, frame.state === "conference" ? false : call.held);
+    }
   }
 
   function closeTransfer() {
@@ -297,7 +470,8 @@ export function mountSoftphone({ send, queueName, targets }) {
     draw();
     startRinging();
     focusIn('[data-action="answer"]');
-    say(`Incoming call from ${who(phone.call)}.`);
+    // An agent-first call (click-to-call, callback): answering dials the customer.
+    say(frame.outbound ? `${who(phone.call)}: answer to dial.` : `Incoming call from ${who(phone.call)}.`);
   }
 
   async function answer() {
@@ -426,14 +600,14 @@ export function mountSoftphone({ send, queueName, targets }) {
     say(call.muted ? "Microphone muted." : "Microphone on.");
   }
 
-  async function control(action, body) {
+  async function control(action, body, method = "POST") {
     const call = phone.call;
     if (call.busy) return undefined;
     call.busy = true;
     box.setAttribute("aria-busy", "true");
     try {
       return await api(`/api/desk/calls/${encodeURIComponent(call.task_id)}/${action}`,
-                       { method: "POST", body });
+                       { method, body });
     } catch (error) {
       toast(error.message || String(error), "error");
       return undefined;
@@ -456,6 +630,7 @@ export function mountSoftphone({ send, queueName, targets }) {
 
   function openTransfer() {
     if (!phone.call) return;
+    phone.call.consultOpen = false;
     phone.call.transferring = true;
     draw();
     focusIn("#softphone-transfer-target");
@@ -502,6 +677,9 @@ export function mountSoftphone({ send, queueName, targets }) {
         if (phone.call?.ring_id === frame.ring_id && phone.call.state === "ringing") {
           finish("Answered on another desk.");
         }
+        return true;
+      case "call.consult":
+        onConsult(frame);
         return true;
       case "call.ended":
         if (phone.call?.ring_id === frame.ring_id) {

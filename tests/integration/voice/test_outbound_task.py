@@ -1,0 +1,129 @@
+"""An agent's outbound call is their routing task, for real on loopback (issue 4, items 3 and
+7): alice dials a customer (her baresip phone first, then sipp as the carrier); while she talks
+the engine offers her nothing - a caller on the support line rings bob, a chat waits - and
+after she hangs up she wraps the call up with a disposition code, then gets the chat."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from omnicc.channels.voice.outbound import OutboundCalls
+from omnicc.channels.voice.trunk import Trunk
+from omnicc.core.errors import Conflict
+from omnicc.core.model import TaskPhase, TaskRequest
+from omnicc.store.database import Database
+from omnicc.store.repositories import CallRecords, Contacts, VoiceNumbers, WrapUpCodes
+from omnicc.store.tables import VoiceNumber
+from tests.integration.api.live import Seeded
+from tests.integration.voice.harness import (
+    QUEUE_NUMBER,
+    SCENARIOS,
+    SUPPORT_LINE,
+    Caller,
+    Carrier,
+    Exchange,
+    open_exchange,
+    open_support_line,
+    start_phone,
+    wait_until,
+)
+
+pytestmark = pytest.mark.anyio
+
+CUSTOMER = "+358401112223"
+
+
+async def open_both_ways(database_url: str, seeded: Seeded) -> None:
+    """Number 1000 rings the support queue; QUEUE_NUMBER is the default caller ID, and the
+    support queue's; alice and bob have SIP accounts."""
+    await open_support_line(database_url, seeded)
+    database = Database(database_url)
+    try:
+        async with database.session() as session:
+            await VoiceNumbers(session, seeded.tenant_id).add(VoiceNumber(
+                number=QUEUE_NUMBER, outbound_queue_id=seeded.queues["support"],
+                is_default_outbound=True))
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
+    async with open_exchange(migrated_database_url, tmp_path, open_both_ways) as exchange:
+        yield exchange
+
+
+async def test_an_agent_on_an_outbound_call_is_offered_nothing_then_wraps_it_up(
+        exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice, bob, support = seeded.agents["alice"], seeded.agents["bob"], seeded.queues["support"]
+    runtime = await exchange.runtime()
+    routing = runtime.routing
+    for agent in (alice, bob):
+        await routing.run(lambda engine, agent=agent: engine.set_status(agent, "available"))
+    carrier = Carrier(SCENARIOS / "outbound_customer_talks_until_bye.xml",
+                      exchange.workdir / "carrier")
+    alice_phone = await start_phone(exchange.workdir, voice, "alice", tone_hz=440)
+    bob_phone = await start_phone(exchange.workdir, voice, "bob", tone_hz=660)
+    caller = Caller(voice.stack.udp.port)
+    outbound: OutboundCalls | None = None
+    try:
+        await carrier.start()
+        outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
+        call = await outbound.dial(runtime, agent_id=alice, number=CUSTOMER, queue_id=None)
+        # The task is alice's before her phone rings, in the default caller ID's queue.
+        assert call.contact is not None
+        task_id = call.contact.task_id
+        task = routing.engine.task(task_id)
+        assert (task.phase, task.agent_id, task.queue_id) == (TaskPhase.ASSIGNED, alice, support)
+        assert task.attributes["direction"] == "outbound"
+        with pytest.raises(Conflict):
+            await outbound.dial(runtime, agent_id=alice, number=CUSTOMER, queue_id=support)
+        await wait_until(call.connected.is_set, "the customer to answer")
+
+        # A caller on the support line rings bob, not alice.
+        await caller.call(SUPPORT_LINE)
+        await wait_until(lambda: routing.engine.agent(bob).tasks, "bob to take the call")
+        inbound = next(iter(routing.engine.agent(bob).tasks))
+        assert routing.engine.agent(alice).offers == {}
+        # A chat waits: alice is on her call, bob on his.
+        created = await routing.create_task(TaskRequest(channel="chat", queue=support))
+        chat = created[0].task_id  # type: ignore[attr-defined]
+        assert routing.engine.task(chat).phase is TaskPhase.WAITING
+        assert routing.engine.agent(alice).offers == {}
+
+        # alice hangs up at the desk: the customer gets BYE, her wrap-up starts.
+        await call.hang_up()
+        code, output = await carrier.finish()
+        assert code == 0, output
+        await wait_until(lambda: routing.engine.task(task_id).phase is TaskPhase.WRAPPING,
+                         "alice's wrap-up")
+        assert routing.engine.agent(alice).presence == "wrap_up"
+        assert routing.engine.task(chat).phase is TaskPhase.WAITING
+        await runtime.chats.wrap_up(alice, task_id, "solved")
+        assert routing.engine.task(chat).agent_id is None
+        assert [routing.engine.offer(o).task_id
+                for o in routing.engine.agent(alice).offers] == [chat]
+        figures = routing.engine.queue_figures(support)
+        assert (figures.offered, figures.handled) == (2, 1)  # the inbound call and the chat
+        assert routing.engine.task(inbound).agent_id == bob
+    finally:
+        await caller.close()
+        if outbound is not None:
+            await outbound.stop()
+        await carrier.stop()
+        await alice_phone.stop()
+        await bob_phone.stop()
+
+    async with exchange.database.session() as session:
+        record = await CallRecords(session, seeded.tenant_id).get(call.record_id)
+        assert (record.outcome, record.hangup_side, record.queue_id) == (
+            "answered", "agent", support)
+        contact = await Contacts(session, seeded.tenant_id).get(record.contact_id or "")
+        assert (contact.direction, contact.agent_id, contact.queue_id) == (
+            "outbound", alice, support)
+        codes = await WrapUpCodes(session, seeded.tenant_id).list_all()
+        assert contact.wrap_up_code_id == next(c.id for c in codes if c.code == "solved")

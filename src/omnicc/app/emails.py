@@ -489,7 +489,7 @@ class EmailDesk:
         await self._queue_email(session, mailbox, ticket, kind="acknowledgement", text=text,
                                 in_reply_to=email.message_id,
                                 references=(*email.references, email.message_id),
-                                at=at, message=None)
+                                at=at + timedelta(microseconds=1), message=None)  # after it
 
     async def _queue_email(self, session: AsyncSession, mailbox: _MailboxView,
                            ticket: EmailTicket, *, kind: str, text: str, in_reply_to: str,

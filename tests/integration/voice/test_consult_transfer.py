@@ -16,13 +16,18 @@ import pytest
 from omnicc.channels.voice import consult as consult_module
 from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.consult import ConsultState, start_consult
+from omnicc.channels.voice.media.rtp import PayloadType
 from omnicc.channels.voice.media.tones import Samples, tone_share
+from omnicc.channels.voice.outbound import OutboundCalls
+from omnicc.channels.voice.trunk import Trunk
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallRecords
 from tests.integration.voice.harness import (
+    SCENARIOS,
     SUPPORT_LINE,
     Caller,
+    Carrier,
     Exchange,
     Sound,
     music_instead_of,
@@ -251,3 +256,50 @@ async def test_the_caller_hanging_up_during_a_consult_ends_it(exchange: Exchange
         await caller.close()
         for phone in phones:
             await phone.stop()
+
+
+async def test_consult_an_external_number_through_the_trunk_then_complete(
+        exchange: Exchange) -> None:
+    """sipp is the carrier (it answers with A-law only and plays its pcap until BYE); the
+    caller speaks A-law too, so caller and carrier talk directly after the completion."""
+    seeded, voice = exchange.seeded, exchange.voice
+    carrier = Carrier(SCENARIOS / "outbound_customer_talks_until_bye.xml",
+                      exchange.workdir / "carrier")
+    voice.outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
+    phones: list[Baresip] = []
+    caller = Caller(voice.stack.udp.port, tone_hz=CALLER_HZ, payload_type=PayloadType.PCMA)
+    try:
+        await carrier.start()
+        phones = [await start_phone(exchange.workdir, voice, "alice", tone_hz=ALICE_HZ)]
+        call = await connected_call(exchange, caller)
+        assert call.contact is not None
+        consult = await start_consult(call, number="040 765 4321")
+        assert consult.target.number == "+358407654321"
+        await wait_until(lambda: consult.state is not ConsultState.RINGING, "the carrier")
+        assert consult.state is ConsultState.CONSULTING, consult.reason
+        await caller.hears(on_hold, "music while alice talks with the number")
+        await consult.complete()
+        seen = len(caller.rtp.packets)
+        await phones[0].wait_for("CALL_CLOSED")
+        assert call.external == "+358407654321" and call.agent_id is None
+        # The carrier's pcap reaches the caller (a short burst: counted, not measured).
+        await caller.heard(2.0)
+        carrier_packets = [p for p in caller.rtp.packets[seen:] if p.payload_type == 8]
+        assert len(carrier_packets) >= 10, len(carrier_packets)
+        await caller.hang_up()
+        code, output = await carrier.finish()
+        assert code == 0, output
+    finally:
+        voice.outbound = None
+        await carrier.stop()
+        await caller.close()
+        for phone in phones:
+            await phone.stop()
+    await wait_until(lambda: not voice.calls, "the call to end")
+    async with exchange.database.session() as session:
+        record = await CallRecords(session, seeded.tenant_id).get(call.record_id)
+    assert record.details["transferred_to"] == "+358407654321"
+    assert record.details["transfer_log"][0]["kind"] == "consult"
+    assert record.details["transfer_log"][0]["number"] == "+358407654321"
+    # The task completed when the number took the call: alice's wrap-up follows.
+    assert (await exchange.runtime()).routing.engine.agent(seeded.agents["alice"]).tasks

@@ -194,7 +194,11 @@ class Consult:
         try:
             if not self._was_on_hold:
                 await call.hold()
-            port = await self.mixer.add(TARGET)
+            # The caller's own G.711 law: once the transfer completes, caller and target talk
+            # directly in rtpengine, which does not transcode.
+            payload_type, event_type = g711_codecs(call.media.caller_sdp or "")
+            port = await self.mixer.add(TARGET, payload_type=payload_type,
+                                        event_payload_type=event_type)
             offer = await call.media.side_offer(self.local_tag, self.target_tag, port.sdp(),
                                                 webrtc=webrtc)
             self._ring = ring(offer)

@@ -87,7 +87,11 @@ export function mountDialer({ queues }) {
       endedEarly.clear();
       if (ended) onNotice(ended);
       draw();
-      box.querySelector("[data-action]")?.focus();
+      // Unless the desk's softphone took the focus meanwhile: it rings with Answer focused.
+      const active = document.activeElement;
+      if (!active || active === document.body || form.contains(active)) {
+        box.querySelector("[data-action]")?.focus();
+      }
       if (!call.done && call.state === "agent") say(`Calling your phone for ${started.number}. Answer on your phone.`);
     } catch (failure) {
       showError(failureText(failure));

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,6 +57,14 @@ def engine_of(voice: VoiceService, caller: Caller) -> int:
     engine = voice.engines.engine_of(call.media.client)
     assert engine is not None
     return voice.engines.engines.index(engine)
+
+
+def _bound(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
 
 
 async def readiness(exchange: Exchange) -> dict[str, Any]:
@@ -154,3 +163,39 @@ async def test_calls_spread_over_the_pool_and_survive_the_loss_of_one_engine(
         finally:
             for caller in callers:
                 await caller.close()
+
+
+async def test_stopping_omnicc_mid_teardown_leaves_no_call_on_an_external_engine(
+    migrated_database_url: str, tmp_path: Path, engines: list[RtpengineDaemon],
+) -> None:
+    """A call whose teardown is cancelled by the service stopping (here: its BYE to a caller
+    that went silent is still being retransmitted) has its media deleted all the same: an
+    rtpengine call left behind would keep recording (and crash a 10.5.3 engine when it
+    stops, see test_media_daemon)."""
+    host, port = engines[0].ng_address
+    caller = Caller(0)
+    async with open_exchange(migrated_database_url, tmp_path, open_support_line,
+                             rtpengine=f"{host}:{port}") as exchange:
+        caller.sip_port = exchange.voice.stack.udp.port
+        try:
+            await caller.call(SUPPORT_LINE)
+            assert caller.dialog is not None
+            call = exchange.voice.calls[caller.dialog.call_id]
+            assert call.dialog is not None
+            assert await engines[0].client.list_calls() == [call.call_id]
+            # The caller goes silent: its port stays bound but nothing answers there.
+            assert caller.stack.udp is not None
+            caller_port = caller.stack.udp.port
+            await caller.close()
+            silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            await wait_until(lambda: _bound(silent, caller_port), "the caller's port to free")
+            with silent:
+                sent = call.dialog.local_cseq
+                call.ended.set()  # OmniCC hangs up: BYE, retransmitted for 64 T1
+                await wait_until(lambda: call.dialog is not None
+                                 and call.dialog.local_cseq > sent, "the BYE to go out")
+                assert call.call_id in exchange.voice.calls  # still tearing down
+        finally:
+            await caller.close()
+    # The service stopped (cancelling the teardown); the engine has nothing left.
+    assert await engines[0].client.list_calls() == []

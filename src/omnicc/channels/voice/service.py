@@ -167,6 +167,11 @@ class VoiceService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A call cancelled before its teardown deleted its media is still listed: delete it,
+        # or an rtpengine call left recording never completes its pcap (and rtpengine 10.5.3
+        # crashes when it is stopped with one, see media/daemon.py).
+        await asyncio.gather(*(call.media.delete() for call in self._calls.values()),
+                             return_exceptions=True)
         for registrar in self._registrars.values():
             registrar.close()
         if self.outbound is not None:

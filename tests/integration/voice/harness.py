@@ -24,7 +24,7 @@ from omnicc.bus import Bus
 from omnicc.channels.voice.ivr.flow import parse_flow
 from omnicc.channels.voice.media.daemon import random_port_window
 from omnicc.channels.voice.media.rtp import PayloadType, RtpEndpoint
-from omnicc.channels.voice.media.tones import tone_share
+from omnicc.channels.voice.media.tones import Samples, tone_share
 from omnicc.channels.voice.service import VoiceService, VoiceSettings
 from omnicc.channels.voice.sip.dialog import Dialog
 from omnicc.channels.voice.sip.stack import SipStack
@@ -41,7 +41,8 @@ __all__ = [
     "CALLER_NAME", "CALLER_NUMBER", "PHONE_PASSWORD", "QUEUE_NUMBER", "SCENARIOS",
     "SIPP_TIMEOUT_S", "SUPPORT_LINE", "TRUNK_PASSWORD", "Caller", "Carrier", "Exchange", "Line",
     "Sound", "free_port", "loudness", "music_instead_of", "open_exchange", "open_menu_line",
-    "open_outbound_line", "open_support_line", "registered", "run_sipp", "start_phone", "tone",
+    "open_outbound_line", "open_support_line", "recording", "registered", "run_sipp",
+    "start_phone", "tone",
     "wait_until",
 ]
 
@@ -196,12 +197,16 @@ async def start_phone(workdir: Path, voice: VoiceService, user: str, *,
     return phone
 
 
-def loudness(path: Path, skip_s: float = 0.5) -> float:
-    """RMS of a 16-bit mono WAV after its first `skip_s` seconds."""
+def recording(path: Path) -> Samples:
+    """The samples of a 16-bit mono 8 kHz WAV (what a baresip phone heard)."""
     with wave.open(str(path)) as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        rate = wav.getframerate()
-    body = samples[int(rate * skip_s):].astype(np.float64)
+        assert wav.getframerate() == 8000
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+
+
+def loudness(path: Path, skip_s: float = 0.5) -> float:
+    """RMS of a 16-bit mono 8 kHz WAV after its first `skip_s` seconds."""
+    body = recording(path)[int(8000 * skip_s):].astype(np.float64)
     return float(np.sqrt(np.mean(body ** 2))) if body.size else 0.0
 
 

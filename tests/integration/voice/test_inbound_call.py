@@ -30,6 +30,7 @@ from tests.integration.voice.harness import (
     Exchange,
     free_port,
     loudness,
+    recording,
     registered,
     run_sipp,
     start_phone,
@@ -150,8 +151,7 @@ async def test_hold_and_transfer_move_the_caller_between_music_and_agents(
     assert tone_share(agent_side[4000:12000], 440) > 0.5
     assert tone_share(agent_side[-7000:-1000], 660) > 0.5
     # alice heard the caller's 1 kHz tone in the second before the hold
-    with wave.open(str(phones[0].heard()[-1])) as wav:
-        alice_heard = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    alice_heard = recording(phones[0].heard()[-1])
     assert tone_share(alice_heard[2000:8000], 1000) > 0.5
 
 

@@ -8,10 +8,7 @@ anyone)."""
 from __future__ import annotations
 
 import asyncio
-import wave
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from omnicc.channels.voice.calls import InboundCall
@@ -23,6 +20,7 @@ from tests.integration.voice.harness import (
     SUPPORT_LINE,
     Caller,
     Exchange,
+    recording,
     registered,
     wait_until,
 )
@@ -40,12 +38,6 @@ SETTLE_S = 1.5  # the start of a phase in the phones' recordings is not judged
 def exchange(support_exchange: Exchange) -> Exchange:
     """The caller goes straight to the support queue (no IVR menu)."""
     return support_exchange
-
-
-def recording(path: Path) -> Samples:
-    with wave.open(str(path)) as wav:
-        assert wav.getframerate() == 8000
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
 
 
 def window(samples: Samples, start_s: float, end_s: float) -> Samples:

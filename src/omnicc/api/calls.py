@@ -1,7 +1,8 @@
 """The agent's call controls: the desk's REST for the calls the agent is talking on.
 
-REST (`/api/desk/calls`): the agent's live calls, and hold, resume, hang up and blind
-transfer of one of them, named by its routing task; outbound calls through the carrier trunk
+REST (`/api/desk/calls`): the agent's live calls, and hold, resume, hang up, blind transfer
+and consult (attended transfer, conference; progress on the desk socket as `call.consult`) of
+one of them, named by its routing task; outbound calls through the carrier trunk
 (the agent's phone first, then the customer; progress on the desk socket as `call.outbound`).
 An agent controls only the calls they are talking on: another agent's call is 404, a call
 not in a state for the action 409 (on hold already, not on hold, ended), and every route

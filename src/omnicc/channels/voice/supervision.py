@@ -81,6 +81,9 @@ class Supervision:
             raise Conflict("the call is not connected")
         if self.call.agent_leg is None:
             raise Conflict("the call has no agent")
+        consult = getattr(self.call, "consult", None)
+        if consult is not None and consult.active:
+            raise Conflict("the agent is consulting on this call; supervise it afterwards")
         self._task = asyncio.create_task(self._run(), name=f"supervise-{self.call.call_id}")
 
     def switch(self, mode: Mode) -> None:

@@ -128,3 +128,47 @@ async def test_consult_keys_conference_and_completion(
     assert tone_share(heard[CALLER], TONES[AGENT]) < NOT_HEARD
     assert len(heard[AGENT]) == 0
     await call.delete()
+
+
+async def test_a_browser_target_is_consulted_and_takes_the_call_on_its_dtls_session(
+        engine: RtpengineDaemon, phones: dict[str, RtpEndpoint]) -> None:
+    """The consulted agent answers in the browser (a second rtpengine call plays it: ICE,
+    DTLS active): completing re-offers the caller to its tag, and the browser keeps its ICE
+    and DTLS-SRTP session - it needs nothing."""
+    caller, agent, target = phones[CALLER], phones[AGENT], phones[TARGET]
+    ng = engine.client
+    call = MediaCall(ng, "consult-2")
+    await call.caller_offer(caller.sdp(), "caller-tag")
+    caller.connect(await call.answer_caller_with_sink())
+    agent.connect(await call.offer_to("agent-1"))
+    await call.answered_by("agent-1", agent.sdp())
+    async with Mixer() as mixer:
+        port = await mixer.add(TARGET)
+        offer = await call.side_offer("mix-target", "browser", port.sdp(), webrtc=True)
+        assert "a=fingerprint" in offer and "a=ice-ufrag" in offer
+        plain = {"ICE": "remove", "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"]}
+        target.connect(await ng.offer("browser-side", "webrtc", offer, plain))
+        webrtc_answer = await ng.answer(
+            "browser-side", "webrtc", "audio", target.sdp(),
+            {"ICE": "force", "DTLS": "active", "transport-protocol": "UDP/TLS/RTP/SAVPF",
+             "rtcp-mux": ["require"]})
+        port.connect(await call.side_answer("mix-target", "browser", webrtc_answer,
+                                            webrtc=True))
+        to_caller, to_agent = await call.divert_offer("mix-caller", "mix-agent")
+        for name, sdp in ((CALLER, to_caller), (AGENT, to_agent)):
+            (await mixer.add(name)).connect(sdp)
+        mixer.set_hears(CONSULT)
+        mixer.start()
+        await call.divert_answer(mixer.ports[CALLER].sdp(), mixer.ports[AGENT].sdp())
+        heard = await talk(phones, AGENT, TARGET)
+        assert tone_share(heard[TARGET], TONES[AGENT]) > HEARD
+        assert tone_share(heard[AGENT], TONES[TARGET]) > HEARD
+        await call.connect_side_party("browser")
+    heard = await talk(phones, CALLER, TARGET)
+    assert tone_share(heard[TARGET], TONES[CALLER]) > HEARD
+    assert tone_share(heard[CALLER], TONES[TARGET]) > HEARD
+    assert len(heard[AGENT]) == 0
+    leg = (await ng.query("consult-2"))["tags"]["browser"]["medias"][0]
+    assert "DTLS fingerprint verified" in leg["streams"][0]["flags"]
+    await call.delete()
+    await ng.delete("browser-side")

@@ -12,6 +12,7 @@ import imaplib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -36,6 +37,32 @@ def corpus(name: str, **values: str) -> bytes:
     return raw
 
 
+@dataclass(frozen=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1 and localhost, made with openssl."""
+
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, folder: Path) -> Certificate:
+        cert, key = folder / "cert.pem", folder / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "2", "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key),
+                        "-out", str(cert)], check=True, capture_output=True)
+        key.chmod(0o644)  # dovecot reads it as its own user
+        return cls(cert, key)
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -57,7 +84,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 passdb {{
@@ -79,7 +106,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
   }}
 }}
 service stats {{
@@ -101,6 +130,9 @@ class Dovecot:
     users: list[str]
     password: str = "imap-secret-1"
     port: int = field(default_factory=free_port)
+    certificate: Certificate | None = None
+    """With one: STARTTLS on `port` and implicit TLS on `tls_port`."""
+    tls_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -116,7 +148,13 @@ class Dovecot:
                          "userdb_uid=dovecot userdb_gid=dovecot")
         (self.root / "users").write_text("\n".join(lines) + "\n")
         config = self.root / "dovecot.conf"
-        config.write_text(CONFIG.format(root=self.root, port=self.port))
+        ssl = "ssl = no"
+        if self.certificate is not None:
+            self.tls_port = free_port()
+            ssl = (f"ssl = yes\nssl_cert = <{self.certificate.cert}\n"
+                   f"ssl_key = <{self.certificate.key}")
+        config.write_text(CONFIG.format(root=self.root, port=self.port, ssl=ssl,
+                                        imaps_port=self.tls_port))
         self.process = subprocess.Popen([binary, "-F", "-c", str(config)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -93,7 +93,8 @@ class ImapInbox:
         protocol = self.client.protocol
         if "STARTTLS" not in protocol.capabilities:
             raise ImapError("the server does not offer STARTTLS")
-        _ok(await protocol.simple_command("STARTTLS"), "STARTTLS")
+        _ok(await protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(),
+                                                       loop=protocol.loop)), "STARTTLS")
         loop = asyncio.get_running_loop()
         protocol.transport = await loop.start_tls(protocol.transport, protocol, context,
                                                   server_hostname=self.account.host)

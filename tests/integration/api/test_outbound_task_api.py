@@ -121,7 +121,7 @@ async def test_an_agent_talking_on_an_inbound_call_cannot_dial(server: LiveServe
             await receive(ws, "offer.accepted")
             refused = await alice.http.post(OUTBOUND, json={"number": "040 123 4567"})
             assert refused.status_code == 409, refused.text
-            assert "on a voice task" in refused.json()["detail"]
+            assert refused.json()["detail"] == "you are on a call already: hang up first"
             state = (await alice.http.get("/api/desk/state")).json()
             assert [t["channel"] for t in state["tasks"]] == ["voice"]  # the inbound call only
             await caller.hang_up()

@@ -214,6 +214,11 @@ class OutboundCall:
         self._finish(self.result.outcome if self.connected.is_set() else "cancelled",
                      side="agent")
 
+    def media_lost(self, detail: str) -> None:
+        """Its rtpengine went away with the call's media: both legs are hung up."""
+        self.withdrawn.set()
+        self._finish("media_lost", reason=detail, side="system")
+
     async def start(self) -> None:
         """Before `run`, for the agent's own call: the customer, the call's conversation and
         contact, its task (assigned to the agent at once) and record. Raises InvalidNumber,
@@ -730,6 +735,9 @@ class OutboundCalls:
         outbound number, else to the first of the agent's queues."""
         if self.of_agent(runtime.tenant_id, agent_id) is not None:
             raise Conflict("the agent is already on an outbound call")
+        talking = runtime.routing.engine.agent(agent_id).tasks.values()
+        if any(t.channel == VOICE and t.phase is TaskPhase.ASSIGNED for t in talking):
+            raise Conflict("you are on a call already: hang up first")
         call = OutboundCall(self.service, runtime, self.trunk, agent_id=agent_id,
                             number=number, queue_id=queue_id)
         self._calls[call.call_id] = call  # of_agent sees it while its task is made
@@ -740,6 +748,11 @@ class OutboundCalls:
             raise
         self._run(call)
         return call
+
+    @property
+    def calls(self) -> list[OutboundCall]:
+        """The live outbound calls (the service ends those of a lost media engine)."""
+        return list(self._calls.values())
 
     def of_agent(self, tenant_id: str, agent_id: str) -> OutboundCall | None:
         """The agent's live outbound call (the desk's hang-up button uses it)."""

@@ -133,6 +133,7 @@ class Dovecot:
     certificate: Certificate | None = None
     """With one: STARTTLS on `port` and implicit TLS on `tls_port`."""
     tls_port: int = 0
+    extra_config: str = ""
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -154,7 +155,7 @@ class Dovecot:
             ssl = (f"ssl = yes\nssl_cert = <{self.certificate.cert}\n"
                    f"ssl_key = <{self.certificate.key}")
         config.write_text(CONFIG.format(root=self.root, port=self.port, ssl=ssl,
-                                        imaps_port=self.tls_port))
+                                        imaps_port=self.tls_port) + self.extra_config)
         self.process = subprocess.Popen([binary, "-F", "-c", str(config)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -257,11 +258,11 @@ class MailServers:
     smtp_password: str
 
 
-def mail_servers(users: list[str]) -> Iterator[MailServers]:
+def mail_servers(users: list[str], *, dovecot_config: str = "") -> Iterator[MailServers]:
     """Not under pytest's tmp_path: its parents are private to root, and dovecot's users
-    must reach their homes."""
+    must reach their homes. `dovecot_config` is added to dovecot's configuration."""
     root = Path(tempfile.mkdtemp(prefix="omnicc-dovecot-"))
-    dovecot = Dovecot(root, users)
+    dovecot = Dovecot(root, users, extra_config=dovecot_config)
     dovecot.start()
     handler = DeliveringHandler(dovecot)
     smtp = Controller(handler, hostname="127.0.0.1", port=free_port(),

@@ -21,6 +21,7 @@ from omnicc.app.emails import EmailDesk
 from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, TenantRuntime
 from omnicc.bus import Bus
+from omnicc.channels.email.imap import ImapAccount, ImapInbox
 from omnicc.channels.email.mime import parse_bytes, read_email
 from omnicc.channels.email.service import EmailService, EmailTiming
 from omnicc.core.errors import NotFound
@@ -71,7 +72,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def running(url: str, data_dir: Path, servers: MailServers | None, *,
-                  start: bool = True) -> AsyncIterator[Rig]:
+                  start: bool = True, poll_interval_s: int = 60) -> AsyncIterator[Rig]:
     seeded = await seed(url)
     database = Database(url)
     async with database.session() as session:
@@ -85,7 +86,8 @@ async def running(url: str, data_dir: Path, servers: MailServers | None, *,
             imap_password=servers.dovecot.password if servers else "x",
             smtp_host="127.0.0.1", smtp_port=servers.smtp.port if servers else 9,
             smtp_security="plain", smtp_username=servers.smtp_user if servers else "",
-            smtp_password=servers.smtp_password if servers else "", first_response_s=3600))
+            smtp_password=servers.smtp_password if servers else "", first_response_s=3600,
+            poll_interval_s=poll_interval_s))
     center = ContactCenter(database, WallClock(), Bus())
     service = EmailService(database, center, AttachmentStore(data_dir, max_bytes=1_000_000),
                            timing=EmailTiming(idle_s=30, retry_base_s=0.05, retry_max_s=0.2,
@@ -365,3 +367,22 @@ async def test_the_first_response_deadline_raises_the_priority(
         [ticket] = await tickets(rig)
         assert (ticket.escalation, engine.task(ticket.task_id or "").priority) == (2, 20)
         assert await rig.desk.escalate_due(ticket.created_at + timedelta(hours=5)) == []
+
+
+NO_IDLE = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR\n"
+
+
+async def test_a_server_without_idle_is_polled(migrated_database_url: str,
+                                               tmp_path: Path) -> None:
+    for servers in mail_servers([SUPPORT, MARIA], dovecot_config=NO_IDLE):
+        inbox = ImapInbox(ImapAccount("127.0.0.1", servers.dovecot.port, "plain", SUPPORT,
+                                      servers.dovecot.password))
+        await inbox.open()
+        assert not inbox.supports_idle
+        await inbox.close()
+        async with running(migrated_database_url, tmp_path, servers, poll_interval_s=1) as rig:
+            servers.dovecot.append(SUPPORT, corpus("shift-jis.eml"))
+            [ticket] = await eventually(lambda: tickets(rig), "the polled email as a ticket")
+            assert ticket.subject == "注文について"
+            servers.dovecot.append(SUPPORT, corpus("latin1.eml"))
+            await eventually(lambda: _count_inbound(rig, 2), "the second polled email")

@@ -695,6 +695,7 @@ class Options:
     sweep_hold_s: float
     sippy: bool
     profile: Path | None
+    workdir: Path | None
 
 
 def agent_phones(workdir: Path, name: str, port: int) -> SippRun:
@@ -785,7 +786,8 @@ def summary(options: Options, omnicc: Mapping[str, Any],
             calls_per_ghz = round(1 / (per_call_share * mhz / 1000), 1)
     out: dict[str, Any] = {
         "bench": "voice_load", "python": platform.python_version(), "cpus": os.cpu_count(),
-        "cpu_mhz": round(mhz), "options": {**options.__dict__, "profile": str(options.profile)},
+        "cpu_mhz": round(mhz), "options": {**options.__dict__, "profile": str(options.profile),
+                                    "workdir": str(options.workdir)},
         "omnicc": omnicc, "sippy": sippy,
         "peak_bridged": load.get("peak_bridged"),
         "failed_share": load.get("failed_share"),
@@ -846,6 +848,8 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--sweep-hold-s", type=float, default=4.0)
     parser.add_argument("--no-sippy", action="store_true")
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="a new directory to work in and keep (default: a temporary one)")
     parser.add_argument("--quick", action="store_true",
                         help="50 calls at 10 cps, sweep 10 and 25 cps (under 2 minutes)")
     args = parser.parse_args(argv)
@@ -858,11 +862,16 @@ def parse(argv: Sequence[str] | None) -> Options:
         agents=args.agents or args.calls + 100,
         rates=[float(r) for r in args.rates.split(",") if r.strip()],
         sweep_s=args.sweep_s, sweep_hold_s=args.sweep_hold_s, sippy=not args.no_sippy,
-        profile=args.profile)
+        profile=args.profile, workdir=args.workdir)
 
 
 @contextlib.contextmanager
-def workspace() -> Iterator[Path]:
+def workspace(keep: Path | None) -> Iterator[Path]:
+    """A temporary directory, or `keep` (left in place: the database, sipp's logs)."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=False)
+        yield keep
+        return
     with tempfile.TemporaryDirectory(prefix="voice-load-") as directory:
         yield Path(directory)
 
@@ -875,7 +884,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     raise_fd_limit()
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
-    with workspace() as workdir:
+    with workspace(options.workdir) as workdir:
         omnicc = omnicc_run(options, workdir)
         sippy = sippy_run(options, workdir) if options.sippy else None
     result = summary(options, omnicc, sippy)

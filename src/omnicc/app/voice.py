@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.routing import RoutingService
 from omnicc.core import events as ev
+from omnicc.core.engine import Engine
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import TaskPhase, TaskRequest
 from omnicc.store.database import Database
@@ -180,16 +181,22 @@ class VoiceDesk:
     async def hung_up(self, contact: VoiceContact, *, side: str) -> None:
         """The call ended (`side` who hung up): abandoned while it waited, otherwise the
         conversation is complete and the agent's wrap-up follows."""
-        phase = self.phase(contact)
         end = self._end_contact(contact, side)
-        if phase in (TaskPhase.WAITING, TaskPhase.OFFERED):
-            await self._routing.run(lambda engine: engine.abandon(contact.task_id), alongside=end)
-        elif phase is TaskPhase.ASSIGNED:
-            await self._routing.run(lambda engine: engine.complete(contact.task_id),
-                                    alongside=end)
-        else:
-            async with self._database.session() as session:
-                await end(session, [])
+
+        def end_task(engine: Engine) -> list[ev.Event]:
+            # Decided under the routing lock: an acceptance committing while the caller hangs
+            # up makes the task assigned between a look at its phase and the command.
+            try:
+                phase = engine.task(contact.task_id).phase
+            except NotFound:
+                return []
+            if phase in (TaskPhase.WAITING, TaskPhase.OFFERED):
+                return engine.abandon(contact.task_id)
+            if phase is TaskPhase.ASSIGNED:
+                return engine.complete(contact.task_id)
+            return []
+
+        await self._routing.run(end_task, alongside=end)
         self._watchers.pop(contact.task_id, None)
 
     def _end_contact(self, contact: VoiceContact, side: str) -> Any:

@@ -3,6 +3,8 @@ with a routing task written together, and the call's controller follows its task
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from omnicc.app.routing import RoutingService, WallClock
@@ -76,5 +78,38 @@ async def test_a_caller_who_hangs_up_in_line_abandons(migrated_database_url: str
         assert [e.type for e in seen if isinstance(e, ev.TaskAbandoned | ev.TaskEnded)] == [
             "task.abandoned", "task.ended"]
         assert desk.phase(contact) is None
+    finally:
+        await database.dispose()
+
+
+async def test_a_caller_who_hangs_up_while_the_answer_commits_completes_the_task(
+        migrated_database_url: str) -> None:
+    """Found by the voice load benchmark: the phase was read before the routing lock, so the
+    hang-up tried to abandon a task the acceptance had just assigned, and the agent stayed
+    busy for good."""
+    seeded = await seed(migrated_database_url)
+    database = Database(migrated_database_url)
+    try:
+        routing = RoutingService(database, seeded.tenant_id, WallClock())
+        await routing.start()
+        desk = VoiceDesk(database, seeded.tenant_id, routing)
+        caller = await desk.identify_caller("+12025550100")
+        seen: list[ev.Event] = []
+        await routing.run(lambda e: e.set_status(seeded.agents["alice"], "available"))
+        contact = await desk.enqueue(caller, queue_id=seeded.queues["support"],
+                                     call_id="c3@test", watcher=seen.append)
+        [offer] = [e for e in seen if isinstance(e, ev.OfferCreated)]
+
+        async def slow_write(session: object, events: object) -> None:
+            await asyncio.sleep(0.2)
+
+        # Another command holds the routing lock, so the acceptance and the hang-up both
+        # wait for it, the acceptance first (as under load).
+        _, accepted, _ = await asyncio.gather(
+            routing.run(lambda engine: [], alongside=slow_write),
+            desk.accept(offer.offer_id), desk.hung_up(contact, side="caller"))
+        assert accepted
+        assert desk.phase(contact) is TaskPhase.WRAPPING
+        assert any(isinstance(e, ev.TaskCompleted) for e in seen)
     finally:
         await database.dispose()

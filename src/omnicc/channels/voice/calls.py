@@ -44,6 +44,7 @@ from omnicc.channels.voice.ivr.interpreter import (
 )
 from omnicc.channels.voice.media.bridge import MediaCall
 from omnicc.channels.voice.media.dtmf import DtmfEvent, parse_dtmf_info
+from omnicc.channels.voice.refer import agent_phone_requests
 from omnicc.channels.voice.sip.dialog import Dialog
 from omnicc.channels.voice.sip.message import SipResponse, uri_user
 from omnicc.channels.voice.sip.stack import IncomingRequest
@@ -372,7 +373,10 @@ class InboundCall:
                 await voice.reject(ringing.offer_id, "phone did not answer")
             await self._restore_media()
             return
-        if self.ended.is_set() or not await voice.accept(ringing.offer_id):
+        # The caller may also hang up while the acceptance commits: then the call's tear-down
+        # ends the task, and the agent must not be connected to nobody (found under load).
+        if (self.ended.is_set() or not await voice.accept(ringing.offer_id)
+                or self.ended.is_set()):
             # Answered too late (the caller left, the offer timed out): release the phone.
             await ring.cancel()
             await self._restore_media()
@@ -395,6 +399,7 @@ class InboundCall:
         if self._record_calls and self.media.recording is None:
             await self.start_recording()
         await self._write_record()
+        self._take_phone_requests(leg)
         self._spawn(self._watch_agent(leg))
 
     async def _watch_agent(self, leg: AgentLeg) -> None:
@@ -557,8 +562,15 @@ class InboundCall:
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.hang_up()
+        if number is None:
+            self._take_phone_requests(leg)
         self._spawn(self._watch_agent(leg))
         await self._write_record()
+
+    def _take_phone_requests(self, leg: AgentLeg) -> None:
+        """An agent's SIP desk phone may transfer the call itself (REFER)."""
+        if isinstance(leg, SipLeg):
+            agent_phone_requests(self, leg)
 
     def _log_transfer(self, kind: str, **target: str | None) -> None:
         self.figures.transfer_log.append(

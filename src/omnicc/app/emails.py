@@ -70,6 +70,7 @@ EMAIL: Final = "email"
 EMAIL_IDENTITY: Final = "email"
 MAX_SEND_ATTEMPTS: Final = 5
 MAX_REFERENCES: Final = 20
+MAX_ACKNOWLEDGEMENTS_PER_HOUR: Final = 3
 ESCALATION_STEPS: Final = ((0.75, 1), (1.0, 2))
 """(share of the first-response target elapsed, escalation level): at 75 % the task's
 priority rises once, at the deadline again."""
@@ -370,7 +371,7 @@ class EmailDesk:
             if email.bounce is not None:
                 await self._mark_bounced(session, email.bounce)
             if (new_ticket is not None and mailbox.auto_acknowledge and email.automation is None
-                    and normal_address(new_ticket.customer_address) != mailbox.address):
+                    and await self._may_acknowledge(session, new_ticket, at)):
                 await self._acknowledge(session, mailbox, new_ticket, email, at)
 
         if plan.task_id is not None:
@@ -479,6 +480,19 @@ class EmailDesk:
                 row.status = "failed"
                 row.last_error = f"bounced: {bounce.status} {bounce.diagnostic}".strip()
                 await emails.save(row)
+
+    async def _may_acknowledge(self, session: AsyncSession, ticket: EmailTicket,
+                               at: datetime) -> bool:
+        """Not to one of our own mailboxes (two mailboxes would answer each other forever),
+        and at most `MAX_ACKNOWLEDGEMENTS_PER_HOUR` to one address: a robot that sends
+        without the headers that mark it still cannot keep a loop going."""
+        address = ticket.customer_address
+        mailboxes = await EmailMailboxes(session, self.tenant_id).list_all()
+        if address in {normal_address(m.address) for m in mailboxes}:
+            return False
+        recent = await EmailTickets(session, self.tenant_id).opened_by(
+            address, at - timedelta(hours=1))
+        return recent <= MAX_ACKNOWLEDGEMENTS_PER_HOUR
 
     async def _acknowledge(self, session: AsyncSession, mailbox: _MailboxView,
                            ticket: EmailTicket, email: InboundEmail, at: datetime) -> None:

@@ -386,3 +386,21 @@ async def test_a_server_without_idle_is_polled(migrated_database_url: str,
             assert ticket.subject == "注文について"
             servers.dovecot.append(SUPPORT, corpus("latin1.eml"))
             await eventually(lambda: _count_inbound(rig, 2), "the second polled email")
+
+
+def _email_from(sender: str, number: int) -> bytes:
+    return (f"From: {sender}\r\nTo: {SUPPORT}\r\nSubject: Question {number}\r\n"
+            f"Message-ID: <q{number}.{sender}>\r\n\r\nHello {number}\r\n").encode()
+
+
+async def test_acknowledgements_are_limited_and_never_go_to_our_own_mailboxes(
+        migrated_database_url: str, tmp_path: Path) -> None:
+    async with running(migrated_database_url, tmp_path, None, start=False) as rig:
+        for number in range(5):  # a robot without robot headers, each email a new ticket
+            await rig.desk.receive(rig.mailbox_id, read_email(_email_from("bot@example.org",
+                                                                          number)))
+        await rig.desk.receive(rig.mailbox_id, read_email(_email_from(SUPPORT, 9)))
+        acknowledgements = await rig.desk.outbox()
+        assert [email.to for email in acknowledgements] == [("bot@example.org",)] * 3
+        assert all(email.is_automatic for email in acknowledgements)
+        assert len(await tickets(rig)) == 6

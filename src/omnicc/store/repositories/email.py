@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from omnicc.store.repositories.base import TenantRepository
 from omnicc.store.tables import EmailMailbox, EmailMessage, EmailTicket
@@ -29,6 +30,14 @@ class EmailTickets(TenantRepository[EmailTicket]):
     async def of_conversation(self, conversation_id: str) -> EmailTicket | None:
         return await self.first(
             self.select().where(EmailTicket.conversation_id == conversation_id))
+
+    async def opened_by(self, address: str, since: datetime) -> int:
+        """How many tickets this address opened since then (this one included, once added)."""
+        statement = (select(func.count()).select_from(EmailTicket)
+                     .where(EmailTicket.tenant_id == self.tenant_id,
+                            EmailTicket.customer_address == address,
+                            EmailTicket.created_at >= since))
+        return int((await self.session.execute(statement)).scalar_one())
 
     async def awaiting_first_response(self) -> list[EmailTicket]:
         """Tickets with an open task and no answer yet: what the service level watches."""

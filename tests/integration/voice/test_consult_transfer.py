@@ -138,6 +138,20 @@ async def test_consult_bob_then_complete_the_transfer(exchange: Exchange) -> Non
         consulting = await phase(caller, loop, on_hold, "music on hold, neither agent")
         assert call.media.diversion is not None  # in the mixer
 
+        # Another caller meanwhile: bob's phone is busy with the consult, so the engine's
+        # offer to him is declined and that caller keeps waiting (alice is on a call).
+        second = Caller(voice.stack.udp.port, tone_hz=CALLER_HZ)
+        try:
+            await second.call(SUPPORT_LINE)
+            engine = (await exchange.runtime()).routing.engine
+            waiting = [c for c in voice.calls.values() if c is not call]
+            await wait_until(lambda: waiting[0].contact is not None
+                             and bob in engine.task(waiting[0].contact.task_id).declined_until,
+                             "the offer to bob to be declined")
+        finally:
+            await second.hang_up()
+            await second.close()
+
         await consult.complete()
         assert consult.state is ConsultState.COMPLETED
         await alice_phone.wait_for("CALL_CLOSED")

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from omnicc.app.voice import VoiceContact, normalize_phone
+from omnicc.channels.voice.consult import is_consulted
 from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring, SipLeg
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import InboundRoute
@@ -355,6 +356,9 @@ class InboundCall:
     async def _ring(self, ringing: Ringing) -> None:
         """Ring the agent's phone for an offer; answered -> accept and connect."""
         voice = self.runtime.voice
+        if is_consulted(self.service.calls.values(), self.runtime.tenant_id, ringing.agent_id):
+            await voice.reject(ringing.offer_id, "on a consult")
+            return
         device = await self.service.agent_device(self.runtime, ringing.agent_id)
         if device is None:
             await voice.reject(ringing.offer_id, "no phone")

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,8 @@ from omnicc.core.model import VOICE
 if TYPE_CHECKING:
     from omnicc.channels.voice.calls import InboundCall
 
-__all__ = ["RING_TIMEOUT_S", "Consult", "ConsultState", "ConsultTarget", "start_consult"]
+__all__ = ["RING_TIMEOUT_S", "Consult", "ConsultState", "ConsultTarget", "is_consulted",
+           "start_consult"]
 
 log = logging.getLogger("omnicc.voice.consult")
 
@@ -91,6 +93,14 @@ def _can_take_a_call(engine: Engine, agent_id: str) -> str | None:
     if any(engine.task(offer.task_id).channel == VOICE for offer in agent.offers.values()):
         return f"{agent.name} is being offered a call"
     return None
+
+
+def is_consulted(calls: Iterable[InboundCall], tenant_id: str, agent_id: str) -> bool:
+    """Whether the agent is on (or being rung for) a consult: their phone is busy, so an
+    offer of another call is declined and the caller keeps their place."""
+    return any(call.consult is not None and call.consult.active
+               and call.consult.target.agent_id == agent_id
+               and call.runtime.tenant_id == tenant_id for call in calls)
 
 
 async def start_consult(call: InboundCall, *, agent_id: str | None = None,

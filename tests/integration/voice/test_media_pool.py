@@ -19,16 +19,23 @@ from fastapi import FastAPI
 from omnicc.api import health
 from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
 from omnicc.channels.voice.media.pool import engine_addresses
+from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.service import VoiceService
 from omnicc.channels.voice.sip.stack import SipStack
 from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.channels.voice.sip.transport import Peer
+from omnicc.channels.voice.trunk import Trunk
+from omnicc.store.repositories import CallRecords
 from tests.integration.voice.harness import (
+    SCENARIOS,
     SUPPORT_LINE,
     Caller,
+    Carrier,
     Exchange,
     open_exchange,
+    open_outbound_line,
     open_support_line,
+    start_phone,
     wait_until,
 )
 
@@ -199,3 +206,44 @@ async def test_stopping_omnicc_mid_teardown_leaves_no_call_on_an_external_engine
             await caller.close()
     # The service stopped (cancelling the teardown); the engine has nothing left.
     assert await engines[0].client.list_calls() == []
+
+
+async def test_an_outbound_call_on_a_lost_engine_ends_on_both_legs(
+    migrated_database_url: str, tmp_path: Path, engines: list[RtpengineDaemon],
+) -> None:
+    """The agent's call to a customer (baresip agent, sipp as the carrier) whose engine dies
+    is hung up on both sides and recorded as `media_lost`."""
+    setting = ",".join(f"{host}:{port}" for host, port in (d.ng_address for d in engines))
+    async with open_exchange(migrated_database_url, tmp_path, open_outbound_line,
+                             rtpengine=setting) as exchange:
+        seeded, voice = exchange.seeded, exchange.voice
+        carrier = Carrier(SCENARIOS / "outbound_customer_talks_until_bye.xml",
+                          exchange.workdir / "carrier")
+        voice.outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
+        phone = await start_phone(exchange.workdir, voice, "alice")
+        try:
+            await carrier.start()
+            call = await voice.outbound.dial(await exchange.runtime(),
+                                             agent_id=seeded.agents["alice"],
+                                             number="+358401234567",
+                                             queue_id=seeded.queues["support"])
+            await wait_until(call.connected.is_set, "the customer to answer")
+            await phone.wait_for("CALL_RTPESTAB")
+            engine = voice.engines.engine_of(call.media.client)
+            assert engine is not None
+            lost = engines[voice.engines.engines.index(engine)]
+            assert lost.pid is not None
+            os.kill(lost.pid, signal.SIGKILL)
+            code, output = await carrier.finish()
+            assert code == 0, output  # the customer got a BYE
+            await phone.wait_for("CALL_CLOSED")  # and so did the agent
+            await wait_until(lambda: not voice.outbound.calls if voice.outbound else True,
+                             "the call to end")
+        finally:
+            voice.outbound = None
+            await carrier.stop()
+            await phone.stop()
+        assert (call.result.outcome, call.result.hangup_side) == ("media_lost", "system")
+        async with exchange.database.session() as session:
+            record = await CallRecords(session, seeded.tenant_id).get(call.record_id)
+        assert record.outcome == "media_lost"

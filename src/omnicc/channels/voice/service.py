@@ -190,6 +190,9 @@ class VoiceService:
             if call.media.client is engine.client:
                 call.figures.outcome = "media_lost"
                 call.ended.set()
+        for outbound in self.outbound.calls if self.outbound is not None else []:
+            if outbound.media.client is engine.client:
+                outbound.media_lost(event.detail)
 
     # --- requests -----------------------------------------------------------------------------
 

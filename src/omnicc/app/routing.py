@@ -201,7 +201,8 @@ class RoutingTimers:
                                                                      deadline - now)
             service.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(service.changed.wait(), timeout=sleep_s)
+                async with asyncio.timeout(sleep_s):
+                    await service.changed.wait()
 
 
 class _TaskRows:

@@ -182,7 +182,11 @@ class WebhookDispatcher:
                         if subscription is None:
                             await asyncio.sleep(wait_s)
                         else:
-                            await asyncio.wait_for(subscription.get(), timeout=wait_s)
+                            # asyncio.timeout, not wait_for: Python 3.11's wait_for can
+                            # swallow the cancellation that stops this loop when an event
+                            # arrives at the same moment, and stop() then waits forever.
+                            async with asyncio.timeout(wait_s):
+                                await subscription.get()
                             # The step reads the event log: one step covers the whole burst
                             # (a call's events were one step, and three queries, each).
                             subscription.drain()

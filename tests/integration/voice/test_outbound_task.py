@@ -1,7 +1,8 @@
 """An agent's outbound call is their routing task, for real on loopback (issue 4, items 3 and
 7): alice dials a customer (her baresip phone first, then sipp as the carrier); while she talks
 the engine offers her nothing - a caller on the support line rings bob, a chat waits - and
-after she hangs up she wraps the call up with a disposition code, then gets the chat."""
+after she hangs up she wraps the call up with a disposition code, then gets the chat. A call
+lost in a restart does not keep its agent busy."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from omnicc.channels.voice.outbound import OutboundCalls
-from omnicc.channels.voice.trunk import Trunk
+from omnicc.channels.voice.outbound import OutboundCall, OutboundCalls
+from omnicc.channels.voice.trunk import Trunk, TrunkConfig
 from omnicc.core.errors import Conflict
 from omnicc.core.model import TaskPhase, TaskRequest
 from omnicc.store.database import Database
@@ -127,3 +128,26 @@ async def test_an_agent_on_an_outbound_call_is_offered_nothing_then_wraps_it_up(
             "outbound", alice, support)
         codes = await WrapUpCodes(session, seeded.tenant_id).list_all()
         assert contact.wrap_up_code_id == next(c.id for c in codes if c.code == "solved")
+
+
+async def test_a_call_lost_in_a_restart_does_not_keep_the_agent_busy(exchange: Exchange) -> None:
+    seeded, voice = exchange.seeded, exchange.voice
+    alice, support = seeded.agents["alice"], seeded.queues["support"]
+    runtime = await exchange.runtime()
+    engine = runtime.routing.engine
+    trunk = Trunk(voice.stack, TrunkConfig(uri="sip:omnicc@127.0.0.1:9"))
+    # The call's task and rows are written, then the process dies before anything rings.
+    call = OutboundCall(voice, runtime, trunk, agent_id=alice, number=CUSTOMER,
+                        queue_id=support)
+    await call.start()
+    assert call.contact is not None
+    task_id = call.contact.task_id
+    assert engine.task(task_id).phase is TaskPhase.ASSIGNED
+
+    after = OutboundCalls(voice, trunk)  # the next process's
+    assert await after.recover() == 1
+    assert engine.task(task_id).phase is TaskPhase.WRAPPING  # her wrap-up, then work again
+    assert await after.recover() == 0
+    async with exchange.database.session() as session:
+        contact = await Contacts(session, seeded.tenant_id).get(call.contact.contact_id)
+    assert contact.ended_at is not None and contact.attributes["hangup_side"] == "system"

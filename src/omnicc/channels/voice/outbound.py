@@ -34,12 +34,14 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.callbacks import (
@@ -75,7 +77,7 @@ from omnicc.store.repositories import (
     Conversations,
     VoiceNumbers,
 )
-from omnicc.store.tables import CallRecord, Contact, Conversation, Customer
+from omnicc.store.tables import CallRecord, Contact, Conversation, Customer, Task
 
 if TYPE_CHECKING:
     from omnicc.app.runtime import TenantRuntime
@@ -720,10 +722,44 @@ class OutboundCalls:
                                            policy=callback_policy, poll_s=callback_poll_s)
         self._calls: dict[str, OutboundCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._since = time.time()
 
     def start(self) -> None:
         self.trunk.start()
         self.callbacks.start()
+        task = asyncio.create_task(self._recover_quietly(), name="outbound-recover")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def recover(self) -> int:
+        """After a restart: the agents' own calls died with the old process, but their tasks
+        were restored assigned, holding the agents' voice slots (no offers would come). Each
+        such task older than this object completes as hung up by the system - the contact
+        ends, the agent's wrap-up follows; how many did."""
+        async with self.service.database.session() as session:
+            rows = await session.execute(select(Task.tenant_id).where(
+                Task.phase == TaskPhase.ASSIGNED.value, Task.channel == VOICE).distinct())
+            tenant_ids = list(rows.scalars())
+        ended = 0
+        for tenant_id in tenant_ids:
+            runtime = await self.service.center.tenant(tenant_id)
+            for task in list(runtime.routing.engine.tasks()):
+                if (task.initiated_by is None or task.channel != VOICE
+                        or task.phase is not TaskPhase.ASSIGNED or task.created_at >= self._since):
+                    continue
+                await runtime.voice.hung_up(VoiceContact(
+                    conversation_id=task.conversation_id or "",
+                    contact_id=str(task.attributes.get("contact_id", "")), customer_id="",
+                    task_id=task.id, queue_id=task.queue_id), side="system")
+                ended += 1
+        return ended
+
+    async def _recover_quietly(self) -> None:
+        try:
+            if count := await self.recover():
+                log.info("voice: %d outbound calls lost in a restart were ended", count)
+        except Exception:
+            log.exception("voice: ending the outbound calls lost in a restart failed")
 
     async def dial(self, runtime: TenantRuntime, *, agent_id: str, number: str,
                    queue_id: str | None) -> OutboundCall:

@@ -96,7 +96,8 @@ class Engine:
             self._placed_since_check = 0
 
     def status(self) -> dict[str, Any]:
-        return {"address": self.name, "up": self.up, "calls": self.load,
+        """For /readyz; a lost engine's calls are gone, so it has none."""
+        return {"address": self.name, "up": self.up, "calls": self.load if self.up else 0,
                 "placed": self.placed, "detail": self.detail,
                 "since": self.changed_at.isoformat()}
 

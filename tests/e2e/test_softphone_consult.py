@@ -7,6 +7,7 @@ caller with bob. The caller runs on its own event loop in a thread (see test_sof
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
@@ -42,6 +43,24 @@ RAW_MICROPHONE = """
     echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
 })();
 """
+
+
+async def finish_wrap_up(server: LiveServer, name: str) -> None:
+    """Wait for the agent's wrap-up of their voice task and finish it."""
+    desk = await Desk(server, name).login()
+    try:
+        for _ in range(200):
+            state = (await desk.http.get("/api/desk/state")).json()
+            wrapping = [t for t in state["tasks"] if t["phase"] == "wrapping"]
+            if wrapping:
+                done = await desk.http.post(f"/api/desk/tasks/{wrapping[0]['task_id']}/wrap-up",
+                                            json={"code": "solved"})
+                assert done.status_code == 200, done.text
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{name} never got to wrap-up")
+    finally:
+        await desk.close()
 
 
 def test_an_agent_consults_bob_makes_a_conference_and_completes_the_transfer(
@@ -132,8 +151,87 @@ def test_an_agent_consults_bob_makes_a_conference_and_completes_the_transfer(
         callers.run(caller.hears(tone(660), "bob after the transfer"))
         callers.run(caller.hang_up())
         callers.run(bob_phone.wait_for("CALL_CLOSED"))
+        callers.run(finish_wrap_up(server, "bob"))  # the call was bob's in the end
     finally:
         callers.run(caller.close())
         callers.run(bob_phone.stop())
+        callers.close()
+        context.close()
+
+
+def test_bob_answers_a_consult_in_the_browser_and_controls_the_call_after_completion(
+        voice_site: tuple[LiveServer, Seeded], phone_browser: Browser, tmp_path: Path) -> None:
+    """alice talks on her baresip desk phone (550 Hz) and consults bob, who answers in his
+    desk's softphone (Chromium's 440 Hz microphone, a WebRTC leg into the mixer); after
+    alice completes, bob's card controls the call (hold: music, resume: his microphone)."""
+    server, seeded = voice_site
+    voice: VoiceService = server.server.config.app.state.voice
+    context = phone_browser.new_context(viewport={"width": 1366, "height": 860})
+    context.set_default_timeout(15_000)
+    context.add_init_script(LOOPBACK_ONLY)
+    context.add_init_script(RAW_MICROPHONE)
+    page: Page = context.new_page()
+    callers = CallerLoop()
+    caller = Caller(voice.stack.udp.port)
+
+    async def alices_phone() -> Baresip:
+        phone = Baresip(tmp_path / "alice-phone", user="alice", password=PHONE_PASSWORD,
+                        registrar=("127.0.0.1", voice.stack.udp.port), tone_hz=550)
+        await phone.start()
+        await wait_for(lambda: bool(voice.registrar("acme").bindings("alice")))
+        return phone
+
+    async def alice_desk(method: str, path: str, body: dict[str, str] | None = None) -> int:
+        desk = await Desk(server, "alice").login()
+        try:
+            response = await desk.http.request(method, path, json=body)
+            return response.status_code
+        finally:
+            await desk.close()
+
+    alice_phone = callers.run(alices_phone())
+    try:
+        log_in(page, server, "bob", "/desk")
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "online")
+        page.get_by_role("switch", name="Phone").click()
+        expect(page.get_by_role("switch", name="Phone")).to_have_attribute("aria-checked", "true")
+        page.get_by_role("button", name="Break", exact=True).click()
+        assert callers.run(alice_desk("PUT", "/api/desk/status", {"status": "available"})) == 200
+
+        callers.run(caller.call(SUPPORT_LINE))
+        callers.run(wait_for(lambda: connected_agent(voice) == seeded.agents["alice"]))
+        callers.run(caller.hears(tone(550), "alice's desk phone"))
+        [call] = list(voice.calls.values())
+        assert call.contact is not None
+        task = call.contact.task_id
+        page.get_by_role("button", name="Available", exact=True).click()
+        expect(page.get_by_test_id("presence-badge")).to_contain_text("Available")
+
+        consult_url = f"/api/desk/calls/{task}/consult"
+        assert callers.run(alice_desk("POST", consult_url,
+                                      {"agent_id": seeded.agents["bob"]})) == 202
+        card = page.get_by_test_id("softphone")
+        expect(card.get_by_test_id("call-state")).to_have_text("Incoming call")
+        expect(card).to_contain_text("Maija - consult from Alice")
+        card.get_by_role("button", name="Answer").click()
+        expect(card.get_by_test_id("call-state")).to_have_text("On call")
+        callers.run(caller.hears(music_instead_of(440), "music while bob is consulted"))
+        assert callers.run(alice_desk("POST", f"{consult_url}/complete")) == 204
+        callers.run(alice_phone.wait_for("CALL_CLOSED"))
+        callers.run(caller.hears(tone(440), "bob's microphone after the transfer"))
+        assert connected_agent(voice) == seeded.agents["bob"]
+
+        card.get_by_role("button", name="Hold").click()
+        expect(card.get_by_test_id("call-state")).to_have_text("On hold")
+        callers.run(caller.hears(music_instead_of(440), "music on bob's hold"))
+        card.get_by_role("button", name="Resume").click()
+        callers.run(caller.hears(tone(440), "bob again"))
+        screenshot(page, "softphone-consult-taken-over")
+        card.get_by_role("button", name="Hang up").click()
+        callers.run(caller.hung_up_on())
+        expect(card).to_be_hidden()
+    finally:
+        callers.run(caller.close())
+        callers.run(alice_phone.stop())
         callers.close()
         context.close()

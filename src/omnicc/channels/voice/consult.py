@@ -136,10 +136,15 @@ async def start_consult(call: InboundCall, *, agent_id: str | None = None,
         target = ConsultTarget(name=name, agent_id=agent_id)
         consult = Consult(call, target, consulting=consulting)
 
+        task_id = call.contact.task_id
+
         def ring(sdp: str) -> Ring:
+            # The call's task: once the transfer completes, the target's desk controls the
+            # call by it (until then the desk's REST answers 404: not their call yet).
             return device.ring(sdp, CallInfo(
                 call_id=f"{call.call_id}~{consult.target_tag}", caller=call.caller,
-                caller_name=f"Consult from {consulting}", task_id=""))
+                caller_name=f"{call.caller_name or call.caller} - consult from {consulting}",
+                task_id=task_id))
 
         await consult.start(ring, webrtc=device.webrtc)
         return consult
@@ -437,4 +442,5 @@ class Consult:
             return
         self.call.service.center.bus.publish(
             self.call.runtime.tenant_id, [agent_topic(self.agent_id)],
-            Notice(NOTICE, {"task_id": self.call.contact.task_id, **self.view()}))
+            Notice(NOTICE, {"task_id": self.call.contact.task_id, **self.view(),
+                            "on_hold": self.call.media.on_hold}))

@@ -329,7 +329,7 @@ export function mountSoftphone({ send, queueName, targets }) {
     if (view && phone.call === call) {
       call.consultOpen = false;
       // The socket's frames may be ahead of this answer (the target answered at once).
-      if (call.consultFrame) draw();
+      if (call.consultFrame) showConsult(call.consult, call.consultFrame.on_hold);
       else showConsult(view.consult, view.on_hold);
       focusIn('[data-action="consult-cancel"]');
     }
@@ -386,11 +386,11 @@ export function mountSoftphone({ send, queueName, targets }) {
       finishTransferred(call);
     } else if (frame.state === "ended") {
       const reason = frame.reason && frame.reason !== "cancelled" ? frame.reason : "";
-      showConsult(null, false);
+      showConsult(null, frame.on_hold);
       if (reason) toast(`Consult ended: ${reason}. You are back with the caller.`);
       say(reason ? `Consult ended: ${reason}.` : `Back with ${who(call)}.`);
     } else {
-      showConsult(frame, frame.state === "conference" ? false : call.held);
+      showConsult(frame, frame.on_hold);
     }
   }
 
@@ -438,7 +438,9 @@ export function mountSoftphone({ send, queueName, targets }) {
       toast("This call cannot send keys.", "error");
       return;
     }
-    sender.dtmf.insertDTMF(key, 120, 70);
+    // Appended to the keys still queued: insertDTMF replaces the buffer, so quick typing
+    // would otherwise lose every key but the last.
+    sender.dtmf.insertDTMF(sender.dtmf.toneBuffer + key, 120, 70);
     call.digits += key;
     box.querySelector(".softphone-digits").textContent = call.digits;
   }

@@ -144,6 +144,9 @@ def test_the_browser_softphone_takes_an_agent_first_call(
         expect(outbound.get_by_test_id("outbound-state")).to_have_text("Connected")
         expect(card.get_by_role("button", name="Hold")).to_be_disabled()
         expect(card.get_by_role("button", name="Transfer")).to_be_disabled()
+        # The call is her voice task: its conversation is open with the customer's record.
+        expect(page.locator("#conversation-meta")).to_contain_text("Voice")
+        expect(page.get_by_test_id("customer-panel")).to_contain_text(CUSTOMER_NUMBER)
         screenshot(page, "softphone-outbound-in-call")
 
         card.get_by_role("button", name="Hang up").click()

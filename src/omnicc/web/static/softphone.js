@@ -237,7 +237,7 @@ export function mountSoftphone({ send, queueName, targets }) {
 
   function consultForm() {
     const call = phone.call;
-    const { agents } = targets();
+    const { agents, queues } = targets();
     const kind = call.consultKind;
     const choice = (value, text) => {
       const input = el("input", { attrs: { type: "radio", name: "softphone-consult-kind", value,
@@ -254,6 +254,10 @@ export function mountSoftphone({ send, queueName, targets }) {
     const field = kind === "agent"
       ? el("select", { attrs: { id: "softphone-consult-target", required: "" } },
           ...agents.map((a) => el("option", { text: a.label, attrs: { value: a.id } })))
+      : kind === "queue"
+      ? el("select", { attrs: { id: "softphone-consult-target", required: "",
+                                "aria-describedby": "softphone-consult-hint" } },
+          ...queues.map(([id, name]) => el("option", { text: name, attrs: { value: id } })))
       : el("input", { attrs: { id: "softphone-consult-target", type: "tel", required: "",
                                autocomplete: "off", inputmode: "tel", placeholder: "+358 40 123 4567",
                                "aria-describedby": "softphone-consult-hint" } });
@@ -262,19 +266,21 @@ export function mountSoftphone({ send, queueName, targets }) {
       el("fieldset", { className: "softphone-kinds" },
          el("legend", { text: "Consult" }),
          choice("agent", "An agent"),
+         choice("queue", "A queue"),
          choice("number", "A number")),
-      el("label", { text: kind === "agent" ? "Agent" : "Number",
+      el("label", { text: { agent: "Agent", queue: "Queue", number: "Number" }[kind],
                     attrs: { for: "softphone-consult-target" } }),
       field,
       el("p", { className: "small muted", attrs: { id: "softphone-consult-hint" },
-                text: "The caller hears music while you talk. A queue takes a blind transfer." }),
+                text: kind === "queue" ? "Rings the queue's agent who is free now and idle longest."
+                  : "The caller hears music while you talk." }),
       el("div", { className: "softphone-actions" },
          el("button", { className: "button primary", text: "Call", attrs: { type: "submit" } }),
          button("cancel-consult-form", "Cancel", "", closeConsult)));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const value = field.value.trim();
-      if (value) startConsult(kind === "agent" ? { agent_id: value } : { number: value });
+      if (value) startConsult({ [{ agent: "agent_id", queue: "queue_id", number: "number" }[kind]]: value });
     });
     form.addEventListener("keydown", (event) => {
       if (event.key === "Escape") closeConsult();
@@ -507,7 +513,7 @@ export function mountSoftphone({ send, queueName, targets }) {
       call.since = Date.now();
       draw();
       focusIn('[data-action="hang-up"]');
-      say(`On call with ${who(call)}.`);
+      say(call.outbound ? `Dialling ${call.caller}…` : `On call with ${who(call)}.`);
     } catch (error) {
       toast(`The call could not be answered: ${error.message || error}`, "error");
       send({ type: "call.decline", ring_id: call.ring_id });

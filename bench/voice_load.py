@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import math
 import os
 import platform
 import resource
@@ -121,6 +122,34 @@ def free_port() -> int:
                 return port
 
 
+def ng_address(pid: int) -> tuple[str, int]:
+    """rtpengine's control socket, from its command line (--listen-ng=host:port)."""
+    for argument in command_of(pid).split():
+        if argument.startswith("--listen-ng="):
+            host, _, port = argument.split("=", 1)[1].rpartition(":")
+            return host, int(port)
+    raise RuntimeError(f"process {pid} has no --listen-ng")
+
+
+def relayed_packets(address: tuple[str, int]) -> int:
+    """RTP packets rtpengine has forwarded since it started (ng `statistics`)."""
+    from omnicc.channels.voice.media.ng import NgClient
+
+    async def ask() -> int:
+        async with NgClient(address) as client:
+            reply = await client.request("statistics")
+        return int(reply["statistics"]["totalstatistics"]["relayedpackets"])
+
+    return asyncio.run(ask())
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_mhz() -> float:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("cpu MHz"):
@@ -140,7 +169,7 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        values = {}
+        values = {"machine": machine_busy_s()}
         for name, pid in self.pids.items():
             with contextlib.suppress(OSError):
                 values[name] = cpu_seconds(pid)
@@ -405,11 +434,35 @@ def start_omnicc(database_url: str, data_dir: Path) -> Server:
         if "serving on" in line:
             url = line.split("serving on", 1)[1].split()[0].rstrip(";")
     threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
-    engines = [pid for pid in children_of(process.pid) if "rtpengine" in command_of(pid)]
-    if not engines:
-        process.kill()
-        raise RuntimeError("omnicc serve started no rtpengine")
+    engines: list[int] = []
+    while not engines:  # voice may start after the HTTP side (the database comes first)
+        engines = [pid for pid in children_of(process.pid) if "rtpengine" in command_of(pid)]
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("omnicc serve started no rtpengine")
+        time.sleep(0.2)
+    while not sip_answers(sip_port):
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("omnicc serve does not answer SIP")
     return Server(process, url, sip_port, engines[0])
+
+
+def sip_answers(port: int) -> bool:
+    """Whether something answers an OPTIONS on the SIP port (within 0.5 s)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, 0))
+        probe.settimeout(0.5)
+        local, unique = probe.getsockname()[1], time.monotonic_ns()
+        probe.sendto((f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP {HOST}:{local};branch=z9hG4bK-ready{unique}\r\n"
+                      f"From: <sip:bench@{HOST}>;tag=ready\r\nTo: <sip:{HOST}:{port}>\r\n"
+                      f"Call-ID: ready-{unique}@{HOST}\r\nCSeq: 1 OPTIONS\r\n"
+                      "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode(), (HOST, port))
+        try:
+            return probe.recv(65536).startswith(b"SIP/2.0")
+        except OSError:
+            return False
 
 
 def agents_available(url: str, agent_ids: Sequence[str]) -> None:
@@ -491,6 +544,7 @@ class Peer:
     media_pid: int | None
     database_url: str | None = None
     tenant_id: str | None = None
+    ng: tuple[str, int] | None = None
 
     def pids(self) -> dict[str, int]:
         pids = {"b2bua": self.pid}
@@ -546,6 +600,7 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
     sampler = CpuSampler(peer.pids())
     extra_pids: dict[str, int] = {}
     sampler.start()
+    packets_before = relayed_packets(peer.ng) if peer.ng is not None else 0
     start = time.time()
     callers = sipp(f"{name}-callers", workdir, peer.target, caller_scenario(workdir, None),
                    *CallerLoad(load.calls - talkers, load.cps * (1 - talkers / load.calls),
@@ -567,6 +622,7 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
     if peer.database_url is not None:
         settle(peer, start)
     sampler.stop()
+    packets = relayed_packets(peer.ng) - packets_before if peer.ng is not None else None
     finals = [run.final() for run in runs]
     placed = sum(int(f.get("OutgoingCall(C)", 0)) for f in finals)
     sipp_ok = sum(int(f.get("SuccessfulCall(C)", 0)) for f in finals)
@@ -585,6 +641,12 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
                          else None),
         "wall_s": round(end - start, 1),
     }
+    if packets is not None:
+        # A talker's stream is forwarded both ways (the agents' sipp echoes it): about
+        # 2 x 50 packets per second of talk; calls that do not talk send nothing.
+        result["rtp_packets_relayed"] = packets
+        result["rtp_packets_per_talker_s_incl_prompts"] = (
+            round(packets / (talkers * load.hold_s), 1) if talkers else None)
     records = records_between(peer, start - 1, end)
     if peer.database_url is not None:
         bridged = [r for r in records if r.outcome == "answered" and r.agent_id]
@@ -617,6 +679,9 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
         if process_name in sampler.pids:
             used = sampler.used(process_name, start, time.time())
             result[f"cpu_s_{process_name}"] = round(used, 2)
+    now = time.time()
+    result["machine_cpu_share"] = round(
+        sampler.used("machine", start, now) / max(sampler.span(start, now), 1e-9), 3)
     result["cpu_ms_per_call"] = round(1000 * result["cpu_s_b2bua"] / max(placed, 1), 2)
     if "cpu_s_rtpengine" in result:
         result["rtpengine_cpu_ms_per_call"] = round(
@@ -646,19 +711,24 @@ def plateau_figures(sampler: CpuSampler, window: tuple[float, float],
     if seconds < 2:
         return None
     figures: dict[str, Any] = {"seconds": round(seconds, 1)}
-    for name in sampler.pids:
+    for name in ("machine", *sampler.pids):
         figures[f"share_{name}"] = round(sampler.used(name, start, end) / seconds, 4)
     return figures
 
 
 def sweep(peer: Peer, workdir: Path, rates: Sequence[float], seconds: float, hold_s: float,
           limit: int) -> dict[str, Any]:
-    """Rising call rates until one fails; the highest that passed is the sustained rate."""
-    steps = []
+    """Rising call rates until one fails; the highest that passed is the sustained rate.
+    `limit` is the most calls the far end takes at once (OmniCC: its agents)."""
+    steps: list[dict[str, Any]] = []
     sustained = 0.0
     for rate in rates:
+        if rate * (hold_s + 4) > limit:
+            steps.append({"cps": rate, "passed": None, "agent_bound": True})
+            print(f"  {peer.name} sweep stops before {rate:g} cps: too few agents", flush=True)
+            break
         calls = max(1, int(rate * seconds))
-        figures = run_phase(peer, workdir, f"sweep-{rate:g}",
+        figures = run_phase(peer, workdir, f"{peer.name}-sweep-{rate:g}",
                             CallerLoad(calls, rate, hold_s, limit))
         achieved = figures["cps_achieved"] or 0.0
         passed = (figures["failed_share"] is not None
@@ -666,6 +736,7 @@ def sweep(peer: Peer, workdir: Path, rates: Sequence[float], seconds: float, hol
                   and achieved >= ACHIEVED_SHARE * rate)
         steps.append({"cps": rate, "passed": passed, "achieved": achieved,
                       "failed": figures["failed"], "placed": figures["placed"],
+                      "outcomes": figures.get("outcomes"), "sipp_failed": figures["sipp_failed"],
                       "setup_ms_p99": figures["setup_ms_p99"],
                       "to_agent_s_p99": figures.get("to_agent_s_p99"),
                       "cpu_ms_per_call": figures["cpu_ms_per_call"],
@@ -694,6 +765,7 @@ class Options:
     sweep_s: float
     sweep_hold_s: float
     sippy: bool
+    backend: str
     profile: Path | None
     workdir: Path | None
 
@@ -706,7 +778,16 @@ def agent_phones(workdir: Path, name: str, port: int) -> SippRun:
 def omnicc_run(options: Options, workdir: Path) -> dict[str, Any]:
     data_dir = workdir / "omnicc"
     data_dir.mkdir()
-    url = f"sqlite+aiosqlite:///{data_dir / 'omnicc.db'}"
+    if options.backend == "postgresql":
+        from chat_load import postgres_database  # the same throwaway cluster
+
+        with postgres_database() as url:
+            return omnicc_on(url, data_dir, options, workdir)
+    return omnicc_on(f"sqlite+aiosqlite:///{data_dir / 'omnicc.db'}", data_dir, options,
+                     workdir)
+
+
+def omnicc_on(url: str, data_dir: Path, options: Options, workdir: Path) -> dict[str, Any]:
     started = time.monotonic()
     seeded = asyncio.run(seed(url, data_dir, options.agents))
     result: dict[str, Any] = {"seed_s": round(time.monotonic() - started, 1)}
@@ -720,7 +801,7 @@ def omnicc_run(options: Options, workdir: Path) -> dict[str, Any]:
         phones = agent_phones(workdir, "omnicc-agents", agent_port)
         time.sleep(1)
         peer = Peer("omnicc", f"{HOST}:{server.sip_port}", server.process.pid,
-                    server.rtpengine_pid, url, seeded.tenant_id)
+                    server.rtpengine_pid, url, seeded.tenant_id, ng_address(server.rtpengine_pid))
         talk_file = talk_wav(workdir)
         idle = CpuSampler(peer.pids())
         idle.start()
@@ -841,12 +922,15 @@ def parse(argv: Sequence[str] | None) -> Options:
                         help="after the 200 OK; default: calls/cps + 10 s, so all overlap")
     parser.add_argument("--talkers", type=int, default=None,
                         help="calls that stream RTP (default: a tenth)")
-    parser.add_argument("--agents", type=int, default=None, help="default: calls + 100")
-    parser.add_argument("--rates", default="25,50,75,100,150,200,300,400",
+    parser.add_argument("--agents", type=int, default=None,
+                        help="default: enough for the load and for sweep rates up to 100/s")
+    parser.add_argument("--rates", default="10,20,30,40,50,60,80,100,150,200,300,400,600",
                         help="the sweep's call rates; empty: no sweep")
-    parser.add_argument("--sweep-s", type=float, default=8.0)
+    parser.add_argument("--sweep-s", type=float, default=10.0)
     parser.add_argument("--sweep-hold-s", type=float, default=4.0)
     parser.add_argument("--no-sippy", action="store_true")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="OmniCC's database (postgresql: a throwaway cluster, as chat_load)")
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None,
                         help="a new directory to work in and keep (default: a temporary one)")
@@ -856,12 +940,15 @@ def parse(argv: Sequence[str] | None) -> Options:
     if args.quick:
         args.calls, args.cps, args.rates, args.sweep_s = 50, 10.0, "10,25", 4.0
     hold_s = args.hold_s if args.hold_s is not None else args.calls / args.cps + 10
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    # A sweep call needs its agent from the greeting's end to its hang-up (hold + ~2 s).
+    sweep_agents = math.ceil(min(max(rates, default=0), 100) * (args.sweep_hold_s + 4))
     return Options(
         calls=args.calls, cps=args.cps, hold_s=hold_s,
         talkers=args.talkers if args.talkers is not None else args.calls // 10,
-        agents=args.agents or args.calls + 100,
-        rates=[float(r) for r in args.rates.split(",") if r.strip()],
+        agents=args.agents or max(args.calls + 100, sweep_agents), rates=rates,
         sweep_s=args.sweep_s, sweep_hold_s=args.sweep_hold_s, sippy=not args.no_sippy,
+        backend=args.backend,
         profile=args.profile, workdir=args.workdir)
 
 

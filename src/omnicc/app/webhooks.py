@@ -161,6 +161,8 @@ class WebhookDispatcher:
         self._bus = bus
         self.policy = policy or DeliveryPolicy()
         self._rng = rng or random.Random()
+        self._subscribed = True
+        """Whether the last fan-out saw an enabled subscription (none: nothing can be due)."""
 
     async def run(self) -> None:
         """Until cancelled: step, then sleep until an event is committed, a retry is due or
@@ -171,7 +173,7 @@ class WebhookDispatcher:
                 while True:
                     try:
                         await self.step(client)
-                        wait_s = await self._idle_s()
+                        wait_s = await self._idle_s() if self._subscribed else self.policy.poll_s
                     except Exception:  # a database hiccup must not end webhooks for good
                         log.exception("webhook dispatch failed", extra={"tenant": self._slug})
                         wait_s = self.policy.poll_s
@@ -198,6 +200,8 @@ class WebhookDispatcher:
         """Fan out every new event, then make every due attempt."""
         while await self.fan_out():
             pass
+        if not self._subscribed:  # one query per wake-up while no webhook is set up
+            return
         while await self.deliver_due(client):
             pass
 
@@ -206,6 +210,7 @@ class WebhookDispatcher:
         async with self._database.session() as session:
             subscriptions = [s for s in await WebhookSubscriptions(
                 session, self._tenant_id).list_all() if s.is_enabled]
+            self._subscribed = bool(subscriptions)
             if not subscriptions:
                 return 0
             after = min(s.cursor_seq for s in subscriptions)

@@ -57,7 +57,7 @@ class ReplyIn(BaseModel):
     id: str | None = Field(default=None, max_length=128, description="Idempotency key.")
 
 
-async def _check_involved(request: Request, principal: Principal, desk: EmailDesk,
+async def _check_involved(request: Request, principal: Principal,
                           conversation_id: str) -> str | None:
     """The agent id when the user is an agent who has or had the conversation; None for a
     supervisor (who may read any); 404 otherwise."""
@@ -75,9 +75,8 @@ async def _check_involved(request: Request, principal: Principal, desk: EmailDes
             summary="The emails of a conversation (HTML sanitised) and its ticket",
             responses=NOT_FOUND)
 async def thread(conversation_id: str, request: Request, principal: Handler) -> dict[str, Any]:
-    desk = await email_desk(request, principal)
-    await _check_involved(request, principal, desk, conversation_id)
-    return await desk.thread(conversation_id)
+    await _check_involved(request, principal, conversation_id)
+    return await (await email_desk(request, principal)).thread(conversation_id)
 
 
 @router.post("/api/emails/conversations/{conversation_id}/replies", status_code=201,

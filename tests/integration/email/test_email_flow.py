@@ -404,3 +404,25 @@ async def test_acknowledgements_are_limited_and_never_go_to_our_own_mailboxes(
         assert [email.to for email in acknowledgements] == [("bot@example.org",)] * 3
         assert all(email.is_automatic for email in acknowledgements)
         assert len(await tickets(rig)) == 6
+
+
+async def test_a_reply_stored_before_a_restart_is_sent_after_it(
+        migrated_database_url: str, servers: MailServers, tmp_path: Path) -> None:
+    async with running(migrated_database_url, tmp_path, servers, start=False) as rig:
+        await rig.runtime.routing.run(lambda e: e.set_status(rig.alice, "available"))
+        receipt = await rig.desk.receive(rig.mailbox_id, read_email(corpus("alternative.eml")))
+        await rig.runtime.chats.accept(rig.alice, await offer_to(rig, receipt.task_id or "",
+                                                                 rig.alice))
+        await rig.desk.reply(rig.alice, receipt.conversation_id or "", "Sent after all.", "r1")
+        assert [e.to for e in await rig.desk.outbox()] == [(MARIA,), (MARIA,)]
+        assert servers.handler.envelopes == []
+        # The process with the outbox is gone; a new service finds the emails and sends them.
+        fresh = EmailService(rig.database, rig.center, None,
+                             timing=EmailTiming(retry_base_s=0.05, retry_max_s=0.2))
+        await fresh.start()
+        try:
+            raws = await eventually(lambda: _inbox(servers, MARIA, 2), "both emails delivered")
+            assert all(str(parse_bytes(raw)["Subject"]).startswith("Re: ") for raw in raws)
+            assert await (await fresh.desk(rig.seeded.tenant_id)).outbox() == []
+        finally:
+            await fresh.stop()

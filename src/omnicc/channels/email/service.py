@@ -32,8 +32,9 @@ log = logging.getLogger("omnicc.email")
 
 @dataclass(frozen=True, slots=True)
 class EmailTiming:
-    idle_s: float = 600.0
-    """How long one IDLE lasts before it is renewed (servers drop them after 30 min)."""
+    idle_s: float = 300.0
+    """How long one IDLE lasts before the folder is searched again and IDLE renewed (servers
+    drop them after 30 min; the search also catches what a missed notification hid)."""
     retry_base_s: float = 2.0
     """First wait after a failed send or connection; doubles up to `retry_max_s`."""
     retry_max_s: float = 300.0

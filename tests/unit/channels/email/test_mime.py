@@ -150,3 +150,30 @@ def test_composed_reply_threads_and_marks_automatic() -> None:
     assert parsed["Auto-Submitted"] == "auto-replied"
     assert str(parsed["Subject"]) == "Re: Hëllo [#ABCD2345]"
     assert read_email(bytes(message)).automation is not None
+
+
+def _robot(headers: str, sender: str = "someone@example.org") -> str | None:
+    raw = f"From: {sender}\r\nSubject: x\r\n{headers}\r\nhello\r\n".encode()
+    return read_email(raw).automation
+
+
+def test_robot_signs() -> None:
+    assert _robot("") is None
+    assert _robot("Auto-Submitted: no\r\n") is None
+    assert _robot("Auto-Submitted: auto-generated\r\n") == "auto-submitted: auto-generated"
+    assert _robot("Precedence: bulk\r\n") == "precedence: bulk"
+    assert _robot("Precedence: first-class\r\n") is None
+    assert _robot("X-Autoreply: yes\r\n") == "x-autoreply"
+    assert _robot("List-Id: <news.example.org>\r\n") == "mailing list"
+    assert _robot("Return-Path: <>\r\n") == "null sender"
+    assert _robot("", sender="no-reply@example.org") == "robot sender"
+    assert _robot("", sender="Postmaster@example.org") == "bounce"
+
+
+def test_a_bounce_without_the_report_format_still_names_the_original() -> None:
+    raw = (b"From: MAILER-DAEMON@mx.example.org\r\nSubject: failure notice\r\n\r\n"
+           b"Sorry, I could not deliver.\r\n--- Below this line is a copy of the message.\r\n"
+           b"Message-ID: <ours.ABCD2345@support.example>\r\nSubject: Re: hi\r\n")
+    email = read_email(raw)
+    assert email.bounce is not None
+    assert email.bounce.original_message_id == "<ours.ABCD2345@support.example>"

@@ -191,22 +191,26 @@ async def hang_up(task_id: str, request: Request, principal: Handler) -> None:
 
 class CallConsult(BaseModel, extra="forbid"):
     agent_id: str | None = Field(default=None, min_length=1, max_length=64)
+    queue_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                 description="The queue's member free now and idle longest.")
     number: str | None = Field(default=None, min_length=1, max_length=64,
                                description="An external number, through the carrier trunk.")
 
     @model_validator(mode="after")
     def _one_target(self) -> CallConsult:
-        if (self.agent_id is None) == (self.number is None):
-            raise ValueError("give exactly one of agent_id or number (a queue takes a blind "
-                             "transfer: POST .../transfer {queue_id})")
+        if sum(target is not None for target in (self.agent_id, self.queue_id,
+                                                 self.number)) != 1:
+            raise ValueError("give exactly one of agent_id, queue_id or number")
         return self
 
 
 CONSULT_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No live call of yours behind this task, or an unknown agent."},
+    404: {"description": "No live call of yours behind this task, or an unknown agent or "
+                         "queue."},
     409: {"description": "Not now, and why: the call is not connected or is supervised, a "
                          "consult is already going on (or none is), the agent is busy or has "
-                         "no phone online, the target has not answered, no carrier trunk."},
+                         "no phone online, nobody in the queue is free, the target has not "
+                         "answered, no carrier trunk."},
     422: {"description": "Not one target, or not a number that can be dialled."},
     503: {"description": "This server runs without voice."},
 }
@@ -218,13 +222,15 @@ def _not_consulting(call: InboundCall) -> None:
 
 
 @router.post("/{task_id}/consult", responses=CONSULT_ERRORS, status_code=202,
-             summary="Consult an agent or an external number: the caller is put on hold and "
-                     "the target rings (progress on the desk socket as call.consult)")
+             summary="Consult an agent, a queue's next free agent or an external number: the "
+                     "caller is put on hold and the target rings (progress on the desk "
+                     "socket as call.consult)")
 async def consult(task_id: str, body: CallConsult, request: Request,
                   principal: Handler) -> dict[str, Any]:
     call = await _my_call(request, principal, task_id)
     try:
-        await start_consult(call, agent_id=body.agent_id, number=body.number)
+        await start_consult(call, agent_id=body.agent_id, queue_id=body.queue_id,
+                            number=body.number)
     except InvalidNumber as error:
         raise InvalidConfiguration(str(error)) from None
     return call_view(call)

@@ -54,8 +54,10 @@ async def test_consult_bob_then_complete_over_the_desk_api(
             assert detail in response.json()["detail"], response.json()
 
         await refused({"agent_id": seeded.agents["bob"], "number": "+358401111111"}, 422)
-        await refused({"queue_id": seeded.queues["billing"]}, 422)
+        await refused({"queue_id": seeded.queues["billing"], "number": "+358401111111"}, 422)
         await refused({"agent_id": "nobody"}, 404, "unknown agent")
+        await refused({"queue_id": "nowhere"}, 404, "unknown queue")
+        await refused({"queue_id": seeded.queues["billing"]}, 409, "nobody in billing")
         await refused({"agent_id": seeded.agents["alice"]}, 409, "yourself")
         await refused({"agent_id": seeded.agents["bob"]}, 409, "offline")  # bob's status
         await refused({"number": "+358401111111"}, 409, "no carrier trunk")
@@ -139,8 +141,11 @@ async def test_cancel_and_conference_over_the_desk_api(
         await phones[1].wait_for("CALL_CLOSED")
         await caller.hears(tone(440), "alice after the cancel")
 
-        assert (await alice.http.post(consult_url, json={
-            "agent_id": seeded.agents["bob"]})).status_code == 202
+        # A queue's next free agent: bob (alice is on the call).
+        by_queue = await alice.http.post(consult_url, json={"queue_id": seeded.queues["billing"]})
+        assert by_queue.status_code == 202, by_queue.text
+        assert by_queue.json()["consult"]["target"]["agent_id"] == seeded.agents["bob"]
+        assert by_queue.json()["consult"]["target"]["queue_id"] == seeded.queues["billing"]
         await eventually(consulting, "bob to answer again")
         three = await alice.http.post(f"{consult_url}/conference")
         assert three.status_code == 200, three.text

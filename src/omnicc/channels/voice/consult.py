@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from omnicc.channels.voice.calls import InboundCall
 
 __all__ = ["RING_TIMEOUT_S", "Consult", "ConsultState", "ConsultTarget", "is_consulted",
-           "start_consult"]
+           "next_free_agent", "start_consult"]
 
 log = logging.getLogger("omnicc.voice.consult")
 
@@ -77,10 +77,13 @@ class ConsultTarget:
     name: str
     agent_id: str | None = None
     number: str | None = None
+    queue_id: str | None = None
+    """The queue whose next free agent was chosen (a consult "to a queue")."""
 
     def view(self) -> dict[str, Any]:
         return {"kind": "agent" if self.agent_id is not None else "number",
-                "agent_id": self.agent_id, "number": self.number, "name": self.name}
+                "agent_id": self.agent_id, "number": self.number, "name": self.name,
+                "queue_id": self.queue_id}
 
 
 def _can_take_a_call(engine: Engine, agent_id: str) -> str | None:
@@ -103,13 +106,32 @@ def is_consulted(calls: Iterable[InboundCall], tenant_id: str, agent_id: str) ->
                and call.runtime.tenant_id == tenant_id for call in calls)
 
 
+async def next_free_agent(call: InboundCall, queue_id: str) -> str:
+    """The queue's member who can take a call now and has been idle longest (the queue's own
+    order is the routing engine's business: a consult asks for a person now)."""
+    engine = call.runtime.routing.engine
+    try:
+        queue = engine.queue(queue_id)
+    except NotFound:
+        raise NotFound(f"unknown queue {queue_id!r}") from None
+    free = sorted((engine.agent(member) for member in queue.members
+                   if member != call.agent_id and _can_take_a_call(engine, member) is None),
+                  key=lambda agent: agent.idle_since)
+    for agent in free:
+        if await call.service.agent_device(call.runtime, agent.id) is not None:
+            return agent.id
+    raise Conflict(f"nobody in {queue.config.name or queue_id} can take a call now")
+
+
 async def start_consult(call: InboundCall, *, agent_id: str | None = None,
-                        number: str | None = None) -> Consult:
-    """Put the caller on hold and ring the consulted agent or number.
+                        number: str | None = None, queue_id: str | None = None) -> Consult:
+    """Put the caller on hold and ring the consulted agent, the next free agent of a queue,
+    or a number.
 
     Conflict (409) when the call cannot be consulted now (not connected, supervised, a
-    consult already going on, no trunk, the agent busy or without a phone), NotFound (404)
-    for an unknown agent; a number that cannot be dialled raises `InvalidNumber`."""
+    consult already going on, no trunk, the agent busy or without a phone, nobody free in
+    the queue), NotFound (404) for an unknown agent or queue; a number that cannot be dialled
+    raises `InvalidNumber`."""
     if (call.contact is None or not call.connected.is_set() or call.ended.is_set()
             or call.agent_leg is None or call.agent_id is None):
         raise Conflict("only a connected call can be consulted")
@@ -120,6 +142,8 @@ async def start_consult(call: InboundCall, *, agent_id: str | None = None,
     service, runtime = call.service, call.runtime
     engine = runtime.routing.engine
     consulting = engine.agent(call.agent_id).name
+    if queue_id is not None:
+        agent_id = await next_free_agent(call, queue_id)
     if agent_id is not None:
         if agent_id == call.agent_id:
             raise Conflict("you cannot consult yourself")
@@ -133,7 +157,7 @@ async def start_consult(call: InboundCall, *, agent_id: str | None = None,
         device = await service.agent_device(runtime, agent_id)
         if device is None:
             raise Conflict(f"{name} has no phone online")
-        target = ConsultTarget(name=name, agent_id=agent_id)
+        target = ConsultTarget(name=name, agent_id=agent_id, queue_id=queue_id)
         consult = Consult(call, target, consulting=consulting)
 
         task_id = call.contact.task_id

@@ -375,7 +375,6 @@ class MediaCall:
         sdp = await self.client.offer(
             self.call_id, local_tag, local_sdp, {**options, "to-tag": party_tag})
         self._offered[party_tag] = sdp
-        self.mixer_ports.add(media_address(local_sdp)[1])
         return sdp
 
     async def side_answer(self, local_tag: str, party_tag: str, party_sdp: str, *,
@@ -383,7 +382,7 @@ class MediaCall:
         """The party's answer to :meth:`side_offer`; returns the SDP OmniCC's port sends to."""
         options = {**PLAIN_RTP, **LATCH} if webrtc else LATCH
         reply = await self.client.answer(self.call_id, local_tag, party_tag, party_sdp, options)
-        self.mixer_ports.add(media_address(reply)[1])
+        self.mixer_ports.add(media_address(reply)[1])  # rtpengine's port facing OmniCC's
         self._sides[party_tag] = (party_sdp, webrtc, local_tag)
         return reply
 

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omnicc.api.admin.changes import changing, ensure_free, reading, referenced
 from omnicc.api.auth import require_permission
-from omnicc.api.desk import agent_of
+from omnicc.api.center import tenant_runtime
+from omnicc.api.desk import Transfer, agent_of, desk_state
 from omnicc.app.emails import EmailDesk
 from omnicc.app.permissions import Permission, has_permission
 from omnicc.app.principals import Principal
@@ -95,6 +96,17 @@ async def finish(conversation_id: str, request: Request, principal: Handler) -> 
     agent_id = await agent_of(request, principal)
     await (await email_desk(request, principal)).finish(agent_id, conversation_id)
     return {"status": "finished"}
+
+
+@router.post("/api/emails/conversations/{conversation_id}/transfer",
+             summary="Hand the email to a queue or a colleague; answers the desk's state",
+             responses=NOT_FOUND)
+async def transfer(conversation_id: str, body: Transfer, request: Request,
+                   principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    await (await email_desk(request, principal)).transfer(
+        agent_id, conversation_id, queue_id=body.queue_id, to_agent_id=body.agent_id)
+    return desk_state(await tenant_runtime(request, principal), agent_id)
 
 
 # --- mailboxes ---------------------------------------------------------------------------------

@@ -591,6 +591,31 @@ class EmailDesk:
 
         await self._routing.run(lambda engine: engine.complete(task_id), alongside=close)
 
+    async def transfer(self, agent_id: str, conversation_id: str, *,
+                       queue_id: str | None = None, to_agent_id: str | None = None) -> None:
+        """Hand the email to a queue or a colleague; the conversation notes it for agents."""
+        async with self._database.session() as session:
+            ticket = await EmailTickets(session, self.tenant_id).of_conversation(conversation_id)
+        if ticket is None:
+            raise NotFound(f"no email in conversation {conversation_id}")
+        task_id = self._task_of_agent(ticket, agent_id)
+
+        async def note(session: AsyncSession, events: list[ev.Event]) -> None:
+            if queue_id is not None:
+                queue = await Queues(session, self.tenant_id).get(queue_id)
+                target = f"queue {queue.name}"
+            else:
+                colleague = await Agents(session, self.tenant_id).get(to_agent_id or "")
+                target = colleague.name
+            await Messages(session, self.tenant_id).append(Message(
+                conversation_id=conversation_id, contact_id=ticket.contact_id,
+                author_kind="system", visibility="internal",
+                text=f"The email was transferred to {target}.", created_at=now_utc()))
+
+        await self._routing.run(
+            lambda engine: engine.transfer(task_id, queue_id=queue_id, agent_id=to_agent_id),
+            alongside=note)
+
     async def thread(self, conversation_id: str) -> dict[str, Any]:
         """The ticket and its emails as the desk shows them (sanitised HTML only)."""
         async with self._database.session() as session:

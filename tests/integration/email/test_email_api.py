@@ -135,9 +135,26 @@ async def test_mailbox_admin_desk_reply_and_finish(server: LiveServer, seeded: S
         assert message["In-Reply-To"] == "<evil-1@example.net>"
         assert f"[#{thread['ticket']['reference']}]" in str(message["Subject"])
 
-        done = await alice.http.post(f"/api/emails/conversations/{conversation_id}/finish")
+        # Alice hands it to Bob, who finishes it.
+        await bob.http.put("/api/desk/status", json={"status": "available"})
+        moved = await alice.http.post(f"/api/emails/conversations/{conversation_id}/transfer",
+                                      json={"agent_id": seeded.agents["bob"]})
+        assert moved.status_code == 200 and moved.json()["tasks"] == []
+
+        async def offered_to_bob() -> dict[str, Any] | None:
+            state = (await bob.http.get("/api/desk/state")).json()
+            return next((o for o in state["offers"] if o["channel"] == "email"), None)
+
+        bobs = await until(offered_to_bob, "the transferred email offered to Bob")
+        assert (await bob.http.post(f"/api/desk/offers/{bobs['offer_id']}/accept")
+                ).status_code == 200
+        assert (await alice.http.post(f"/api/emails/conversations/{conversation_id}/replies",
+                                      json={"text": "still mine?"})).status_code == 403
+        thread = (await bob.http.get(f"/api/emails/conversations/{conversation_id}")).json()
+        assert thread["ticket"]["task_id"] == bobs["task_id"]
+        done = await bob.http.post(f"/api/emails/conversations/{conversation_id}/finish")
         assert done.status_code == 200
-        state = (await alice.http.get("/api/desk/state")).json()
+        state = (await bob.http.get("/api/desk/state")).json()
         assert [t["phase"] for t in state["tasks"] if t["channel"] == "email"] == ["wrapping"]
 
         imported = await ada.http.post(f"/api/admin/email/mailboxes/{mailbox['id']}/import")

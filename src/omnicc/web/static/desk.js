@@ -272,7 +272,7 @@ function drawConversation() {
   const email = task.channel === "email";  // answered in the email panel, by email
   $("composer").hidden = wrapping || call || email;
   $("end-button").hidden = wrapping || call || email;
-  $("transfer-button").hidden = wrapping || call || email;
+  $("transfer-button").hidden = wrapping || call;
   document.querySelector(".log-wrap").hidden = email;
   desk.email?.show(email ? id : null, task);
   $("wrap-up-note").textContent = `The ${call ? "call" : "chat"} has ended. Choose how it went, then finish to take new work.`;
@@ -476,11 +476,12 @@ async function confirmTransfer(event) {
   const body = transferTarget() === "queue" ? { queue_id: $("transfer-queue").value }
                                             : { agent_id: $("transfer-agent").value };
   if (!Object.values(body)[0]) return;
-  const state = await run(() => api(`/api/desk/conversations/${encodeURIComponent(id)}/transfer`,
+  const email = taskOf(id)?.channel === "email";  // an email is moved by the email API
+  const state = await run(() => api(`/api/${email ? "emails" : "desk"}/conversations/${encodeURIComponent(id)}/transfer`,
                                     { method: "POST", body }));
   if (state) {
     $("transfer-dialog").close();
-    toast("Chat transferred.");
+    toast(email ? "Email transferred." : "Chat transferred.");
     applyState(state);
   }
 }

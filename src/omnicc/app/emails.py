@@ -258,6 +258,9 @@ class EmailDesk:
             plan.task_id = uuid.uuid4().hex
         if plan.new_ticket:
             plan.task_id = uuid.uuid4().hex
+        if plan.task_id is not None and mailbox.queue_id is None:
+            # Not stored, so not flagged: read again once an admin gives the mailbox a queue.
+            raise InvalidConfiguration(f"mailbox {mailbox.name} has no queue to route to")
         return plan
 
     async def _thread_of(self, session: AsyncSession, ids: tuple[str, ...]) -> str | None:

@@ -24,7 +24,7 @@ from omnicc.bus import Bus
 from omnicc.channels.email.imap import ImapAccount, ImapInbox
 from omnicc.channels.email.mime import parse_bytes, read_email
 from omnicc.channels.email.service import EmailService, EmailTiming
-from omnicc.core.errors import NotFound
+from omnicc.core.errors import InvalidConfiguration, NotFound
 from omnicc.core.model import TaskPhase
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -426,3 +426,17 @@ async def test_a_reply_stored_before_a_restart_is_sent_after_it(
             assert await (await fresh.desk(rig.seeded.tenant_id)).outbox() == []
         finally:
             await fresh.stop()
+
+
+async def test_a_mailbox_without_a_queue_stores_nothing_and_says_why(
+        migrated_database_url: str, tmp_path: Path) -> None:
+    async with running(migrated_database_url, tmp_path, None, start=False) as rig:
+        async with rig.database.session() as session:
+            row = await EmailMailboxes(session, rig.seeded.tenant_id).get(rig.mailbox_id)
+            row.queue_id = None
+        with pytest.raises(InvalidConfiguration, match="has no queue"):
+            await rig.desk.receive(rig.mailbox_id, read_email(corpus("latin1.eml")), imap_uid=1)
+        assert await count(rig, EmailMessage) == 0
+        async with rig.database.session() as session:
+            row = await EmailMailboxes(session, rig.seeded.tenant_id).get(rig.mailbox_id)
+            assert row.last_uid == 0  # it will be read again

@@ -26,6 +26,7 @@ from omnicc.channels.email.loops import automation_of, bounce_of
 from omnicc.channels.email.markup import html_to_text, sanitize_html
 
 MAX_INLINE_IMAGE_BYTES: Final = 2 * 1024 * 1024
+MAX_ADDRESS_CHARS: Final = 320  # RFC 5321's limits: 64 + 1 + 255
 INLINE_IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
@@ -49,7 +50,7 @@ def addresses(message: Message, name: str) -> list[tuple[str, str]]:
     """(display name, lower-case address) of every mailbox in a header."""
     found = []
     for display, address in getaddresses([header_text(message, name)]):
-        if "@" in address:
+        if "@" in address and len(address) <= MAX_ADDRESS_CHARS:
             found.append((display.strip(), address.strip().lower()))
     return found
 

@@ -158,7 +158,8 @@ class Callbacks:
                     conversation_id=task.conversation_id or "",
                     contact_id=str(task.attributes.get("contact_id", "")),
                     customer_id=row.customer_id or "", task_id=task.id,
-                    queue_id=task.queue_id), side="system")
+                    queue_id=task.queue_id), side="system",
+                    lost="the callback's follower was lost in a restart")  # not an abandon
             await self._update(row.id, state="pending", task_id=None)
         return len(orphans)
 

@@ -178,9 +178,12 @@ class VoiceDesk:
         except (Conflict, NotFound):
             log.debug("offer %s was no longer pending when rejected", offer_id)
 
-    async def hung_up(self, contact: VoiceContact, *, side: str) -> None:
+    async def hung_up(self, contact: VoiceContact, *, side: str,
+                      lost: str | None = None) -> None:
         """The call ended (`side` who hung up): abandoned while it waited, otherwise the
-        conversation is complete and the agent's wrap-up follows."""
+        conversation is complete and the agent's wrap-up follows. `lost`: why the call died
+        on our side (a restart) - a task still in line is then cancelled, not abandoned: the
+        caller did not choose to leave, so abandonment and service level must not count it."""
         end = self._end_contact(contact, side)
 
         def end_task(engine: Engine) -> list[ev.Event]:
@@ -191,6 +194,8 @@ class VoiceDesk:
             except NotFound:
                 return []
             if phase in (TaskPhase.WAITING, TaskPhase.OFFERED):
+                if lost is not None:
+                    return engine.cancel(contact.task_id, lost)
                 return engine.abandon(contact.task_id)
             if phase is TaskPhase.ASSIGNED:
                 return engine.complete(contact.task_id)

@@ -176,6 +176,8 @@ async def test_callbacks_in_line_at_a_restart_are_put_back_in_line(exchange: Exc
         assert (pending.state, pending.task_id, pending.attempts) == ("pending", None, 0)
         with contextlib.suppress(NotFound):
             assert engine.task(old_task).phase is TaskPhase.ENDED
+        # Cancelled, not abandoned: the customer did not leave the line.
+        assert engine.queue_figures(request.queue_id, "voice").abandoned == 0
         assert await restarted.tick() == 1
         queued = await request_state(exchange, request.id)
         assert queued.state == "dialling" and queued.task_id not in (None, old_task)

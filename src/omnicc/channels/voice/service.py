@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ from omnicc.channels.voice.media.recordings import (
 from omnicc.channels.voice.music import beep, music_on_hold
 from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.records import CallRecordWriter
+from omnicc.channels.voice.recovery import end_lost_calls
 from omnicc.channels.voice.sip.digest import Algorithm
 from omnicc.channels.voice.sip.message import uri_user
 from omnicc.channels.voice.sip.registrar import Binding, Registrar
@@ -121,6 +123,7 @@ class VoiceService:
         self._calls: dict[str, InboundCall] = {}
         self.records = CallRecordWriter(database)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._since = time.time()
 
     @property
     def media_client(self) -> NgClient:
@@ -154,12 +157,26 @@ class VoiceService:
                 work_dir=self.data_dir / "rtpengine")
             self.engines.add_daemon(self.daemon)
         await self.engines.start()
+        await self._end_lost_calls()
         self.stack.set_handler(self._on_request)
         await self.stack.start()
         if self.outbound is not None:
             self.outbound.start()
         log.info("voice: SIP on %s and %s, media by %s", self.stack.udp, self.stack.tcp,
                  self.settings.rtpengine or "an embedded rtpengine")
+
+    async def _end_lost_calls(self) -> None:
+        """The calls of the previous process died with it (`recovery`): end their tasks and
+        records before this one answers any."""
+        try:
+            lost = await end_lost_calls(self.database, self.center, self._since)
+        except Exception:
+            log.exception("voice: ending the calls lost in a restart failed")
+            return
+        if lost.cancelled or lost.completed or lost.records:
+            log.info("voice: calls lost in a restart: %d in line cancelled, %d talking "
+                     "completed, %d call records closed", lost.cancelled, lost.completed,
+                     lost.records)
 
     async def stop(self) -> None:
         for call in list(self._calls.values()):

@@ -50,6 +50,7 @@ import json
 import math
 import os
 import platform
+import random
 import resource
 import shutil
 import signal
@@ -148,6 +149,25 @@ def machine_busy_s() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def free_media_port() -> int:
+    """An even UDP port with the next three free (sipp's audio and video, RTP and RTCP), in
+    20000-29999: away from the rtpengine's window and from the ephemeral ports."""
+    while True:
+        base = random.randrange(20000, 29996, 2)
+        sockets = []
+        try:
+            for port in range(base, base + 4):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(probe)
+                probe.bind((HOST, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in sockets:
+                probe.close()
 
 
 def cpu_mhz() -> float:
@@ -605,7 +625,7 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
     callers = sipp(f"{name}-callers", workdir, peer.target, caller_scenario(workdir, None),
                    *CallerLoad(load.calls - talkers, load.cps * (1 - talkers / load.calls),
                                load.hold_s, load.limit).args(),
-                   "-p", "0", "-mp", "20000")
+                   "-p", "0", "-mp", str(free_media_port()))
     runs = [callers]
     if talkers:
         assert talk_file is not None
@@ -613,7 +633,7 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
                          caller_scenario(workdir, talk_file),
                          *CallerLoad(talkers, load.cps * talkers / load.calls, load.hold_s,
                                      talkers).args(),
-                         "-p", "0", "-mp", "21000"))
+                         "-p", "0", "-mp", str(free_media_port())))
     for run in runs:
         extra_pids[run.name] = run.process.pid
         sampler.pids[run.name] = run.process.pid
@@ -687,8 +707,8 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
         result["rtpengine_cpu_ms_per_call"] = round(
             1000 * result["cpu_s_rtpengine"] / max(placed, 1), 2)
     result["plateau"] = plateau_figures(sampler, plateau, result)
-    if codes and any(code not in (0, 1) for code in codes):
-        result["sipp_errors"] = "\n".join(run.errors() for run in runs)[-2000:]
+    if sipp_failed or any(code not in (0, 1) for code in codes):
+        result["sipp_errors"] = "\n".join(run.errors() for run in runs)[-1500:]
     return result
 
 
@@ -737,6 +757,7 @@ def sweep(peer: Peer, workdir: Path, rates: Sequence[float], seconds: float, hol
         steps.append({"cps": rate, "passed": passed, "achieved": achieved,
                       "failed": figures["failed"], "placed": figures["placed"],
                       "outcomes": figures.get("outcomes"), "sipp_failed": figures["sipp_failed"],
+                      "sipp_errors": figures.get("sipp_errors"),
                       "setup_ms_p99": figures["setup_ms_p99"],
                       "to_agent_s_p99": figures.get("to_agent_s_p99"),
                       "cpu_ms_per_call": figures["cpu_ms_per_call"],
@@ -771,8 +792,8 @@ class Options:
 
 
 def agent_phones(workdir: Path, name: str, port: int) -> SippRun:
-    return sipp(name, workdir, "", SCENARIOS / "agent.xml", "-p", str(port), "-mp", "9000",
-                "-rtp_echo")
+    return sipp(name, workdir, "", SCENARIOS / "agent.xml", "-p", str(port), "-mp",
+                str(free_media_port()), "-rtp_echo")
 
 
 def omnicc_run(options: Options, workdir: Path) -> dict[str, Any]:

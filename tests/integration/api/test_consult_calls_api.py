@@ -153,8 +153,8 @@ async def test_cancel_and_conference_over_the_desk_api(
         assert three.json()["on_hold"] is False
         await caller.hears(lambda s: all(tone_share(s, hz) > 0.3 for hz in (440, 660)),
                            "alice and bob together")
-        # Alice leaves the conference: that completes the transfer to bob.
-        assert (await alice.http.post(f"{consult_url}/complete")).status_code == 204
+        # Alice hangs up from her desk: she leaves the conference, bob keeps the caller.
+        assert (await alice.http.post(f"/api/desk/calls/{task}/hangup")).status_code == 204
         await phones[0].wait_for("CALL_CLOSED")
         await caller.hears(tone(660), "bob alone")
         await caller.hang_up()

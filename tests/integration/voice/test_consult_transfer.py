@@ -42,6 +42,7 @@ CALLER_HZ, ALICE_HZ, BOB_HZ = 1000.0, 440.0, 660.0
 HEARD, HEARD_IN_A_MIX, NOT_HEARD = 0.5, 0.3, 0.05
 PHASE_S = 3.0
 SETTLE_S = 1.0  # the start of a phase in the phones' recordings is not judged
+JUDGED_S = 1.5  # how much of a phase the recordings are judged on
 
 
 @pytest.fixture
@@ -179,13 +180,15 @@ async def test_consult_bob_then_complete_the_transfer(exchange: Exchange) -> Non
     assert logged["kind"] == "consult" and logged["agent_id"] == bob
 
     # alice heard bob (not the caller) while consulting; bob heard alice, then the caller.
+    # A phone's recording holds the frames it received, so on a loaded machine it runs short
+    # of the wall clock: the phase is judged on its first part, the rest is a margin.
     alice_heard = recording(alice_phone.heard()[-1])
-    part = window(alice_heard, consulting[0] - alice_answered + SETTLE_S,
-                  consulting[1] - alice_answered - 0.3)
+    start = consulting[0] - alice_answered + SETTLE_S
+    part = window(alice_heard, start, start + JUDGED_S)
     assert tone_share(part, BOB_HZ) > HEARD and tone_share(part, CALLER_HZ) < NOT_HEARD
     bob_heard = recording(bob_phone.heard()[-1])
-    part = window(bob_heard, consulting[0] - bob_answered + SETTLE_S,
-                  consulting[1] - bob_answered - 0.3)
+    start = consulting[0] - bob_answered + SETTLE_S
+    part = window(bob_heard, start, start + JUDGED_S)
     assert tone_share(part, ALICE_HZ) > HEARD and tone_share(part, CALLER_HZ) < NOT_HEARD
     part = window(bob_heard, after[0] - bob_answered + SETTLE_S, after[1] - bob_answered - 0.3)
     assert tone_share(part, CALLER_HZ) > HEARD and tone_share(part, ALICE_HZ) < NOT_HEARD

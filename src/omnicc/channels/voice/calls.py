@@ -74,6 +74,23 @@ def _user_of(uri: str) -> str:
     return uri_user(uri) or uri.partition(":")[2].split(";", 1)[0]
 
 
+async def finish_despite_cancellation(work: Awaitable[None]) -> None:
+    """Run `work` to its end even when the awaiting task is cancelled meanwhile (once or
+    more); the cancellation is raised again afterwards. For a call's durable last writes."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                raise
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 @dataclass(slots=True)
 class Ringing:
     """An agent's phone being rung for an offer."""
@@ -452,6 +469,11 @@ class InboundCall:
         """The agent ends the call from the desk: BYE to the caller (at tear-down) and the
         agent's own phone released now."""
         leg = self.agent_leg
+        if self.consult is not None and self.consult.active and leg is not None:
+            # As when the phone hangs up: with the consulted party on the line the transfer
+            # completes, while it still rings the call ends (`Consult.agent_left`).
+            await leg.hang_up()
+            return
         self._ended_by("agent")
         if leg is not None and not leg.terminated.is_set():
             await leg.hang_up()
@@ -721,6 +743,15 @@ class InboundCall:
                        "transfer_log": list(figures.transfer_log)}
 
     async def _tear_down(self) -> None:
+        try:
+            await self._release_legs()
+        finally:
+            # Also when the service stops mid-way (cancelling this task): the task, the
+            # media and the record are settled, or the agent stays busy and the record open.
+            await finish_despite_cancellation(self._settle())
+
+    async def _release_legs(self) -> None:
+        """Stop ringing, end the consult, BYE to whoever did not hang up."""
         if self._announcer is not None:
             self._announcer.cancel()
         for ringing in list(self._ringing.values()):
@@ -741,10 +772,14 @@ class InboundCall:
             with contextlib.suppress(Exception):
                 await self.incoming.respond(480 if self.incoming.cancelled.is_set() is False
                                             else 487)
+
+    async def _settle(self) -> None:
+        """The durable end: the routing task, the media (and its recording), the record."""
         self.figures.ended_at = _now()
+        self.figures.hangup_side = side = self.figures.hangup_side or "system"
         if self.contact is not None:
             try:
-                await self.runtime.voice.hung_up(self.contact, side=side or "system")
+                await self.runtime.voice.hung_up(self.contact, side=side)
             except Exception:
                 log.exception("voice: ending the task of call %s failed", self.call_id)
         with contextlib.suppress(Exception):

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -224,7 +224,7 @@ class Consult:
 
     # --- the consult's life ------------------------------------------------------------------
 
-    async def start(self, ring: Any, *, webrtc: bool) -> None:
+    async def start(self, ring: Callable[[str], Ring], *, webrtc: bool) -> None:
         """Hold the caller, open the mixer's target port and ring the target through it."""
         call = self.call
         self._webrtc = webrtc

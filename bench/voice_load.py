@@ -948,7 +948,8 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--rates", default="10,20,30,40,50,60,80,100,150,200,300,400,600",
                         help="the sweep's call rates; empty: no sweep")
     parser.add_argument("--sweep-s", type=float, default=10.0)
-    parser.add_argument("--sweep-hold-s", type=float, default=4.0)
+    parser.add_argument("--sweep-hold-s", type=float, default=8.0,
+                        help="a sweep caller's patience: hangs up this long after the 200 OK")
     parser.add_argument("--no-sippy", action="store_true")
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
                         help="OmniCC's database (postgresql: a throwaway cluster, as chat_load)")

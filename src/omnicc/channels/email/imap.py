@@ -148,15 +148,17 @@ class ImapInbox:
             pass
         finally:
             client.idle_done()
-            with contextlib.suppress(asyncio.TimeoutError, aioimaplib.AioImapException):
-                await asyncio.wait_for(idle, timeout=10)
+            with contextlib.suppress(TimeoutError, aioimaplib.AioImapException):
+                async with asyncio.timeout(10):
+                    await idle
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is None:
             return
         with contextlib.suppress(Exception):  # best effort: the connection may be gone
-            await asyncio.wait_for(client.logout(), timeout=5)
+            async with asyncio.timeout(5):
+                await client.logout()
 
 
 def _quoted(folder: str) -> str:

@@ -73,6 +73,7 @@ class EmailService:
         self._readers: dict[str, tuple[tuple[object, ...], asyncio.Task[None]]] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._is_stopping = False
         self._retry_at: dict[str, float] = {}  # email id -> monotonic time of its next try
         self._failures: dict[str, int] = {}
 
@@ -90,6 +91,7 @@ class EmailService:
         self._watch = asyncio.create_task(self._watch_service_levels(), name="email-sla")
 
     async def stop(self) -> None:
+        self._is_stopping = True  # also ends a loop whose cancellation got lost
         tasks = [task for _, task in self._readers.values()] + list(self._senders.values())
         if self._watch is not None:
             tasks.append(self._watch)
@@ -101,6 +103,7 @@ class EmailService:
         self._readers.clear()
         self._senders.clear()
         self._watch = None
+        self._is_stopping = False
 
     async def refresh(self) -> None:
         """Start, restart or stop readers to match the stored mailboxes (after an admin
@@ -141,13 +144,13 @@ class EmailService:
 
     async def _read_loop(self, tenant_id: str, mailbox_id: str) -> None:
         wait_s = self.timing.retry_base_s
-        while True:
+        while not self._is_stopping:
             try:
                 row = await self._mailbox(tenant_id, mailbox_id)
                 inbox = ImapInbox(imap_account(row, self._ssl_context))
                 await inbox.open()
                 try:
-                    while True:
+                    while not self._is_stopping:
                         await self.sync(tenant_id, mailbox_id, inbox)
                         await self._note(tenant_id, mailbox_id, None)
                         wait_s = self.timing.retry_base_s
@@ -204,7 +207,7 @@ class EmailService:
 
     async def _send_loop(self, tenant_id: str) -> None:
         desk = await self.desk(tenant_id)
-        while True:
+        while not self._is_stopping:
             desk.outbox_changed.clear()
             wait_s = self.timing.retry_max_s
             try:
@@ -221,8 +224,11 @@ class EmailService:
             except Exception:  # the outbox must outlive a bad moment of the database
                 log.exception("email: the outbox of tenant %s failed", tenant_id)
                 wait_s = self.timing.retry_base_s
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(desk.outbox_changed.wait(), timeout=wait_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the event is set, and the sender would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await desk.outbox_changed.wait()
 
     async def _send_one(self, tenant_id: str, desk: EmailDesk,
                         outgoing: OutgoingEmail) -> float | None:
@@ -253,7 +259,7 @@ class EmailService:
     # --- first-response service level --------------------------------------------------------
 
     async def _watch_service_levels(self) -> None:
-        while True:
+        while not self._is_stopping:
             await asyncio.sleep(self.timing.service_level_check_s)
             for desk in list(self._desks.values()):
                 try:

@@ -1,17 +1,20 @@
 """The voice load benchmark: sipp callers through OmniCC's IVR and queue to sipp agent phones.
 
     .venv/bin/python bench/voice_load.py [--calls 500] [--cps 50] [--hold-s S] [--talkers N]
-        [--agents N] [--rates 50,100,...] [--no-sippy] [--profile DIR] [--quick]
+        [--agents N] [--rates 10,20,...] [--sweep-s S] [--sweep-hold-s S] [--no-sippy]
+        [--backend sqlite|postgresql] [--profile DIR] [--workdir DIR] [--quick]
 
 What is measured (issue 4, "Speed"), everything on loopback on this machine:
 
-- OmniCC is one `omnicc serve` process (as in production) on SQLite in a temporary directory,
-  with the embedded rtpengine it starts (userspace). The tenant has one queue, `--agents`
+- OmniCC is one `omnicc serve` process (as in production) on SQLite in a temporary directory
+  (or `--backend postgresql`: a throwaway cluster), with the embedded rtpengine it starts
+  (userspace; media ports 10000-19999). The tenant has one queue, `--agents`
   agents (voice capacity 1, no wrap-up time) and number 1000, whose IVR flow plays a short
   spoken greeting (espeak-ng, cached before the run like any prompt after its first call) and
   queues the call.
 - Every agent has a SIP account; the phones register over SIP with digest (sipp,
-  `bench/voice/register.xml`, one REGISTER pair per agent from an injection file), all from the
+  `bench/voice/register.xml`, one REGISTER pair per agent from an injection file whose third
+  field is sipp's `[authentication ...]` keyword with that agent's credentials), all from the
   address where one sipp UAS (`bench/voice/agent.xml`) then answers every agent's INVITE at
   once and holds the call until OmniCC's BYE. Agents go available through the supervisor API.
 - Load phase: sipp callers (`bench/voice/caller.xml`) place `--calls` calls at `--cps` per
@@ -25,9 +28,11 @@ What is measured (issue 4, "Speed"), everything on loopback on this machine:
   concurrent bridged calls = the most records whose [answered, ended] overlap, and the agents'
   sipp's most calls up at once; CPU (utime + stime from /proc) of the OmniCC process and of
   its rtpengine over the phase, per call, and over the plateau (every call up, no set-ups).
-- Sweep: short calls (`--sweep-hold-s`) at rising rates (`--rates`, `--sweep-s` seconds each)
-  until a rate fails (more than 0.1 % failed, or under 95 % of the rate achieved): the highest
-  rate that passed is OmniCC's sustained call setups per second.
+- Sweep: short calls at rising rates (`--rates`, `--sweep-s` seconds each) until a rate fails
+  (more than 0.1 % failed, or under 95 % of the rate achieved): the highest rate that passed
+  is the sustained call setups per second. A sweep caller hangs up `--sweep-hold-s` after the
+  200 OK, so an OmniCC call counts as set up only when it reached an agent by then (greeting,
+  queue, ring and answer within 8 s); for Sippy, when sipp's call completed.
 - Sippy (PyPI `sippy`, `pip install -e '.[bench]'`): its `b2bua_simple` between the same
   sipp callers and a sipp UAS, the same load phase and sweep (signalling only: it anchors no
   media and runs no IVR or queue). OmniCC's sustained rate is reported as a ratio to Sippy's.
@@ -957,10 +962,10 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="a new directory to work in and keep (default: a temporary one)")
     parser.add_argument("--quick", action="store_true",
-                        help="50 calls at 10 cps, sweep 10 and 25 cps (under 2 minutes)")
+                        help="30 calls at 10 cps, sweep 10 and 25 cps (under 2 minutes)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.calls, args.cps, args.rates, args.sweep_s = 50, 10.0, "10,25", 4.0
+        args.calls, args.cps, args.rates, args.sweep_s = 30, 10.0, "10,25", 4.0
     hold_s = args.hold_s if args.hold_s is not None else args.calls / args.cps + 10
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     # A sweep call needs its agent from the greeting's end to its hang-up (hold + ~2 s).

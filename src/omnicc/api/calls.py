@@ -26,6 +26,7 @@ from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
 from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.consult import Consult, start_consult
+from omnicc.channels.voice.live import LiveCall
 from omnicc.channels.voice.outbound import OutboundCalls
 from omnicc.channels.voice.service import VoiceService
 from omnicc.channels.voice.trunk import InvalidNumber
@@ -63,16 +64,17 @@ def voice_service(request: Request) -> VoiceService:
     return voice
 
 
-def call_view(call: InboundCall) -> dict[str, Any]:
+def call_view(call: LiveCall[Any]) -> dict[str, Any]:
     """One live call as the desk shows it; `since` is when it was answered (epoch seconds),
-    the queue is the task's now (a transfer to a queue moves it)."""
+    the queue is the task's now (a transfer to a queue moves it). `caller` is the customer's
+    number and `dialled` the tenant's, also for an outbound call (`direction`)."""
     answered = call.figures.answered_at
     contact = call.contact
     queue_id = contact.queue_id if contact else None
     if contact is not None:
         with contextlib.suppress(NotFound):
             queue_id = call.runtime.routing.engine.task(contact.task_id).queue_id
-    return {"task_id": contact.task_id if contact else None,
+    return {"task_id": contact.task_id if contact else None, "direction": call.direction,
             "conversation_id": contact.conversation_id if contact else None,
             "queue_id": queue_id,
             "caller": call.caller, "caller_name": call.caller_name, "dialled": call.dialled,
@@ -82,12 +84,12 @@ def call_view(call: InboundCall) -> dict[str, Any]:
                 call.consult.active) else None}
 
 
-def _is_talking(call: InboundCall, agent_id: str) -> bool:
+def _is_talking(call: LiveCall[Any], agent_id: str) -> bool:
     return (call.agent_id == agent_id and call.connected.is_set()
             and not call.ended.is_set() and call.contact is not None)
 
 
-async def _my_call(request: Request, principal: Principal, task_id: str) -> InboundCall:
+async def _my_call(request: Request, principal: Principal, task_id: str) -> LiveCall[Any]:
     """The live call behind the task, if the logged-in agent is the one talking on it."""
     agent_id = await agent_of(request, principal)
     voice = voice_service(request)
@@ -95,7 +97,17 @@ async def _my_call(request: Request, principal: Principal, task_id: str) -> Inbo
     if call is None or call.agent_id != agent_id:
         raise NotFound(f"no call of yours behind task {task_id!r}")
     if call.ended.is_set() or not call.connected.is_set():
-        raise Conflict("the call has ended")
+        raise Conflict("the call is not connected (the customer's phone still rings) or has "
+                       "ended")
+    return call
+
+
+def _inbound(call: LiveCall[Any]) -> InboundCall:
+    """Transfers and consults are an inbound call's (an outbound call is the agent's own: its
+    customer leg is behind the agent's in the media, see `live.LiveCall`)."""
+    if not isinstance(call, InboundCall):
+        raise Conflict("an outbound call cannot be transferred or consulted on: hang up and "
+                       "let the customer call the queue, or ask a colleague to call back")
     return call
 
 
@@ -154,9 +166,8 @@ async def hang_up_outbound(request: Request, principal: Handler) -> None:
 async def my_calls(request: Request, principal: Handler) -> list[dict[str, Any]]:
     agent_id = await agent_of(request, principal)
     voice = voice_service(request)
-    calls = [call for call in voice.calls.values()
-             if call.runtime.tenant_id == principal.tenant_id and _is_talking(call, agent_id)]
-    return [call_view(call) for call in calls]
+    return [call_view(call) for call in voice.live_calls(principal.tenant_id)
+            if _is_talking(call, agent_id)]
 
 
 @router.post("/{task_id}/hold", responses=ERRORS,
@@ -216,7 +227,7 @@ CONSULT_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _not_consulting(call: InboundCall) -> None:
+def _not_consulting(call: LiveCall[Any]) -> None:
     if call.consult is not None and call.consult.active:
         raise Conflict("a consult is in progress: complete or cancel it first")
 
@@ -227,7 +238,7 @@ def _not_consulting(call: InboundCall) -> None:
                      "socket as call.consult)")
 async def consult(task_id: str, body: CallConsult, request: Request,
                   principal: Handler) -> dict[str, Any]:
-    call = await _my_call(request, principal, task_id)
+    call = _inbound(await _my_call(request, principal, task_id))
     try:
         await start_consult(call, agent_id=body.agent_id, queue_id=body.queue_id,
                             number=body.number)
@@ -236,7 +247,7 @@ async def consult(task_id: str, body: CallConsult, request: Request,
     return call_view(call)
 
 
-def _consult_of(call: InboundCall) -> Consult:
+def _consult_of(call: LiveCall[Any]) -> Consult:
     if call.consult is None or not call.consult.active:
         raise Conflict("no consult in progress on this call")
     return call.consult
@@ -272,7 +283,7 @@ async def cancel_consult(task_id: str, request: Request, principal: Handler) -> 
                      "meanwhile), or to an external number (answered, or 409 with why not)")
 async def transfer(task_id: str, body: CallTransfer, request: Request,
                    principal: Handler) -> None:
-    call = await _my_call(request, principal, task_id)
+    call = _inbound(await _my_call(request, principal, task_id))
     _not_consulting(call)
     if body.number is not None:
         try:

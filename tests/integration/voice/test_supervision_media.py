@@ -10,6 +10,7 @@ import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -203,6 +204,7 @@ class EndpointDevice:
 
 @dataclass
 class LiveCall:
+    agent_first: ClassVar[bool] = False  # the caller's leg is the media's first one
     call_id: str
     media: MediaCall
     agent_leg: AgentLeg | None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from omnicc.channels.voice.ivr.interpreter import (
     VoicemailOutcome,
     run_flow,
 )
+from omnicc.channels.voice.live import LiveCall
 from omnicc.channels.voice.media.bridge import MediaCall
 from omnicc.channels.voice.media.dtmf import DtmfEvent, parse_dtmf_info
 from omnicc.channels.voice.refer import agent_phone_requests
@@ -121,8 +121,9 @@ class CallFigures:
     recording_path: str | None = None
 
 
-class InboundCall:
-    """A caller's call: their SIP dialog, the media, the IVR, the queue and the agent leg."""
+class InboundCall(LiveCall[CallFigures]):
+    """A caller's call: their SIP dialog, the media, the IVR, the queue and the agent leg
+    (hold, resume and what the desk and supervision use: `LiveCall`)."""
 
     def __init__(self, service: VoiceService, runtime: TenantRuntime,
                  incoming: IncomingRequest, route: InboundRoute) -> None:
@@ -488,23 +489,6 @@ class InboundCall:
         if self.media.recording is None or self.media.recording.stopped_at is not None:
             raise Conflict("the call is not being recorded")
         await self.media.stop_recording()
-
-    async def hold(self) -> None:
-        """The caller hears music; caller and agent no longer hear each other."""
-        if not self.connected.is_set() or self.media.on_hold:
-            raise Conflict("the call is not connected, or already on hold")
-        await self.media.hold(self.service.music)
-        self.figures.hold_started = time.monotonic()
-        await self._write_record()
-
-    async def resume(self) -> None:
-        if not self.media.on_hold:
-            raise Conflict("the call is not on hold")
-        await self.media.resume()
-        if self.figures.hold_started is not None:
-            self.figures.hold_s += time.monotonic() - self.figures.hold_started
-            self.figures.hold_started = None
-        await self._write_record()
 
     async def transfer(self, *, queue_id: str | None = None, agent_id: str | None = None) -> None:
         """Blind transfer: the agent's leg ends, the caller hears music and the task goes to

@@ -61,6 +61,7 @@ from omnicc.channels.voice.devices import (
     SipPhone,
     agent_topic,
 )
+from omnicc.channels.voice.live import LiveCall
 from omnicc.channels.voice.media.bridge import MediaCall
 from omnicc.channels.voice.media.rtp import PayloadType
 from omnicc.channels.voice.sip.dialog import Dialog
@@ -138,10 +139,14 @@ class _Figures:
     started_at: datetime = field(default_factory=_now)
     answered_at: datetime | None = None
     ended_at: datetime | None = None
+    hold_started: float | None = None
+    hold_s: float = 0.0
 
 
-class OutboundCall:
-    """One agent-first call to a number through the trunk.
+class OutboundCall(LiveCall[_Figures]):
+    """One agent-first call to a number through the trunk; connected, the agent holds,
+    resumes and hangs it up from the desk and supervisors listen in as on any call
+    (`LiveCall`: the agent's leg is the media's first one, the customer the party).
 
     `contact`: the voice contact the call belongs to (a callback's, with its routed task); None
     opens one with the agent's own task (`start`).
@@ -153,6 +158,10 @@ class OutboundCall:
     (the offer behind the call is gone) hangs up on the agent.
     `withdrawn`: set by the owner to stop ringing the agent (the offer timed out).
     """
+
+    agent_first = True
+    direction = "outbound"
+    agent_id: str
 
     def __init__(self, service: VoiceService, runtime: TenantRuntime, trunk: Trunk, *,
                  agent_id: str, number: str, queue_id: str | None,
@@ -184,6 +193,8 @@ class OutboundCall:
         self.customer_invite: OutgoingInvite | None = None
         self.customer_id: str | None = contact.customer_id if contact else None
         self.caller_id = ""
+        self.caller, self.caller_name, self.dialled = number, "", ""
+        self.consult = None
         self.number_id: str | None = None
         self.connected = asyncio.Event()
         self.ended = asyncio.Event()
@@ -215,6 +226,10 @@ class OutboundCall:
         self.withdrawn.set()
         self._finish(self.result.outcome if self.connected.is_set() else "cancelled",
                      side="agent")
+
+    async def hang_up_by_agent(self) -> None:
+        """The desk's in-call Hang up (the calls API's, by the call's task)."""
+        await self.hang_up()
 
     def media_lost(self, detail: str) -> None:
         """Its rtpengine went away with the call's media: both legs are hung up."""
@@ -255,6 +270,7 @@ class OutboundCall:
                 self.caller_id_queue_id)
         if shown is not None:
             self.caller_id, self.number_id = shown.number, shown.id
+        self.caller, self.dialled = self.number, self.caller_id
         if self.queue_id is None:
             self.queue_id = self._default_queue(shown.outbound_queue_id if shown else None)
         if self.contact is None:
@@ -603,6 +619,7 @@ class OutboundCall:
             row.answered_at = figures.answered_at
             row.ended_at = figures.ended_at
             row.talk_s = round(result.talk_s, 3)
+            row.hold_s = round(figures.hold_s, 3)
             row.hangup_side = result.hangup_side if figures.ended_at else None
             row.outcome = result.outcome if self.ended.is_set() else (
                 "answered" if self.connected.is_set() else "in_progress")

@@ -31,6 +31,7 @@ from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.devices import BrowserPhones, Device, SipPhone
 from omnicc.channels.voice.ivr.flow import Prompt
 from omnicc.channels.voice.ivr.inbound import inbound_route
+from omnicc.channels.voice.live import LiveCall
 from omnicc.channels.voice.media.bridge import RecordingHandle
 from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon
 from omnicc.channels.voice.media.dtmf import DtmfListener
@@ -305,11 +306,18 @@ class VoiceService:
         return SipPhone(self.stack, latest.contact, latest.peer,
                         f"sip:{account.username}@{account.realm}")
 
-    def call_of_task(self, tenant_id: str, task_id: str) -> InboundCall | None:
-        """The live call behind a routing task (the desk's in-call controls use it)."""
-        for call in self._calls.values():
-            if (call.runtime.tenant_id == tenant_id and call.contact is not None
-                    and call.contact.task_id == task_id):
+    def live_calls(self, tenant_id: str) -> list[LiveCall[Any]]:
+        """The tenant's calls in progress, inbound and outbound (agents' and callbacks')."""
+        calls: list[LiveCall[Any]] = [*self._calls.values()]
+        if self.outbound is not None:
+            calls += self.outbound.calls
+        return [call for call in calls if call.runtime.tenant_id == tenant_id]
+
+    def call_of_task(self, tenant_id: str, task_id: str) -> LiveCall[Any] | None:
+        """The live call behind a routing task (the desk's in-call controls and supervision
+        use it), inbound or outbound."""
+        for call in self.live_calls(tenant_id):
+            if call.contact is not None and call.contact.task_id == task_id:
                 return call
         return None
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import uuid
 from enum import StrEnum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from omnicc.app.voice import VoiceContact
 from omnicc.channels.voice.devices import AgentLeg, CallInfo, Device, Ring
@@ -38,8 +38,12 @@ log = logging.getLogger("omnicc.voice.supervision")
 
 
 class SupervisedCall(Protocol):
-    """What supervision uses of a call (`InboundCall` is one)."""
+    """What supervision uses of a call (`InboundCall` and `OutboundCall` are ones, see
+    `live.LiveCall`)."""
 
+    agent_first: ClassVar[bool]
+    """The agent's leg is the media's first one (an outbound call): the mixer's roles swap,
+    so a whisper still reaches the agent only."""
     call_id: str
     media: MediaCall
     agent_leg: AgentLeg | None
@@ -159,9 +163,12 @@ class Supervision:
             return False
         to_caller, to_agent = await call.media.divert_offer(
             f"mix-caller-{self._key}", f"mix-agent-{self._key}")
-        caller = await mixer.add(CALLER, payload_type=g711_codecs(to_caller)[0],
+        # "caller" and "agent" are the media's first leg and its party; the mixer's roles
+        # are the customer's and the agent's.
+        first, party = (AGENT, CALLER) if call.agent_first else (CALLER, AGENT)
+        caller = await mixer.add(first, payload_type=g711_codecs(to_caller)[0],
                                  event_payload_type=g711_codecs(to_caller)[1])
-        agent = await mixer.add(AGENT, payload_type=g711_codecs(to_agent)[0],
+        agent = await mixer.add(party, payload_type=g711_codecs(to_agent)[0],
                                 event_payload_type=g711_codecs(to_agent)[1])
         caller.connect(to_caller)
         agent.connect(to_agent)

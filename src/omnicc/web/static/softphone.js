@@ -180,14 +180,16 @@ export function mountSoftphone({ send, queueName, targets }) {
         button("decline", "Decline", "", decline, { "aria-describedby": "softphone-caller" }));
     } else {
       const talking = call.state === "talking";
-      // Hold and transfers wait while consulting; an outbound call has none (hang up instead).
-      const free = talking && !call.consult && !call.outbound;
+      // Hold and transfers wait while consulting; an outbound call holds but is not
+      // transferred or consulted on (hang up instead).
+      const holdable = talking && !call.consult;
+      const free = holdable && !call.outbound;
       const here = !call.onDevice;  // mute and keys need the call's audio in this browser
       actions = el("div", { className: "softphone-actions" },
         here ? button("mute", call.muted ? "Unmute" : "Mute", "", toggleMute,
                       { "aria-pressed": String(call.muted), disabled: !talking || null }) : null,
         button("hold", call.held ? "Resume" : "Hold", "", toggleHold,
-               { "aria-pressed": String(call.held), disabled: !free || null }),
+               { "aria-pressed": String(call.held), disabled: !holdable || null }),
         here ? button("keypad", "Keypad", "", toggleKeypad,
                       { "aria-expanded": String(call.keypad), "aria-controls": "softphone-keypad",
                         disabled: !talking || null }) : null,

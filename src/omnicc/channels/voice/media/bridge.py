@@ -131,6 +131,7 @@ class MediaCall:
         self._offered: dict[str, str] = {}  # tag -> the latest SDP offered to that party
         self._on_hold = False
         self._hold_music: Path | str | None = None
+        self._hold_party = False  # the party hears the music (see `hold`)
         self.diversion: Diversion | None = None
         self.mixer_ports: set[int] = set()  # rtpengine's ports that ever faced a mixer
         self._diverting: Diversion | None = None
@@ -255,48 +256,58 @@ class MediaCall:
 
     # -- prompts and hold ------------------------------------------------------
 
-    async def play(self, file: Path | str, *, loop: bool = False) -> int | None:
-        """Play a WAV to the caller (replacing any playback); returns its duration in ms."""
-        params: dict[str, Any] = {"from-tag": self._require_caller(), "file": str(file)}
+    async def play(self, file: Path | str, *, loop: bool = False,
+                   to: str | None = None) -> int | None:
+        """Play a WAV to the caller, or to the side tagged `to` (replacing any playback);
+        returns its duration in ms."""
+        params: dict[str, Any] = {"from-tag": to or self._require_caller(), "file": str(file)}
         if loop:
             params["repeat-times"] = LOOP_REPEAT_TIMES
         reply = await self.client.call_command("play media", self.call_id, params)
         duration = reply.get("duration")
         return int(duration) if duration is not None else None
 
-    async def stop_play(self) -> None:
+    async def stop_play(self, to: str | None = None) -> None:
         await self.client.call_command(
-            "stop media", self.call_id, {"from-tag": self._require_caller()}
+            "stop media", self.call_id, {"from-tag": to or self._require_caller()}
         )
 
     def _caller_source(self) -> str | None:
         """The tag whose audio the caller hears: the party, or the mixer while diverted."""
         return self.diversion.caller_side if self.diversion is not None else self.party_tag
 
-    async def hold(self, music: Path | str) -> None:
+    async def hold(self, music: Path | str, *, party_hears: bool = False) -> None:
         """Caller hears ``music`` (looped); what the caller heard is blocked (the party, or
-        the mixer: a supervisor can still talk with the agent), the caller's audio silenced."""
-        source = self._caller_source()
-        if source is None:
-            raise MediaError("nobody to hold from")
-        await self.play(music, loop=True)
+        the mixer: a supervisor can still talk with the agent), the caller's audio silenced.
+        ``party_hears``: the other way round, the party hears the music - an agent-first
+        call, whose first leg is the agent's and whose party is the customer."""
+        listener, source = self._hold_sides(party_hears)
+        await self.play(music, loop=True, to=listener)
         await self.client.call_command("block media", self.call_id, {"from-tag": source})
-        await self.client.call_command(
-            "silence media", self.call_id, {"from-tag": self._require_caller()}
-        )
+        await self.client.call_command("silence media", self.call_id, {"from-tag": listener})
         self._on_hold = True
         self._hold_music = music
+        self._hold_party = party_hears
 
     async def resume(self) -> None:
-        source = self._caller_source()
-        if source is None:
-            raise MediaError("nobody to resume")
-        await self.stop_play()
+        listener, source = self._hold_sides(self._hold_party)
+        await self.stop_play(to=listener)
         await self.client.call_command("unblock media", self.call_id, {"from-tag": source})
-        await self.client.call_command(
-            "unsilence media", self.call_id, {"from-tag": self._require_caller()}
-        )
+        await self.client.call_command("unsilence media", self.call_id, {"from-tag": listener})
         self._on_hold = False
+
+    def _hold_sides(self, party_hears: bool) -> tuple[str, str]:
+        """Who hears the music on hold, and the tag whose audio they stop hearing."""
+        if party_hears:
+            if self.party_tag is None:
+                raise MediaError("no party to hold")
+            source = (self.diversion.party_side if self.diversion is not None
+                      else self._require_caller())
+            return self.party_tag, source
+        caller_source = self._caller_source()
+        if caller_source is None:
+            raise MediaError("nobody to hold from")
+        return self._require_caller(), caller_source
 
     @property
     def on_hold(self) -> bool:
@@ -340,7 +351,7 @@ class MediaCall:
         for tag in (diversion.party, diversion.party_side):
             await self.client.call_command("unblock media", self.call_id, {"from-tag": tag})
         if self._on_hold and self._hold_music is not None:
-            await self.hold(self._hold_music)
+            await self.hold(self._hold_music, party_hears=self._hold_party)
 
     @property
     def pending_diversion(self) -> Diversion | None:
@@ -362,7 +373,7 @@ class MediaCall:
         )
         self.party_tag = diversion.party
         if self._on_hold and self._hold_music is not None:
-            await self.hold(self._hold_music)
+            await self.hold(self._hold_music, party_hears=self._hold_party)
 
     # -- a third party in the same call (consult transfer) --------------------------
 

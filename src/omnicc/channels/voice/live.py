@@ -1,0 +1,88 @@
+"""What an agent's live call is to the desk's controls and to supervision, whichever way it
+was placed: a customer's call (`InboundCall`) or the agent's own call to a customer
+(`OutboundCall`, a callback's or the dial pad's).
+
+The two differ in where the customer is in the media. An inbound call's first leg in
+rtpengine (`MediaCall`'s "caller") is the customer, and agents are connected behind it; an
+agent-first outbound call's first leg is the agent's and the customer is the party behind
+it (`agent_first`). Hold (music to the customer) and supervision (whom a whisper reaches)
+follow that; everything else is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+
+from omnicc.core.errors import Conflict
+
+if TYPE_CHECKING:
+    from omnicc.app.runtime import TenantRuntime
+    from omnicc.app.voice import VoiceContact
+    from omnicc.channels.voice.consult import Consult
+    from omnicc.channels.voice.devices import AgentLeg
+    from omnicc.channels.voice.media.bridge import MediaCall
+    from omnicc.channels.voice.service import VoiceService
+
+
+class CallTimes(Protocol):
+    """The times of a call's record that the shared controls keep or show."""
+
+    answered_at: datetime | None
+    hold_started: float | None
+    hold_s: float
+
+
+Figures = TypeVar("Figures", bound=CallTimes)
+
+
+class LiveCall(Generic[Figures]):
+    """The desk's in-call controls shared by inbound and outbound calls (the subclasses set
+    the attributes in their constructors)."""
+
+    agent_first: ClassVar[bool] = False
+    """True when the agent's leg is the media's first leg (outbound): the customer is then
+    the party, and hears the music on hold."""
+    direction: ClassVar[str] = "inbound"
+
+    service: VoiceService
+    runtime: TenantRuntime
+    call_id: str
+    media: MediaCall
+    agent_leg: AgentLeg | None
+    agent_id: str | None
+    contact: VoiceContact | None
+    connected: asyncio.Event
+    ended: asyncio.Event
+    figures: Figures
+    consult: Consult | None
+    caller: str
+    """The customer's number (E.164 when known)."""
+    caller_name: str
+    dialled: str
+    """The tenant's number: the one called (inbound) or shown (outbound)."""
+
+    async def _write_record(self) -> None:
+        raise NotImplementedError
+
+    async def hang_up_by_agent(self) -> None:
+        raise NotImplementedError
+
+    async def hold(self) -> None:
+        """The customer hears music; customer and agent no longer hear each other."""
+        if not self.connected.is_set() or self.media.on_hold:
+            raise Conflict("the call is not connected, or already on hold")
+        await self.media.hold(self.service.music, party_hears=self.agent_first)
+        self.figures.hold_started = time.monotonic()
+        await self._write_record()
+
+    async def resume(self) -> None:
+        if not self.media.on_hold:
+            raise Conflict("the call is not on hold")
+        await self.media.resume()
+        if self.figures.hold_started is not None:
+            self.figures.hold_s += time.monotonic() - self.figures.hold_started
+            self.figures.hold_started = None
+        await self._write_record()

@@ -87,7 +87,7 @@ def test_an_agent_reads_and_answers_an_email(email_site: tuple[LiveServer, MailS
     expect(frame.content_frame.get_by_role("link", name="real link")).to_be_visible()
     expect(frame.content_frame.locator("script")).to_have_count(0)
 
-    panel.get_by_label(f"Reply to {CUSTOMER}").fill("Hello Maria, that link was not ours.")
+    panel.get_by_label(f"Your answer to {CUSTOMER}").fill("Hello Maria, that link was not ours.")
     panel.get_by_role("button", name="Send email").click()
     expect(panel.get_by_test_id("email").last).to_contain_text("Reply · sent")
     screenshot(alice, "desk-email")

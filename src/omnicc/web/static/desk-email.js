@@ -89,7 +89,8 @@ export function mountEmail(panel, { onFinished }) {
   const ticket = el("div", { className: "email-ticket-box" });
   const text = el("textarea", { attrs: { id: "email-reply", rows: "4", required: "",
                                          placeholder: "Write your answer. It is sent by email in this thread." } });
-  const label = el("label", { text: "Reply", attrs: { for: "email-reply" } });
+  // Not "Reply": that names the chat's composer, which shares the page.
+  const label = el("label", { text: "Your answer", attrs: { for: "email-reply" } });
   const send = el("button", { className: "button primary", text: "Send email", attrs: { type: "submit" } });
   const done = el("button", { className: "button", text: "Done", attrs: { type: "button",
     title: "Finish this email for now; the customer's next email comes back as a new task" } });
@@ -126,7 +127,7 @@ export function mountEmail(panel, { onFinished }) {
     }));
     if (grew) list.scrollTop = list.scrollHeight;  // the newest email in sight
     form.hidden = phase === "wrapping";
-    label.textContent = `Reply to ${view.ticket.customer_address}`;
+    label.textContent = `Your answer to ${view.ticket.customer_address}`;
   }
 
   form.addEventListener("submit", async (event) => {

@@ -114,6 +114,19 @@ async def test_a_stored_row_is_checked_again_for_the_references_it_changes(
             await Tasks(session, a).save(task)
 
 
+async def test_a_row_of_another_tenant_in_the_session_is_still_refused(
+        database: Database) -> None:
+    a, b = await _tenants(database)
+    async with database.session() as session:
+        queue_b = await Queues(session, b).add(Queue(name="sales"))
+        queue_a = await Queues(session, a).add(Queue(name="support"))
+        # Both queues are in this transaction's identity map: a's passes without a query,
+        # b's must still be refused.
+        assert (await Tasks(session, a).add(Task(channel="chat", queue_id=queue_a.id))).id
+        with pytest.raises(NotFound):
+            await Tasks(session, a).add(Task(channel="chat", queue_id=queue_b.id))
+
+
 async def test_changes_inside_json_columns_are_saved(database: Database) -> None:
     a, _ = await _tenants(database)
     async with database.session() as session:

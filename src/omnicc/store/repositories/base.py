@@ -10,10 +10,12 @@ belong to it too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapper
 
 from omnicc.core.errors import NotFound
 from omnicc.store.tables import Base, Tenant
@@ -28,6 +30,11 @@ def _column(table: type[Base], name: str) -> ColumnElement[Any]:
 
 def _is_tenant_owned(table: Any) -> bool:
     return "tenant_id" in table.c
+
+
+@cache
+def _mapper(table: Any) -> Mapper[Any]:
+    return next(m for m in Base.registry.mappers if m.local_table is table)
 
 
 class TenantRepository(Generic[RowT]):
@@ -104,6 +111,13 @@ class TenantRepository(Generic[RowT]):
                 continue
             if state.persistent and not state.attrs[parent.key].history.has_changes():
                 continue
+            if key.column.primary_key:
+                # A row this transaction already loaded or added needs no query (a contact's
+                # new conversation, a task's new contact).
+                known = self.session.identity_map.get(_mapper(referred)
+                                                      .identity_key_from_primary_key((value,)))
+                if known is not None and getattr(known, "tenant_id", None) == self.tenant_id:
+                    continue
             statement = (
                 select(func.count())
                 .select_from(referred)

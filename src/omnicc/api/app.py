@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from omnicc import __version__
-from omnicc.api import calls, chat, desk, emails, health, recordings, supervision
+from omnicc.api import calls, chat, customers, desk, emails, health, recordings, supervision
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
@@ -133,6 +133,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(supervision.router)
     app.include_router(recordings.router)
     app.include_router(emails.router)
+    app.include_router(customers.router)
     from omnicc.api.attachments import install_attachments
 
     install_attachments(app)

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnicc.app.customers import routing_attributes
 from omnicc.app.message_log import MessageLog
 from omnicc.app.principals import Forbidden
 from omnicc.app.routing import RoutingService
@@ -323,7 +324,8 @@ class ChatDesk:
         request = TaskRequest(
             channel=CHAT, queue=queue_id, id=task_id, conversation_id=conversation_id,
             attributes={"customer_name": customer.name, "customer_email": email,
-                        "topic": topic, "offline": is_offline, "contact_id": contact_id},
+                        "topic": topic, "offline": is_offline, "contact_id": contact_id,
+                        **routing_attributes(customer)},
         )
         await self._routing.create_task(request, alongside=write_chat)
         chat = Chat(conversation_id=conversation_id, contact_id=contact_id,

@@ -34,11 +34,14 @@ class Permission(StrEnum):
     CHANGE_ANY_AGENT_STATUS = "presence:change_any"
     CHANGE_AGENT_SKILLS = "agents:change_skills"
     HANDLE_CONTACTS = "contacts:handle"
+    MERGE_CUSTOMERS = "customers:merge"
+    """Merge two customer records into one, or split one apart (audited)."""
     CHANGE_OWN_STATUS = "presence:change_own"
     USE_API = "api:use"
 
 
-_AGENT = frozenset({Permission.HANDLE_CONTACTS, Permission.CHANGE_OWN_STATUS})
+_AGENT = frozenset({Permission.HANDLE_CONTACTS, Permission.CHANGE_OWN_STATUS,
+                    Permission.MERGE_CUSTOMERS})
 
 # Supervisors run the floor (watch, coach, move work and people) but do not reconfigure the
 # tenant: configuration, users and tokens stay with admins.

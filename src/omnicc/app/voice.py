@@ -20,6 +20,7 @@ from typing import Any
 import phonenumbers
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnicc.app.customers import routing_attributes
 from omnicc.app.routing import RoutingService
 from omnicc.core import events as ev
 from omnicc.core.engine import Engine
@@ -117,7 +118,7 @@ class VoiceDesk:
         task_attributes = {"customer_name": customer.name,
                            "customer_phone": str(customer.attributes.get("phone", "")),
                            "contact_id": contact_id, "call_id": call_id,
-                           **(attributes or {})}
+                           **routing_attributes(customer), **(attributes or {})}
 
         async def write_call(session: AsyncSession, events: list[ev.Event]) -> None:
             await Conversations(session, self.tenant_id).add(Conversation(

@@ -49,6 +49,7 @@ def test_agent_handles_contacts_and_own_status_only() -> None:
     assert ROLE_PERMISSIONS[Role.AGENT] == {
         Permission.HANDLE_CONTACTS,
         Permission.CHANGE_OWN_STATUS,
+        Permission.MERGE_CUSTOMERS,
     }
 
 

@@ -12,8 +12,10 @@ from omnicc.store.tables.conversations import (
     Message,
     Task,
 )
+from omnicc.store.tables.customers import CustomerChange
 from omnicc.store.tables.email import EmailMailbox, EmailMessage, EmailTicket
 from omnicc.store.tables.events import Event, WebhookDelivery, WebhookSubscription
+from omnicc.store.tables.messaging import MessagingAccount, MessagingMessage, MessagingThread
 from omnicc.store.tables.routing import (
     Agent,
     BusinessHours,
@@ -48,6 +50,7 @@ __all__ = [
     "Contact",
     "Conversation",
     "Customer",
+    "CustomerChange",
     "EmailMailbox",
     "EmailMessage",
     "EmailTicket",
@@ -55,6 +58,9 @@ __all__ = [
     "Identity",
     "IvrFlow",
     "Message",
+    "MessagingAccount",
+    "MessagingMessage",
+    "MessagingThread",
     "Queue",
     "RoutingPolicy",
     "SipAccount",

@@ -18,6 +18,12 @@ from omnicc.store.repositories.events import (
     WebhookDeliveries,
     WebhookSubscriptions,
 )
+from omnicc.store.repositories.messaging import (
+    MessagingAccounts,
+    MessagingMessages,
+    MessagingThreads,
+    find_messaging_account,
+)
 from omnicc.store.repositories.routing import (
     Agents,
     BusinessHoursRepository,
@@ -57,6 +63,9 @@ __all__ = [
     "Identities",
     "IvrFlows",
     "Messages",
+    "MessagingAccounts",
+    "MessagingMessages",
+    "MessagingThreads",
     "NewEvent",
     "Queues",
     "RoutingPolicies",
@@ -72,6 +81,7 @@ __all__ = [
     "WebhookSubscriptions",
     "WrapUpCodes",
     "authenticate_api_token",
+    "find_messaging_account",
     "find_number",
     "find_sip_account",
     "sip_ha1",

@@ -950,7 +950,7 @@ def parse(argv: Sequence[str] | None) -> Options:
                         help="calls that stream RTP (default: a tenth)")
     parser.add_argument("--agents", type=int, default=None,
                         help="default: enough for the load and for sweep rates up to 100/s")
-    parser.add_argument("--rates", default="10,20,30,40,50,60,80,100,150,200,300,400,600",
+    parser.add_argument("--rates", default="10,20,25,30,40,50,60,80,100,150,200,250,300,400",
                         help="the sweep's call rates; empty: no sweep")
     parser.add_argument("--sweep-s", type=float, default=10.0)
     parser.add_argument("--sweep-hold-s", type=float, default=8.0,

@@ -1,0 +1,498 @@
+"""The messaging use cases of one tenant (SMS, WhatsApp, Telegram, Messenger): a customer's
+message joins their open conversation or opens one with a routing task; an agent's answer goes
+out through the provider with retries; delivery receipts move each message's state.
+
+Durability: a received message is committed (with its customer, conversation, contact and
+routing task) before the webhook is answered, and its provider id is unique per account, so a
+provider's retry of the same webhook stores nothing twice. An answer is a row in the outbox,
+committed with its conversation message before any attempt: a failed attempt is retried
+(network trouble, 429, 5xx) with back-off and finally shown to the agent as failed, never lost.
+
+WhatsApp allows free-form answers only within 24 hours of the customer's last message (the
+customer-service window); after it only approved templates (`send_template`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from omnicc.app.chats import conversation_topic, message_view
+from omnicc.app.principals import Forbidden
+from omnicc.app.routing import RoutingService
+from omnicc.app.voice import PHONE
+from omnicc.bus import Bus, Notice
+from omnicc.channels.messaging.shape import Account, InboundMessage, Outgoing, Receipt
+from omnicc.core import events as ev
+from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
+from omnicc.core.model import TaskPhase, TaskRequest
+from omnicc.store.database import Database
+from omnicc.store.repositories import (
+    Agents,
+    Contacts,
+    Conversations,
+    Customers,
+    Identities,
+    Messages,
+    MessagingAccounts,
+    MessagingMessages,
+    MessagingThreads,
+)
+from omnicc.store.tables import (
+    Contact,
+    Conversation,
+    Customer,
+    Identity,
+    Message,
+    MessagingAccount,
+    MessagingMessage,
+    MessagingThread,
+)
+
+log = logging.getLogger("omnicc.messaging")
+
+MAX_SEND_ATTEMPTS: Final = 5
+SERVICE_WINDOW: Final = timedelta(hours=24)
+"""WhatsApp's customer-service window (Messenger's standard messaging window too)."""
+IDENTITY_KINDS: Final = {"sms": PHONE, "whatsapp": PHONE, "telegram": "telegram",
+                         "messenger": "messenger"}
+"""SMS and WhatsApp find the customer by phone number, the same identity as a caller's."""
+STATE_RANK: Final = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What became of a received message."""
+
+    message_id: str
+    is_new: bool
+    conversation_id: str
+    task_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """An outbox row due for an attempt, with what its provider needs."""
+
+    row_id: str
+    provider: str
+    account: Account
+    outgoing: Outgoing
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def account_of(row: MessagingAccount) -> Account:
+    return Account(channel=row.channel, address=row.address, account_sid=row.account_sid,
+                   auth_token=row.auth_token, app_secret=row.app_secret,
+                   verify_token=row.verify_token, api_base_url=row.api_base_url)
+
+
+def in_window(thread: MessagingThread, at: datetime) -> bool:
+    return thread.last_inbound_at is not None and at - thread.last_inbound_at < SERVICE_WINDOW
+
+
+class MessagingDesk:
+    """One tenant's messaging: receive, answer, send, track delivery."""
+
+    def __init__(self, database: Database, tenant_id: str, routing: RoutingService,
+                 bus: Bus, *, public_base_url: str = "") -> None:
+        self._database = database
+        self.tenant_id = tenant_id
+        self._routing = routing
+        self._bus = bus
+        self._public_base_url = public_base_url.rstrip("/")
+        self._lock = asyncio.Lock()
+        self.outbox_changed = asyncio.Event()
+        """Set after a message is put in the outbox: the sender wakes."""
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    async def receive(self, account_id: str, inbound: InboundMessage) -> Received:
+        """Store a customer's message and route it; idempotent on its provider id."""
+        async with self._lock:
+            try:
+                return await self._receive(account_id, inbound)
+            except IntegrityError:
+                # Another process stored the same provider message first.
+                async with self._database.session() as session:
+                    stored = await MessagingMessages(session, self.tenant_id).by_provider_id(
+                        account_id, inbound.provider_message_id)
+                if stored is None:
+                    raise
+                return Received(message_id=stored.id, is_new=False,
+                                conversation_id=stored.conversation_id)
+
+    async def _receive(self, account_id: str, inbound: InboundMessage) -> Received:
+        at = now_utc()
+        async with self._database.session() as session:
+            account = await MessagingAccounts(session, self.tenant_id).get(account_id)
+            stored = await MessagingMessages(session, self.tenant_id).by_provider_id(
+                account_id, inbound.provider_message_id)
+            if stored is not None:
+                return Received(message_id=stored.id, is_new=False,
+                                conversation_id=stored.conversation_id)
+            thread = await MessagingThreads(session, self.tenant_id).of_peer(account_id,
+                                                                             inbound.peer)
+            kind = IDENTITY_KINDS[account.channel]
+            customer_id = thread.customer_id if thread is not None else None
+            if customer_id is None:
+                identity = await Identities(session, self.tenant_id).by_value(kind, inbound.peer)
+                customer_id = identity.customer_id if identity is not None else None
+            needs_task = thread is None or not self._has_open_task(thread.task_id)
+            queue_id, channel, provider = account.queue_id, account.channel, account.provider
+        if needs_task and queue_id is None:
+            raise InvalidConfiguration(f"messaging account {account_id} has no queue")
+        task_id = uuid.uuid4().hex if needs_task else None
+        thread_id = thread.id if thread is not None else uuid.uuid4().hex
+        conversation_id = thread.conversation_id if thread is not None else uuid.uuid4().hex
+        contact_id = (thread.contact_id if thread is not None else None) or uuid.uuid4().hex
+        row_id = uuid.uuid4().hex
+        views: list[dict[str, Any]] = []
+        name = inbound.name or inbound.peer
+
+        async def write(session: AsyncSession, events: list[ev.Event]) -> None:
+            nonlocal customer_id
+            customers = Customers(session, self.tenant_id)
+            if customer_id is None:
+                customer = await customers.add(Customer(
+                    id=uuid.uuid4().hex, name=name[:200], attributes={kind: inbound.peer}))
+                customer_id = customer.id
+                await Identities(session, self.tenant_id).add(Identity(
+                    customer_id=customer.id, kind=kind, value=inbound.peer))
+            threads = MessagingThreads(session, self.tenant_id)
+            if thread is None:
+                await Conversations(session, self.tenant_id).add(Conversation(
+                    id=conversation_id, customer_id=customer_id, created_at=at,
+                    subject=f"{channel} {inbound.peer}"[:500]))
+                await Contacts(session, self.tenant_id).add(Contact(
+                    id=contact_id, conversation_id=conversation_id, customer_id=customer_id,
+                    channel=channel, direction="inbound", queue_id=queue_id, started_at=at,
+                    attributes={"messaging_account_id": account_id, "peer": inbound.peer}))
+                row = await threads.add(MessagingThread(
+                    id=thread_id, account_id=account_id, peer=inbound.peer,
+                    customer_id=customer_id, conversation_id=conversation_id,
+                    contact_id=contact_id, created_at=at))
+            else:
+                row = await threads.get(thread_id)
+                if task_id is not None:
+                    conversation = await Conversations(session, self.tenant_id).get(
+                        conversation_id)
+                    conversation.status, conversation.closed_at = "open", None
+            row.last_inbound_at = at
+            if task_id is not None:
+                row.task_id = task_id
+            text = inbound.text
+            if inbound.media:
+                text = "\n".join([text, *(f"[{m.content_type or 'media'}] {m.url}"
+                                          for m in inbound.media)]).strip()
+            message, _ = await Messages(session, self.tenant_id).append(Message(
+                conversation_id=conversation_id, contact_id=contact_id,
+                author_kind="customer", author_id=customer_id, visibility="public",
+                text=text or "(empty message)",
+                idempotency_key=f"{provider}:{inbound.provider_message_id}"[:128],
+                created_at=at))
+            await MessagingMessages(session, self.tenant_id).add(MessagingMessage(
+                id=row_id, account_id=account_id, thread_id=thread_id,
+                conversation_id=conversation_id, message_id=message.id, direction="inbound",
+                status="received", provider_message_id=inbound.provider_message_id,
+                text=inbound.text, media_urls=[m.url for m in inbound.media], created_at=at))
+            views.append(message_view(message, name))
+
+        if task_id is not None:
+            assert queue_id is not None
+            await self._routing.create_task(TaskRequest(
+                channel=channel, queue=queue_id, id=task_id, conversation_id=conversation_id,
+                attributes={"customer_name": name, "contact_id": contact_id,
+                            "peer": inbound.peer, "messaging_account_id": account_id,
+                            "topic": inbound.text[:200]}), alongside=write)
+        else:
+            async with self._database.session() as session:
+                await write(session, [])
+        for view in views:
+            self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
+                              Notice("message.created", view))
+        return Received(message_id=row_id, is_new=True, conversation_id=conversation_id,
+                        task_id=task_id)
+
+    def _has_open_task(self, task_id: str | None) -> bool:
+        if task_id is None:
+            return False
+        try:
+            return self._routing.engine.task(task_id).phase is not TaskPhase.ENDED
+        except NotFound:
+            return False
+
+    async def receipt(self, account_id: str, receipt: Receipt) -> int:
+        """A delivery receipt moves our message's state forward (never back: a late `sent`
+        after `read` changes nothing); returns how many messages changed."""
+        changed: list[MessagingMessage] = []
+        notes: list[dict[str, Any]] = []
+        at = now_utc()
+        async with self._database.session() as session:
+            rows = MessagingMessages(session, self.tenant_id)
+            if receipt.read_up_to is not None:
+                thread = await MessagingThreads(session, self.tenant_id).of_peer(
+                    account_id, receipt.peer)
+                candidates = [] if thread is None else [
+                    row for row in await rows.of_conversation(thread.conversation_id)
+                    if row.thread_id == thread.id and row.direction == "outbound"
+                    and row.sent_at is not None and row.sent_at <= receipt.read_up_to]
+            else:
+                row = await rows.by_provider_id(account_id, receipt.provider_message_id)
+                candidates = [] if row is None or row.direction != "outbound" else [row]
+            for row in candidates:
+                if _advance(row, receipt, at):
+                    changed.append(row)
+                    if row.status == "failed":
+                        note = await self._failure_note(session, row, receipt.error)
+                        notes.append(note)
+            result = [(row.conversation_id, row.id, row.status) for row in changed]
+        for conversation_id, row_id, status in result:
+            self._tell_status(conversation_id, row_id, status)
+        for view in notes:
+            self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
+                              Notice("message.created", view))
+        return len(result)
+
+    async def _failure_note(self, session: AsyncSession, row: MessagingMessage,
+                            error: str) -> dict[str, Any]:
+        thread = await MessagingThreads(session, self.tenant_id).get(row.thread_id)
+        note, _ = await Messages(session, self.tenant_id).append(Message(
+            conversation_id=row.conversation_id, contact_id=thread.contact_id,
+            author_kind="system", visibility="internal",
+            text=f"The message to {thread.peer} could not be delivered"
+                 + (f": {error[:500]}" if error else "."),
+            idempotency_key=f"messaging-failed:{row.id}", created_at=now_utc()))
+        return message_view(note, "OmniCC")
+
+    def _tell_status(self, conversation_id: str, row_id: str, status: str) -> None:
+        self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
+                          Notice("messaging.status", {"conversation_id": conversation_id,
+                                                      "messaging_id": row_id,
+                                                      "status": status}))
+
+    # --- the agent ---------------------------------------------------------------------------
+
+    def _task_of_agent(self, thread: MessagingThread, agent_id: str) -> str:
+        try:
+            task = self._routing.engine.task(thread.task_id or "")
+        except NotFound:
+            raise Forbidden("this conversation is not assigned to you") from None
+        if task.agent_id != agent_id or task.phase is not TaskPhase.ASSIGNED:
+            raise Forbidden("this conversation is not assigned to you")
+        return task.id
+
+    async def _thread(self, session: AsyncSession, conversation_id: str) -> MessagingThread:
+        thread = await MessagingThreads(session, self.tenant_id).of_conversation(conversation_id)
+        if thread is None:
+            raise NotFound(f"no messaging in conversation {conversation_id}")
+        return thread
+
+    async def reply(self, agent_id: str, conversation_id: str, text: str,
+                    media_urls: tuple[str, ...] = (), key: str | None = None) -> dict[str, Any]:
+        """The agent's answer: a public message and a row in the outbox, in one commit.
+        `Conflict` outside WhatsApp's 24-hour window (only templates may go then)."""
+        text = text.strip()
+        if not text and not media_urls:
+            raise InvalidConfiguration("an answer needs text or media")
+        at = now_utc()
+        async with self._database.session() as session:
+            thread = await self._thread(session, conversation_id)
+            self._task_of_agent(thread, agent_id)
+            account = await MessagingAccounts(session, self.tenant_id).get(thread.account_id)
+            if account.channel == "whatsapp" and not in_window(thread, at):
+                raise Conflict(
+                    "the customer last wrote more than 24 hours ago (WhatsApp's customer-"
+                    "service window is closed): only an approved template may be sent")
+            shown = "\n".join([text, *media_urls]).strip()
+            queued = await self._queue(session, thread, agent_id, shown, at, key,
+                                       text=text, media_urls=list(media_urls))
+        return self._queued(queued)
+
+    async def send_template(self, agent_id: str, conversation_id: str, name: str,
+                            language: str, parameters: tuple[str, ...] = (),
+                            key: str | None = None) -> dict[str, Any]:
+        """An approved WhatsApp template (a Twilio Content SID for WhatsApp through Twilio):
+        allowed at any time, the way to write again after the window closed."""
+        at = now_utc()
+        async with self._database.session() as session:
+            thread = await self._thread(session, conversation_id)
+            self._task_of_agent(thread, agent_id)
+            account = await MessagingAccounts(session, self.tenant_id).get(thread.account_id)
+            if account.channel != "whatsapp":
+                raise Conflict("templates are for WhatsApp only")
+            shown = f"[Template {name} ({language})]" + (
+                f" {', '.join(parameters)}" if parameters else "")
+            queued = await self._queue(session, thread, agent_id, shown, at, key,
+                                       template=name, template_language=language,
+                                       template_parameters=list(parameters))
+        return self._queued(queued)
+
+    async def _queue(self, session: AsyncSession, thread: MessagingThread, agent_id: str,
+                     shown: str, at: datetime, key: str | None,
+                     **content: Any) -> tuple[dict[str, Any], bool]:
+        message, is_new = await Messages(session, self.tenant_id).append(Message(
+            conversation_id=thread.conversation_id, contact_id=thread.contact_id,
+            author_kind="agent", author_id=agent_id, visibility="public", text=shown,
+            idempotency_key=key, created_at=at))
+        if is_new:
+            await MessagingMessages(session, self.tenant_id).add(MessagingMessage(
+                account_id=thread.account_id, thread_id=thread.id,
+                conversation_id=thread.conversation_id, message_id=message.id,
+                direction="outbound", status="pending", created_at=at, **content))
+        agent = await Agents(session, self.tenant_id).find(agent_id)
+        return message_view(message, agent.name if agent is not None else "Agent"), is_new
+
+    def _queued(self, queued: tuple[dict[str, Any], bool]) -> dict[str, Any]:
+        """After the commit: the desks see the answer and the sender wakes."""
+        view, is_new = queued
+        if is_new:
+            self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
+                              Notice("message.created", view))
+            self.outbox_changed.set()
+        return view
+
+    async def finish(self, agent_id: str, conversation_id: str) -> None:
+        """Done for now: the task completes (wrap-up as the queue says) and the conversation
+        closes; the customer's next message opens a new task in it."""
+        async with self._database.session() as session:
+            thread = await self._thread(session, conversation_id)
+        task_id = self._task_of_agent(thread, agent_id)
+
+        async def close(session: AsyncSession, events: list[ev.Event]) -> None:
+            conversation = await Conversations(session, self.tenant_id).get(conversation_id)
+            conversation.status, conversation.closed_at = "closed", now_utc()
+
+        await self._routing.run(lambda engine: engine.complete(task_id), alongside=close)
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """The thread (channel, customer's address, window) and its messages with their
+        delivery state, oldest first."""
+        at = now_utc()
+        async with self._database.session() as session:
+            thread = await self._thread(session, conversation_id)
+            account = await MessagingAccounts(session, self.tenant_id).get(thread.account_id)
+            rows = await MessagingMessages(session, self.tenant_id).of_conversation(
+                conversation_id)
+        closes = (None if thread.last_inbound_at is None
+                  else thread.last_inbound_at + SERVICE_WINDOW)
+        return {
+            "thread": {"channel": account.channel, "provider": account.provider,
+                       "account_id": account.id, "account_name": account.name,
+                       "peer": thread.peer, "task_id": thread.task_id,
+                       "last_inbound_at": _iso(thread.last_inbound_at),
+                       "window_open": in_window(thread, at),
+                       "window_closes_at": _iso(closes),
+                       "needs_template": account.channel == "whatsapp"
+                       and not in_window(thread, at)},
+            "messages": [_row_view(row) for row in rows],
+        }
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def due(self) -> list[Sending]:
+        """The outbox rows whose attempt is due, oldest first. Twilio is told where to post
+        the message's status callbacks (the account's webhook under the public base URL)."""
+        at = now_utc()
+        async with self._database.session() as session:
+            rows = await MessagingMessages(session, self.tenant_id).due(at)
+            accounts = {a.id: a for a in await MessagingAccounts(session,
+                                                                   self.tenant_id).list_all()}
+            threads = {t.id: t for t in await MessagingThreads(session, self.tenant_id).all(
+                MessagingThreads(session, self.tenant_id).select().where(
+                    MessagingThread.id.in_({row.thread_id for row in rows})))} if rows else {}
+        due: list[Sending] = []
+        for row in rows:
+            account, thread = accounts.get(row.account_id), threads.get(row.thread_id)
+            if account is None or thread is None:
+                continue
+            callback = (f"{self._public_base_url}/api/messaging/{account.id}/webhook"
+                        if self._public_base_url and account.provider == "twilio" else "")
+            due.append(Sending(row_id=row.id, provider=account.provider,
+                               account=account_of(account), outgoing=Outgoing(
+                peer=thread.peer, text=row.text, media_urls=tuple(row.media_urls),
+                template=row.template, template_language=row.template_language,
+                template_parameters=tuple(row.template_parameters),
+                status_callback_url=callback, in_window=in_window(thread, at))))
+        return due
+
+    async def next_due_at(self) -> datetime | None:
+        async with self._database.session() as session:
+            return await MessagingMessages(session, self.tenant_id).next_due_at()
+
+    async def sent(self, row_id: str, provider_message_id: str) -> None:
+        async with self._database.session() as session:
+            row = await MessagingMessages(session, self.tenant_id).get(row_id)
+            row.attempts += 1
+            row.provider_message_id, row.last_error = provider_message_id, None
+            row.sent_at = now_utc()
+            if row.status == "pending":  # a receipt may have come before this commit
+                row.status = "sent"
+            conversation_id, status = row.conversation_id, row.status
+        self._tell_status(conversation_id, row_id, status)
+
+    async def failed(self, row_id: str, error: str, *, retryable: bool,
+                     retry_base_s: float, retry_max_s: float) -> bool:
+        """An attempt failed: retried later (back-off doubling from `retry_base_s`) when the
+        provider may take it then, else or after `MAX_SEND_ATTEMPTS` marked failed with a note
+        the agent sees. Returns whether it was given up."""
+        note: dict[str, Any] | None = None
+        async with self._database.session() as session:
+            row = await MessagingMessages(session, self.tenant_id).get(row_id)
+            row.attempts += 1
+            row.last_error = error[:2000]
+            is_final = not retryable or row.attempts >= MAX_SEND_ATTEMPTS
+            if is_final:
+                row.status, row.next_attempt_at = "failed", None
+                note = await self._failure_note(session, row, f"{error[:500]} (after "
+                                                f"{row.attempts} attempt"
+                                                f"{'s' if row.attempts > 1 else ''})")
+            else:
+                wait_s = min(retry_base_s * 2.0 ** (row.attempts - 1), retry_max_s)
+                row.next_attempt_at = now_utc() + timedelta(seconds=wait_s)
+            conversation_id = row.conversation_id
+        if is_final:
+            self._tell_status(conversation_id, row_id, "failed")
+        if note is not None:
+            self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
+                              Notice("message.created", note))
+        return is_final
+
+
+def _advance(row: MessagingMessage, receipt: Receipt, at: datetime) -> bool:
+    if receipt.state == "failed":
+        if row.status in ("failed", "delivered", "read"):
+            return False
+        row.status, row.last_error = "failed", receipt.error or "failed"
+        return True
+    if row.status == "failed" or STATE_RANK[receipt.state] <= STATE_RANK.get(row.status, 0):
+        return False
+    row.status = receipt.state
+    if receipt.state in ("delivered", "read") and row.delivered_at is None:
+        row.delivered_at = at
+    if receipt.state == "read":
+        row.read_at = at
+    return True
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _row_view(row: MessagingMessage) -> dict[str, Any]:
+    return {"id": row.id, "message_id": row.message_id, "direction": row.direction,
+            "status": row.status, "text": row.text, "media_urls": list(row.media_urls),
+            "template": row.template or None, "attempts": row.attempts,
+            "last_error": row.last_error, "created_at": row.created_at.isoformat(),
+            "sent_at": _iso(row.sent_at), "delivered_at": _iso(row.delivered_at),
+            "read_at": _iso(row.read_at)}

@@ -1,0 +1,120 @@
+"""The running messaging channels: one outbox sender per tenant and the desks the webhooks
+hand messages to. Started by `create_app` after the contact center.
+
+The outbox is rows (`messaging_messages`, status pending, with `next_attempt_at`), so what an
+agent answered survives a restart. The sender sends what is due oldest first through the
+account's provider; network trouble, 429 and 5xx are retried with back-off (2 s, 4 s, ... up
+to 5 min), other refusals and the fifth failure are shown to the agent as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from omnicc.app.messaging import MessagingDesk, Sending
+from omnicc.app.runtime import ContactCenter
+from omnicc.channels.messaging.providers import PROVIDERS
+from omnicc.channels.messaging.shape import SendFailed
+from omnicc.store.database import Database
+from omnicc.store.repositories import MessagingAccounts, Tenants
+
+log = logging.getLogger("omnicc.messaging")
+
+
+@dataclass(frozen=True, slots=True)
+class MessagingTiming:
+    retry_base_s: float = 2.0
+    """First wait after a failed attempt; doubles up to `retry_max_s`."""
+    retry_max_s: float = 300.0
+    request_timeout_s: float = 20.0
+
+
+class MessagingService:
+    """Every tenant's messaging accounts in this process."""
+
+    def __init__(self, database: Database, center: ContactCenter, *,
+                 public_base_url: str = "", timing: MessagingTiming | None = None) -> None:
+        self._database = database
+        self._center = center
+        self._public_base_url = public_base_url
+        self.timing = timing or MessagingTiming()
+        self._desks: dict[str, MessagingDesk] = {}
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._is_running = False
+
+    async def desk(self, tenant_id: str) -> MessagingDesk:
+        desk = self._desks.get(tenant_id)
+        if desk is None:
+            runtime = await self._center.tenant(tenant_id)
+            desk = MessagingDesk(self._database, tenant_id, runtime.routing, self._center.bus,
+                                 public_base_url=self._public_base_url)
+            self._desks[tenant_id] = desk
+        if self._is_running and tenant_id not in self._senders:
+            self._senders[tenant_id] = asyncio.create_task(
+                self._send_loop(desk), name=f"messaging-outbox-{tenant_id}")
+        return desk
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self.timing.request_timeout_s)
+        self._is_running = True
+        async with self._database.session() as session:
+            tenants = [t.id for t in await Tenants(session).list_all()
+                       if await MessagingAccounts(session, t.id).list_all()]
+        for tenant_id in tenants:
+            await self.desk(tenant_id)
+
+    async def stop(self) -> None:
+        self._is_running = False
+        tasks = list(self._senders.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._senders.clear()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _send_loop(self, desk: MessagingDesk) -> None:
+        while self._is_running:
+            desk.outbox_changed.clear()
+            wait_s = self.timing.retry_max_s
+            try:
+                for sending in await desk.due():
+                    await self._send_one(desk, sending)
+                next_at = await desk.next_due_at()
+                if next_at is not None:
+                    wait_s = min(wait_s, max(0.0, (next_at - datetime.now(UTC))
+                                             .total_seconds()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the outbox must outlive a bad moment of the database
+                log.exception("messaging: the outbox of tenant %s failed", desk.tenant_id)
+                wait_s = self.timing.retry_base_s
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the event is set.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await desk.outbox_changed.wait()
+
+    async def _send_one(self, desk: MessagingDesk, sending: Sending) -> None:
+        assert self._client is not None
+        provider = PROVIDERS[sending.provider]
+        try:
+            provider_id = await provider.send(self._client, sending.account, sending.outgoing)
+        except SendFailed as error:
+            is_final = await desk.failed(sending.row_id, str(error), retryable=error.retryable,
+                                         retry_base_s=self.timing.retry_base_s,
+                                         retry_max_s=self.timing.retry_max_s)
+            log.warning("messaging: %s message %s not sent (%s): %s", sending.provider,
+                        sending.row_id, "given up" if is_final else "will retry", error)
+            return
+        await desk.sent(sending.row_id, provider_id)

@@ -3,8 +3,9 @@ on (a fake microphone plays a 440 Hz tone), she dials a customer from the Dial f
 softphone rings with "Your call" (an agent-first call: OmniCC's sink offers to the browser),
 she answers, and only then does OmniCC dial the customer through the carrier trunk - a carrier
 made of OmniCC's SIP stack and an RTP endpoint, offered plain RTP with one G.711 codec - which
-hears alice's tone; while it lasts the call is her voice task (hold and transfer are off), she
-hangs up from the softphone, the carrier gets BYE and the desk's wrap-up follows."""
+hears alice's tone; while it lasts the call is her voice task (transfer is off), Hold gives the
+carrier music and Resume alice again, she hangs up from the softphone, the carrier gets BYE and
+the desk's wrap-up follows."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tests.e2e.conftest import log_in, screenshot
 from tests.e2e.test_desk_dial import caller_id_for_support, in_thread, last_record
 from tests.e2e.test_softphone import LOOPBACK_ONLY, CallerLoop, phone_browser, wait_for
 from tests.integration.api.live import LiveServer, Seeded, seed, start_live_server
-from tests.integration.voice.harness import QUEUE_NUMBER, tone
+from tests.integration.voice.harness import QUEUE_NUMBER, Sound, music_instead_of, tone
 
 __all__ = ["phone_browser"]  # the fake-microphone Chromium fixture, shared
 
@@ -63,13 +64,13 @@ class FakeCarrier:
 
         self._talking = asyncio.create_task(talk())
 
-    async def hears(self, hz: float, windows: int = 15) -> None:
+    async def hears(self, sound: Sound, what: str, windows: int = 15) -> None:
         for _ in range(windows):
             start = len(self.rtp.packets)
             await asyncio.sleep(1.0)
-            if tone(hz)(self.rtp.audio(since=start)):
+            if sound(self.rtp.audio(since=start)):
                 return
-        raise AssertionError(f"the carrier never heard {hz} Hz")
+        raise AssertionError(f"the carrier never heard {what}")
 
     async def hung_up_on(self) -> None:
         assert self.dialog is not None
@@ -139,11 +140,18 @@ def test_the_browser_softphone_takes_an_agent_first_call(
         loop.run(wait_for(lambda: bool(carrier.invites)))
         offer = carrier.invites[0].message.body.decode()
         assert "RTP/AVP 8 " in offer and "a=fingerprint" not in offer and "a=ice" not in offer
-        loop.run(carrier.hears(440))  # alice's microphone through ICE, DTLS-SRTP and back
+        # alice's microphone through ICE, DTLS-SRTP and back
+        loop.run(carrier.hears(tone(440), "alice"))
         outbound = page.get_by_test_id("outbound-call")
         expect(outbound.get_by_test_id("outbound-state")).to_have_text("Connected")
-        expect(card.get_by_role("button", name="Hold")).to_be_disabled()
         expect(card.get_by_role("button", name="Transfer")).to_be_disabled()
+        card.get_by_role("button", name="Hold").click()
+        expect(card.get_by_role("button", name="Resume")).to_have_attribute("aria-pressed",
+                                                                             "true")
+        loop.run(carrier.hears(music_instead_of(440), "music on hold"))
+        card.get_by_role("button", name="Resume").click()
+        expect(card.get_by_role("button", name="Hold")).to_have_attribute("aria-pressed", "false")
+        loop.run(carrier.hears(tone(440), "alice after Resume"))
         # The call is her voice task: its conversation is open with the customer's record.
         expect(page.locator("#conversation-meta")).to_contain_text("Voice")
         expect(page.get_by_test_id("customer-panel")).to_contain_text(CUSTOMER_NUMBER)

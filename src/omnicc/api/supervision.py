@@ -79,7 +79,7 @@ LIVE_CALL_PHASES = (TaskPhase.WAITING, TaskPhase.OFFERED, TaskPhase.ASSIGNED)
 def with_calls(board: dict[str, Any], runtime: TenantRuntime) -> dict[str, Any]:
     """The wallboard plus the phone: per queue `voice` (calls waiting, the longest wait, the
     expected wait, calls in progress) and `calls`, the calls waiting, ringing or talking
-    (caller, queue, agent, state, seconds in that state), the longest first."""
+    (direction, caller, queue, agent, state, seconds in that state), the longest first."""
     engine = runtime.routing.engine
     now = runtime.routing.clock.now()
     calls: list[dict[str, Any]] = []
@@ -91,7 +91,10 @@ def with_calls(board: dict[str, Any], runtime: TenantRuntime) -> dict[str, Any]:
         if task.phase is TaskPhase.ASSIGNED:
             talking[task.queue_id] = talking.get(task.queue_id, 0) + 1
         since = task.accepted_at if task.accepted_at is not None else task.enqueued_at
+        outbound = task.attributes.get("direction") == "outbound" or bool(
+            task.attributes.get("callback"))  # an agent's own call, or a callback
         calls.append({"task_id": task.id, "conversation_id": task.conversation_id,
+                      "direction": "outbound" if outbound else "inbound",
                       "caller": str(task.attributes.get("customer_name") or ""),
                       "phone": str(task.attributes.get("customer_phone") or ""),
                       "queue_id": task.queue_id, "agent_id": agent_id,

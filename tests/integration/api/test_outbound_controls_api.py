@@ -7,18 +7,19 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from omnicc.channels.voice.media.tones import tone_share
-from tests.integration.api.live import Browser, Seeded, seed
+from tests.integration.api.live import Browser, Seeded
 from tests.integration.api.test_calls_api import eventually, live_calls, voice_of
 from tests.integration.api.test_outbound_calls_api import voice_server
-from tests.integration.api.test_supervision_calls_api import give_sam_a_phone
-from tests.integration.voice.harness import music_instead_of, open_support_line, start_phone
+from tests.integration.api.test_supervision_calls_api import (  # noqa: F401 - its fixture:
+    seeded,  # the support line, alice's and bob's phones, sam's agent profile with a phone
+)
+from tests.integration.voice.harness import music_instead_of, start_phone
 from tests.integration.voice.test_outbound_controls import (
     AGENT_HZ,
     CUSTOMER,
@@ -29,21 +30,14 @@ from tests.integration.voice.test_outbound_controls import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def seeded(migrated_database_url: str) -> Seeded:
-    seeded = asyncio.run(seed(migrated_database_url))
-    asyncio.run(open_support_line(migrated_database_url, seeded))
-    asyncio.run(give_sam_a_phone(migrated_database_url, seeded))
-    return seeded
-
-
 def hears_alice(samples: Any) -> bool:
     """The customer hears alice's tone."""
     return bool(tone_share(samples, AGENT_HZ) > 0.5)
 
 
 async def test_an_outbound_call_is_held_supervised_and_hung_up_by_its_task(
-        migrated_database_url: str, seeded: Seeded, tmp_path: Path) -> None:
+        migrated_database_url: str, tmp_path: Path,
+        seeded: Seeded) -> None:  # noqa: F811 - the imported fixture
     customer = Customer()
     port = await customer.answer_calls()
     server = voice_server(migrated_database_url, tmp_path / "data",
@@ -69,7 +63,8 @@ async def test_an_outbound_call_is_held_supervised_and_hung_up_by_its_task(
         customer.talk()
         await customer.hears(hears_alice, "alice")
         board = (await sam.http.get("/api/supervisor/wallboard")).json()
-        assert [(c["task_id"], c["state"]) for c in board["calls"]] == [(task_id, "assigned")]
+        assert [(c["task_id"], c["direction"], c["state"]) for c in board["calls"]] == [
+            (task_id, "outbound", "assigned")]
 
         held = await alice.http.post(f"/api/desk/calls/{task_id}/hold")
         assert held.status_code == 200 and held.json()["on_hold"] is True, held.text

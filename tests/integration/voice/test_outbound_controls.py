@@ -136,8 +136,9 @@ async def test_a_supervisor_listens_whispers_and_barges_into_an_outbound_call(
         assert call.contact is not None
         runtime = await exchange.runtime()
         board = with_calls(runtime.wallboard(), runtime)
-        assert [(c["task_id"], c["state"], c["agent_id"], c["phone"]) for c in board["calls"]] \
-            == [(call.contact.task_id, "assigned", seeded.agents["alice"], CUSTOMER)]
+        assert [(c["task_id"], c["direction"], c["state"], c["agent_id"], c["phone"])
+                for c in board["calls"]] == [
+            (call.contact.task_id, "outbound", "assigned", seeded.agents["alice"], CUSTOMER)]
         found = voice.call_of_task(seeded.tenant_id, call.contact.task_id)
         assert found is call
         await customer.hears(lambda s: tone_share(s, AGENT_HZ) > HEARD, "alice")

@@ -121,7 +121,8 @@ export class CallsBoard {
   }
 
   drawRow(row, call) {
-    row.caller.textContent = callerOf(call);
+    row.caller.replaceChildren(callerOf(call), call.direction === "outbound"
+      ? el("span", { className: "small muted", text: " · outbound" }) : "");
     row.queue.textContent = this.names.queues.get(call.queue_id) || "–";
     const badge = el("span", { className: `badge ${STATE_KIND[call.state] || ""}`,
                                text: STATES[call.state] || call.state });

@@ -29,7 +29,7 @@ from omnicc.store.database import Database
 from omnicc.store.engine_records import load_routing
 from omnicc.store.repositories import Agents, Tasks, Tenants
 from omnicc.store.repositories.events import Events, NewEvent
-from omnicc.store.tables import Event, Task
+from omnicc.store.tables import Event, Queue, Task
 
 EngineCommand = Callable[[Engine], list[ev.Event]]
 Alongside = Callable[[AsyncSession, list[ev.Event]], Awaitable[None]]
@@ -57,6 +57,8 @@ class RoutingService:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._engine: Engine | None = None
+        self._queue_policies: dict[str, str] = {}
+        """Queue id -> the routing policy its new tasks follow (`Queue.policy_id`)."""
         self._listeners: list[CommitListener] = []
         self.changed = asyncio.Event()
         """Set after every commit: the engine's next deadline may have moved."""
@@ -107,9 +109,13 @@ class RoutingService:
     async def create_task(
         self, request: TaskRequest, *, alongside: Alongside | None = None
     ) -> list[ev.Event]:
-        """Create a task; it gets a globally unique id when the request has none."""
+        """Create a task; it gets a globally unique id when the request has none. A task
+        for a queue with a routing policy follows the policy (agent-initiated work excepted)."""
         if request.id is None:
             request = replace(request, id=uuid.uuid4().hex)
+        policy = self._queue_policies.get(request.queue or "")
+        if policy is not None and request.agent_id is None:
+            request = replace(request, queue=None, policy=policy)
         return await self.run(lambda engine: engine.create_task(request), alongside=alongside)
 
     async def advance(self) -> list[ev.Event]:
@@ -120,6 +126,8 @@ class RoutingService:
         async with self._database.session() as session:
             tenant = await Tenants(session).get(self._tenant_id)
             snapshot = await load_routing(session, self._tenant_id)
+            policies = (await session.execute(select(Queue.id, Queue.policy_id).where(
+                Queue.tenant_id == self._tenant_id, Queue.policy_id.is_not(None)))).all()
             last_seq = await Events(session, self._tenant_id).last_seq()
         engine = Engine(self._clock, timezone=tenant.timezone, last_event_seq=last_seq)
         events: list[ev.Event] = []
@@ -132,6 +140,7 @@ class RoutingService:
         events += engine.restore(snapshot.tasks)
         engine.restore_figures(await self._todays_events(engine))
         self._engine = engine
+        self._queue_policies = {queue: policy for queue, policy in policies if policy}
         await self._commit(events)
         return events
 
@@ -251,6 +260,8 @@ class _TaskRows:
             case ev.TaskRequeued():
                 row = await self._row(event.task_id)
                 row.phase, row.agent_id = "waiting", None
+            case ev.TaskReprioritised():
+                (await self._row(event.task_id)).priority = event.priority
             case ev.OfferCreated():
                 (await self._row(event.task_id)).phase = "offered"
             case ev.OfferAccepted():

@@ -545,11 +545,15 @@ class Engine:
         task.step_expired = False
         task.timer_token += 1
         task.pool = pool
+        task.queue_id = pool.queue.config.id
+        task.entry = self._line_entry(task, pool)
+
+    @staticmethod
+    def _line_entry(task: TaskState, pool: Pool) -> WaitingEntry:
+        """The task's static ordering key in its pool's line (score, arrival, seq, id)."""
         config = pool.queue.config
-        task.queue_id = config.id
         base = task.priority + (config.vip_score if task.is_vip else 0.0)
-        aged = config.aging_per_s * task.enqueued_at - base
-        task.entry = (aged, task.enqueued_at, task.seq, task.id)
+        return (config.aging_per_s * task.enqueued_at - base, task.enqueued_at, task.seq, task.id)
 
     def day_start_s(self) -> float:
         """When today began in the engine's time zone (live figures count from here)."""
@@ -654,6 +658,33 @@ class Engine:
                                          queue_id=task.queue_id))
         self._route_task(task)
         self._settle_agent(agent)
+        return self._flush()
+
+    def reprioritise(self, task_id: str, priority: int) -> list[ev.Event]:
+        """Give a waiting or offered task a new priority (an email nearing its first-response
+        deadline): it keeps its id, arrival time, step and policy, and takes the place in line
+        the new priority gives it; routing looks again at once. Pending offers stay; should
+        they end without acceptance the task returns at its new place. The same priority is
+        no change and no event. Conflict once the task is assigned or ended."""
+        self._begin()
+        task = self._task(task_id)
+        if task.phase not in (TaskPhase.WAITING, TaskPhase.OFFERED):
+            raise Conflict(f"task {task_id} is {task.phase.value}; only waiting work is "
+                           "reprioritised")
+        previous = task.priority
+        if priority == previous:
+            return self._flush()
+        waiting = task.phase is TaskPhase.WAITING
+        if waiting:
+            self._leave_line(task)
+        task.priority = priority
+        assert task.pool is not None  # a waiting or offered task has its step's pool
+        task.entry = self._line_entry(task, task.pool)
+        self._out.append(ev.TaskReprioritised(at=self._now, seq=self._next_seq(),
+                                              task_id=task.id, priority=priority,
+                                              previous=previous))
+        if waiting:
+            self._route_task(task)
         return self._flush()
 
     def complete(self, task_id: str) -> list[ev.Event]:

@@ -116,6 +116,17 @@ class TaskRequeued(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskReprioritised(Event):
+    """A waiting or offered task's priority changed; it keeps its arrival time and takes the
+    place in line the new priority gives it."""
+
+    type: ClassVar[str] = "task.reprioritised"
+    task_id: str
+    priority: int
+    previous: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OfferCreated(Event):
     type: ClassVar[str] = "offer.created"
     offer_id: str
@@ -234,7 +245,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         StatusDefined, QueueConfigured, PolicyConfigured, AgentConfigured, AgentRemoved,
-        AgentStatusChanged, TaskCreated, TaskQueued, TaskAssigned, TaskRequeued, OfferCreated,
+        AgentStatusChanged, TaskCreated, TaskQueued, TaskAssigned, TaskRequeued, TaskReprioritised,
+        OfferCreated,
         OfferAccepted, OfferRejected, OfferTimedOut, OfferRescinded, TaskTransferred,
         TaskCompleted, TaskWrappedUp, TaskAbandoned, TaskCancelled, TaskTimedOut, TaskEnded,
     )

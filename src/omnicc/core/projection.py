@@ -112,10 +112,11 @@ class Projection:
                 task.phase, task.queue_id = TaskPhase.WAITING.value, queue_id
                 if reason == "transfer":
                     task.enqueued_at = event.at
-                queue = self._queues[queue_id]
-                base = task.priority + (queue.vip_score if task.vip else 0.0)
-                task.entry = (queue.aging_per_s * task.enqueued_at - base, task.enqueued_at,
-                              task.seq)
+                task.entry = self._entry(task)
+            case ev.TaskReprioritised(task_id=task_id, priority=priority):
+                task = self._tasks[task_id]
+                task.priority = priority
+                task.entry = self._entry(task)
             case ev.TaskAssigned(task_id=task_id, agent_id=agent_id, queue_id=queue_id):
                 task = self._tasks[task_id]
                 task.phase, task.queue_id, task.agent_id = (TaskPhase.ASSIGNED.value, queue_id,
@@ -161,6 +162,11 @@ class Projection:
                 lines.setdefault(task.queue_id, []).append((task.entry, task_id))
         waiting = {q: tuple(task_id for _, task_id in sorted(line)) for q, line in lines.items()}
         return StateSnapshot(agents, tasks, waiting)
+
+    def _entry(self, task: _Task) -> tuple[float, float, int]:
+        queue = self._queues[task.queue_id]
+        base = task.priority + (queue.vip_score if task.vip else 0.0)
+        return (queue.aging_per_s * task.enqueued_at - base, task.enqueued_at, task.seq)
 
     def _drop_offer(self, task: _Task, offer_id: str) -> None:
         agent_id = task.offers.pop(offer_id)

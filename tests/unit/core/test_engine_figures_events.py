@@ -104,7 +104,7 @@ def drive_randomly(desk: Desk, rng: random.Random, steps: int) -> None:
     """Random legal commands; what the engine refuses is skipped."""
     engine = desk.engine
     for _ in range(steps):
-        action = rng.randrange(10)
+        action = rng.randrange(11)
         agents = sorted(a.id for a in engine.agents())
         tasks = sorted(t.id for t in engine.tasks())
         offers = sorted(o.id for o in engine.pending_offers())
@@ -133,6 +133,8 @@ def drive_randomly(desk: Desk, rng: random.Random, steps: int) -> None:
             elif action == 8 and agents:
                 desk.task(rng.choice(["q", "chat_q"]), channel=rng.choice(["voice", "chat"]),
                           agent_id=rng.choice(agents))
+            elif action == 9 and tasks:
+                engine.reprioritise(rng.choice(tasks), rng.randrange(5))
             else:
                 desk.tick(rng.choice([0.5, 5, 30]))
         except OmniccError:

@@ -202,7 +202,7 @@ MIXED = Scenario(
     max_missed_offers=2,
     max_examples=300,
     exercised=("TaskTimedOut", "task queued on step_timeout", "presence back_office",
-               "presence lunch"),
+               "presence lunch", "TaskReprioritised"),
 )
 
 RING = Scenario(
@@ -242,7 +242,7 @@ RING = Scenario(
     ),
     max_examples=300,
     exercised=("second ring-all offer", "TaskTimedOut", "task queued on step_timeout",
-               "presence training", "presence outbound"),
+               "presence training", "presence outbound", "TaskReprioritised"),
 )
 
 FIFO = Scenario(
@@ -590,6 +590,14 @@ class Ledger:
         if task.offers or event.queue_id != task.queue:
             fail("model", f"{event!r}: offers {sorted(task.offers)}, queue {task.queue}")
         task.phase = "waiting"
+
+    def _on_TaskReprioritised(self, event: ev.TaskReprioritised) -> None:
+        task = self.tasks[event.task_id]
+        if task.phase not in ("waiting", "offered") or event.previous != task.priority:
+            fail("model", f"{event!r}: task {task.phase} with priority {task.priority}")
+        if event.priority == event.previous:
+            fail("model", f"{event!r}: no change is no event")
+        task.priority = event.priority
 
     def _on_OfferCreated(self, event: ev.OfferCreated) -> None:
         task = self.tasks[event.task_id]
@@ -1011,6 +1019,13 @@ def machine_for(scenario: Scenario, tally: Counter[str]) -> type[RuleBasedStateM
             else:
                 queue_id = pick(queue_ids, to)
                 self.run(partial(self.engine.transfer, task_id, queue_id=queue_id))
+
+        @precondition(lambda self: self.has("waiting", "offered"))
+        @rule(index=INDEX, priority=st.sampled_from(scenario.priorities))
+        def reprioritise(self, index: int, priority: int) -> None:
+            """An email nears its first-response deadline: its waiting task goes up (or down)."""
+            task_id = pick(self.ledger.open_tasks("waiting", "offered"), index)
+            self.run(partial(self.engine.reprioritise, task_id, priority))
 
         # --- time -----------------------------------------------------------------------
 

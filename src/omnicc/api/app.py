@@ -11,7 +11,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from omnicc import __version__
-from omnicc.api import calls, chat, customers, desk, emails, health, recordings, supervision
+from omnicc.api import (
+    calls,
+    chat,
+    customers,
+    desk,
+    emails,
+    health,
+    messaging,
+    recordings,
+    supervision,
+)
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
 from omnicc.api.database import open_database
@@ -24,6 +34,7 @@ from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, RuntimeLimits
 from omnicc.bus import Bus
 from omnicc.channels.email.service import EmailService
+from omnicc.channels.messaging.service import MessagingService
 from omnicc.channels.voice.service import VoiceService, voice_settings
 from omnicc.config import Settings
 from omnicc.observability import HttpMetrics
@@ -57,6 +68,8 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
             app.state.center = center
             email = EmailService(database, center, app.state.attachment_store)
             app.state.email = email
+            app.state.messaging = MessagingService(database, center,
+                                                   public_base_url=settings.public_base_url)
             if settings.sip_port is not None:
                 voice = VoiceService(database, center, settings.data_dir,
                                      voice_settings(settings))
@@ -67,6 +80,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                 if voice is not None:
                     await voice.start()
                 await email.start()
+                await app.state.messaging.start()
             else:
 
                 async def start_channels() -> None:
@@ -74,6 +88,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                         await voice.start()
                     assert email is not None
                     await email.start()
+                    await app.state.messaging.start()
 
                 # An external database may come up after us: /readyz says so meanwhile.
                 starting = asyncio.create_task(center.start_when_reachable(
@@ -105,6 +120,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                 await voice.stop()
             if email is not None:
                 await email.stop()
+            await app.state.messaging.stop()
             await center.stop()
             await database.dispose()
             log.info("stopped")
@@ -133,6 +149,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(supervision.router)
     app.include_router(recordings.router)
     app.include_router(emails.router)
+    app.include_router(messaging.router)
     app.include_router(customers.router)
     from omnicc.api.attachments import install_attachments
 

@@ -705,9 +705,8 @@ class EmailDesk:
 
     async def escalate_due(self, at: datetime | None = None) -> list[str]:
         """Raise the priority of waiting email tasks as their first-response deadline nears;
-        returns the references escalated. The engine cannot change a task's priority in place,
-        so a waiting task is replaced by one with a higher priority that keeps its place in
-        time (`arrived_at`): cancelled and created in one commit, same conversation."""
+        returns the references escalated. The task keeps its id and its place in time; the
+        higher priority moves it up the line (`task.reprioritised`)."""
         now = at or now_utc()
         escalated: list[str] = []
         async with self._database.session() as session:
@@ -730,32 +729,22 @@ class EmailDesk:
         return escalated
 
     async def _raise_priority(self, ticket: EmailTicket, level: int) -> bool:
-        engine = self._routing.engine
-        old_id = ticket.task_id or ""
+        task_id = ticket.task_id or ""
         try:
-            task = engine.task(old_id)
+            task = self._routing.engine.task(task_id)
         except NotFound:
             return False
-        if task.phase is not TaskPhase.WAITING:
-            return False  # offered or being handled: nothing to hurry
-        new_id = uuid.uuid4().hex
-        request = TaskRequest(channel=EMAIL, queue=task.queue_id, id=new_id,
-                              priority=task.priority + ESCALATION_PRIORITY * (level
-                                                                              - ticket.escalation),
-                              conversation_id=task.conversation_id,
-                              attributes={**task.attributes, "escalation": level},
-                              arrived_at=task.enqueued_at)
+        if task.phase not in (TaskPhase.WAITING, TaskPhase.OFFERED):
+            return False  # being handled: nothing to hurry
+        priority = task.priority + ESCALATION_PRIORITY * (level - ticket.escalation)
 
-        async def move(session: AsyncSession, events: list[ev.Event]) -> None:
+        async def note(session: AsyncSession, events: list[ev.Event]) -> None:
             row = await EmailTickets(session, self.tenant_id).get(ticket.id)
-            row.task_id, row.escalation = new_id, level
-
-        def replace(engine: Any) -> list[ev.Event]:
-            return [*engine.cancel(old_id, reason=f"escalated to level {level}"),
-                    *engine.create_task(request)]
+            row.escalation = level
 
         try:
-            await self._routing.run(replace, alongside=move)
+            await self._routing.run(lambda engine: engine.reprioritise(task_id, priority),
+                                    alongside=note)
         except (Conflict, NotFound):
             return False
         log.info("email %s escalated to level %d", ticket.reference, level)

@@ -24,7 +24,7 @@ from omnicc.bus import Bus
 from omnicc.channels.email.imap import ImapAccount, ImapInbox
 from omnicc.channels.email.mime import parse_bytes, read_email
 from omnicc.channels.email.service import EmailService, EmailTiming
-from omnicc.core.errors import InvalidConfiguration, NotFound
+from omnicc.core.errors import InvalidConfiguration
 from omnicc.core.model import TaskPhase
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
@@ -34,6 +34,7 @@ from omnicc.store.repositories import (
     EmailMailboxes,
     EmailMessages,
     EmailTickets,
+    Events,
     Messages,
 )
 from omnicc.store.tables import Customer, EmailMailbox, EmailMessage, EmailTicket, Message
@@ -357,16 +358,21 @@ async def test_the_first_response_deadline_raises_the_priority(
         assert await rig.desk.escalate_due(ticket.created_at + timedelta(minutes=46)) == [
             ticket.reference]
         [ticket] = await tickets(rig)
-        first = engine.task(ticket.task_id or "")
-        assert (ticket.escalation, first.priority, first.phase) == (1, 10, TaskPhase.WAITING)
-        assert first.conversation_id == ticket.conversation_id
-        with pytest.raises(NotFound):
-            engine.task(receipt.task_id or "")
+        assert ticket.task_id == receipt.task_id  # the same task, raised in place
+        task = engine.task(ticket.task_id or "")
+        assert (ticket.escalation, task.priority, task.phase) == (1, 10, TaskPhase.WAITING)
         assert await rig.desk.escalate_due(ticket.created_at + timedelta(minutes=61)) == [
             ticket.reference]
         [ticket] = await tickets(rig)
         assert (ticket.escalation, engine.task(ticket.task_id or "").priority) == (2, 20)
         assert await rig.desk.escalate_due(ticket.created_at + timedelta(hours=5)) == []
+
+        async with rig.database.session() as session:
+            logged = [e.type for e in await Events(session, rig.seeded.tenant_id).since()]
+        assert logged.count("task.reprioritised") == 2
+        assert "task.cancelled" not in logged and logged.count("task.created") == 1
+        await rig.runtime.routing.reload()  # a restart reads the task row back
+        assert rig.runtime.routing.engine.task(receipt.task_id or "").priority == 20
 
 
 NO_IDLE = "imap_capability = IMAP4rev1 LITERAL+ SASL-IR\n"

@@ -263,9 +263,9 @@ class CustomerBook:
             customers = Customers(session, self.tenant_id)
             await customers.save(survivor)
             await customers.save(absorbed)
-            change = CustomerChange(kind="merge", customer_id=survivor.id, other_id=absorbed.id,
-                                    actor=actor[:200], reason=reason[:500], moved=moved,
-                                    created_at=now_utc())
+            change = CustomerChange(tenant_id=self.tenant_id, kind="merge", customer_id=survivor.id,
+                                    other_id=absorbed.id, actor=actor[:200], reason=reason[:500],
+                                    moved=moved, created_at=now_utc())
             session.add(change)
             await session.flush()
             return _change_view(change)
@@ -339,9 +339,9 @@ class CustomerBook:
                         target.attributes = {**target.attributes, row.kind: row.value}
             await customers.save(customer)
             await customers.save(target)
-            change = CustomerChange(kind="split", customer_id=customer.id, other_id=target.id,
-                                    actor=actor[:200], reason=reason[:500], moved=moved,
-                                    created_at=now_utc())
+            change = CustomerChange(tenant_id=self.tenant_id, kind="split", customer_id=customer.id,
+                                    other_id=target.id, actor=actor[:200], reason=reason[:500],
+                                    moved=moved, created_at=now_utc())
             session.add(change)
             await session.flush()
             if merge is not None:

@@ -231,6 +231,9 @@ class QueueIn(QueueTuning):
     description: Description = ""
     enabled: bool = True
     business_hours_id: RowId | None = None
+    policy_id: RowId | None = Field(
+        default=None, description="The routing policy new tasks of the queue follow (e.g. "
+        "the customer's account manager first, then the team); none: the queue's members.")
 
 
 class QueueOut(QueueIn):
@@ -240,7 +243,8 @@ class QueueOut(QueueIn):
 def _queue_out(row: Queue) -> QueueOut:
     tuning = {k: v for k, v in row.config.items() if k in QueueTuning.model_fields}
     return QueueOut(id=row.id, name=row.name, description=row.description,
-                    enabled=row.is_enabled, business_hours_id=row.business_hours_id, **tuning)
+                    enabled=row.is_enabled, business_hours_id=row.business_hours_id,
+                    policy_id=row.policy_id, **tuning)
 
 
 async def _policies_using(session: AsyncSession, tenant_id: str, *, queue_id: str | None = None,
@@ -255,6 +259,8 @@ async def _fill_queue(session: AsyncSession, tenant_id: str, row: Queue, body: Q
     if body.business_hours_id is not None:
         await referenced(BusinessHoursRepository(session, tenant_id), body.business_hours_id,
                          owner)
+    if body.policy_id is not None:
+        await referenced(RoutingPolicies(session, tenant_id), body.policy_id, owner)
     skills = [s.name for s in await Skills(session, tenant_id).list_all()]
     check_skills_known(owner, body.proficiency_skills, skills)
     for agent_id in body.hunt_order:
@@ -269,6 +275,7 @@ async def _fill_queue(session: AsyncSession, tenant_id: str, row: Queue, body: Q
         in_use("queue", row.name, await _policies_using(session, tenant_id, queue_id=row.id))
     row.name, row.description, row.is_enabled = body.name, body.description, body.enabled
     row.business_hours_id, row.config = body.business_hours_id, config
+    row.policy_id = body.policy_id
 
 
 @router.get("/queues", response_model=list[QueueOut], summary="List queues")

@@ -62,6 +62,11 @@ class Queue(TenantOwned, Base):
         String(ID_LENGTH), ForeignKey("business_hours.id", ondelete="SET NULL"), index=True
     )
     config: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
+    policy_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("routing_policies.id", ondelete="SET NULL"), index=True
+    )
+    """The policy a task made for this queue follows (e.g. the customer's account manager
+    first, then the team); None: the queue's members."""
     created_at: Mapped[datetime] = created_column()
 
 

@@ -1,4 +1,5 @@
-"""Customers: the audit trail of merges and splits.
+"""Customers: the audit trail of merges and splits; a queue's routing policy (routing by
+customer data: a VIP's account manager first, then the team).
 
 Revision ID: 0006
 Revises: 0005
@@ -48,9 +49,18 @@ def upgrade() -> None:
     op.create_index(op.f(f"ix_{TABLE}_tenant_id"), TABLE, ["tenant_id"], unique=False)
     op.create_index("ix_customer_changes_customer", TABLE, ["tenant_id", "customer_id"])
     op.create_index("ix_customer_changes_other", TABLE, ["tenant_id", "other_id"])
+    with op.batch_alter_table("queues") as batch:
+        batch.add_column(sa.Column("policy_id", sa.String(length=36), nullable=True))
+        batch.create_foreign_key(op.f("fk_queues_policy_id_routing_policies"),
+                                 "routing_policies", ["policy_id"], ["id"], ondelete="SET NULL")
+        batch.create_index(op.f("ix_queues_policy_id"), ["policy_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("queues") as batch:
+        batch.drop_index(op.f("ix_queues_policy_id"))
+        batch.drop_constraint(op.f("fk_queues_policy_id_routing_policies"), type_="foreignkey")
+        batch.drop_column("policy_id")
     op.drop_index("ix_customer_changes_other", table_name=TABLE)
     op.drop_index("ix_customer_changes_customer", table_name=TABLE)
     op.drop_index(op.f(f"ix_{TABLE}_tenant_id"), table_name=TABLE)

@@ -27,11 +27,12 @@ CHATS = 5
 READY_TIMEOUT_S = 60.0
 
 
-def start(tmp_path: Path, database_url: str, run: int) -> RunningServer:
+def start(tmp_path: Path, database_url: str, run: int, **environment: str) -> RunningServer:
     folder = tmp_path / f"run-{run}"
     folder.mkdir()
     server = start_server(folder, server_environment(tmp_path / "data",
-                                                     OMNICC_DATABASE_URL=database_url))
+                                                     OMNICC_DATABASE_URL=database_url,
+                                                     **environment))
     deadline = time.monotonic() + READY_TIMEOUT_S
     while httpx.get(f"{server.url}/readyz", timeout=5).status_code != 200:
         assert time.monotonic() < deadline, "the server did not become ready"

@@ -572,7 +572,7 @@ class Peer:
     ng: tuple[str, int] | None = None
 
     def pids(self) -> dict[str, int]:
-        pids = {"b2bua": self.pid}
+        pids = {"server": self.pid}
         if self.media_pid is not None:
             pids["rtpengine"] = self.media_pid
         return pids
@@ -700,14 +700,14 @@ def run_phase(peer: Peer, workdir: Path, name: str, load: CallerLoad, *, talkers
               if start <= _stat_time(row) <= end + 5]
         result["peak_agent_legs"] = max(up, default=0)
     result["failed_share"] = round(failed / placed, 5) if placed else None
-    for process_name in ("b2bua", "rtpengine", *extra_pids):
+    for process_name in ("server", "rtpengine", *extra_pids):
         if process_name in sampler.pids:
             used = sampler.used(process_name, start, time.time())
             result[f"cpu_s_{process_name}"] = round(used, 2)
     now = time.time()
     result["machine_cpu_share"] = round(
         sampler.used("machine", start, now) / max(sampler.span(start, now), 1e-9), 3)
-    result["cpu_ms_per_call"] = round(1000 * result["cpu_s_b2bua"] / max(placed, 1), 2)
+    result["cpu_ms_per_call"] = round(1000 * result["cpu_s_server"] / max(placed, 1), 2)
     if "cpu_s_rtpengine" in result:
         result["rtpengine_cpu_ms_per_call"] = round(
             1000 * result["cpu_s_rtpengine"] / max(placed, 1), 2)
@@ -766,7 +766,7 @@ def sweep(peer: Peer, workdir: Path, rates: Sequence[float], seconds: float, hol
                       "setup_ms_p99": figures["setup_ms_p99"],
                       "to_agent_s_p99": figures.get("to_agent_s_p99"),
                       "cpu_ms_per_call": figures["cpu_ms_per_call"],
-                      "peer_cpu_share": round(figures["cpu_s_b2bua"] / figures["wall_s"], 3)})
+                      "peer_cpu_share": round(figures["cpu_s_server"] / figures["wall_s"], 3)})
         print(f"  {peer.name} sweep {rate:g} cps: {'pass' if passed else 'FAIL'} "
               f"achieved {achieved} failed {figures['failed']}/{figures['placed']} "
               f"setup p99 {figures['setup_ms_p99']} ms, CPU {figures['cpu_ms_per_call']} "
@@ -833,8 +833,8 @@ def omnicc_on(url: str, data_dir: Path, options: Options, workdir: Path) -> dict
         idle.start()
         time.sleep(3)
         idle.stop()
-        result["idle_share"] = round(idle.used("b2bua", 0, time.time()) / idle.span(0, time.time()),
-                                     4)
+        now = time.time()
+        result["idle_share"] = round(idle.used("server", 0, now) / idle.span(0, now), 4)
         if options.profile is not None:
             server.profile(options.profile / "omnicc.txt")
         print(f"omnicc: load {options.calls} calls at {options.cps:g} cps, hold "
@@ -887,7 +887,7 @@ def summary(options: Options, omnicc: Mapping[str, Any],
     if plateau and load["peak_bridged"]:
         talkers = max(load["talkers"], 1)
         # rtpengine's plateau CPU is the talkers' media; OmniCC's is spread over every call.
-        per_call_share = (plateau.get("share_b2bua", 0) / load["peak_bridged"]
+        per_call_share = (plateau.get("share_server", 0) / load["peak_bridged"]
                           + plateau.get("share_rtpengine", 0) / talkers)
         if per_call_share > 0 and mhz:
             calls_per_ghz = round(1 / (per_call_share * mhz / 1000), 1)

@@ -120,18 +120,19 @@ class TwilioProvider:
     async def send(self, client: httpx.AsyncClient, account: Account,
                    outgoing: Outgoing) -> str:
         prefix = WHATSAPP if account.channel == "whatsapp" else ""
-        data: list[tuple[str, str]] = [("To", prefix + outgoing.peer),
-                                       ("From", prefix + account.address)]
+        data: dict[str, str | list[str]] = {"To": prefix + outgoing.peer,
+                                            "From": prefix + account.address}
         if outgoing.template:
-            data.append(("ContentSid", outgoing.template))
-            data.append(("ContentVariables", json.dumps(
-                {str(i): value for i, value in enumerate(outgoing.template_parameters, 1)})))
+            data["ContentSid"] = outgoing.template
+            data["ContentVariables"] = json.dumps(
+                {str(i): value for i, value in enumerate(outgoing.template_parameters, 1)})
         else:
             if outgoing.text:
-                data.append(("Body", outgoing.text))
-            data.extend(("MediaUrl", url) for url in outgoing.media_urls)
+                data["Body"] = outgoing.text
+            if outgoing.media_urls:
+                data["MediaUrl"] = list(outgoing.media_urls)
         if outgoing.status_callback_url:
-            data.append(("StatusCallback", outgoing.status_callback_url))
+            data["StatusCallback"] = outgoing.status_callback_url
         url = (f"{base_url(self, account)}/2010-04-01/Accounts/{account.account_sid}"
                f"/Messages.json")
         response = await post(client, url, data=data,

@@ -1,0 +1,444 @@
+"""Messaging through the running server against stand-ins of the providers' APIs
+(`providers.py`): a signed webhook is stored before it is answered, routed to the agent's desk,
+answered over REST and sent as the provider documents; receipts move the message's state;
+bad signatures, malformed bodies, duplicates, retries, failures and WhatsApp's 24-hour window;
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from omnicc.channels.messaging.meta import hub_signature
+from omnicc.channels.messaging.service import MessagingTiming
+from omnicc.channels.messaging.twilio import twilio_signature
+from omnicc.store.database import Database
+from omnicc.store.repositories import Agents, Identities, MessagingThreads
+from omnicc.store.tables import Message, MessagingMessage
+from tests.integration.api.live import Browser, LiveServer, Seeded, live_server, seed
+from tests.integration.messaging.providers import (
+    BOT_TOKEN,
+    GRAPH_TOKEN,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    FakeProviders,
+    fake_providers,
+)
+
+pytestmark = pytest.mark.anyio
+
+WAIT_S = 30.0
+APP_SECRET = "meta-app-secret"
+TELEGRAM_SECRET = "telegram-secret_token-1"
+CUSTOMER = "+358401234567"
+
+
+async def _seed(url: str) -> Seeded:
+    seeded = await seed(url)
+    database = Database(url)
+    try:
+        async with database.session() as session:
+            for agent_id in seeded.agents.values():
+                agent = await Agents(session, seeded.tenant_id).get(agent_id)
+                agent.capacity = {"chat": 2, "voice": 1, "sms": 5, "whatsapp": 5,
+                                  "telegram": 5, "messenger": 5}
+    finally:
+        await database.dispose()
+    return seeded
+
+
+@pytest.fixture
+def seeded(migrated_database_url: str) -> Seeded:
+    return asyncio.run(_seed(migrated_database_url))
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProviders]:
+    yield from fake_providers()
+
+
+@pytest.fixture
+def server(migrated_database_url: str, seeded: Seeded, tmp_path: Path) -> Iterator[LiveServer]:
+    for live in live_server(migrated_database_url, tmp_path / "data"):
+        # Retries in a test's time: 0.05 s, 0.1 s, 0.2 s, ...
+        app: Any = live.server.config.app
+        app.state.messaging.timing = MessagingTiming(
+            retry_base_s=0.05, retry_max_s=0.2, request_timeout_s=10)
+        yield live
+
+
+@pytest.fixture
+def database(migrated_database_url: str) -> Iterator[Database]:
+    database = Database(migrated_database_url)
+    yield database
+    asyncio.run(database.dispose())
+
+
+async def until(probe: Any, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    pytest.fail(f"never happened: {what}")
+
+
+async def add_account(ada: Browser, seeded: Seeded, fake: FakeProviders,
+                      **fields: Any) -> dict[str, Any]:
+    response = await ada.http.post("/api/admin/messaging/accounts", json={
+        "queue_id": seeded.queues["support"], "api_base_url": fake.url, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def take_offer(agent: Browser, conversation_id: str) -> dict[str, Any]:
+    async def offered() -> dict[str, Any] | None:
+        state = (await agent.http.get("/api/desk/state")).json()
+        return next((o for o in state["offers"] if o["conversation_id"] == conversation_id),
+                    None)
+
+    offer = await until(offered, f"an offer of {conversation_id}")
+    accepted = await agent.http.post(f"/api/desk/offers/{offer['offer_id']}/accept")
+    assert accepted.status_code == 200, accepted.text
+    return offer  # type: ignore[no-any-return]
+
+
+async def status_of(agent: Browser, conversation_id: str, message_id: str) -> str:
+    view = (await agent.http.get(f"/api/messaging/conversations/{conversation_id}")).json()
+    return str(next(m["status"] for m in view["messages"] if m["message_id"] == message_id))
+
+
+async def count(database: Database, table: Any) -> int:
+    async with database.session() as session:
+        return int((await session.execute(select(func.count()).select_from(table)))
+                   .scalar_one())
+
+
+def twilio_post(server: LiveServer, path: str, form: dict[str, str], *,
+                token: str = TWILIO_TOKEN) -> httpx.Response:
+    signature = twilio_signature(token, server.settings.public_base_url + path, form.items())
+    return httpx.post(server.url + path, content=urlencode(form), headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+
+
+def meta_post(server: LiveServer, path: str, body: dict[str, Any], *,
+              secret: str = APP_SECRET) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    return httpx.post(server.url + path, content=raw, headers={
+        "Content-Type": "application/json", "X-Hub-Signature-256": hub_signature(secret, raw)})
+
+
+async def test_twilio_sms_from_webhook_to_answer_and_receipts(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="SMS", provider="twilio",
+                                    channel="sms", address="+15005550006",
+                                    account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN)
+        assert "auth_token" not in account and account["has_auth_token"] is True
+        hook = account["webhook_path"]
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        inbound = {"MessageSid": "SM" + "a" * 32, "AccountSid": TWILIO_SID,
+                   "From": CUSTOMER, "To": "+15005550006", "Body": "My order is late",
+                   "NumMedia": "1", "SmsStatus": "received",
+                   "MediaUrl0": f"{fake.url}/media/ME1.jpg", "MediaContentType0": "image/jpeg"}
+
+        refused = twilio_post(server, hook, inbound, token="not-the-token")
+        assert refused.status_code == 403
+        assert await count(database, MessagingMessage) == 0  # never processed
+
+        answered = twilio_post(server, hook, inbound)
+        assert answered.status_code == 200, answered.text
+        assert answered.headers["content-type"].startswith("text/xml")
+        # Stored and committed before the answer: visible at once to another connection.
+        assert await count(database, MessagingMessage) == 1
+        assert twilio_post(server, hook, inbound).status_code == 200  # Twilio's retry
+        assert await count(database, MessagingMessage) == 1
+        assert await count(database, Message) == 1
+
+        malformed = twilio_post(server, hook, {"From": CUSTOMER, "Body": "no sid"})
+        assert malformed.status_code == 400 and "MessageSid" in malformed.json()["detail"]
+
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               CUSTOMER)
+            assert thread is not None
+            identity = await Identities(session, seeded.tenant_id).by_value("phone", CUSTOMER)
+            assert identity is not None and identity.customer_id == thread.customer_id
+        conversation_id = thread.conversation_id
+        offer = await take_offer(alice, conversation_id)
+        assert offer["channel"] == "sms" and offer["queue_id"] == seeded.queues["support"]
+
+        view = (await alice.http.get(f"/api/messaging/conversations/{conversation_id}")).json()
+        assert view["thread"]["peer"] == CUSTOMER and view["thread"]["channel"] == "sms"
+        (received,) = view["messages"]
+        assert received["media_urls"] == [f"{fake.url}/media/ME1.jpg"]
+
+        reply = await alice.http.post(f"/api/messaging/conversations/{conversation_id}/messages",
+                                      json={"text": "Sorry! It ships today.", "id": "r1",
+                                            "media_urls": [f"{fake.url}/label.png"]})
+        assert reply.status_code == 201, reply.text
+        message_id = reply.json()["id"]
+        (sent,) = await until(lambda: _async(fake.sent("/2010-04-01")), "Twilio got the SMS")
+        assert sent.path == f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
+        assert sent.body["To"] == CUSTOMER and sent.body["From"] == "+15005550006"
+        assert sent.body["Body"] == "Sorry! It ships today."
+        assert sent.body["MediaUrl"] == [f"{fake.url}/label.png"]
+        assert sent.body["StatusCallback"] == server.settings.public_base_url + hook
+        assert await until(lambda: _is(status_of(alice, conversation_id, message_id), "sent"),
+                           "the answer shown as sent")
+
+        async with database.session() as session:
+            row = (await session.execute(select(MessagingMessage).where(
+                MessagingMessage.message_id == message_id))).scalar_one()
+        for status, shown in (("delivered", "delivered"), ("sent", "delivered"),
+                              ("read", "read")):
+            callback = twilio_post(server, hook, {"MessageSid": row.provider_message_id or "",
+                                                  "MessageStatus": status,
+                                                  "AccountSid": TWILIO_SID})
+            assert callback.status_code == 200
+            assert await status_of(alice, conversation_id, message_id) == shown
+    finally:
+        await ada.close()
+        await alice.close()
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def _is(status: Any, wanted: str) -> bool:
+    return await status == wanted  # type: ignore[no-any-return]
+
+
+async def test_outbox_retries_then_shows_the_failure(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="WhatsApp via Twilio",
+                                    provider="twilio", channel="whatsapp",
+                                    address="+14155238886", account_sid=TWILIO_SID,
+                                    auth_token=TWILIO_TOKEN)
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        assert twilio_post(server, account["webhook_path"], {
+            "MessageSid": "SM" + "b" * 32, "From": f"whatsapp:{CUSTOMER}",
+            "To": "whatsapp:+14155238886", "Body": "hi", "ProfileName": "Aino"}
+        ).status_code == 200
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               CUSTOMER)
+        assert thread is not None
+        conversation_id = thread.conversation_id
+        await take_offer(alice, conversation_id)
+        path = f"/api/messaging/conversations/{conversation_id}/messages"
+
+        fake.fail_next(503, 429)
+        first = (await alice.http.post(path, json={"text": "one"})).json()["id"]
+        assert await until(lambda: _is(status_of(alice, conversation_id, first), "sent"),
+                           "sent on the third attempt")
+        tries = fake.sent("/2010-04-01")
+        assert len(tries) == 3 and tries[-1].body["To"] == f"whatsapp:{CUSTOMER}"
+        view = (await alice.http.get(f"/api/messaging/conversations/{conversation_id}")).json()
+        assert next(m for m in view["messages"] if m["message_id"] == first)["attempts"] == 3
+
+        fake.fail_next(500, 500, 500, 500, 500)
+        second = (await alice.http.post(path, json={"text": "two"})).json()["id"]
+        assert await until(lambda: _is(status_of(alice, conversation_id, second), "failed"),
+                           "given up after five attempts")
+        assert len(fake.sent("/2010-04-01")) == 8
+        desk = (await alice.http.get(f"/api/desk/conversations/{conversation_id}")).json()
+        notes = [m["text"] for m in desk["messages"] if m["visibility"] == "internal"]
+        assert any("could not be delivered" in n and "after 5 attempts" in n for n in notes)
+    finally:
+        await ada.close()
+        await alice.close()
+
+
+def whatsapp_hook(value: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp",
+                                        "metadata": {"phone_number_id": "106540352242922"},
+                                        **value}}]}]}
+
+
+async def test_whatsapp_cloud_api_window_and_templates(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="WhatsApp", provider="whatsapp",
+                                    channel="whatsapp", address="106540352242922",
+                                    auth_token=GRAPH_TOKEN, app_secret=APP_SECRET,
+                                    verify_token="hamhock")
+        hook = account["webhook_path"]
+        ok = httpx.get(server.url + hook, params={"hub.mode": "subscribe",
+                                                  "hub.verify_token": "hamhock",
+                                                  "hub.challenge": "1158201444"})
+        assert (ok.status_code, ok.text) == (200, "1158201444")
+        assert httpx.get(server.url + hook, params={
+            "hub.mode": "subscribe", "hub.verify_token": "x", "hub.challenge": "1"}
+        ).status_code == 403
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        message = {"contacts": [{"profile": {"name": "Aino"}, "wa_id": CUSTOMER[1:]}],
+                   "messages": [{"from": CUSTOMER[1:], "id": "wamid.IN1", "type": "text",
+                                 "timestamp": "1", "text": {"body": "Hei"}}]}
+        assert meta_post(server, hook, whatsapp_hook(message), secret="wrong").status_code == 403
+        assert meta_post(server, hook, {"object": "page"}).status_code == 400
+        assert meta_post(server, hook, whatsapp_hook(message)).status_code == 200
+        assert meta_post(server, hook, whatsapp_hook(message)).status_code == 200
+        assert await count(database, MessagingMessage) == 1
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               CUSTOMER)
+        assert thread is not None
+        conversation_id = thread.conversation_id
+        await take_offer(alice, conversation_id)
+
+        path = f"/api/messaging/conversations/{conversation_id}"
+        answer = (await alice.http.post(path + "/messages", json={"text": "Moi!"})).json()
+        (sent,) = await until(lambda: _async(fake.sent("/v21.0/106540352242922")),
+                              "the Cloud API got it")
+        assert sent.headers["authorization"] == f"Bearer {GRAPH_TOKEN}"
+        assert sent.body == {"messaging_product": "whatsapp", "recipient_type": "individual",
+                             "to": CUSTOMER[1:], "type": "text",
+                             "text": {"preview_url": False, "body": "Moi!"}}
+        await until(lambda: _is(status_of(alice, conversation_id, answer["id"]), "sent"),
+                    "sent")
+        async with database.session() as session:
+            row = (await session.execute(select(MessagingMessage).where(
+                MessagingMessage.message_id == answer["id"]))).scalar_one()
+        for status in ("delivered", "read"):
+            assert meta_post(server, hook, whatsapp_hook({"statuses": [{
+                "id": row.provider_message_id, "status": status, "timestamp": "2",
+                "recipient_id": CUSTOMER[1:]}]})).status_code == 200
+            assert await status_of(alice, conversation_id, answer["id"]) == status
+
+        async with database.session() as session:  # the customer wrote 25 hours ago
+            stored = await MessagingThreads(session, seeded.tenant_id).get(thread.id)
+            assert stored.last_inbound_at is not None
+            stored.last_inbound_at -= timedelta(hours=25)
+        view = (await alice.http.get(path)).json()
+        assert view["thread"]["window_open"] is False and view["thread"]["needs_template"]
+        late = await alice.http.post(path + "/messages", json={"text": "still there?"})
+        assert late.status_code == 409 and "24 hours" in late.json()["detail"]
+        template = await alice.http.post(path + "/templates", json={
+            "name": "order_update", "language": "en_US", "parameters": ["A-1001"]})
+        assert template.status_code == 201, template.text
+        (_, sent_template) = await until(
+            lambda: _async(fake.sent("/v21.0/106540352242922")[1:] and
+                           fake.sent("/v21.0/106540352242922")), "the template went out")
+        assert sent_template.body["type"] == "template"
+        assert sent_template.body["template"] == {
+            "name": "order_update", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text",
+                                                             "text": "A-1001"}]}]}
+    finally:
+        await ada.close()
+        await alice.close()
+
+
+async def test_telegram_bot_text_media_and_refusal(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="Bot", provider="telegram",
+                                    channel="telegram", address="acme_support_bot",
+                                    auth_token=BOT_TOKEN, app_secret=TELEGRAM_SECRET)
+        hook = server.url + account["webhook_path"]
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        update = {"update_id": 7, "message": {
+            "message_id": 42, "date": 1, "text": "Hello bot",
+            "from": {"id": 987654321, "first_name": "Aino", "is_bot": False},
+            "chat": {"id": 987654321, "type": "private"}}}
+        assert httpx.post(hook, json=update, headers={
+            "X-Telegram-Bot-Api-Secret-Token": "wrong"}).status_code == 403
+        headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+        assert httpx.post(hook, json={"message": {}}, headers=headers).status_code == 400
+        assert httpx.post(hook, json=update, headers=headers).status_code == 200
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               "987654321")
+            assert thread is not None
+            assert await Identities(session, seeded.tenant_id).by_value(
+                "telegram", "987654321") is not None
+        await take_offer(alice, thread.conversation_id)
+        path = f"/api/messaging/conversations/{thread.conversation_id}/messages"
+        await alice.http.post(path, json={"text": "Hi Aino"})
+        await alice.http.post(path, json={"text": "the label",
+                                          "media_urls": ["https://files.example/l.png"]})
+        text, photo = await until(lambda: _async(len(fake.sent("/bot")) >= 2
+                                                 and fake.sent("/bot")), "both sent")
+        assert text.path == f"/bot{BOT_TOKEN}/sendMessage"
+        assert text.body == {"chat_id": "987654321", "text": "Hi Aino"}
+        assert photo.path == f"/bot{BOT_TOKEN}/sendPhoto"
+        assert photo.body == {"chat_id": "987654321", "photo": "https://files.example/l.png",
+                              "caption": "the label"}
+
+        fake.fail_next(400)  # "chat not found": trying again cannot help
+        refused = (await alice.http.post(path, json={"text": "gone?"})).json()["id"]
+        assert await until(lambda: _is(status_of(alice, thread.conversation_id, refused),
+                                       "failed"), "failed at once")
+        view = (await alice.http.get(
+            f"/api/messaging/conversations/{thread.conversation_id}")).json()
+        failed = next(m for m in view["messages"] if m["message_id"] == refused)
+        assert failed["attempts"] == 1 and "chat not found" in failed["last_error"]
+    finally:
+        await ada.close()
+        await alice.close()
+
+
+async def test_messenger_page_answer_delivery_and_read(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="Page", provider="messenger",
+                                    channel="messenger", address="PAGE1",
+                                    auth_token=GRAPH_TOKEN, app_secret=APP_SECRET,
+                                    verify_token="v")
+        hook = account["webhook_path"]
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+
+        def event(body: dict[str, Any]) -> dict[str, Any]:
+            return {"object": "page", "entry": [{"id": "PAGE1", "time": 1, "messaging": [
+                {"sender": {"id": "PSID-7"}, "recipient": {"id": "PAGE1"}, **body}]}]}
+
+        assert meta_post(server, hook, event({"message": {"mid": "m_in", "text": "Hi"}})
+                         ).status_code == 200
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               "PSID-7")
+        assert thread is not None
+        await take_offer(alice, thread.conversation_id)
+        answer = (await alice.http.post(
+            f"/api/messaging/conversations/{thread.conversation_id}/messages",
+            json={"text": "Hello from Acme"})).json()
+        (sent,) = await until(lambda: _async(fake.sent("/v21.0/me/messages")), "sent")
+        assert sent.query == {"access_token": GRAPH_TOKEN}
+        assert sent.body == {"recipient": {"id": "PSID-7"}, "message": {"text": "Hello from Acme"},
+                             "messaging_type": "RESPONSE"}
+        await until(lambda: _is(status_of(alice, thread.conversation_id, answer["id"]), "sent"),
+                    "sent")
+        assert meta_post(server, hook, event({"delivery": {"mids": ["m_1"], "watermark": 1}})
+                         ).status_code == 200
+        assert await status_of(alice, thread.conversation_id, answer["id"]) == "delivered"
+        far_future_ms = 4_102_444_800_000  # 2100-01-01
+        assert meta_post(server, hook, event({"read": {"watermark": far_future_ms}})
+                         ).status_code == 200
+        assert await status_of(alice, thread.conversation_id, answer["id"]) == "read"
+    finally:
+        await ada.close()
+        await alice.close()

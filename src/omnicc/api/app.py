@@ -14,6 +14,7 @@ from omnicc import __version__
 from omnicc.api import (
     calls,
     chat,
+    contact_forms,
     customers,
     desk,
     emails,
@@ -151,6 +152,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(emails.router)
     app.include_router(messaging.router)
     app.include_router(customers.router)
+    app.include_router(contact_forms.router)
     from omnicc.api.attachments import install_attachments
 
     install_attachments(app)

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -163,6 +163,36 @@ class Receipt:
 
 
 @dataclass(slots=True)
+class _Entry:
+    """One email of a batch: what it is, what it makes (None: a duplicate) and its receipt."""
+
+    email: InboundEmail
+    uid: int | None
+    plan: _Plan | None
+    receipt: Receipt
+    files: list[StoredFile | None] = field(default_factory=list)
+
+    @property
+    def is_kept(self) -> bool:
+        return self.plan is not None and (self.plan.ticket is not None or self.plan.new_ticket)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Emails received together, and what the earlier ones make that the store does not have
+    yet, so later ones thread to them: tickets by id, Message-ID hashes to ticket ids, tickets
+    given a task, new customers by address."""
+
+    entries: list[_Entry] = field(default_factory=list)
+    by_dedup_key: dict[str, _Entry] = field(default_factory=dict)
+    tickets: dict[str, EmailTicket] = field(default_factory=dict)
+    threads: dict[str, str] = field(default_factory=dict)
+    tasked: set[str] = field(default_factory=set)
+    customers: dict[str, Customer] = field(default_factory=dict)
+    last_uid: int | None = None
+
+
+@dataclass(slots=True)
 class _Plan:
     """The rows a received email makes, decided before the transaction writes them."""
 
@@ -170,7 +200,6 @@ class _Plan:
     new_ticket: bool = False
     customer: Customer | None = None
     task_id: str | None = None
-    notices: list[Notice] = field(default_factory=list)
 
 
 def normal_address(address: str) -> str:
@@ -212,22 +241,33 @@ class EmailDesk:
                       uid_validity: int | None = None) -> Receipt:
         """Store a received email and route it; idempotent on the email's `dedup_key`.
         `imap_uid` moves the mailbox's read position in the same transaction."""
+        [receipt] = await self.receive_batch(mailbox_id, [(email, imap_uid)],
+                                             uid_validity=uid_validity)
+        return receipt
+
+    async def receive_batch(self, mailbox_id: str,
+                            emails: Sequence[tuple[InboundEmail, int | None]], *,
+                            uid_validity: int | None = None) -> list[Receipt]:
+        """Store received emails (each with its IMAP UID or None) and route them, all in one
+        transaction: all are stored or none (a crash mid-batch reads the whole batch again),
+        and one commit serves many emails, which is what makes a mailbox import fast.
+        Emails of the batch thread to each other as if received one by one, in order;
+        each is idempotent on its `dedup_key`. The read position moves to the batch's last
+        UID in the same transaction. Returns one receipt per email, in order."""
         async with self._lock:
-            async with self._database.session() as session:
-                mailbox = await EmailMailboxes(session, self.tenant_id).get(mailbox_id)
-                stored = await EmailMessages(session, self.tenant_id).by_dedup_key(
-                    mailbox_id, email.dedup_key)
-                if stored is not None:
-                    _advance(mailbox, imap_uid, uid_validity)
-                    return Receipt(email_id=stored.id, is_new=False, kind=stored.kind,
-                                   conversation_id=stored.conversation_id)
-                mailbox_row = _MailboxView.of(mailbox)
-                plan = await self._plan(session, mailbox_row, email)
-            is_kept = plan.ticket is not None or plan.new_ticket
-            files = await self._keep_files(email) if is_kept and email.bounce is None else []
+            batch = _Batch()
+            files: list[StoredFile | None] = []
             try:
-                return await self._write(mailbox_row, email, plan, files, imap_uid,
-                                         uid_validity)
+                async with self._database.session() as session:
+                    mailbox = await EmailMailboxes(session, self.tenant_id).get(mailbox_id)
+                    view = _MailboxView.of(mailbox)
+                    for email, uid in emails:
+                        await self._take(session, view, email, uid, batch)
+                for entry in batch.entries:
+                    if entry.plan is not None and entry.is_kept and entry.email.bounce is None:
+                        entry.files = await self._keep_files(entry.email)
+                        files += entry.files
+                return await self._write(view, batch, uid_validity)
             except BaseException:
                 for stored_file in files:
                     if stored_file is not None:
@@ -235,26 +275,81 @@ class EmailDesk:
                             stored_file.path.unlink()
                 raise
 
+    async def _take(self, session: AsyncSession, mailbox: _MailboxView, email: InboundEmail,
+                    uid: int | None, batch: _Batch) -> None:
+        """Plan one email of a batch: a duplicate (stored before, or earlier in the batch)
+        only moves the read position; a new one gets its rows decided."""
+        if uid is not None:
+            batch.last_uid = max(batch.last_uid or 0, uid)
+        earlier = batch.by_dedup_key.get(email.dedup_key)
+        if earlier is not None:
+            batch.entries.append(_Entry(email, uid, None, Receipt(
+                email_id=earlier.receipt.email_id, is_new=False, kind=earlier.receipt.kind,
+                conversation_id=earlier.receipt.conversation_id)))
+            return
+        stored = await EmailMessages(session, self.tenant_id).by_dedup_key(
+            mailbox.id, email.dedup_key)
+        if stored is not None:
+            batch.entries.append(_Entry(email, uid, None, Receipt(
+                email_id=stored.id, is_new=False, kind=stored.kind,
+                conversation_id=stored.conversation_id)))
+            return
+        plan = await self._plan(session, mailbox, email, batch)
+        entry = _Entry(email, uid, plan, self._new_receipt(email, plan))
+        if plan.new_ticket:
+            assert plan.customer is not None
+            address = normal_address(email.reply_to or email.from_address)
+            at = now_utc()
+            plan.ticket = EmailTicket(
+                id=uuid.uuid4().hex, conversation_id=entry.receipt.conversation_id or "",
+                contact_id=uuid.uuid4().hex, mailbox_id=mailbox.id,
+                reference=entry.receipt.reference or "", customer_address=address,
+                subject=email.subject[:500], created_at=at)
+            batch.customers[address] = plan.customer
+        if plan.ticket is not None:
+            batch.tickets[plan.ticket.id] = plan.ticket
+            if plan.task_id is not None:
+                batch.tasked.add(plan.ticket.id)
+            if email.message_id:
+                batch.threads[message_id_hash(email.message_id)] = plan.ticket.id
+        batch.by_dedup_key[email.dedup_key] = entry
+        batch.entries.append(entry)
+
+    @staticmethod
+    def _new_receipt(email: InboundEmail, plan: _Plan) -> Receipt:
+        kind = "bounce" if email.bounce is not None else (
+            "auto_reply" if email.automation is not None else "customer")
+        ticket = plan.ticket
+        if plan.new_ticket:
+            return Receipt(email_id=uuid.uuid4().hex, is_new=True, kind=kind,
+                           conversation_id=uuid.uuid4().hex, reference=new_reference(),
+                           task_id=plan.task_id)
+        return Receipt(email_id=uuid.uuid4().hex, is_new=True, kind=kind,
+                       conversation_id=None if ticket is None else ticket.conversation_id,
+                       reference=None if ticket is None else ticket.reference,
+                       task_id=plan.task_id)
+
     async def _plan(self, session: AsyncSession, mailbox: _MailboxView,
-                    email: InboundEmail) -> _Plan:
+                    email: InboundEmail, batch: _Batch) -> _Plan:
         plan = _Plan()
-        tickets = EmailTickets(session, self.tenant_id)
         if email.bounce is not None:
-            original = await self._thread_of(session, (email.bounce.original_message_id,))
-            plan.ticket = await tickets.find(original) if original else None
+            plan.ticket = await self._ticket_of(session, (email.bounce.original_message_id,),
+                                                batch)
             return plan
-        ticket_id = await self._thread_of(session, (email.in_reply_to, *email.references))
-        if ticket_id is not None:
-            plan.ticket = await tickets.find(ticket_id)
+        plan.ticket = await self._ticket_of(session, (email.in_reply_to, *email.references),
+                                            batch)
         if plan.ticket is None:
             reference = reference_in(email.subject)
-            plan.ticket = await tickets.by_reference(reference) if reference else None
+            if reference:
+                plan.ticket = next((t for t in batch.tickets.values()
+                                    if t.reference == reference), None) or (
+                    await EmailTickets(session, self.tenant_id).by_reference(reference))
         if plan.ticket is None and email.automation is not None:
             return plan  # a robot's email about nothing we know: kept, never routed
         if plan.ticket is None:
             plan.new_ticket = True
-            plan.customer = await self._customer(session, email)
-        elif email.automation is None and not self._has_open_task(plan.ticket):
+            plan.customer = await self._customer(session, email, batch)
+        elif email.automation is None and not self._has_open_task(plan.ticket, batch):
             plan.task_id = uuid.uuid4().hex
         if plan.new_ticket:
             plan.task_id = uuid.uuid4().hex
@@ -263,14 +358,23 @@ class EmailDesk:
             raise InvalidConfiguration(f"mailbox {mailbox.name} has no queue to route to")
         return plan
 
-    async def _thread_of(self, session: AsyncSession, ids: tuple[str, ...]) -> str | None:
+    async def _ticket_of(self, session: AsyncSession, ids: tuple[str, ...],
+                         batch: _Batch) -> EmailTicket | None:
+        """The ticket of the first of these Message-IDs we know, in the batch or stored."""
         hashes = [message_id_hash(i) for i in ids if i]
+        for id_hash in hashes:
+            ticket_id = batch.threads.get(id_hash)
+            if ticket_id is not None:
+                return batch.tickets[ticket_id]
         for row in await EmailMessages(session, self.tenant_id).by_message_id_hashes(hashes):
             if row.ticket_id is not None:
-                return row.ticket_id
+                known = batch.tickets.get(row.ticket_id)
+                return known or await EmailTickets(session, self.tenant_id).find(row.ticket_id)
         return None
 
-    def _has_open_task(self, ticket: EmailTicket) -> bool:
+    def _has_open_task(self, ticket: EmailTicket, batch: _Batch) -> bool:
+        if ticket.id in batch.tasked:
+            return True
         if ticket.task_id is None:
             return False
         try:
@@ -278,8 +382,12 @@ class EmailDesk:
         except NotFound:
             return False
 
-    async def _customer(self, session: AsyncSession, email: InboundEmail) -> Customer:
+    async def _customer(self, session: AsyncSession, email: InboundEmail,
+                        batch: _Batch) -> Customer:
         address = normal_address(email.reply_to or email.from_address)
+        known = batch.customers.get(address)
+        if known is not None:
+            return known
         identities = Identities(session, self.tenant_id)
         customers = Customers(session, self.tenant_id)
         identity = await identities.by_value(EMAIL_IDENTITY, address)
@@ -303,101 +411,114 @@ class EmailDesk:
                 kept.append(None)
         return kept
 
-    async def _write(self, mailbox: _MailboxView, email: InboundEmail, plan: _Plan,
-                     files: list[StoredFile | None], imap_uid: int | None,
-                     uid_validity: int | None) -> Receipt:
-        at = now_utc()
-        kind = "bounce" if email.bounce is not None else (
-            "auto_reply" if email.automation is not None else "customer")
-        email_id = uuid.uuid4().hex
-        ticket = plan.ticket
-        reference = ticket.reference if ticket is not None else None
-        conversation_id = ticket.conversation_id if ticket is not None else None
+    async def _write(self, mailbox: _MailboxView, batch: _Batch,
+                     uid_validity: int | None) -> list[Receipt]:
+        """One transaction: the batch's rows and its tasks (one engine command)."""
         views: list[dict[str, Any]] = []
-        new_ticket: EmailTicket | None = None
-        if plan.new_ticket:
-            assert plan.customer is not None
-            reference = new_reference()
-            conversation_id = uuid.uuid4().hex
-            new_ticket = EmailTicket(
-                id=uuid.uuid4().hex, conversation_id=conversation_id,
-                contact_id=uuid.uuid4().hex, mailbox_id=mailbox.id, reference=reference,
-                customer_address=normal_address(email.reply_to or email.from_address),
-                subject=email.subject[:500], created_at=at)
-            ticket = new_ticket
+        acknowledged = False
+        requests = [self._task_request(mailbox, entry) for entry in batch.entries
+                    if entry.plan is not None and entry.plan.task_id is not None]
 
         async def write(session: AsyncSession, events: list[ev.Event]) -> None:
-            nonlocal ticket
-            mailboxes = EmailMailboxes(session, self.tenant_id)
-            row = await mailboxes.get(mailbox.id)
-            _advance(row, imap_uid, uid_validity)
-            if new_ticket is not None:
-                customer = await self._store_customer(session, plan.customer, new_ticket)
-                await Conversations(session, self.tenant_id).add(Conversation(
-                    id=new_ticket.conversation_id, customer_id=customer.id,
-                    subject=email.subject[:500], created_at=at))
-                await Contacts(session, self.tenant_id).add(Contact(
-                    id=new_ticket.contact_id, conversation_id=new_ticket.conversation_id,
-                    customer_id=customer.id, channel=EMAIL, direction="inbound",
-                    queue_id=mailbox.queue_id, started_at=at,
-                    attributes={"mailbox_id": mailbox.id, "reference": new_ticket.reference,
-                                "topic": email.subject[:200]}))
-                new_ticket.task_id = plan.task_id
-                new_ticket.first_response_due_at = await self._due(session, mailbox, at)
-                await EmailTickets(session, self.tenant_id).add(new_ticket)
-            elif ticket is not None:
-                ticket = await EmailTickets(session, self.tenant_id).get(ticket.id)
-                if plan.task_id is not None:
-                    ticket.task_id = plan.task_id
-                    conversation = await Conversations(session, self.tenant_id).get(
-                        ticket.conversation_id)
-                    conversation.status, conversation.closed_at = "open", None
-                await EmailTickets(session, self.tenant_id).save(ticket)
-            message: Message | None = None
-            if ticket is not None:
-                message = await self._store_message(session, ticket, email, kind, at, files)
-                views.append(await self._view(session, message))
-            await EmailMessages(session, self.tenant_id).add(EmailMessage(
-                id=email_id, mailbox_id=mailbox.id,
-                ticket_id=None if ticket is None else ticket.id,
-                conversation_id=conversation_id,
-                message_id=None if message is None else message.id,
-                direction="inbound", kind=kind, status="received", dedup_key=email.dedup_key,
-                header_message_id=email.message_id,
-                message_id_hash=message_id_hash(email.message_id) if email.message_id
-                else None,
-                in_reply_to=email.in_reply_to, references=list(email.references),
-                from_address=email.from_address, from_name=email.from_name[:200],
-                to_addresses=list(email.to), cc_addresses=list(email.cc),
-                subject=email.subject, text=email.text, safe_html=email.safe_html,
-                raw=email.raw, imap_uid=imap_uid, created_at=at))
-            if email.bounce is not None:
-                await self._mark_bounced(session, email.bounce)
-            if (new_ticket is not None and mailbox.auto_acknowledge and email.automation is None
-                    and await self._may_acknowledge(session, new_ticket, at)):
-                await self._acknowledge(session, mailbox, new_ticket, email, at)
+            nonlocal acknowledged
+            row = await EmailMailboxes(session, self.tenant_id).get(mailbox.id)
+            _advance(row, batch.last_uid, uid_validity)
+            for entry in batch.entries:
+                if entry.plan is not None:
+                    view, acknowledges = await self._write_one(session, mailbox, entry)
+                    views.extend(view)
+                    acknowledged = acknowledged or acknowledges
 
-        if plan.task_id is not None:
-            assert ticket is not None and mailbox.queue_id is not None
-            request = TaskRequest(
-                channel=EMAIL, queue=mailbox.queue_id, id=plan.task_id,
-                conversation_id=ticket.conversation_id,
-                attributes={"customer_name": email.from_name or email.from_address,
-                            "customer_email": email.from_address,
-                            "contact_id": ticket.contact_id, "topic": email.subject[:200],
-                            "mailbox_id": mailbox.id, "reference": ticket.reference})
-            await self._routing.create_task(request, alongside=write)
+        if requests:
+            queue_id = mailbox.queue_id or ""
+
+            def create(engine: Any) -> list[ev.Event]:
+                engine.queue(queue_id)  # unknown: refused before any task is made
+                return [event for request in requests for event in engine.create_task(request)]
+
+            await self._routing.run(create, alongside=write)
         else:
             async with self._database.session() as session:
                 await write(session, [])
         for view in views:
             self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
                               Notice("message.created", view))
-        if new_ticket is not None and mailbox.auto_acknowledge:
+        if acknowledged:
             self.outbox_changed.set()
-        return Receipt(email_id=email_id, is_new=True, kind=kind,
-                       conversation_id=conversation_id, reference=reference,
-                       task_id=plan.task_id)
+        return [entry.receipt for entry in batch.entries]
+
+    @staticmethod
+    def _task_request(mailbox: _MailboxView, entry: _Entry) -> TaskRequest:
+        plan, email = entry.plan, entry.email
+        assert plan is not None and plan.ticket is not None and mailbox.queue_id is not None
+        ticket = plan.ticket
+        return TaskRequest(
+            channel=EMAIL, queue=mailbox.queue_id, id=plan.task_id,
+            conversation_id=ticket.conversation_id,
+            attributes={"customer_name": email.from_name or email.from_address,
+                        "customer_email": email.from_address,
+                        "contact_id": ticket.contact_id, "topic": email.subject[:200],
+                        "mailbox_id": mailbox.id, "reference": ticket.reference})
+
+    async def _write_one(self, session: AsyncSession, mailbox: _MailboxView,
+                         entry: _Entry) -> tuple[list[dict[str, Any]], bool]:
+        """One new email's rows; (its message's view, whether it was acknowledged)."""
+        plan, email, receipt = entry.plan, entry.email, entry.receipt
+        assert plan is not None
+        at = now_utc()
+        ticket = plan.ticket
+        if plan.new_ticket:
+            assert ticket is not None
+            customer = await self._store_customer(session, plan.customer, ticket)
+            await Conversations(session, self.tenant_id).add(Conversation(
+                id=ticket.conversation_id, customer_id=customer.id,
+                subject=email.subject[:500], created_at=at))
+            await Contacts(session, self.tenant_id).add(Contact(
+                id=ticket.contact_id, conversation_id=ticket.conversation_id,
+                customer_id=customer.id, channel=EMAIL, direction="inbound",
+                queue_id=mailbox.queue_id, started_at=at,
+                attributes={"mailbox_id": mailbox.id, "reference": ticket.reference,
+                            "topic": email.subject[:200]}))
+            ticket.task_id = plan.task_id
+            ticket.first_response_due_at = await self._due(session, mailbox, at)
+            ticket.created_at = at
+            await EmailTickets(session, self.tenant_id).add(ticket)
+        elif ticket is not None:
+            ticket = await EmailTickets(session, self.tenant_id).get(ticket.id)
+            if plan.task_id is not None:
+                ticket.task_id = plan.task_id
+                conversation = await Conversations(session, self.tenant_id).get(
+                    ticket.conversation_id)
+                conversation.status, conversation.closed_at = "open", None
+            await EmailTickets(session, self.tenant_id).save(ticket)
+        views: list[dict[str, Any]] = []
+        message: Message | None = None
+        if ticket is not None:
+            message = await self._store_message(session, ticket, email, receipt.kind, at,
+                                                entry.files)
+            views.append(await self._view(session, message))
+        await EmailMessages(session, self.tenant_id).add(EmailMessage(
+            id=receipt.email_id, mailbox_id=mailbox.id,
+            ticket_id=None if ticket is None else ticket.id,
+            conversation_id=receipt.conversation_id,
+            message_id=None if message is None else message.id,
+            direction="inbound", kind=receipt.kind, status="received",
+            dedup_key=email.dedup_key, header_message_id=email.message_id,
+            message_id_hash=message_id_hash(email.message_id) if email.message_id else None,
+            in_reply_to=email.in_reply_to, references=list(email.references),
+            from_address=email.from_address, from_name=email.from_name[:200],
+            to_addresses=list(email.to), cc_addresses=list(email.cc),
+            subject=email.subject, text=email.text, safe_html=email.safe_html,
+            raw=email.raw, imap_uid=entry.uid, created_at=at))
+        if email.bounce is not None:
+            await self._mark_bounced(session, email.bounce)
+        acknowledges = (plan.new_ticket and ticket is not None and mailbox.auto_acknowledge
+                        and email.automation is None
+                        and await self._may_acknowledge(session, ticket, at))
+        if acknowledges:
+            assert ticket is not None
+            await self._acknowledge(session, mailbox, ticket, email, at)
+        return views, acknowledges
 
     async def _store_customer(self, session: AsyncSession, customer: Customer | None,
                               ticket: EmailTicket) -> Customer:

@@ -129,8 +129,12 @@ class ImapInbox:
                     found[int(uid.group(1))] = bytes(lines[index + 1])
         return found
 
-    async def mark_seen(self, uid: int) -> None:
-        _ok(await self.client.uid("store", str(uid), "+FLAGS.SILENT", "(\\Seen)"), "UID STORE")
+    async def mark_seen(self, uids: list[int]) -> None:
+        """Flag these messages `\\Seen`, `FETCH_BATCH` UIDs per command."""
+        for start in range(0, len(uids), FETCH_BATCH):
+            batch = ",".join(str(uid) for uid in uids[start:start + FETCH_BATCH])
+            _ok(await self.client.uid("store", batch, "+FLAGS.SILENT", "(\\Seen)"),
+                "UID STORE")
 
     async def wait_for_news(self, timeout_s: float) -> None:
         """Until the server says the folder changed (IDLE) or `timeout_s` passes."""

@@ -15,7 +15,9 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from omnicc.app.attachments import AttachmentStore
 from omnicc.app.emails import EmailDesk, OutgoingEmail
@@ -28,6 +30,11 @@ from omnicc.store.repositories import EmailMailboxes, Tenants
 from omnicc.store.tables import EmailMailbox, utc_now
 
 log = logging.getLogger("omnicc.email")
+RECEIVE_BATCH: Final = 200
+"""Emails stored per transaction when a mailbox is read (one commit and one flag command for
+them all: an import's speed; `docs/benchmarks.md`)."""
+ImportProgress = Callable[[int, int], None]
+"""Told (messages done, messages in all) as a mailbox is read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,28 +176,34 @@ class EmailService:
                 await asyncio.sleep(wait_s)
                 wait_s = min(wait_s * 2, self.timing.retry_max_s)
 
-    async def sync(self, tenant_id: str, mailbox_id: str, inbox: ImapInbox) -> int:
-        """Store every message above the read position, each flagged seen after its commit;
-        returns how many were new."""
+    async def sync(self, tenant_id: str, mailbox_id: str, inbox: ImapInbox,
+                   progress: ImportProgress | None = None) -> int:
+        """Store every message above the read position, `RECEIVE_BATCH` at a time: a batch is
+        fetched, stored in one transaction (all or nothing: a crash reads it again) and then
+        flagged seen in one command; returns how many were new. `progress` is told (done,
+        total) before the first batch and after each."""
         desk = await self.desk(tenant_id)
         row = await self._mailbox(tenant_id, mailbox_id)
         after = row.last_uid if row.uid_validity == inbox.uid_validity else 0
         uids = await inbox.new_uids(after)
         new = 0
-        for start in range(0, len(uids), 50):
-            batch = uids[start:start + 50]
+        if progress is not None:
+            progress(0, len(uids))
+        for start in range(0, len(uids), RECEIVE_BATCH):
+            batch = uids[start:start + RECEIVE_BATCH]
             raws = await inbox.fetch(batch)
-            for uid in batch:
-                raw = raws.get(uid)
-                if raw is None:
-                    continue  # expunged meanwhile
-                receipt = await desk.receive(mailbox_id, read_email(raw), imap_uid=uid,
-                                             uid_validity=inbox.uid_validity)
-                new += receipt.is_new
-                await inbox.mark_seen(uid)
+            emails = [(read_email(raws[uid]), uid) for uid in batch
+                      if uid in raws]  # the others were expunged meanwhile
+            receipts = await desk.receive_batch(mailbox_id, emails,
+                                                uid_validity=inbox.uid_validity)
+            new += sum(receipt.is_new for receipt in receipts)
+            await inbox.mark_seen([uid for _, uid in emails if uid is not None])
+            if progress is not None:
+                progress(start + len(batch), len(uids))
         return new
 
-    async def import_mailbox(self, tenant_id: str, mailbox_id: str) -> int:
+    async def import_mailbox(self, tenant_id: str, mailbox_id: str,
+                             progress: ImportProgress | None = None) -> int:
         """Read the whole folder again from its first message (nothing stored twice)."""
         row = await self._mailbox(tenant_id, mailbox_id)
         inbox = ImapInbox(imap_account(row, self._ssl_context))
@@ -199,7 +212,7 @@ class EmailService:
             async with self._database.session() as session:
                 stored = await EmailMailboxes(session, tenant_id).get(mailbox_id)
                 stored.last_uid = 0
-            return await self.sync(tenant_id, mailbox_id, inbox)
+            return await self.sync(tenant_id, mailbox_id, inbox, progress)
         finally:
             await inbox.close()
 

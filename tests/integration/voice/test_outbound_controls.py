@@ -108,7 +108,12 @@ async def test_hold_plays_music_to_the_customer_and_resume_brings_the_agent_back
         await customer.hears(music_instead_of(AGENT_HZ), "music on hold")
         await call.resume()
         await customer.hears(lambda s: tone_share(s, AGENT_HZ) > HEARD, "alice after resume")
+        first_hold_s = call.figures.hold_s
+        assert first_hold_s > 0
 
+        # Hung up on hold: that hold counts too.
+        await call.hold()
+        await customer.hears(music_instead_of(AGENT_HZ), "music on hold again")
         await call.hang_up_by_agent()
         await customer.hung_up_on()
         await wait_until(lambda: voice.call_of_task(tenant_id, task_id) is None,
@@ -116,7 +121,7 @@ async def test_hold_plays_music_to_the_customer_and_resume_brings_the_agent_back
         async with exchange.database.session() as session:
             record = await CallRecords(session, tenant_id).get(call.record_id)
         assert (record.outcome, record.hangup_side) == ("answered", "agent")
-        assert record.hold_s > 0
+        assert record.hold_s > first_hold_s
     finally:
         assert voice.outbound is not None
         await voice.outbound.stop()

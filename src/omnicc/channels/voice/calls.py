@@ -761,6 +761,7 @@ class InboundCall(LiveCall[CallFigures]):
         """The durable end: the routing task, the media (and its recording), the record."""
         self.figures.ended_at = _now()
         self.figures.hangup_side = side = self.figures.hangup_side or "system"
+        self._count_hold()
         if self.contact is not None:
             try:
                 await self.runtime.voice.hung_up(self.contact, side=side)

@@ -82,7 +82,11 @@ class LiveCall(Generic[Figures]):
         if not self.media.on_hold:
             raise Conflict("the call is not on hold")
         await self.media.resume()
+        self._count_hold()
+        await self._write_record()
+
+    def _count_hold(self) -> None:
+        """The hold going on (if any) ends now: its time counts (also at hang-up on hold)."""
         if self.figures.hold_started is not None:
             self.figures.hold_s += time.monotonic() - self.figures.hold_started
             self.figures.hold_started = None
-        await self._write_record()

@@ -494,6 +494,7 @@ class OutboundCall(LiveCall[_Figures]):
 
     async def _tear_down(self) -> None:
         self.figures.ended_at = _now()
+        self._count_hold()
         if self.figures.answered_at is not None:
             self.result.talk_s = max(0.0, (self.figures.ended_at
                                            - self.figures.answered_at).total_seconds())

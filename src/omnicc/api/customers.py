@@ -14,10 +14,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from omnicc.api.auth import require_permission
+from omnicc.api.center import tenant_runtime
 from omnicc.api.database import request_database
+from omnicc.api.desk import agent_of
+from omnicc.api.emails import email_desk
 from omnicc.app.customers import CHANNELS, IDENTITY_KINDS, Changes, CustomerBook
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
+from omnicc.app.reply_channels import ReplyChannels, Sender, email_sender
 from omnicc.core.errors import NotFound
 
 router = APIRouter(prefix="/api/customers", tags=["customers"])
@@ -40,6 +44,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def book(request: Request, principal: Principal) -> CustomerBook:
     return CustomerBook(request_database(request), principal.tenant_id)
+
+
+async def reply_channels(request: Request, principal: Principal) -> ReplyChannels:
+    """Email is built in; another channel's outbound registers a `Sender` in
+    `app.state.reply_senders` under its channel name."""
+    runtime = await tenant_runtime(request, principal)
+    database = request_database(request)
+    senders: dict[str, Sender] = dict(getattr(request.app.state, "reply_senders", {}))
+    senders["email"] = email_sender(database, principal.tenant_id, runtime.routing,
+                                    await email_desk(request, principal))
+    return ReplyChannels(database, principal.tenant_id, runtime.routing, senders)
 
 
 def actor(principal: Principal) -> str:
@@ -75,6 +90,15 @@ class MergeIn(BaseModel):
     other_id: str = Field(min_length=1, max_length=36,
                           description="The customer to absorb into this one.")
     reason: str = Field(default="", max_length=500)
+
+
+class ChannelReplyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: Channel
+    address: str = Field(min_length=1, max_length=320,
+                         description="One of the conversation's reachable channels' addresses.")
+    text: str = Field(min_length=1, max_length=100_000)
+    id: str | None = Field(default=None, max_length=128, description="Idempotency key.")
 
 
 class SplitIn(BaseModel):
@@ -145,3 +169,25 @@ async def split(customer_id: str, body: SplitIn, request: Request,
     return await book(request, principal).split(
         customer_id, body.identity_ids, actor=actor(principal),
         conversation_ids=body.conversation_ids, reason=body.reason)
+
+
+@router.get("/conversations/{conversation_id}/channels",
+            summary="The channels the conversation's customer can be answered on",
+            responses=ERRORS)
+async def channels(conversation_id: str, request: Request,
+                   principal: Handler) -> list[dict[str, Any]]:
+    return await (await reply_channels(request, principal)).choices(conversation_id)
+
+
+@router.post("/conversations/{conversation_id}/replies", status_code=201,
+             summary="Answer the conversation on another channel (e.g. a quiet chat by "
+             "email); the customer's answer comes back to the same conversation",
+             responses={**ERRORS, 403: {"description": "Not the agent's conversation."},
+                        409: {"description": "No outbound on this channel yet, or no "
+                                             "mailbox to send from."}})
+async def reply_on_channel(conversation_id: str, body: ChannelReplyIn, request: Request,
+                           principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    return await (await reply_channels(request, principal)).reply(
+        agent_id, conversation_id, channel=body.channel, address=body.address,
+        text=body.text, key=body.id)

@@ -417,11 +417,16 @@ class CustomerBook:
     @staticmethod
     def _reachable(customer: Customer,
                    identities: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The channels an agent may answer on: one per identity that reaches, minus the
-        channels the customer opted out of."""
+        """The channels an agent may answer on: one per identity that reaches (and the
+        address the customer typed into the chat widget), minus the channels they opted out
+        of."""
         consent = customer.attributes.get("consent") or {}
         reachable = []
-        for identity in identities:
+        known = {(i["kind"], i["value"]) for i in identities}
+        given = [{"kind": kind, "value": str(customer.attributes[kind])}
+                 for kind in ("email", "phone") if customer.attributes.get(kind)
+                 and (kind, customer.attributes[kind]) not in known]
+        for identity in [*identities, *given]:
             for channel in _REACH.get(identity["kind"], ()):
                 if (consent.get(channel) or {}).get("state") == "opt_out":
                     continue

@@ -11,6 +11,7 @@ import { mountSoftphone } from "/static/softphone.js";
 import { mountDialer } from "/static/desk-dial.js";
 import { showCallDetails } from "/static/desk-call-details.js";
 import { mountEmail } from "/static/desk-email.js";
+import { MESSAGING_CHANNELS, mountMessaging } from "/static/desk-messaging.js";
 
 const $ = (id) => document.getElementById(id);
 const MAIN_STATUSES = ["available", "break", "offline"];
@@ -270,11 +271,13 @@ function drawConversation() {
   // A call is controlled on the phone card, not with the chat's composer and buttons.
   const call = task.channel === "voice";
   const email = task.channel === "email";  // answered in the email panel, by email
-  $("composer").hidden = wrapping || call || email;
-  $("end-button").hidden = wrapping || call || email;
+  const messaging = MESSAGING_CHANNELS.has(task.channel);  // in the messaging panel
+  $("composer").hidden = wrapping || call || email || messaging;
+  $("end-button").hidden = wrapping || call || email || messaging;
   $("transfer-button").hidden = wrapping || call;
-  document.querySelector(".log-wrap").hidden = email;
+  document.querySelector(".log-wrap").hidden = email || messaging;
   desk.email?.show(email ? id : null, task);
+  desk.messaging?.show(messaging ? id : null, task);
   $("wrap-up-note").textContent = `The ${call ? "call" : "chat"} has ended. Choose how it went, then finish to take new work.`;
   $("wrap-up").hidden = !wrapping;
   $("history-button").hidden = !view?.customer || entry.history !== null;
@@ -639,9 +642,13 @@ function onNotice(frame) {
     case "message.created":
       addMessage(frame);
       desk.email?.refresh(frame.conversation_id);
+      desk.messaging?.refresh(frame.conversation_id);
       break;
     case "email.status":
       desk.email?.refresh(frame.conversation_id);
+      break;
+    case "messaging.status":
+      desk.messaging?.refresh(frame.conversation_id);
       break;
     case "typing":
       if (frame.author_kind === "customer") {
@@ -857,6 +864,7 @@ async function start() {
   });
   desk.dialer = mountDialer({ queues: () => desk.queues });
   desk.email = mountEmail($("email-panel"), { onFinished: reloadState });
+  desk.messaging = mountMessaging($("messaging-panel"), { onFinished: reloadState });
   desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
                                              onStatus: onSocketStatus });
 }

@@ -67,7 +67,8 @@ UPLOAD_BODY: Final[dict[str, Any]] = {"requestBody": {"required": True, "content
                                 "description": "One of: " + ", ".join(ALLOWED_TYPES)}}}}}}}
 
 
-CORS_PATHS: Final = ("/api/chat/attachments", "/api/attachments/", "/api/chat/callback")
+CORS_PATHS: Final = ("/api/chat/attachments", "/api/attachments/", "/api/chat/callback",
+                      "/api/forms/contact")
 CORS_HEADERS: Final = (
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", b"Content-Disposition"),

@@ -17,6 +17,7 @@ a request that fills it is answered like any other and never kept.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from omnicc.store.repositories import (
     Contacts,
     Conversations,
     Customers,
+    EmailMessages,
     EmailTickets,
     Identities,
     Messages,
@@ -52,6 +54,7 @@ from omnicc.store.tables import (
     Conversation,
     Customer,
     EmailMailbox,
+    EmailMessage,
     EmailTicket,
     Identity,
     Message,
@@ -175,15 +178,23 @@ class ContactForms:
                 channel=EMAIL, queue_id=ask.queue_id, started_at=at,
                 attributes={"source": SOURCE, "reference": reference, "page": ask.page[:500],
                             "phone": phone, "respond_by": respond_by.isoformat()}))
-            await Messages(session, tenant_id).append(Message(
+            words, _ = await Messages(session, tenant_id).append(Message(
                 conversation_id=conversation_id, contact_id=contact_id,
                 author_kind="customer", author_id=stored.id, text=message, created_at=at))
             if mailbox is not None:
-                await EmailTickets(session, tenant_id).add(EmailTicket(
+                ticket = await EmailTickets(session, tenant_id).add(EmailTicket(
                     conversation_id=conversation_id, contact_id=contact_id,
                     mailbox_id=mailbox.id, reference=reference, customer_address=email,
                     subject=subject, task_id=task_id, first_response_due_at=respond_by,
                     created_at=at))
+                # The request as the thread's first email: the desk's email view shows it.
+                await EmailMessages(session, tenant_id).add(EmailMessage(
+                    mailbox_id=mailbox.id, ticket_id=ticket.id, conversation_id=conversation_id,
+                    message_id=words.id, direction="inbound", kind="customer",
+                    status="received",
+                    dedup_key=hashlib.sha256(f"form:{reference}".encode()).hexdigest(),
+                    from_address=email, from_name=customer.name, to_addresses=[mailbox.address],
+                    subject=subject, text=message, created_at=at))
 
         await runtime.routing.create_task(TaskRequest(
             channel=EMAIL, queue=ask.queue_id, id=task_id, conversation_id=conversation_id,

@@ -12,6 +12,7 @@ import { mountDialer } from "/static/desk-dial.js";
 import { showCallDetails } from "/static/desk-call-details.js";
 import { mountEmail } from "/static/desk-email.js";
 import { MESSAGING_CHANNELS, mountMessaging } from "/static/desk-messaging.js";
+import { mountCustomerPanel } from "/static/desk-customer.js";
 
 const $ = (id) => document.getElementById(id);
 const MAIN_STATUSES = ["available", "break", "offline"];
@@ -259,6 +260,7 @@ function drawConversation() {
   if (!task) {
     $("customer").replaceChildren(el("p", { className: "empty small",
       text: "The customer of the selected chat is shown here." }));
+    desk.customer?.show(null, null, null);
     return;
   }
   const entry = chatEntry(id);
@@ -290,6 +292,7 @@ function drawConversation() {
     onCall: desk.dialer && ((number) => desk.dialer.callNumber(number, task.queue_id)),
     codeLabels: new Map(desk.codes.map((c) => [c.code, c.label])) })
     : el("p", { className: "empty small", text: "Loading…" }));
+  desk.customer?.show(view?.customer?.id, id, task);
   drawTimers();
 }
 
@@ -865,6 +868,7 @@ async function start() {
   desk.dialer = mountDialer({ queues: () => desk.queues });
   desk.email = mountEmail($("email-panel"), { onFinished: reloadState });
   desk.messaging = mountMessaging($("messaging-panel"), { onFinished: reloadState });
+  desk.customer = mountCustomerPanel($("customer-profile"), { agentNames: () => desk.agentNames });
   desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
                                              onStatus: onSocketStatus });
 }

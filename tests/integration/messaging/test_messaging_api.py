@@ -22,8 +22,8 @@ from omnicc.channels.messaging.meta import hub_signature
 from omnicc.channels.messaging.service import MessagingTiming
 from omnicc.channels.messaging.twilio import twilio_signature
 from omnicc.store.database import Database
-from omnicc.store.repositories import Agents, Identities, MessagingThreads
-from omnicc.store.tables import Message, MessagingMessage
+from omnicc.store.repositories import Agents, Customers, Identities, MessagingThreads
+from omnicc.store.tables import Customer, Identity, Message, MessagingMessage
 from tests.integration.api.live import Browser, LiveServer, Seeded, live_server, seed
 from tests.integration.messaging.providers import (
     BOT_TOKEN,
@@ -439,6 +439,68 @@ async def test_messenger_page_answer_delivery_and_read(
         assert meta_post(server, hook, event({"read": {"watermark": far_future_ms}})
                          ).status_code == 200
         assert await status_of(alice, thread.conversation_id, answer["id"]) == "read"
+    finally:
+        await ada.close()
+        await alice.close()
+
+
+async def test_a_known_caller_and_simultaneous_retries(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    """An SMS from a number the contact center knows (a caller) joins that customer; the same
+    webhook delivered five times at once is stored once."""
+    async with database.session() as session:
+        known = await Customers(session, seeded.tenant_id).add(Customer(name="Maria Caller"))
+        await Identities(session, seeded.tenant_id).add(Identity(
+            customer_id=known.id, kind="phone", value=CUSTOMER))
+    ada = await Browser(server, "ada").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="SMS", provider="twilio",
+                                    channel="sms", address="+15005550006",
+                                    account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN)
+        form = {"MessageSid": "SM" + "c" * 32, "From": CUSTOMER, "To": "+15005550006",
+                "Body": "It's Maria"}
+        answers = await asyncio.gather(*(asyncio.to_thread(
+            twilio_post, server, account["webhook_path"], form) for _ in range(5)))
+        assert [a.status_code for a in answers] == [200] * 5
+        assert await count(database, MessagingMessage) == 1
+        assert await count(database, Message) == 1
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               CUSTOMER)
+        assert thread is not None and thread.customer_id == known.id
+    finally:
+        await ada.close()
+
+
+async def test_messenger_after_a_day_answers_with_the_human_agent_tag(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="Page", provider="messenger",
+                                    channel="messenger", address="PAGE1",
+                                    auth_token=GRAPH_TOKEN, app_secret=APP_SECRET)
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        assert meta_post(server, account["webhook_path"], {"object": "page", "entry": [
+            {"id": "PAGE1", "time": 1, "messaging": [
+                {"sender": {"id": "PSID-8"}, "recipient": {"id": "PAGE1"},
+                 "message": {"mid": "m_late", "text": "Hello?"}}]}]}).status_code == 200
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               "PSID-8")
+            assert thread is not None and thread.last_inbound_at is not None
+            thread.last_inbound_at -= timedelta(hours=30)
+        await take_offer(alice, thread.conversation_id)
+        answer = await alice.http.post(
+            f"/api/messaging/conversations/{thread.conversation_id}/messages",
+            json={"text": "Sorry for the wait"})
+        assert answer.status_code == 201  # Messenger has no templates: the tag answers
+        (sent,) = await until(lambda: _async(fake.sent("/v21.0/me/messages")), "sent")
+        assert (sent.body["messaging_type"], sent.body["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
+        template = await alice.http.post(
+            f"/api/messaging/conversations/{thread.conversation_id}/templates",
+            json={"name": "x", "language": "en"})
+        assert template.status_code == 409
     finally:
         await ada.close()
         await alice.close()

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from omnicc.app.attachments import AttachmentStore, StoredFile
 from omnicc.app.business_time import add_business_seconds
 from omnicc.app.chats import conversation_topic, message_view
+from omnicc.app.customers import routing_attributes
 from omnicc.app.email_threads import message_id_hash, new_reference, reference_in, reply_subject
 from omnicc.app.principals import Forbidden
 from omnicc.app.routing import RoutingService
@@ -458,7 +459,8 @@ class EmailDesk:
             attributes={"customer_name": email.from_name or email.from_address,
                         "customer_email": email.from_address,
                         "contact_id": ticket.contact_id, "topic": email.subject[:200],
-                        "mailbox_id": mailbox.id, "reference": ticket.reference})
+                        "mailbox_id": mailbox.id, "reference": ticket.reference,
+                        **routing_attributes(plan.customer)})
 
     async def _write_one(self, session: AsyncSession, mailbox: _MailboxView,
                          entry: _Entry) -> tuple[list[dict[str, Any]], bool]:

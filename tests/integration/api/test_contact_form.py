@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from omnicc.channels.email.mime import parse_bytes
 from omnicc.store.database import Database
-from omnicc.store.tables import Contact, EmailTicket, Message
+from omnicc.store.tables import Contact, EmailTicket, Message, Task
 from tests.integration.api.live import Browser, LiveServer, Seeded, live_server
 from tests.integration.email.servers import MailServers, mail_servers
 from tests.integration.email.test_email_api import (
@@ -132,6 +132,33 @@ async def test_a_form_request_is_routed_answered_by_email_and_the_reply_threads(
                 assert contact.attributes["page"] == "https://shop.example/orders"
         finally:
             await database.dispose()
+
+        # Made a VIP, Maria's next email (a new thread) is a task that says so.
+        customer_id = view["customer"]["id"]
+        assert (await alice.http.patch(f"/api/customers/{customer_id}", json={
+            "vip": True, "account_manager": seeded.agents["bob"]})).status_code == 200
+        fresh = EmailMessage()
+        fresh["From"] = f"Maria <{MARIA}>"
+        fresh["To"] = SUPPORT
+        fresh["Subject"] = "Another question"
+        fresh["Message-ID"] = make_msgid(domain="example.fi")
+        fresh.set_content("Do you ship to Lapland?")
+        servers.dovecot.append(SUPPORT, bytes(fresh))
+
+        async def vip_task() -> dict[str, Any] | None:
+            database = Database(migrated_database_url)
+            try:
+                async with database.session() as session:
+                    rows = (await session.scalars(select(Task).where(
+                        Task.channel == "email"))).all()
+            finally:
+                await database.dispose()
+            return next((dict(r.attributes) for r in rows
+                         if r.attributes.get("topic") == "Another question"), None)
+
+        attributes = await until(vip_task, "the VIP's email task")
+        assert attributes["vip"] is True
+        assert attributes["preferred_agents"] == [seeded.agents["bob"]]
     finally:
         for browser in (ada, alice):
             await browser.close()

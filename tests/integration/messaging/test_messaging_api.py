@@ -24,7 +24,14 @@ from omnicc.channels.messaging.twilio import twilio_signature
 from omnicc.store.database import Database
 from omnicc.store.repositories import Agents, Customers, Identities, MessagingThreads
 from omnicc.store.tables import Customer, Identity, Message, MessagingMessage
-from tests.integration.api.live import Browser, LiveServer, Seeded, live_server, seed
+from tests.integration.api.live import (
+    Browser,
+    LiveServer,
+    Seeded,
+    live_server,
+    seed,
+    start_live_server,
+)
 from tests.integration.messaging.providers import (
     BOT_TOKEN,
     GRAPH_TOKEN,
@@ -504,3 +511,59 @@ async def test_messenger_after_a_day_answers_with_the_human_agent_tag(
     finally:
         await ada.close()
         await alice.close()
+
+
+async def test_an_answer_waiting_for_its_retry_survives_a_restart(
+        migrated_database_url: str, seeded: Seeded, fake: FakeProviders, database: Database,
+        tmp_path: Path) -> None:
+    first = start_live_server(migrated_database_url, tmp_path / "data")
+    app: Any = first.server.config.app
+    app.state.messaging.timing = MessagingTiming(retry_base_s=3600, retry_max_s=3600)
+    ada = await Browser(first, "ada").login()
+    alice = await Browser(first, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="Bot", provider="telegram",
+                                    channel="telegram", address="bot", auth_token=BOT_TOKEN,
+                                    app_secret=TELEGRAM_SECRET)
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        assert httpx.post(first.url + account["webhook_path"], json={"update_id": 1, "message": {
+            "message_id": 5, "date": 1, "text": "hi", "chat": {"id": 55, "type": "private"},
+            "from": {"id": 55, "first_name": "K"}}},
+            headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}).status_code == 200
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               "55")
+        assert thread is not None
+        await take_offer(alice, thread.conversation_id)
+        fake.fail_next(502)
+        answer = (await alice.http.post(
+            f"/api/messaging/conversations/{thread.conversation_id}/messages",
+            json={"text": "after the restart"})).json()
+
+        async def waiting() -> MessagingMessage | None:
+            async with database.session() as session:
+                row = (await session.execute(select(MessagingMessage).where(
+                    MessagingMessage.message_id == answer["id"]))).scalar_one()
+            return row if row.attempts == 1 else None
+
+        row = await until(waiting, "the first attempt failed")
+        assert row.status == "pending" and row.next_attempt_at is not None
+    finally:
+        await ada.close()
+        await alice.close()
+        first.stop()
+    async with database.session() as session:  # its hour is up
+        stored = await session.get(MessagingMessage, row.id)
+        assert stored is not None
+        stored.next_attempt_at = stored.created_at
+    second = start_live_server(migrated_database_url, tmp_path / "data")
+    try:
+        async def sent() -> bool:
+            async with database.session() as session:
+                again = await session.get(MessagingMessage, row.id)
+                return again is not None and again.status == "sent"
+
+        await until(sent, "sent by the restarted server")
+        assert [r.body["text"] for r in fake.sent("/bot")] == ["after the restart"] * 2
+    finally:
+        second.stop()

@@ -19,6 +19,7 @@ from omnicc.channels.voice.consult import ConsultState, start_consult
 from omnicc.channels.voice.media.rtp import PayloadType
 from omnicc.channels.voice.media.tones import Samples, tone_share
 from omnicc.channels.voice.outbound import OutboundCalls
+from omnicc.channels.voice.supervision import Mode, Supervisions
 from omnicc.channels.voice.trunk import Trunk
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import TaskPhase
@@ -214,6 +215,11 @@ async def test_cancel_conference_and_a_consult_nobody_answers(
         # Cancel: bob is hung up, alice is back with the caller.
         consult = await start_consult(call, agent_id=bob)
         await wait_until(lambda: consult.state is ConsultState.CONSULTING, "bob to answer")
+        device = await voice.agent_device(await exchange.runtime(), bob)
+        assert device is not None
+        with pytest.raises(Conflict, match="consulting"):  # no supervision meanwhile
+            Supervisions().start(call, device, voice.media_client, supervisor_id="sam",
+                                 mode=Mode.LISTEN)
         await caller.hears(on_hold, "music on hold")
         await consult.cancel()
         assert (consult.state, consult.reason) == (ConsultState.ENDED, "cancelled")

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from omnicc.api.admin.changes import changing, ensure_free, reading, referenced
 from omnicc.api.auth import require_permission
-from omnicc.api.desk import agent_of
+from omnicc.api.center import tenant_runtime
+from omnicc.api.desk import Transfer, agent_of, desk_state
 from omnicc.api.emails import _check_involved
 from omnicc.api.problems import problem, problem_type
 from omnicc.app.messaging import MessagingDesk, account_of
@@ -214,6 +215,16 @@ async def finish(conversation_id: str, request: Request, principal: Handler) -> 
     await (await messaging_desk(request, principal.tenant_id)).finish(agent_id,
                                                                       conversation_id)
     return {"status": "finished"}
+
+
+@router.post(CONVERSATION + "/transfer", responses=SEND_ERRORS,
+             summary="Hand the conversation to a queue or a colleague; answers the desk's state")
+async def transfer(conversation_id: str, body: Transfer, request: Request,
+                   principal: Handler) -> dict[str, Any]:
+    agent_id = await agent_of(request, principal)
+    await (await messaging_desk(request, principal.tenant_id)).transfer(
+        agent_id, conversation_id, queue_id=body.queue_id, to_agent_id=body.agent_id)
+    return desk_state(await tenant_runtime(request, principal), agent_id)
 
 
 # --- accounts ----------------------------------------------------------------------------------

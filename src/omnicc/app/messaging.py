@@ -44,6 +44,7 @@ from omnicc.store.repositories import (
     MessagingAccounts,
     MessagingMessages,
     MessagingThreads,
+    Queues,
 )
 from omnicc.store.tables import (
     Contact,
@@ -374,6 +375,27 @@ class MessagingDesk:
             conversation.status, conversation.closed_at = "closed", now_utc()
 
         await self._routing.run(lambda engine: engine.complete(task_id), alongside=close)
+
+    async def transfer(self, agent_id: str, conversation_id: str, *,
+                       queue_id: str | None = None, to_agent_id: str | None = None) -> None:
+        """Hand the conversation to a queue or a colleague; an internal note says to whom."""
+        async with self._database.session() as session:
+            thread = await self._thread(session, conversation_id)
+        task_id = self._task_of_agent(thread, agent_id)
+
+        async def note(session: AsyncSession, events: list[ev.Event]) -> None:
+            if queue_id is not None:
+                target = f"queue {(await Queues(session, self.tenant_id).get(queue_id)).name}"
+            else:
+                target = (await Agents(session, self.tenant_id).get(to_agent_id or "")).name
+            await Messages(session, self.tenant_id).append(Message(
+                conversation_id=conversation_id, contact_id=thread.contact_id,
+                author_kind="system", visibility="internal",
+                text=f"The conversation was transferred to {target}.", created_at=now_utc()))
+
+        await self._routing.run(
+            lambda engine: engine.transfer(task_id, queue_id=queue_id, agent_id=to_agent_id),
+            alongside=note)
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """The thread (channel, customer's address, window) and its messages with their

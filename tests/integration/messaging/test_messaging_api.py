@@ -567,3 +567,41 @@ async def test_an_answer_waiting_for_its_retry_survives_a_restart(
         assert [r.body["text"] for r in fake.sent("/bot")] == ["after the restart"] * 2
     finally:
         second.stop()
+
+
+async def test_an_agent_transfers_a_conversation_to_a_colleague(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    bob = await Browser(server, "bob").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="SMS", provider="twilio",
+                                    channel="sms", address="+15005550006",
+                                    account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN)
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        assert twilio_post(server, account["webhook_path"], {
+            "MessageSid": "SM" + "d" * 32, "From": CUSTOMER, "To": "+15005550006",
+            "Body": "billing question"}).status_code == 200
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
+                                                                               CUSTOMER)
+        assert thread is not None
+        await take_offer(alice, thread.conversation_id)
+        path = f"/api/messaging/conversations/{thread.conversation_id}"
+        assert (await bob.http.post(path + "/transfer", json={
+            "agent_id": seeded.agents["alice"]})).status_code == 403  # not bob's
+        await bob.http.put("/api/desk/status", json={"status": "available"})
+        moved = await alice.http.post(path + "/transfer", json={"agent_id": seeded.agents["bob"]})
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["tasks"] == []
+        await take_offer(bob, thread.conversation_id)
+        assert (await bob.http.post(path + "/messages", json={"text": "Bob here"})
+                ).status_code == 201
+        assert (await alice.http.post(path + "/messages", json={"text": "me?"})
+                ).status_code == 403
+        desk = (await bob.http.get(f"/api/desk/conversations/{thread.conversation_id}")).json()
+        assert any(m["text"] == "The conversation was transferred to Bob."
+                   for m in desk["messages"])
+    finally:
+        for browser in (ada, alice, bob):
+            await browser.close()

@@ -483,11 +483,13 @@ async function confirmTransfer(event) {
                                             : { agent_id: $("transfer-agent").value };
   if (!Object.values(body)[0]) return;
   const email = taskOf(id)?.channel === "email";  // an email is moved by the email API
-  const state = await run(() => api(`/api/${email ? "emails" : "desk"}/conversations/${encodeURIComponent(id)}/transfer`,
+  const messaging = MESSAGING_CHANNELS.has(taskOf(id)?.channel);  // a message by messaging's
+  const base = email ? "emails" : messaging ? "messaging" : "desk";
+  const state = await run(() => api(`/api/${base}/conversations/${encodeURIComponent(id)}/transfer`,
                                     { method: "POST", body }));
   if (state) {
     $("transfer-dialog").close();
-    toast(email ? "Email transferred." : "Chat transferred.");
+    toast(email ? "Email transferred." : messaging ? "Conversation transferred." : "Chat transferred.");
     applyState(state);
   }
 }

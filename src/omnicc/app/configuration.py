@@ -158,6 +158,8 @@ class QueueEntry(QueueTuning):
     description: Description = ""
     enabled: bool = True
     business_hours: Name | None = None
+    policy: Name | None = Field(default=None, description="The routing policy the queue's new "
+                                "tasks follow (e.g. the account manager first).")
 
 
 class PolicyEntry(PolicySettings):
@@ -332,6 +334,7 @@ async def export_configuration(session: AsyncSession, tenant_id: str) -> dict[st
     codes = await WrapUpCodes(session, tenant_id).list_all()
     responses = await CannedResponses(session, tenant_id).list_all()
     hours_names = {row.id: row.name for row in hours}
+    policy_names = {row.id: row.name for row in policies}
     queue_names = {row.id: row.name for row in queues}
     agent_names = {row.id: row.name for row in agents}
     usernames = {row.id: row.username for row in users}
@@ -349,7 +352,8 @@ async def export_configuration(session: AsyncSession, tenant_id: str) -> dict[st
                 **_tuning(row.config).model_dump(exclude={"hunt_order"}),
                 hunt_order=[agent_name(a) for a in row.config.get("hunt_order", [])],
                 name=row.name, description=row.description, enabled=row.is_enabled,
-                business_hours=hours_names.get(row.business_hours_id or ""))
+                business_hours=hours_names.get(row.business_hours_id or ""),
+                policy=policy_names.get(row.policy_id or ""))
             for row in queues],
         routing_policies=[
             PolicyEntry(
@@ -482,6 +486,7 @@ class _Importer:
         queues = self._names(self.queues, (e.name for e in doc.queues))
         agents = self._names(self.agents, (e.name for e in doc.agents))
         users = self._names(self.users, (e.username for e in doc.users))
+        policies = self._names(self.policies, (e.name for e in doc.routing_policies))
         for entry in doc.business_hours:
             check_hours(entry.name, entry.timezone or tenant_zone, entry)
         for user in doc.users:
@@ -505,6 +510,9 @@ class _Importer:
                 if agent_name not in agents:
                     raise InvalidConfiguration(f"queue {queue.name}: unknown agent {agent_name!r}")
             check_queue(queue.name, queue.name, queue_config_json(queue, hunt_order=[]))
+            if queue.policy is not None and queue.policy not in policies:
+                raise InvalidConfiguration(f"queue {queue.name}: unknown routing policy "
+                                           f"{queue.policy!r}")
         for policy in doc.routing_policies:
             check_policy(policy.name, policy)
             for step in policy.steps:
@@ -568,6 +576,11 @@ class _Importer:
             policy.final_reason = policy_entry.final_reason
             policy.steps = [self._step_json(step) for step in policy_entry.steps]
             self.policies[policy.name] = await self._save(policies, policy)
+        for queue_entry in doc.queues:  # after the policies: a policy names its queues too
+            queue = self.queues[queue_entry.name]
+            queue.policy_id = (None if queue_entry.policy is None
+                               else self.policies[queue_entry.policy].id)
+            await queues.save(queue)
         codes = WrapUpCodes(session, tenant_id)
         for code_entry in doc.wrap_up_codes:
             code = self.codes.get(code_entry.code) or WrapUpCode(code=code_entry.code)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from omnicc.app.configuration import export_configuration, import_configuration
 from omnicc.app.customers import Changes, CustomerBook, normal_identity, routing_attributes
 from omnicc.app.routing import RoutingService
 from omnicc.app.voice import VoiceDesk
@@ -235,5 +236,31 @@ async def test_a_vip_call_goes_to_the_account_manager_first(migrated_database_ur
         assert [(e.agent_id, e.task_id) for e in events if isinstance(e, ev.OfferCreated)] == [
             (alice, second)]
 
+    finally:
+        await database.dispose()
+
+
+async def test_a_queues_policy_goes_through_the_configuration_file(
+        migrated_database_url: str) -> None:
+    seeded = await seed(migrated_database_url)
+    other = await seed(migrated_database_url, slug="other")
+    database = Database(migrated_database_url)
+    try:
+        await _vip_policy(database, seeded)
+        async with database.session() as session:
+            document = await export_configuration(session, seeded.tenant_id)
+        [support] = [q for q in document["queues"] if q["name"] == "support"]
+        assert support["policy"] == "account manager first"
+        async with database.session() as session:
+            await import_configuration(session, other.tenant_id, document, replace=False)
+        async with database.session() as session:
+            queue = await Queues(session, other.tenant_id).get(other.queues["support"])
+            policy = await RoutingPolicies(session, other.tenant_id).get(queue.policy_id or "")
+            assert policy.name == "account manager first"
+            assert policy.steps[0]["queue"] == other.queues["support"]
+        broken = {**document, "queues": [{**support, "policy": "nope"}]}
+        async with database.session() as session:
+            with pytest.raises(InvalidConfiguration, match="unknown routing policy"):
+                await import_configuration(session, other.tenant_id, broken, replace=False)
     finally:
         await database.dispose()

@@ -605,3 +605,43 @@ async def test_an_agent_transfers_a_conversation_to_a_colleague(
     finally:
         for browser in (ada, alice, bob):
             await browser.close()
+
+
+async def test_the_customer_writes_again_after_the_agent_finished(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        account = await add_account(ada, seeded, fake, name="Bot", provider="telegram",
+                                    channel="telegram", address="bot", auth_token=BOT_TOKEN,
+                                    app_secret=TELEGRAM_SECRET)
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+
+        def write(message_id: int, text: str) -> None:
+            assert httpx.post(server.url + account["webhook_path"], json={
+                "update_id": message_id, "message": {
+                    "message_id": message_id, "date": 1, "text": text,
+                    "chat": {"id": 77, "type": "private"}, "from": {"id": 77, "first_name": "L"}}},
+                headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}).status_code == 200
+
+        write(1, "first question")
+        async with database.session() as session:
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"], "77")
+        assert thread is not None
+        first = await take_offer(alice, thread.conversation_id)
+        write(2, "and one more thing")  # joins the open task: no new offer
+        path = f"/api/messaging/conversations/{thread.conversation_id}"
+        view = (await alice.http.get(path)).json()
+        assert [m["text"] for m in view["messages"]] == ["first question", "and one more thing"]
+        assert (await alice.http.post(path + "/finish")).status_code == 200
+        await alice.http.post(f"/api/desk/tasks/{first['task_id']}/wrap-up",
+                              json={"code": "solved"})
+
+        write(3, "it broke again")  # the same conversation, a new task
+        second = await take_offer(alice, thread.conversation_id)
+        assert second["task_id"] != first["task_id"]
+        view = (await alice.http.get(path)).json()
+        assert len(view["messages"]) == 3 and view["thread"]["task_id"] == second["task_id"]
+    finally:
+        await ada.close()
+        await alice.close()

@@ -250,13 +250,19 @@ class ChatDesk:
         return self._by_customer.get(customer_id)
 
     async def history(self, customer_id: str, *, limit: int = 200) -> list[dict[str, Any]]:
-        """The customer's public messages across their conversations, oldest first."""
+        """The customer's public messages across their chat conversations, oldest first.
+        Only conversations with a chat: a customer merged with their email or phone record
+        must not show those to whoever holds the widget's token."""
+        chats = select(Contact.conversation_id).where(Contact.tenant_id == self.tenant_id,
+                                                      Contact.customer_id == customer_id,
+                                                      Contact.channel == CHAT)
         async with self._database.session() as session:
             statement = (
                 select(Message)
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .where(Message.tenant_id == self.tenant_id,
                        Conversation.customer_id == customer_id,
+                       Conversation.id.in_(chats),
                        Message.visibility == "public")
                 .order_by(Message.created_at.desc(), Message.id.desc())
                 .limit(limit)

@@ -7,6 +7,7 @@ customer panel's REST (edit, merge, split) on the same server. SQLite and Postgr
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -19,7 +20,8 @@ from sqlalchemy import func, select
 from omnicc.channels.email.mime import parse_bytes
 from omnicc.store.database import Database
 from omnicc.store.tables import Contact, EmailTicket, Message, Task
-from tests.integration.api.live import Browser, LiveServer, Seeded, live_server
+from tests.integration.api.live import Browser, LiveServer, Seeded, live_server, receive
+from tests.integration.api.test_chat_flow import customer_hello
 from tests.integration.email.servers import MailServers, mail_servers
 from tests.integration.email.test_email_api import (
     _seed_with_email_capacity,
@@ -255,6 +257,48 @@ async def test_the_customer_panel_edits_merges_and_splits(
         assert len((await alice.http.get(f"/api/customers/{home['id']}/timeline")).json()) == 1
         assert (await alice.http.post(f"/api/customers/{home['id']}/split",
                                       json={"identity_ids": []})).status_code == 422
+    finally:
+        await visitor.close()
+        await alice.close()
+
+
+async def test_a_merged_customers_widget_shows_only_their_chats(
+        server: LiveServer, seeded: Seeded) -> None:
+    visitor = Browser(server, "nobody")
+    alice = await Browser(server, "alice").login()
+    try:
+        sent = await visitor.http.post("/api/forms/contact", params={"tenant": "acme"},
+                                       json=form(seeded, message="My private order details"))
+        assert sent.status_code == 202
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        async with alice.socket("/api/desk/ws") as desk:
+            await receive(desk, "state")
+            customer, welcome = await customer_hello(server)
+            token = welcome["visitor"]
+            await customer.send(json.dumps({"type": "start", "queue_id": seeded.queues["billing"],
+                                            "text": "Hello from chat", "id": "c-1"}))
+            chat = await receive(customer, "chat")
+            offer = await receive(desk, "offer.created",
+                                  where=lambda f: f["conversation_id"] == chat["conversation_id"])
+            assert (await alice.http.post(f"/api/desk/offers/{offer['offer_id']}/accept")
+                    ).status_code == 200
+            await customer.close()
+        view = (await alice.http.get(
+            f"/api/desk/conversations/{chat['conversation_id']}")).json()
+        by_form = (await alice.http.get("/api/customers", params={
+            "kind": "email", "value": MARIA})).json()
+        merged = await alice.http.post(f"/api/customers/{view['customer']['id']}/merge",
+                                       json={"other_id": by_form["id"]})
+        assert merged.status_code == 200
+        timeline = (await alice.http.get(
+            f"/api/customers/{view['customer']['id']}/timeline")).json()
+        assert {e["channel"] for e in timeline} == {"chat", "email"}
+
+        again, welcome = await customer_hello(server, token)
+        await again.close()
+        texts = [m["text"] for m in welcome["history"]]
+        assert "Hello from chat" in texts
+        assert "My private order details" not in texts
     finally:
         await visitor.close()
         await alice.close()

@@ -31,8 +31,10 @@ function section(title, ...children) {
   return el("section", { className: "cust-section" }, el("h3", { text: title }), ...children);
 }
 
-export function mountCustomerPanel(box, { agentNames }) {  // agentNames: () => Map of id -> name
-  const state = { customerId: null, conversationId: null, assigned: false, busy: false };
+// agentNames: () => Map of agent id -> name; onChanged(conversationId): the record changed
+// (merged, split, edited), so the desk reloads the conversation's own view.
+export function mountCustomerPanel(box, { agentNames, onChanged }) {
+  const state = { customerId: null, conversationId: null, channel: null, assigned: false, busy: false };
 
   async function run(action, done) {
     if (state.busy) return;
@@ -41,6 +43,7 @@ export function mountCustomerPanel(box, { agentNames }) {  // agentNames: () => 
       const result = await action();
       if (done) toast(done, "success");
       await load();
+      if (state.conversationId) onChanged?.(state.conversationId);
       return result;
     } catch (error) {
       toast(error.message || "That did not work.", "error");
@@ -184,7 +187,8 @@ export function mountCustomerPanel(box, { agentNames }) {  // agentNames: () => 
     } catch {
       return null;
     }
-    const usable = choices.filter((c) => c.can_send);
+    // The conversation's own channel is answered in its own panel.
+    const usable = choices.filter((c) => c.can_send && c.channel !== state.channel);
     if (!usable.length) return null;
     const channel = select(usable.map((c, i) => [String(i), `${humanize(c.channel)} · ${c.address}${c.preferred ? " (preferred)" : ""}`]), "0");
     const text = el("textarea", { attrs: { rows: "3", required: "", maxlength: "100000" } });
@@ -225,7 +229,8 @@ export function mountCustomerPanel(box, { agentNames }) {  // agentNames: () => 
     show(customerId, conversationId, task) {
       const assigned = task?.phase === "assigned";
       if (customerId === state.customerId && conversationId === state.conversationId && assigned === state.assigned) return;
-      Object.assign(state, { customerId: customerId || null, conversationId: conversationId || null, assigned });
+      Object.assign(state, { customerId: customerId || null, conversationId: conversationId || null,
+                             channel: task?.channel || null, assigned });
       load();
     },
   };

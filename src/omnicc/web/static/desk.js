@@ -870,7 +870,8 @@ async function start() {
   desk.dialer = mountDialer({ queues: () => desk.queues });
   desk.email = mountEmail($("email-panel"), { onFinished: reloadState });
   desk.messaging = mountMessaging($("messaging-panel"), { onFinished: reloadState });
-  desk.customer = mountCustomerPanel($("customer-profile"), { agentNames: () => desk.agentNames });
+  desk.customer = mountCustomerPanel($("customer-profile"), {
+    agentNames: () => desk.agentNames, onChanged: (id) => loadConversation(id) });
   desk.socket = liveSocket("/api/desk/ws", { onMessage: onNotice, onOpen: onSocketOpen,
                                              onStatus: onSocketStatus });
 }

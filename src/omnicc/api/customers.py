@@ -58,7 +58,8 @@ async def reply_channels(request: Request, principal: Principal) -> ReplyChannel
 
 
 def actor(principal: Principal) -> str:
-    return f"user:{principal.subject_id}"
+    """Who the audit trail names: a person, or an integration's API token (a CRM's rule)."""
+    return f"{'user' if principal.is_session else 'token'}:{principal.subject_id}"
 
 
 class CustomerChangesIn(BaseModel):

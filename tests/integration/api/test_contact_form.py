@@ -257,6 +257,17 @@ async def test_the_customer_panel_edits_merges_and_splits(
         assert len((await alice.http.get(f"/api/customers/{home['id']}/timeline")).json()) == 1
         assert (await alice.http.post(f"/api/customers/{home['id']}/split",
                                       json={"identity_ids": []})).status_code == 422
+
+        # A CRM's matching rule merges through the API with its token: the trail says so.
+        ada = await Browser(server, "ada").login()
+        issued = (await ada.http.post("/api/admin/api-tokens",
+                                      json={"name": "crm", "role": "supervisor"})).json()
+        await ada.close()
+        by_token = await visitor.http.post(
+            f"/api/customers/{home['id']}/merge", json={"other_id": work["id"]},
+            headers={"Authorization": f"Bearer {issued['token']}"})
+        assert by_token.status_code == 200, by_token.text
+        assert by_token.json()["actor"] == f"token:{issued['id']}"
     finally:
         await visitor.close()
         await alice.close()

@@ -35,7 +35,7 @@ from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, RuntimeLimits
 from omnicc.bus import Bus
 from omnicc.channels.email.service import EmailService
-from omnicc.channels.messaging.service import MessagingService
+from omnicc.channels.messaging.service import MessagingService, reply_senders
 from omnicc.channels.voice.service import VoiceService, voice_settings
 from omnicc.config import Settings
 from omnicc.observability import HttpMetrics
@@ -71,6 +71,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
             app.state.email = email
             app.state.messaging = MessagingService(database, center,
                                                    public_base_url=settings.public_base_url)
+            app.state.reply_senders = reply_senders(app.state.messaging, database)
             if settings.sip_port is not None:
                 voice = VoiceService(database, center, settings.data_dir,
                                      voice_settings(settings))

@@ -116,6 +116,10 @@ class MessagingDesk:
         self.outbox_changed = asyncio.Event()
         """Set after a message is put in the outbox: the sender wakes."""
 
+    @property
+    def routing(self) -> RoutingService:
+        return self._routing
+
     # --- receiving ---------------------------------------------------------------------------
 
     async def receive(self, account_id: str, inbound: InboundMessage) -> Received:
@@ -396,6 +400,35 @@ class MessagingDesk:
         await self._routing.run(
             lambda engine: engine.transfer(task_id, queue_id=queue_id, agent_id=to_agent_id),
             alongside=note)
+
+    async def continue_on(self, agent_id: str, task_id: str, conversation_id: str,
+                          channel: str, address: str, text: str,
+                          key: str | None = None) -> dict[str, Any]:
+        """Answer a conversation of another channel (a chat that went quiet) on `channel` at
+        `address`: the customer's thread on the tenant's account for that channel (the one of
+        the conversation's queue first) moves to this conversation and the agent's task, so
+        the customer's answer lands here too; then `reply` (WhatsApp's window applies)."""
+        async with self._database.session() as session:
+            conversation = await Conversations(session, self.tenant_id).get(conversation_id)
+            contacts = await Contacts(session, self.tenant_id).of_conversation(conversation_id)
+            queue_id = contacts[-1].queue_id if contacts else None
+            accounts = [a for a in await MessagingAccounts(session, self.tenant_id).list_all()
+                        if a.channel == channel and a.is_enabled]
+            if not accounts or conversation.customer_id is None:
+                raise Conflict(f"the tenant has no {channel} account to send from")
+            account = min(accounts, key=lambda a: (a.queue_id != queue_id, a.name))
+            threads = MessagingThreads(session, self.tenant_id)
+            thread = await threads.of_peer(account.id, address)
+            if thread is None:
+                await threads.add(MessagingThread(
+                    account_id=account.id, peer=address, customer_id=conversation.customer_id,
+                    conversation_id=conversation_id,
+                    contact_id=contacts[-1].id if contacts else None, task_id=task_id,
+                    created_at=now_utc()))
+            else:
+                thread.conversation_id, thread.task_id = conversation_id, task_id
+                thread.contact_id = contacts[-1].id if contacts else thread.contact_id
+        return await self.reply(agent_id, conversation_id, text, (), key)
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """The thread (channel, customer's address, window) and its messages with their

@@ -14,15 +14,20 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from omnicc.app.messaging import MessagingDesk, Sending
+from omnicc.app.reply_channels import Sender, agents_task
 from omnicc.app.runtime import ContactCenter
 from omnicc.channels.messaging.providers import PROVIDERS
 from omnicc.channels.messaging.shape import SendFailed
+from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import MessagingAccounts, Tenants
+from omnicc.store.tables import Conversation
+from omnicc.store.tables.messaging import MESSAGING_CHANNELS
 
 log = logging.getLogger("omnicc.messaging")
 
@@ -118,3 +123,24 @@ class MessagingService:
                         sending.row_id, "given up" if is_final else "will retry", error)
             return
         await desk.sent(sending.row_id, provider_id)
+
+
+def reply_senders(service: MessagingService, database: Database) -> dict[str, Sender]:
+    """The messaging channels as `Sender`s for answering a conversation of another channel
+    (`app/reply_channels.py`): the tenant is the conversation's."""
+
+    def sender(channel: str) -> Sender:
+        async def send(agent_id: str, conversation_id: str, address: str, text: str,
+                       key: str | None) -> dict[str, Any]:
+            async with database.session() as session:
+                conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound(f"conversation {conversation_id} not found")
+            desk = await service.desk(conversation.tenant_id)
+            task_id = agents_task(desk.routing, conversation_id, agent_id)
+            return await desk.continue_on(agent_id, task_id, conversation_id, channel,
+                                          address, text, key)
+
+        return send
+
+    return {channel: sender(channel) for channel in MESSAGING_CHANNELS}

@@ -30,7 +30,8 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> Response | dict[str, object]:
     try:
-        await asyncio.wait_for(request.app.state.database.ping(), READINESS_TIMEOUT_S)
+        async with asyncio.timeout(READINESS_TIMEOUT_S):
+            await request.app.state.database.ping()
     except Exception as error:  # any failure means "not ready", whatever the driver raised
         reason = "timed out" if isinstance(error, TimeoutError) else type(error).__name__
         log.warning("not ready: database %s", reason, extra={"check": "database"})

@@ -201,7 +201,8 @@ class Traffic:
 async def next_frame(ws: ClientConnection, timeout_s: float) -> dict[str, Any] | None:
     """The next frame, or None when none came within `timeout_s`."""
     try:
-        raw = await asyncio.wait_for(ws.recv(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            raw = await ws.recv()
     except TimeoutError:
         return None
     frame = json.loads(raw)
@@ -245,7 +246,8 @@ class Customer:
                 # The demo stops: leave like a closed browser tab would not, so that the next
                 # run finds no customers waiting who are not there.
                 with contextlib.suppress(OSError, WebSocketException, TimeoutError):
-                    await asyncio.wait_for(self._leave(ws), LEAVE_TIMEOUT_S)
+                    async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                        await self._leave(ws)
                 raise
             if served and self.rng.random() < self.plan.rating_share:
                 score = self.rng.choices(SCORES, SCORE_WEIGHTS)[0]
@@ -458,7 +460,8 @@ class BotAgent:
                 return True
         for _ in range(self.rng.randint(1, 3)):
             try:
-                said = await asyncio.wait_for(inbox.get(), self.plan.bot_idle_s)
+                async with asyncio.timeout(self.plan.bot_idle_s):
+                    said = await inbox.get()
             except TimeoutError:
                 return False
             if isinstance(said, _Ended):

@@ -429,7 +429,8 @@ class InboundCall(LiveCall[CallFigures]):
         puts the caller back at their place in line for the next agent."""
         while not leg.terminated.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(leg.terminated.wait(), self.service.keepalive_s)
+                async with asyncio.timeout(self.service.keepalive_s):
+                    await leg.terminated.wait()
             # An external party (through the carrier) is not probed: the carrier's dialog is
             # its business, and the caller ends the call when the line goes dead.
             if not leg.terminated.is_set() and self.external is None:
@@ -665,7 +666,8 @@ class InboundCall(LiveCall[CallFigures]):
 
     async def _sleep_alive(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ended.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.ended.wait()
         self._check_alive()
 
     async def _next_digit(self, timeout_s: float) -> str:

@@ -476,8 +476,8 @@ class OutboundCall(LiveCall[_Figures]):
             path = await self.service.tts.speak(words)
             duration_ms = await self.media.play(path)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(leg.terminated.wait(),
-                                       (duration_ms or 2000) / 1000 + 0.5)
+                async with asyncio.timeout((duration_ms or 2000) / 1000 + 0.5):
+                    await leg.terminated.wait()
 
     # --- ending --------------------------------------------------------------------------------
 

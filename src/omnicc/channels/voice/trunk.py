@@ -178,7 +178,8 @@ class Trunk:
             await task
         if self.status.state is TrunkState.REGISTERED:
             with contextlib.suppress(TransactionError, OSError, TimeoutError):
-                await asyncio.wait_for(self._register(0), self.stack.timers.timeout)
+                async with asyncio.timeout(self.stack.timers.timeout):
+                    await self._register(0)
         self._set(TrunkState.UNREGISTERED, "")
 
     async def _keep_registered(self) -> None:

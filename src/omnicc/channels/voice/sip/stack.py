@@ -310,7 +310,8 @@ class OutgoingInvite:
             await self.stack.send(cancel, self.peer)
         # §9.1: without a final response 64*T1 after CANCEL, give up on the INVITE.
         with contextlib.suppress(asyncio.TimeoutError, TransactionError):
-            await asyncio.wait_for(self.final(), self.stack.timers.timeout)
+            async with asyncio.timeout(self.stack.timers.timeout):
+                await self.final()
         if not self._final.done():
             if self._txn is not None:
                 self._txn.terminate()

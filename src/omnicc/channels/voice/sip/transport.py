@@ -436,9 +436,8 @@ class SipTransport:
         future: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
         self._connecting[key] = future
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(peer.host, peer.port), _CONNECT_TIMEOUT_S
-            )
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(peer.host, peer.port)
             connection = _Connection(self, peer, reader, writer, outbound=True)
             self._adopt(connection)
             future.set_result(connection)

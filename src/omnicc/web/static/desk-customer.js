@@ -192,9 +192,9 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
     if (!usable.length) return null;
     const channel = select(usable.map((c, i) => [String(i), `${humanize(c.channel)} · ${c.address}${c.preferred ? " (preferred)" : ""}`]), "0");
     const text = el("textarea", { attrs: { rows: "3", required: "", maxlength: "100000" } });
-    const form = el("form", { className: "cust-form", attrs: { "aria-label": "Reply on another channel" } },
-      field("Channel", channel), field("Message", text),
-      el("button", { className: "button primary", text: "Send", attrs: { type: "submit" } }));
+    const form = el("form", { className: "cust-form", attrs: { "aria-label": "Continue on another channel" } },
+      field("Send by", channel), field("Text to send", text),
+      el("button", { className: "button primary", text: "Send on this channel", attrs: { type: "submit" } }));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const chosen = usable[Number(channel.value)];
@@ -203,7 +203,7 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
                                 id: `x-${Date.now()}-${Math.random().toString(36).slice(2)}` } }),
           `Sent by ${humanize(chosen.channel)}. Their answer will come back here.`);
     });
-    return section("Reply on another channel", form);
+    return section("Continue on another channel", form);
   }
 
   async function load() {

@@ -533,8 +533,10 @@ def serve(
 config_app = typer.Typer(help="Export or import the tenant's configuration as one YAML file.",
                          no_args_is_help=True)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+email_app = typer.Typer(help="Email channel tasks.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(users_app, name="users")
+app.add_typer(email_app, name="email")
 TenantOption = Annotated[str | None, typer.Option(
     "--tenant", help="Tenant slug [default: the only tenant; `default` is created if none].")]
 
@@ -658,6 +660,76 @@ def users_create(
 
     _with_tenant(tenant, work)
     typer.echo(f"User {username} ({role}) created.")
+
+
+@email_app.command("import", help=(
+    "Read a mailbox's whole folder over IMAP into OmniCC (nothing is stored twice); each new "
+    "email becomes a ticket and a routed task. Run it while `omnicc serve` is stopped (the "
+    "server is the routing engine's only writer); with a server running, use POST "
+    "/api/admin/email/mailboxes/{id}/import instead."))
+def email_import(
+    mailbox: Annotated[str, typer.Argument(help="The mailbox's name, address or id.")],
+    tenant: TenantOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """A mailbox import from the command line, with a progress bar on stderr."""
+    import asyncio
+    import time
+
+    from omnicc.app.attachments import AttachmentStore
+    from omnicc.app.routing import WallClock
+    from omnicc.app.runtime import ContactCenter
+    from omnicc.bus import Bus
+    from omnicc.channels.email.imap import ImapError
+    from omnicc.channels.email.service import EmailService
+    from omnicc.core.errors import OmniccError
+    from omnicc.store.database import Database
+    from omnicc.store.repositories import EmailMailboxes, Tenants
+
+    settings = _server_settings()
+    migrate_database(settings.database_url)
+    console = Console(stderr=True)
+
+    async def run() -> tuple[int, int, float]:
+        database = Database(settings.database_url)
+        center = ContactCenter(database, WallClock(), Bus())
+        try:
+            async with database.session() as session:
+                listed = [t for t in await Tenants(session).list_all()
+                          if tenant is None or t.slug == tenant]
+                if len(listed) != 1:
+                    _fail("no such tenant" if listed == [] else
+                          "several tenants exist: name one with --tenant")
+                tenant_id = listed[0].id
+                found = [m for m in await EmailMailboxes(session, tenant_id).list_all()
+                         if mailbox in (m.id, m.name, m.address)]
+                if not found:
+                    _fail(f"no mailbox {mailbox!r}")
+                mailbox_id = found[0].id
+            await center.start()
+            service = EmailService(database, center, AttachmentStore(
+                settings.data_dir, max_bytes=settings.max_upload_bytes))
+            progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                TaskProgressColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TimeElapsedColumn(), console=console, disable=quiet)
+            with progress:
+                bar = progress.add_task(f"Importing {found[0].name}", total=None)
+                started = time.perf_counter()
+                new = await service.import_mailbox(
+                    tenant_id, mailbox_id,
+                    lambda done, total: progress.update(bar, completed=done, total=total))
+                read = int(progress.tasks[0].completed)
+            return new, read, time.perf_counter() - started
+        finally:
+            await center.stop()
+            await database.dispose()
+
+    try:
+        new, read, elapsed_s = asyncio.run(run())
+    except (OmniccError, ImapError) as error:
+        _fail(str(error))
+    rate = read / elapsed_s if elapsed_s > 0 else 0.0
+    typer.echo(f"{read} emails read, {new} new, in {elapsed_s:.1f} s ({rate:.0f} emails/s).")
 
 
 def migrate_database(url: str) -> None:

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -43,7 +43,6 @@ from omnicc.store.repositories import (
     Agents,
     Attachments,
     BusinessHoursRepository,
-    Contacts,
     Conversations,
     Customers,
     EmailMailboxes,
@@ -55,6 +54,8 @@ from omnicc.store.repositories import (
 )
 from omnicc.store.tables import (
     Attachment,
+    Base,
+    BusinessHours,
     Contact,
     Conversation,
     Customer,
@@ -63,7 +64,9 @@ from omnicc.store.tables import (
     EmailTicket,
     Identity,
     Message,
+    Queue,
 )
+from omnicc.store.tables.base import new_id
 
 log = logging.getLogger("omnicc.email")
 
@@ -180,17 +183,70 @@ class _Entry:
 
 @dataclass(slots=True)
 class _Batch:
-    """Emails received together, and what the earlier ones make that the store does not have
-    yet, so later ones thread to them: tickets by id, Message-ID hashes to ticket ids, tickets
-    given a task, new customers by address."""
+    """Emails received together. What the store knew of them (`stored`, and the tickets and
+    customers they thread to) is read once; what the earlier ones make is added as they are
+    planned, so later ones thread to them: tickets by id, Message-ID hashes to ticket ids,
+    tickets given a task, customers by address."""
 
     entries: list[_Entry] = field(default_factory=list)
     by_dedup_key: dict[str, _Entry] = field(default_factory=dict)
+    stored: dict[str, EmailMessage] = field(default_factory=dict)
     tickets: dict[str, EmailTicket] = field(default_factory=dict)
     threads: dict[str, str] = field(default_factory=dict)
     tasked: set[str] = field(default_factory=set)
     customers: dict[str, Customer] = field(default_factory=dict)
+    new_customers: dict[str, str] = field(default_factory=dict)
+    """Customers made for this batch, not yet written: id -> address."""
+    new_tickets: dict[str, Customer] = field(default_factory=dict)
+    """Tickets made for this batch, not yet written, with their customer."""
+    written: set[str] = field(default_factory=set)
+    """Tickets this batch's session holds (written or read back for a change)."""
+    authors: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Conversation id -> its customer's (id, name)."""
     last_uid: int | None = None
+
+    def thread_of(self, ids: tuple[str, ...]) -> EmailTicket | None:
+        """The ticket of the first of these Message-IDs that has one."""
+        for message_id in ids:
+            if message_id:
+                ticket_id = self.threads.get(message_id_hash(message_id))
+                if ticket_id is not None and ticket_id in self.tickets:
+                    return self.tickets[ticket_id]
+        return None
+
+
+class _WriteContext:
+    """Read once per batch: the first-response deadline rule and the acknowledgement limits
+    (not to one of our own mailboxes - two would answer each other forever - and at most
+    `MAX_ACKNOWLEDGEMENTS_PER_HOUR` to one address: a robot that sends without the headers
+    that mark it still cannot keep a loop going)."""
+
+    def __init__(self, first_response_s: int, hours: BusinessHours | None,
+                 queue: Queue | None) -> None:
+        self._first_response_s = first_response_s
+        self._hours = hours
+        self.queue = queue
+        self.own_addresses: set[str] = set()
+        self.opened: dict[str, int] = {}
+        """Tickets opened in the last hour per address, this batch's counted as written."""
+        self.stages: tuple[list[Base], ...] = ([], [], [], [], [])
+        """The batch's new rows, by what they refer to: customers; identities and
+        conversations; contacts and tickets; messages; files and emails."""
+
+    def due(self, at: datetime) -> datetime:
+        """The first-response deadline in the queue's business hours (none: every second)."""
+        hours = self._hours
+        if hours is not None:
+            return add_business_seconds(at, self._first_response_s, hours.timezone,
+                                        hours.weekly, hours.holidays)
+        return at + timedelta(seconds=self._first_response_s)
+
+    def may_acknowledge(self, ticket: EmailTicket) -> bool:
+        address = ticket.customer_address
+        if address in self.own_addresses:
+            return False
+        self.opened[address] = self.opened.get(address, 0) + 1  # this ticket included
+        return self.opened[address] <= MAX_ACKNOWLEDGEMENTS_PER_HOUR
 
 
 @dataclass(slots=True)
@@ -250,11 +306,14 @@ class EmailDesk:
                             emails: Sequence[tuple[InboundEmail, int | None]], *,
                             uid_validity: int | None = None) -> list[Receipt]:
         """Store received emails (each with its IMAP UID or None) and route them, all in one
-        transaction: all are stored or none (a crash mid-batch reads the whole batch again),
-        and one commit serves many emails, which is what makes a mailbox import fast.
+        transaction: all are stored or none (a crash mid-batch reads the whole batch again).
         Emails of the batch thread to each other as if received one by one, in order;
         each is idempotent on its `dedup_key`. The read position moves to the batch's last
-        UID in the same transaction. Returns one receipt per email, in order."""
+        UID in the same transaction. Returns one receipt per email, in order.
+
+        Speed (a mailbox import): what the batch needs from the store is read in a few
+        queries for all of it, its rows are written in one flush and its tasks made by one
+        engine command - a handful of statements per batch, not per email."""
         async with self._lock:
             batch = _Batch()
             files: list[StoredFile | None] = []
@@ -262,6 +321,7 @@ class EmailDesk:
                 async with self._database.session() as session:
                     mailbox = await EmailMailboxes(session, self.tenant_id).get(mailbox_id)
                     view = _MailboxView.of(mailbox)
+                    await self._prefetch(session, mailbox_id, [e for e, _ in emails], batch)
                     for email, uid in emails:
                         await self._take(session, view, email, uid, batch)
                 for entry in batch.entries:
@@ -276,6 +336,38 @@ class EmailDesk:
                             stored_file.path.unlink()
                 raise
 
+    async def _prefetch(self, session: AsyncSession, mailbox_id: str,
+                        emails: list[InboundEmail], batch: _Batch) -> None:
+        """What the store knows of the batch's emails, in one query per kind: emails stored
+        already, the tickets their headers thread to, their senders' customers."""
+        if not emails:
+            return
+        messages = EmailMessages(session, self.tenant_id)
+        keys = list({email.dedup_key for email in emails})
+        for row in await messages.all(messages.select().where(
+                EmailMessage.mailbox_id == mailbox_id, EmailMessage.dedup_key.in_(keys))):
+            batch.stored[row.dedup_key] = row
+        hashes = {message_id_hash(i) for email in emails
+                  for i in (email.in_reply_to, *email.references,
+                            email.bounce.original_message_id if email.bounce else "") if i}
+        for row in await messages.by_message_id_hashes(list(hashes)):  # newest first
+            if row.ticket_id is not None and row.message_id_hash is not None:
+                batch.threads.setdefault(row.message_id_hash, row.ticket_id)
+        if batch.threads:
+            tickets = EmailTickets(session, self.tenant_id)
+            for ticket in await tickets.all(tickets.select().where(
+                    EmailTicket.id.in_(set(batch.threads.values())))):
+                batch.tickets[ticket.id] = ticket
+        addresses = {normal_address(email.reply_to or email.from_address) for email in emails}
+        identities = Identities(session, self.tenant_id)
+        found = {i.customer_id: i.value for i in await identities.all(identities.select().where(
+            Identity.kind == EMAIL_IDENTITY, Identity.value.in_(addresses)))}
+        if found:
+            customers = Customers(session, self.tenant_id)
+            for customer in await customers.all(customers.select().where(
+                    Customer.id.in_(list(found)))):
+                batch.customers[found[customer.id]] = customer
+
     async def _take(self, session: AsyncSession, mailbox: _MailboxView, email: InboundEmail,
                     uid: int | None, batch: _Batch) -> None:
         """Plan one email of a batch: a duplicate (stored before, or earlier in the batch)
@@ -283,30 +375,26 @@ class EmailDesk:
         if uid is not None:
             batch.last_uid = max(batch.last_uid or 0, uid)
         earlier = batch.by_dedup_key.get(email.dedup_key)
-        if earlier is not None:
-            batch.entries.append(_Entry(email, uid, None, Receipt(
-                email_id=earlier.receipt.email_id, is_new=False, kind=earlier.receipt.kind,
-                conversation_id=earlier.receipt.conversation_id)))
-            return
-        stored = await EmailMessages(session, self.tenant_id).by_dedup_key(
-            mailbox.id, email.dedup_key)
-        if stored is not None:
-            batch.entries.append(_Entry(email, uid, None, Receipt(
-                email_id=stored.id, is_new=False, kind=stored.kind,
-                conversation_id=stored.conversation_id)))
+        stored = batch.stored.get(email.dedup_key)
+        if earlier is not None or stored is not None:
+            receipt = (Receipt(email_id=stored.id, is_new=False, kind=stored.kind,
+                               conversation_id=stored.conversation_id) if stored is not None
+                       else replace(earlier.receipt, is_new=False, reference=None,  # type: ignore[union-attr]
+                                    task_id=None))
+            batch.entries.append(_Entry(email, uid, None, receipt))
             return
         plan = await self._plan(session, mailbox, email, batch)
         entry = _Entry(email, uid, plan, self._new_receipt(email, plan))
         if plan.new_ticket:
             assert plan.customer is not None
-            address = normal_address(email.reply_to or email.from_address)
             at = now_utc()
             plan.ticket = EmailTicket(
                 id=uuid.uuid4().hex, conversation_id=entry.receipt.conversation_id or "",
                 contact_id=uuid.uuid4().hex, mailbox_id=mailbox.id,
-                reference=entry.receipt.reference or "", customer_address=address,
+                reference=entry.receipt.reference or "",
+                customer_address=normal_address(email.reply_to or email.from_address),
                 subject=email.subject[:500], created_at=at)
-            batch.customers[address] = plan.customer
+            batch.new_tickets[plan.ticket.id] = plan.customer
         if plan.ticket is not None:
             batch.tickets[plan.ticket.id] = plan.ticket
             if plan.task_id is not None:
@@ -334,11 +422,9 @@ class EmailDesk:
                     email: InboundEmail, batch: _Batch) -> _Plan:
         plan = _Plan()
         if email.bounce is not None:
-            plan.ticket = await self._ticket_of(session, (email.bounce.original_message_id,),
-                                                batch)
+            plan.ticket = batch.thread_of((email.bounce.original_message_id,))
             return plan
-        plan.ticket = await self._ticket_of(session, (email.in_reply_to, *email.references),
-                                            batch)
+        plan.ticket = batch.thread_of((email.in_reply_to, *email.references))
         if plan.ticket is None:
             reference = reference_in(email.subject)
             if reference:
@@ -349,7 +435,13 @@ class EmailDesk:
             return plan  # a robot's email about nothing we know: kept, never routed
         if plan.ticket is None:
             plan.new_ticket = True
-            plan.customer = await self._customer(session, email, batch)
+            address = normal_address(email.reply_to or email.from_address)
+            plan.customer = batch.customers.get(address)
+            if plan.customer is None:
+                plan.customer = batch.customers[address] = Customer(
+                    id=uuid.uuid4().hex, name=(email.from_name or address)[:200],
+                    attributes={"email": address})
+                batch.new_customers[plan.customer.id] = address
         elif email.automation is None and not self._has_open_task(plan.ticket, batch):
             plan.task_id = uuid.uuid4().hex
         if plan.new_ticket:
@@ -358,20 +450,6 @@ class EmailDesk:
             # Not stored, so not flagged: read again once an admin gives the mailbox a queue.
             raise InvalidConfiguration(f"mailbox {mailbox.name} has no queue to route to")
         return plan
-
-    async def _ticket_of(self, session: AsyncSession, ids: tuple[str, ...],
-                         batch: _Batch) -> EmailTicket | None:
-        """The ticket of the first of these Message-IDs we know, in the batch or stored."""
-        hashes = [message_id_hash(i) for i in ids if i]
-        for id_hash in hashes:
-            ticket_id = batch.threads.get(id_hash)
-            if ticket_id is not None:
-                return batch.tickets[ticket_id]
-        for row in await EmailMessages(session, self.tenant_id).by_message_id_hashes(hashes):
-            if row.ticket_id is not None:
-                known = batch.tickets.get(row.ticket_id)
-                return known or await EmailTickets(session, self.tenant_id).find(row.ticket_id)
-        return None
 
     def _has_open_task(self, ticket: EmailTicket, batch: _Batch) -> bool:
         if ticket.id in batch.tasked:
@@ -382,20 +460,6 @@ class EmailDesk:
             return self._routing.engine.task(ticket.task_id).phase is not TaskPhase.ENDED
         except NotFound:
             return False
-
-    async def _customer(self, session: AsyncSession, email: InboundEmail,
-                        batch: _Batch) -> Customer:
-        address = normal_address(email.reply_to or email.from_address)
-        known = batch.customers.get(address)
-        if known is not None:
-            return known
-        identities = Identities(session, self.tenant_id)
-        customers = Customers(session, self.tenant_id)
-        identity = await identities.by_value(EMAIL_IDENTITY, address)
-        if identity is not None:
-            return await customers.get(identity.customer_id)
-        return Customer(id=uuid.uuid4().hex, name=(email.from_name or address)[:200],
-                        attributes={"email": address})
 
     async def _keep_files(self, email: InboundEmail) -> list[StoredFile | None]:
         """Each part through the attachments' checks; a refused part is None (noted in the
@@ -417,6 +481,7 @@ class EmailDesk:
         """One transaction: the batch's rows and its tasks (one engine command)."""
         views: list[dict[str, Any]] = []
         acknowledged = False
+        held: list[_WriteContext] = []
         requests = [self._task_request(mailbox, entry) for entry in batch.entries
                     if entry.plan is not None and entry.plan.task_id is not None]
 
@@ -424,11 +489,19 @@ class EmailDesk:
             nonlocal acknowledged
             row = await EmailMailboxes(session, self.tenant_id).get(mailbox.id)
             _advance(row, batch.last_uid, uid_validity)
+            context = await self._context(session, mailbox, batch)
+            # Held until the commit: the session's identity map is weak, and the rows it
+            # holds (the queue, the new contacts) spare the task rows' reference checks.
+            held.append(context)
             for entry in batch.entries:
                 if entry.plan is not None:
-                    view, acknowledges = await self._write_one(session, mailbox, entry)
-                    views.extend(view)
+                    view, acknowledges = await self._write_one(session, mailbox, entry,
+                                                               batch, context)
+                    views.append(view)
                     acknowledged = acknowledged or acknowledges
+            for rows in context.stages:  # referenced rows first: one INSERT per table
+                session.add_all(rows)
+                await session.flush()
 
         if requests:
             queue_id = mailbox.queue_id or ""
@@ -442,8 +515,9 @@ class EmailDesk:
             async with self._database.session() as session:
                 await write(session, [])
         for view in views:
-            self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
-                              Notice("message.created", view))
+            if view:
+                self._bus.publish(self.tenant_id, [conversation_topic(view["conversation_id"])],
+                                  Notice("message.created", view))
         if acknowledged:
             self.outbox_changed.set()
         return [entry.receipt for entry in batch.entries]
@@ -462,45 +536,88 @@ class EmailDesk:
                         "mailbox_id": mailbox.id, "reference": ticket.reference,
                         **routing_attributes(plan.customer)})
 
-    async def _write_one(self, session: AsyncSession, mailbox: _MailboxView,
-                         entry: _Entry) -> tuple[list[dict[str, Any]], bool]:
-        """One new email's rows; (its message's view, whether it was acknowledged)."""
+    async def _context(self, session: AsyncSession, mailbox: _MailboxView,
+                       batch: _Batch) -> _WriteContext:
+        """What writing the batch needs once: the deadline rule, our own addresses and how
+        many tickets each new ticket's address opened in the last hour."""
+        hours = queue = None
+        if mailbox.queue_id is not None:
+            queue = await Queues(session, self.tenant_id).find(mailbox.queue_id)
+            if queue is not None and queue.business_hours_id is not None:
+                hours = await BusinessHoursRepository(session, self.tenant_id).find(
+                    queue.business_hours_id)
+        context = _WriteContext(mailbox.first_response_s, hours, queue)
+        if batch.new_tickets and mailbox.auto_acknowledge:
+            context.own_addresses = {normal_address(m.address) for m in
+                                     await EmailMailboxes(session, self.tenant_id).list_all()}
+            addresses = {ticket.customer_address for ticket in batch.tickets.values()
+                         if ticket.id in batch.new_tickets}
+            context.opened = await EmailTickets(session, self.tenant_id).opened_by_each(
+                addresses, now_utc() - timedelta(hours=1))
+        return context
+
+    async def _write_one(self, session: AsyncSession, mailbox: _MailboxView, entry: _Entry,
+                         batch: _Batch, context: _WriteContext) -> tuple[dict[str, Any], bool]:
+        """One new email's rows, put in the context's stages for the batch's flushes (their
+        tenant is set here: every row they refer to is this tenant's, read or made for this
+        batch); returns its message's view ({} when it has none) and whether it was
+        acknowledged."""
         plan, email, receipt = entry.plan, entry.email, entry.receipt
         assert plan is not None
+        tenant_id = self.tenant_id
+        stages = context.stages
         at = now_utc()
         ticket = plan.ticket
-        if plan.new_ticket:
-            assert ticket is not None
-            customer = await self._store_customer(session, plan.customer, ticket)
-            await Conversations(session, self.tenant_id).add(Conversation(
-                id=ticket.conversation_id, customer_id=customer.id,
-                subject=email.subject[:500], created_at=at))
-            await Contacts(session, self.tenant_id).add(Contact(
-                id=ticket.contact_id, conversation_id=ticket.conversation_id,
-                customer_id=customer.id, channel=EMAIL, direction="inbound",
-                queue_id=mailbox.queue_id, started_at=at,
-                attributes={"mailbox_id": mailbox.id, "reference": ticket.reference,
-                            "topic": email.subject[:200]}))
+        author: tuple[str, str] | None = None  # the conversation's customer: (id, name)
+        if ticket is not None and ticket.id in batch.new_tickets:
+            customer = batch.new_tickets[ticket.id]
+            address = batch.new_customers.pop(customer.id, None)
+            if address is not None:  # new to the store, added with its first ticket
+                customer.tenant_id = tenant_id
+                stages[0].append(customer)
+                stages[1].append(Identity(tenant_id=tenant_id, customer_id=customer.id,
+                                          kind=EMAIL_IDENTITY, value=address))
+            stages[1].append(Conversation(id=ticket.conversation_id, tenant_id=tenant_id,
+                                          customer_id=customer.id, subject=email.subject[:500],
+                                          created_at=at))
+            stages[2].extend([
+                Contact(id=ticket.contact_id, tenant_id=tenant_id,
+                        conversation_id=ticket.conversation_id, customer_id=customer.id,
+                        channel=EMAIL, direction="inbound", queue_id=mailbox.queue_id,
+                        started_at=at,
+                        attributes={"mailbox_id": mailbox.id, "reference": ticket.reference,
+                                    "topic": email.subject[:200]}),
+                ticket])
+            ticket.tenant_id = tenant_id
             ticket.task_id = plan.task_id
-            ticket.first_response_due_at = await self._due(session, mailbox, at)
+            ticket.first_response_due_at = context.due(at)
             ticket.created_at = at
-            await EmailTickets(session, self.tenant_id).add(ticket)
+            batch.new_tickets.pop(ticket.id)
+            batch.authors[ticket.conversation_id] = author = (customer.id, customer.name)
         elif ticket is not None:
-            ticket = await EmailTickets(session, self.tenant_id).get(ticket.id)
+            if ticket.id not in batch.written:  # a stored ticket: this session's copy
+                ticket = await EmailTickets(session, tenant_id).get(ticket.id)
+                batch.tickets[ticket.id] = ticket
+                batch.written.add(ticket.id)
             if plan.task_id is not None:
                 ticket.task_id = plan.task_id
-                conversation = await Conversations(session, self.tenant_id).get(
+                conversation = await Conversations(session, tenant_id).get(
                     ticket.conversation_id)
                 conversation.status, conversation.closed_at = "open", None
-            await EmailTickets(session, self.tenant_id).save(ticket)
-        views: list[dict[str, Any]] = []
+            author = await self._author(session, ticket.conversation_id, batch)
+        view: dict[str, Any] = {}
         message: Message | None = None
         if ticket is not None:
-            message = await self._store_message(session, ticket, email, receipt.kind, at,
-                                                entry.files)
-            views.append(await self._view(session, message))
-        await EmailMessages(session, self.tenant_id).add(EmailMessage(
-            id=receipt.email_id, mailbox_id=mailbox.id,
+            assert author is not None
+            batch.written.add(ticket.id)
+            message, files = self._message(ticket, email, receipt.kind, at, entry.files,
+                                           author[0])
+            stages[3].append(message)
+            stages[4].extend(files)
+            view = message_view(message, "OmniCC" if message.author_kind == "system"
+                                else author[1], files)
+        stages[4].append(EmailMessage(
+            id=receipt.email_id, tenant_id=tenant_id, mailbox_id=mailbox.id,
             ticket_id=None if ticket is None else ticket.id,
             conversation_id=receipt.conversation_id,
             message_id=None if message is None else message.id,
@@ -515,41 +632,31 @@ class EmailDesk:
         if email.bounce is not None:
             await self._mark_bounced(session, email.bounce)
         acknowledges = (plan.new_ticket and ticket is not None and mailbox.auto_acknowledge
-                        and email.automation is None
-                        and await self._may_acknowledge(session, ticket, at))
+                        and email.automation is None and context.may_acknowledge(ticket))
         if acknowledges:
             assert ticket is not None
-            await self._acknowledge(session, mailbox, ticket, email, at)
-        return views, acknowledges
+            row = self._acknowledgement(mailbox, ticket, email, at)
+            row.tenant_id = tenant_id
+            stages[4].append(row)
+        return view, acknowledges
 
-    async def _store_customer(self, session: AsyncSession, customer: Customer | None,
-                              ticket: EmailTicket) -> Customer:
-        assert customer is not None
-        customers = Customers(session, self.tenant_id)
-        existing = await customers.find(customer.id)
-        if existing is not None:
-            return existing
-        await customers.add(customer)
-        await Identities(session, self.tenant_id).add(Identity(
-            customer_id=customer.id, kind=EMAIL_IDENTITY, value=ticket.customer_address))
-        return customer
+    async def _author(self, session: AsyncSession, conversation_id: str,
+                      batch: _Batch) -> tuple[str, str]:
+        """(id, name) of a stored conversation's customer, read once per batch."""
+        known = batch.authors.get(conversation_id)
+        if known is None:
+            conversation = await Conversations(session, self.tenant_id).get(conversation_id)
+            customer_id = conversation.customer_id or ""
+            customer = await Customers(session, self.tenant_id).find(customer_id)
+            known = (customer_id, customer.name if customer is not None else "Customer")
+            batch.authors[conversation_id] = known
+        return known
 
-    async def _due(self, session: AsyncSession, mailbox: _MailboxView,
-                   at: datetime) -> datetime:
-        """The first-response deadline in the queue's business hours."""
-        if mailbox.queue_id is not None:
-            queue = await Queues(session, self.tenant_id).find(mailbox.queue_id)
-            if queue is not None and queue.business_hours_id is not None:
-                hours = await BusinessHoursRepository(session, self.tenant_id).find(
-                    queue.business_hours_id)
-                if hours is not None:
-                    return add_business_seconds(at, mailbox.first_response_s, hours.timezone,
-                                                hours.weekly, hours.holidays)
-        return at + timedelta(seconds=mailbox.first_response_s)
-
-    async def _store_message(self, session: AsyncSession, ticket: EmailTicket,
-                             email: InboundEmail, kind: str, at: datetime,
-                             files: list[StoredFile | None]) -> Message:
+    def _message(self, ticket: EmailTicket, email: InboundEmail, kind: str, at: datetime,
+                 files: list[StoredFile | None],
+                 customer_id: str) -> tuple[Message, list[Attachment]]:
+        """The conversation's message of a received email and its kept files' rows. Its
+        idempotency key is the email's: the email row stored with it says it is new."""
         refused = [part.filename for part, kept in zip(email.files, files, strict=False)
                    if kept is None]
         if kind == "bounce" and email.bounce is not None:
@@ -565,23 +672,18 @@ class EmailDesk:
                 text += "\n\n[Attachments not accepted: " + ", ".join(refused) + "]"
             if kind == "auto_reply":
                 text = f"[Automatic reply: {email.automation}]\n{text}"
-            author_kind, author_id, visibility = "customer", None, "public"
-        conversation = await Conversations(session, self.tenant_id).get(ticket.conversation_id)
-        customer_id = conversation.customer_id
-        if author_kind == "customer":
-            author_id = customer_id
-        message, _ = await Messages(session, self.tenant_id).append(Message(
-            conversation_id=ticket.conversation_id, contact_id=ticket.contact_id,
-            author_kind=author_kind, author_id=author_id, visibility=visibility,
-            text=text[:200_000], idempotency_key=f"email:{email.dedup_key}"[:128],
-            created_at=at))
+            author_kind, author_id, visibility = "customer", customer_id, "public"
+        message = Message(
+            id=new_id(), tenant_id=self.tenant_id, conversation_id=ticket.conversation_id,
+            contact_id=ticket.contact_id, author_kind=author_kind, author_id=author_id,
+            visibility=visibility, text=text[:200_000],
+            idempotency_key=f"email:{email.dedup_key}"[:128], created_at=at)
         rows = [stored.attachment for stored in files if stored is not None]
         for attachment in rows:
+            attachment.tenant_id = self.tenant_id
             attachment.conversation_id = ticket.conversation_id
             attachment.message_id = message.id
-        if rows:
-            await Attachments(session, self.tenant_id).add_all(rows)
-        return message
+        return message, rows
 
     async def _view(self, session: AsyncSession, message: Message) -> dict[str, Any]:
         files = [] if message.id is None else await Attachments(session, self.tenant_id).all(
@@ -607,46 +709,25 @@ class EmailDesk:
                 row.last_error = f"bounced: {bounce.status} {bounce.diagnostic}".strip()
                 await emails.save(row)
 
-    async def _may_acknowledge(self, session: AsyncSession, ticket: EmailTicket,
-                               at: datetime) -> bool:
-        """Not to one of our own mailboxes (two mailboxes would answer each other forever),
-        and at most `MAX_ACKNOWLEDGEMENTS_PER_HOUR` to one address: a robot that sends
-        without the headers that mark it still cannot keep a loop going."""
-        address = ticket.customer_address
-        mailboxes = await EmailMailboxes(session, self.tenant_id).list_all()
-        if address in {normal_address(m.address) for m in mailboxes}:
-            return False
-        recent = await EmailTickets(session, self.tenant_id).opened_by(
-            address, at - timedelta(hours=1))
-        return recent <= MAX_ACKNOWLEDGEMENTS_PER_HOUR
-
-    async def _acknowledge(self, session: AsyncSession, mailbox: _MailboxView,
-                           ticket: EmailTicket, email: InboundEmail, at: datetime) -> None:
+    @staticmethod
+    def _acknowledgement(mailbox: _MailboxView, ticket: EmailTicket, email: InboundEmail,
+                         at: datetime) -> EmailMessage:
         text = (f"Hello,\n\nthank you for your message. We have received it and will answer "
                 f"as soon as we can.\n\nYour reference is {ticket.reference}. Please keep "
                 f"[#{ticket.reference}] in the subject when you write to us about it.\n\n"
                 f"{mailbox.name}")
-        await self._queue_email(session, mailbox, ticket, kind="acknowledgement", text=text,
-                                in_reply_to=email.message_id,
-                                references=(*email.references, email.message_id),
-                                at=at + timedelta(microseconds=1), message=None)  # after it
+        return _outgoing(mailbox, ticket, kind="acknowledgement", text=text,
+                         in_reply_to=email.message_id,
+                         references=(*email.references, email.message_id),
+                         at=at + timedelta(microseconds=1), message=None)  # after it
 
     async def _queue_email(self, session: AsyncSession, mailbox: _MailboxView,
                            ticket: EmailTicket, *, kind: str, text: str, in_reply_to: str,
                            references: tuple[str, ...], at: datetime,
                            message: Message | None) -> EmailMessage:
-        header_id = new_message_id(mailbox.address, ticket.reference)
-        kept = tuple(r for r in references if r)[-MAX_REFERENCES:]
-        return await EmailMessages(session, self.tenant_id).add(EmailMessage(
-            mailbox_id=mailbox.id, ticket_id=ticket.id, conversation_id=ticket.conversation_id,
-            message_id=None if message is None else message.id, direction="outbound",
-            kind=kind, status="pending",
-            dedup_key=hashlib.sha256(f"id:{header_id}".encode()).hexdigest(),
-            header_message_id=header_id, message_id_hash=message_id_hash(header_id),
-            in_reply_to=in_reply_to, references=list(kept), from_address=mailbox.address,
-            from_name=mailbox.name, to_addresses=[ticket.customer_address],
-            subject=reply_subject(ticket.subject, ticket.reference), text=text,
-            created_at=at))
+        return await EmailMessages(session, self.tenant_id).add(_outgoing(
+            mailbox, ticket, kind=kind, text=text, in_reply_to=in_reply_to,
+            references=references, at=at, message=message))
 
     # --- the agent ---------------------------------------------------------------------------
 
@@ -890,6 +971,24 @@ class _MailboxView:
         return cls(id=row.id, name=row.name, address=normal_address(row.address),
                    queue_id=row.queue_id, auto_acknowledge=row.auto_acknowledge,
                    first_response_s=row.first_response_s)
+
+
+def _outgoing(mailbox: _MailboxView, ticket: EmailTicket, *, kind: str, text: str,
+              in_reply_to: str, references: tuple[str, ...], at: datetime,
+              message: Message | None) -> EmailMessage:
+    """An email for the outbox, threaded to the ticket (pending until sent)."""
+    header_id = new_message_id(mailbox.address, ticket.reference)
+    kept = tuple(r for r in references if r)[-MAX_REFERENCES:]
+    return EmailMessage(
+        mailbox_id=mailbox.id, ticket_id=ticket.id, conversation_id=ticket.conversation_id,
+        message_id=None if message is None else message.id, direction="outbound",
+        kind=kind, status="pending",
+        dedup_key=hashlib.sha256(f"id:{header_id}".encode()).hexdigest(),
+        header_message_id=header_id, message_id_hash=message_id_hash(header_id),
+        in_reply_to=in_reply_to, references=list(kept), from_address=mailbox.address,
+        from_name=mailbox.name, to_addresses=[ticket.customer_address],
+        subject=reply_subject(ticket.subject, ticket.reference), text=text,
+        created_at=at)
 
 
 def _advance(mailbox: EmailMailbox, uid: int | None, uid_validity: int | None) -> None:

@@ -221,10 +221,12 @@ class _TaskRows:
         self._tasks = Tasks(session, tenant_id)
         self._agents = Agents(session, tenant_id)
         self._rows: dict[str, Task] = {}
+        self._new: list[Task] = []
 
     async def apply(self, events: list[ev.Event]) -> None:
         for event in events:
             await self._apply(event)
+        await self._tasks.add_all(self._new)  # one flush for the command's new tasks
         for row in self._rows.values():
             await self._tasks.save(row)
 
@@ -248,7 +250,8 @@ class _TaskRows:
                     created_at=at, phase="waiting",
                     enqueued_at=at if event.enqueued_at is None else _datetime(event.enqueued_at),
                 )
-                self._rows[event.task_id] = await self._tasks.add(row)
+                self._rows[event.task_id] = row
+                self._new.append(row)
             case ev.TaskQueued():
                 row = await self._row(event.task_id)
                 row.queue_id, row.phase, row.step_entered_at = event.queue_id, "waiting", at

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from omnicc.app.attachments import AttachmentStore
-from omnicc.app.emails import EmailDesk, OutgoingEmail
+from omnicc.app.emails import EmailDesk, InboundEmail, OutgoingEmail
 from omnicc.app.runtime import ContactCenter
 from omnicc.channels.email.imap import ImapAccount, ImapError, ImapInbox
 from omnicc.channels.email.mime import compose, read_email
@@ -179,27 +179,40 @@ class EmailService:
     async def sync(self, tenant_id: str, mailbox_id: str, inbox: ImapInbox,
                    progress: ImportProgress | None = None) -> int:
         """Store every message above the read position, `RECEIVE_BATCH` at a time: a batch is
-        fetched, stored in one transaction (all or nothing: a crash reads it again) and then
-        flagged seen in one command; returns how many were new. `progress` is told (done,
-        total) before the first batch and after each."""
+        stored in one transaction (all or nothing: a crash reads it again) and then flagged
+        seen in one command; returns how many were new. The next batch is fetched and parsed
+        while one is being stored (the database works in its own thread meanwhile).
+        `progress` is told (done, total) before the first batch and after each."""
         desk = await self.desk(tenant_id)
         row = await self._mailbox(tenant_id, mailbox_id)
         after = row.last_uid if row.uid_validity == inbox.uid_validity else 0
         uids = await inbox.new_uids(after)
-        new = 0
+        batches = [uids[start:start + RECEIVE_BATCH]
+                   for start in range(0, len(uids), RECEIVE_BATCH)]
+        new = done = 0
         if progress is not None:
             progress(0, len(uids))
-        for start in range(0, len(uids), RECEIVE_BATCH):
-            batch = uids[start:start + RECEIVE_BATCH]
-            raws = await inbox.fetch(batch)
-            emails = [(read_email(raws[uid]), uid) for uid in batch
-                      if uid in raws]  # the others were expunged meanwhile
-            receipts = await desk.receive_batch(mailbox_id, emails,
-                                                uid_validity=inbox.uid_validity)
-            new += sum(receipt.is_new for receipt in receipts)
-            await inbox.mark_seen([uid for _, uid in emails if uid is not None])
-            if progress is not None:
-                progress(start + len(batch), len(uids))
+        coming = asyncio.create_task(_fetched(inbox, batches[0])) if batches else None
+        try:
+            for index, batch in enumerate(batches):
+                assert coming is not None
+                emails = await coming
+                coming = (asyncio.create_task(_fetched(inbox, batches[index + 1]))
+                          if index + 1 < len(batches) else None)
+                receipts = await desk.receive_batch(mailbox_id, emails,
+                                                    uid_validity=inbox.uid_validity)
+                new += sum(receipt.is_new for receipt in receipts)
+                if coming is not None:
+                    await asyncio.wait([coming])  # one IMAP command at a time
+                await inbox.mark_seen([uid for _, uid in emails if uid is not None])
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(uids))
+        finally:
+            if coming is not None and not coming.done():
+                coming.cancel()
+                with contextlib.suppress(BaseException):
+                    await coming
         return new
 
     async def import_mailbox(self, tenant_id: str, mailbox_id: str,
@@ -280,3 +293,9 @@ class EmailService:
                 except Exception:  # one tenant's trouble must not stop the others' watch
                     log.exception("email: service-level check of tenant %s failed",
                                   desk.tenant_id)
+
+
+async def _fetched(inbox: ImapInbox, uids: list[int]) -> list[tuple[InboundEmail, int | None]]:
+    """These messages read and parsed, with their UIDs (an expunged one is left out)."""
+    raws = await inbox.fetch(uids)
+    return [(read_email(raws[uid]), uid) for uid in uids if uid in raws]

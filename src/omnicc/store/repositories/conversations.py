@@ -64,6 +64,15 @@ class Tasks(TenantRepository[Task]):
         row.seq = await take_sequence(self.session, self.tenant_id, "task_seq")
         return await super().add(row)
 
+    async def add_all(self, rows: Sequence[Task]) -> list[Task]:
+        """Many tasks in one flush (a batch of emails), numbered in the order given."""
+        if not rows:
+            return []
+        first = await take_sequence(self.session, self.tenant_id, "task_seq", len(rows))
+        for offset, row in enumerate(rows):
+            row.seq = first + offset
+        return await super().add_all(rows)
+
     async def open_in_order(self) -> list[Task]:
         """Every task not ended, in creation order: what the engine is rebuilt from."""
         statement = self.select().where(Task.phase.in_(OPEN_TASK_PHASES))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -38,6 +38,18 @@ class EmailTickets(TenantRepository[EmailTicket]):
                             EmailTicket.customer_address == address,
                             EmailTicket.created_at >= since))
         return int((await self.session.execute(statement)).scalar_one())
+
+    async def opened_by_each(self, addresses: Collection[str],
+                             since: datetime) -> dict[str, int]:
+        """`opened_by` for many addresses in one query (an address with none is left out)."""
+        if not addresses:
+            return {}
+        statement = (select(EmailTicket.customer_address, func.count())
+                     .where(EmailTicket.tenant_id == self.tenant_id,
+                            EmailTicket.customer_address.in_(list(addresses)),
+                            EmailTicket.created_at >= since)
+                     .group_by(EmailTicket.customer_address))
+        return {address: int(n) for address, n in (await self.session.execute(statement)).all()}
 
     async def awaiting_first_response(self) -> list[EmailTicket]:
         """Tickets with an open task and no answer yet: what the service level watches."""

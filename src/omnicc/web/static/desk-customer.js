@@ -41,8 +41,8 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
     state.busy = true;
     try {
       const result = await action();
+      await load();  // redrawn before it is announced: nothing typed after the toast is lost
       if (done) toast(done, "success");
-      await load();
       if (state.conversationId) onChanged?.(state.conversationId);
       return result;
     } catch (error) {
@@ -206,6 +206,16 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
     return section("Continue on another channel", form);
   }
 
+  // The other-channel answer depends on the task's phase: it is redrawn on its own, so a
+  // phase change never throws away what the agent is typing in the rest of the panel.
+  const replySlot = el("div");
+
+  async function drawReply() {
+    const conversationId = state.conversationId;
+    const reply = await replyBox();
+    if (state.conversationId === conversationId) replySlot.replaceChildren(...[reply].filter(Boolean));
+  }
+
   async function load() {
     const id = state.customerId;
     if (!id) {
@@ -213,12 +223,12 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
       return;
     }
     try {
-      const [customer, entries, reply] = await Promise.all([
+      const [customer, entries] = await Promise.all([
         api(`/api/customers/${encodeURIComponent(id)}`),
-        api(`/api/customers/${encodeURIComponent(id)}/timeline`), replyBox()]);
+        api(`/api/customers/${encodeURIComponent(id)}/timeline`), drawReply()]);
       if (state.customerId !== id) return;
-      box.replaceChildren(profile(customer), consent(customer), identities(customer),
-                          ...[reply, timeline(entries), changes(customer)].filter(Boolean));
+      box.replaceChildren(profile(customer), consent(customer), identities(customer), replySlot,
+                          ...[timeline(entries), changes(customer)].filter(Boolean));
     } catch (error) {
       box.replaceChildren(el("p", { className: "empty small", text: error.message || "The customer could not be loaded." }));
     }
@@ -228,10 +238,12 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
     // Called on every redraw of the conversation: loads only when something it shows changed.
     show(customerId, conversationId, task) {
       const assigned = task?.phase === "assigned";
-      if (customerId === state.customerId && conversationId === state.conversationId && assigned === state.assigned) return;
+      const same = customerId === state.customerId && conversationId === state.conversationId;
+      if (same && assigned === state.assigned) return;
       Object.assign(state, { customerId: customerId || null, conversationId: conversationId || null,
                              channel: task?.channel || null, assigned });
-      load();
+      if (same) drawReply();
+      else load();
     },
   };
 }

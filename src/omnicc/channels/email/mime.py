@@ -1,4 +1,5 @@
-"""Reading and writing MIME with the standard library's `email` package (policy `default`).
+"""Reading and writing MIME with the standard library's `email` package (policy `default`,
+its parsed headers reused when reading).
 
 `read_email` turns the bytes of any message into an `InboundEmail`: headers decoded (RFC 2047
 encoded words, any charset Python knows), the text and HTML bodies of `multipart/alternative`
@@ -17,8 +18,10 @@ import email.policy
 import hashlib
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
 from email.utils import format_datetime, getaddresses, parseaddr
-from typing import Final
+from functools import lru_cache
+from typing import Any, Final
 
 from omnicc.app.email_threads import message_ids, normal_message_id
 from omnicc.app.emails import EmailFile, InboundEmail, OutgoingEmail
@@ -30,8 +33,28 @@ MAX_ADDRESS_CHARS: Final = 320  # RFC 5321's limits: 64 + 1 + 255
 INLINE_IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
+class _ReadPolicy(EmailPolicy):
+    """`policy.default` that parses each distinct header once: the parser and the readers
+    ask for the same header many times (a part's content type a dozen times), and the
+    standard library parses it again each time - most of a mailbox import's parsing time."""
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if hasattr(value, "name"):
+            return value
+        return _parsed_header(name, value)
+
+
+@lru_cache(maxsize=4096)
+def _parsed_header(name: str, value: str) -> Any:
+    """A header object of `policy.default` (immutable, so shared)."""
+    return email.policy.default.header_fetch_parse(name, value)
+
+
+READ_POLICY: Final = _ReadPolicy()
+
+
 def parse_bytes(raw: bytes) -> EmailMessage:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    message = email.message_from_bytes(raw, policy=READ_POLICY)
     assert isinstance(message, EmailMessage)  # policy.default builds EmailMessage
     return message
 

@@ -302,6 +302,8 @@ class ChatDesk:
         if existing is not None:
             return existing, await self.post_customer(customer.id, text, key)
         text = self._checked(text)
+        async with self._database.session() as session:  # an agent may have made them a VIP
+            known = await Customers(session, self.tenant_id).find(customer.id)
         is_available, reason = await self.availability(queue_id)
         is_offline = not is_available
         at = now_utc()
@@ -331,7 +333,7 @@ class ChatDesk:
             channel=CHAT, queue=queue_id, id=task_id, conversation_id=conversation_id,
             attributes={"customer_name": customer.name, "customer_email": email,
                         "topic": topic, "offline": is_offline, "contact_id": contact_id,
-                        **routing_attributes(customer)},
+                        **routing_attributes(known or customer)},
         )
         await self._routing.create_task(request, alongside=write_chat)
         chat = Chat(conversation_id=conversation_id, contact_id=contact_id,

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from omnicc.app.chats import VISITOR, visitor_digest
 from omnicc.channels.email.mime import parse_bytes
 from omnicc.store.database import Database
-from omnicc.store.tables import Contact, EmailTicket, Message, Task
+from omnicc.store.tables import Contact, EmailTicket, Identity, Message, Task
 from tests.integration.api.live import Browser, LiveServer, Seeded, live_server, receive
 from tests.integration.api.test_chat_flow import customer_hello
 from tests.integration.email.servers import MailServers, mail_servers
@@ -312,4 +313,36 @@ async def test_a_merged_customers_widget_shows_only_their_chats(
         assert "My private order details" not in texts
     finally:
         await visitor.close()
+        await alice.close()
+
+
+async def test_a_chat_customer_made_vip_mid_session_starts_a_vip_chat(
+        server: LiveServer, seeded: Seeded, migrated_database_url: str) -> None:
+    alice = await Browser(server, "alice").login()
+    customer, welcome = await customer_hello(server)
+    try:
+        database = Database(migrated_database_url)
+        try:
+            async with database.session() as session:
+                identity = (await session.scalars(select(Identity).where(
+                    Identity.kind == VISITOR,
+                    Identity.value == visitor_digest(welcome["visitor"])))).one()
+        finally:
+            await database.dispose()
+        assert (await alice.http.patch(f"/api/customers/{identity.customer_id}", json={
+            "vip": True, "account_manager": seeded.agents["bob"]})).status_code == 200
+        await customer.send(json.dumps({"type": "start", "queue_id": seeded.queues["support"],
+                                        "text": "Hello", "id": "c-1"}))
+        chat = await receive(customer, "chat")
+        database = Database(migrated_database_url)
+        try:
+            async with database.session() as session:
+                task = (await session.scalars(select(Task).where(
+                    Task.conversation_id == chat["conversation_id"]))).one()
+        finally:
+            await database.dispose()
+        assert task.attributes["vip"] is True
+        assert task.attributes["preferred_agents"] == [seeded.agents["bob"]]
+    finally:
+        await customer.close()
         await alice.close()

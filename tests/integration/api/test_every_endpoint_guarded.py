@@ -22,6 +22,7 @@ PUBLIC = {
     ("GET", "/api/chat/attachments/rules"),  # the widget: size limit and file kinds
     ("POST", "/api/chat/callback"),  # the widget's Call me back: rate limited, honeypot
     ("GET", "/api/chat/callback/slots"),  # the widget: when a queue can call back
+    ("POST", "/api/forms/contact"),  # the website's contact form: rate limited, honeypot
     ("GET", "/api/attachments/{attachment_id}"),  # visitor token or staff session
     # Providers' webhooks: the provider's signature (or Meta's verify token) is the credential.
     ("GET", "/api/messaging/{account_id}/webhook"), ("POST", "/api/messaging/{account_id}/webhook"),

@@ -3,15 +3,27 @@ batch, all or nothing, flagged seen after the commit, progress told (issue 5, "S
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from omnicc.app import emails as email_module
 from omnicc.channels.email import service as service_module
 from omnicc.channels.email.mime import read_email
+from omnicc.cli import app
+from omnicc.store.database import Database
 from omnicc.store.repositories import EmailMailboxes
-from omnicc.store.tables import Customer, EmailMessage, EmailTicket, Identity, Message
+from omnicc.store.tables import (
+    Customer,
+    EmailMailbox,
+    EmailMessage,
+    EmailTicket,
+    Identity,
+    Message,
+)
+from tests.integration.api.live import seed
 from tests.integration.email.servers import MailServers
 from tests.integration.email.test_email_flow import (
     SUPPORT,
@@ -115,3 +127,35 @@ async def test_an_import_goes_in_batches_flags_each_after_its_commit_and_tells_p
         assert await count(rig, EmailTicket) == 6  # the fourth answers the first
         assert await rig.service.import_mailbox(rig.seeded.tenant_id, rig.mailbox_id) == 0
         assert await count(rig, EmailTicket) == 6
+
+
+async def _seeded_mailbox(url: str, mail: MailServers) -> None:
+    seeded = await seed(url)
+    database = Database(url)
+    try:
+        async with database.session() as session:
+            await EmailMailboxes(session, seeded.tenant_id).add(EmailMailbox(
+                name="Acme Support", address=SUPPORT, queue_id=seeded.queues["support"],
+                imap_host="127.0.0.1", imap_port=mail.dovecot.port, imap_security="plain",
+                imap_username=SUPPORT, imap_password=mail.dovecot.password,
+                smtp_host="127.0.0.1", smtp_port=9, smtp_security="plain"))
+    finally:
+        await database.dispose()
+
+
+def test_the_command_line_import_reads_the_mailbox_once(
+        migrated_database_url: str, servers: MailServers,  # noqa: F811 - the fixture
+        tmp_path: Path) -> None:
+    for number in range(1, 4):
+        servers.dovecot.append(SUPPORT, _email(number))
+    asyncio.run(_seeded_mailbox(migrated_database_url, servers))
+    env = {"OMNICC_DATABASE_URL": migrated_database_url, "OMNICC_DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    first = runner.invoke(app, ["email", "import", SUPPORT, "--quiet"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "3 emails read, 3 new" in first.stdout
+    again = runner.invoke(app, ["email", "import", "Acme Support", "--quiet"], env=env)
+    assert "3 emails read, 0 new" in again.stdout
+    assert all(b"\\Seen" in flags for flags, _ in servers.dovecot.messages(SUPPORT))
+    unknown = runner.invoke(app, ["email", "import", "nobody@example.org"], env=env)
+    assert unknown.exit_code != 0 and "no mailbox" in unknown.output

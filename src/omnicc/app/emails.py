@@ -599,6 +599,8 @@ class EmailDesk:
                 ticket = await EmailTickets(session, tenant_id).get(ticket.id)
                 batch.tickets[ticket.id] = ticket
                 batch.written.add(ticket.id)
+            else:  # planned with the copy read before; this session has its own
+                ticket = batch.tickets[ticket.id]
             if plan.task_id is not None:
                 ticket.task_id = plan.task_id
                 conversation = await Conversations(session, tenant_id).get(

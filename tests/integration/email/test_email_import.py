@@ -159,3 +159,17 @@ def test_the_command_line_import_reads_the_mailbox_once(
     assert all(b"\\Seen" in flags for flags, _ in servers.dovecot.messages(SUPPORT))
     unknown = runner.invoke(app, ["email", "import", "nobody@example.org"], env=env)
     assert unknown.exit_code != 0 and "no mailbox" in unknown.output
+
+
+async def test_a_stored_ticket_answered_twice_in_a_batch_keeps_its_new_task(
+        migrated_database_url: str, tmp_path: Path) -> None:
+    async with running(migrated_database_url, tmp_path, None, start=False) as rig:
+        first = await rig.desk.receive(rig.mailbox_id, read_email(_email(1)))
+        await rig.runtime.routing.run(lambda engine: engine.cancel(first.task_id or ""))
+        robot = b"Auto-Submitted: auto-replied\r\n" + _email(2, reply_to=1)
+        [by_robot, by_customer] = await rig.desk.receive_batch(rig.mailbox_id, [
+            (read_email(robot), None), (read_email(_email(3, reply_to=1)), None)])
+        assert by_robot.task_id is None and by_customer.task_id is not None
+        [ticket] = await tickets(rig)
+        assert ticket.task_id == by_customer.task_id  # stored, not only planned
+        assert rig.runtime.routing.engine.task(ticket.task_id or "").phase.value == "waiting"

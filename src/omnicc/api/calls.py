@@ -27,7 +27,7 @@ from omnicc.app.principals import Principal
 from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.consult import Consult, start_consult
 from omnicc.channels.voice.live import LiveCall
-from omnicc.channels.voice.outbound import OutboundCalls
+from omnicc.channels.voice.outbound import OutboundCall, OutboundCalls
 from omnicc.channels.voice.service import VoiceService
 from omnicc.channels.voice.trunk import InvalidNumber
 from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
@@ -103,11 +103,11 @@ async def _my_call(request: Request, principal: Principal, task_id: str) -> Live
 
 
 def _inbound(call: LiveCall[Any]) -> InboundCall:
-    """Transfers and consults are an inbound call's (an outbound call is the agent's own: its
-    customer leg is behind the agent's in the media, see `live.LiveCall`)."""
+    """Consults and transfers to a number are an inbound call's (an outbound call transfers
+    to an agent or a queue only, `OutboundCall.transfer`)."""
     if not isinstance(call, InboundCall):
-        raise Conflict("an outbound call cannot be transferred or consulted on: hang up and "
-                       "let the customer call the queue, or ask a colleague to call back")
+        raise Conflict("an outbound call cannot be transferred to a number or consulted on "
+                       "(transfer it to an agent or a queue instead)")
     return call
 
 
@@ -283,7 +283,11 @@ async def cancel_consult(task_id: str, request: Request, principal: Handler) -> 
                      "meanwhile), or to an external number (answered, or 409 with why not)")
 async def transfer(task_id: str, body: CallTransfer, request: Request,
                    principal: Handler) -> None:
-    call = _inbound(await _my_call(request, principal, task_id))
+    live = await _my_call(request, principal, task_id)
+    if isinstance(live, OutboundCall) and body.number is None:
+        await live.transfer(queue_id=body.queue_id, agent_id=body.agent_id)
+        return
+    call = _inbound(live)
     _not_consulting(call)
     if body.number is not None:
         try:

@@ -142,6 +142,11 @@ class VoiceDesk:
         return VoiceContact(conversation_id=conversation_id, contact_id=contact_id,
                             customer_id=customer.id, task_id=task_id, queue_id=queue_id)
 
+    def watch(self, task_id: str, watcher: TaskWatcher) -> None:
+        """`watcher` gets a task's engine events from now on (an outbound call's task, put in
+        line by a transfer: its offers ring the new agent)."""
+        self._watchers[task_id] = watcher
+
     def phase(self, contact: VoiceContact) -> TaskPhase | None:
         try:
             return self._routing.engine.task(contact.task_id).phase

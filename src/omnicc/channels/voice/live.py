@@ -42,9 +42,11 @@ class LiveCall(Generic[Figures]):
     """The desk's in-call controls shared by inbound and outbound calls (the subclasses set
     the attributes in their constructors)."""
 
-    agent_first: ClassVar[bool] = False
-    """True when the agent's leg is the media's first leg (outbound): the customer is then
-    the party, and hears the music on hold."""
+    @property
+    def agent_first(self) -> bool:
+        """True when the agent's leg is the media's first leg (outbound): the customer is then
+        the party, and hears the music on hold."""
+        return False
     direction: ClassVar[str] = "inbound"
 
     service: VoiceService

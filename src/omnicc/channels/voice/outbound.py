@@ -53,6 +53,7 @@ from omnicc.app.callbacks import (
 )
 from omnicc.app.voice import VOICE, VoiceContact
 from omnicc.bus import Notice
+from omnicc.channels.voice.calls import Ringing
 from omnicc.channels.voice.devices import (
     AgentLeg,
     BrowserPhone,
@@ -159,7 +160,6 @@ class OutboundCall(LiveCall[_Figures]):
     `withdrawn`: set by the owner to stop ringing the agent (the offer timed out).
     """
 
-    agent_first = True
     direction = "outbound"
     agent_id: str
 
@@ -202,6 +202,10 @@ class OutboundCall(LiveCall[_Figures]):
         self.result = DialResult("failed", self.record_id)
         self._agent_answer_sdp = b""
         self._customer_offer_sdp = b""
+        self._customer_sdp = ""
+        self._leg_changed = asyncio.Event()
+        self._ringing: dict[str, Ringing] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._own_contact = contact is None
         self._started = False
         self._keeps_record = contact is None
@@ -235,6 +239,123 @@ class OutboundCall(LiveCall[_Figures]):
         """Its rtpengine went away with the call's media: both legs are hung up."""
         self.withdrawn.set()
         self._finish("media_lost", reason=detail, side="system")
+
+    @property
+    def agent_first(self) -> bool:
+        """Until a blind transfer makes the customer the media's first leg."""
+        return self.media.caller_tag != CUSTOMER_TAG
+
+    @property
+    def between_agents(self) -> bool:
+        """Transferred, and nobody took it yet: the old agent's leg is gone (`agent_id` still
+        names them on the record until the new agent answers), so it is not their call."""
+        return self.agent_leg is None and self.result.agent_answered
+
+    # --- blind transfer ------------------------------------------------------------------------
+
+    async def transfer(self, *, queue_id: str | None = None, agent_id: str | None = None) -> None:
+        """Blind transfer to an agent or a queue: the customer hears music and stays on the
+        line, the agent's leg ends, and the task - a routed one from now on - is offered as
+        the engine decides; this call rings whoever gets the offer (`_on_task_event`). The
+        customer becomes the media's first leg (`MediaCall.party_becomes_caller`), as on an
+        inbound call."""
+        if self.contact is None or not self.connected.is_set() or self.ended.is_set():
+            raise Conflict("only a connected call can be transferred")
+        if not self._own_contact:
+            raise Conflict("a callback cannot be transferred: hang up, and the callback's "
+                           "outcome is kept")
+        if self.media.on_hold:
+            await self.resume()
+        task_id = self.contact.task_id
+        if self.media.caller_tag != CUSTOMER_TAG:
+            self.media.party_becomes_caller(CUSTOMER_TAG, self._customer_sdp,
+                                            self._customer_offer_sdp.decode())
+        await self.media.play(self.service.music, loop=True)
+        self.runtime.voice.watch(task_id, self._on_task_event)
+        try:
+            await self.runtime.routing.run(
+                lambda engine: engine.transfer(task_id, queue_id=queue_id, agent_id=agent_id))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.media.stop_play()
+                assert self.media.party_tag is not None
+                await self.media.return_to(self.media.party_tag)
+            raise
+        leg, self.agent_leg = self.agent_leg, None
+        self.connected.clear()
+        self._leg_changed.set()
+        self._log_transfer(agent_id=agent_id, queue_id=queue_id)
+        if leg is not None:
+            with contextlib.suppress(Exception):
+                await leg.hang_up()
+        await self._write_record()
+
+    def _log_transfer(self, **target: str | None) -> None:
+        log_ = self.details.setdefault("transfer_log", [])
+        log_.append({"kind": "blind", **{k: v for k, v in target.items() if v is not None},
+                     "at": _now().isoformat()})
+
+    def _on_task_event(self, event: ev.Event) -> None:
+        """The transferred task's offers ring their agents; a task the engine gives up on
+        ends the call."""
+        if isinstance(event, ev.OfferCreated):
+            ringing = Ringing(event.offer_id, event.agent_id, f"agent-{event.offer_id[:12]}")
+            self._ringing[event.offer_id] = ringing
+            self._spawn(self._ring_transferred(ringing))
+        elif isinstance(event, ev.OfferTimedOut | ev.OfferRescinded | ev.OfferRejected):
+            withdrawn = self._ringing.get(event.offer_id)
+            if withdrawn is not None:
+                withdrawn.withdrawn = True
+                if withdrawn.ring is not None:
+                    self._spawn(withdrawn.ring.cancel())
+        elif isinstance(event, ev.TaskEnded) and not self.connected.is_set():
+            self._finish("answered", status=self.result.sip_status,
+                         reason=f"the transferred task ended: {event.outcome}", side="system")
+
+    async def _ring_transferred(self, ringing: Ringing) -> None:
+        """Ring the offered agent's phone; answered -> accepted, and the customer talks with
+        them (the old agent's tag is blocked)."""
+        voice = self.runtime.voice
+        device = await self.service.agent_device(self.runtime, ringing.agent_id)
+        if device is None:
+            await voice.reject(ringing.offer_id, "no phone")
+            return
+        if ringing.withdrawn or self.ended.is_set():
+            return
+        sdp = await self.media.offer_to(ringing.tag, webrtc=device.webrtc)
+        ring = device.ring(sdp, CallInfo(call_id=self.call_id, caller=self.number,
+                                         caller_name=self.caller_name,
+                                         task_id=self.contact.task_id if self.contact else ""))
+        ringing.ring = ring
+        answer = await ring.answered()
+        self._ringing.pop(ringing.offer_id, None)
+        if answer is None:
+            if not ringing.withdrawn:
+                await voice.reject(ringing.offer_id, "phone did not answer")
+            return
+        if (self.ended.is_set() or not await voice.accept(ringing.offer_id)
+                or self.ended.is_set()):
+            await ring.cancel()
+            return
+        assert ring.leg is not None
+        with contextlib.suppress(Exception):
+            await self.media.stop_play()
+        await self.media.answered_by(ringing.tag, answer)
+        self.agent_leg, self.agent_id = ring.leg, ringing.agent_id
+        self.connected.set()
+        self._leg_changed.set()
+        await self._write_record()
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("voice: outbound call %s: a transfer step failed", self.call_id)
+
+        task = asyncio.create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
         """Before `run`, for the agent's own call: the customer, the call's conversation and
@@ -392,7 +513,8 @@ class OutboundCall(LiveCall[_Figures]):
                     if response.status < 200:
                         if response.body and early is None and response.status > 100:
                             early = response.body
-                            await self.media.answered_by(CUSTOMER_TAG, early.decode())
+                            self._customer_sdp = early.decode()
+                            await self.media.answered_by(CUSTOMER_TAG, self._customer_sdp)
                             self._tell("early_media")
                         continue
                     await self._customer_answered(invite, response, early)
@@ -433,7 +555,8 @@ class OutboundCall(LiveCall[_Figures]):
         if response.body and response.body != early:
             if early is not None:
                 await self.media.offer_to(CUSTOMER_TAG)
-            await self.media.answered_by(CUSTOMER_TAG, response.body.decode())
+            self._customer_sdp = response.body.decode()
+            await self.media.answered_by(CUSTOMER_TAG, self._customer_sdp)
         elif early is None:
             self._finish("failed", status=response.status,
                          reason="the customer's 200 had no SDP", side="system")
@@ -450,20 +573,28 @@ class OutboundCall(LiveCall[_Figures]):
             await incoming.respond(200, body=self._customer_offer_sdp, content_type=SDP)
 
     async def _converse(self) -> None:
-        assert self.agent_leg is not None and self.customer_dialog is not None
-        waits = {
-            asyncio.ensure_future(self.agent_leg.terminated.wait()): "agent",
-            asyncio.ensure_future(self.customer_dialog.terminated.wait()): "caller",
-            asyncio.ensure_future(self.ended.wait()): "",
-        }
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-        side = next((waits[w] for w in done if waits[w]), "")
-        if side:
-            self._finish("answered", status=self.result.sip_status, side=side)
+        """Until one side hangs up; the agent's side is whoever has the call now (a transfer
+        changes it: the old leg's end is not the call's)."""
+        assert self.customer_dialog is not None
+        while not self.ended.is_set():
+            leg = self.agent_leg
+            self._leg_changed.clear()
+            waits = {
+                asyncio.ensure_future(self.customer_dialog.terminated.wait()): "caller",
+                asyncio.ensure_future(self.ended.wait()): "",
+                asyncio.ensure_future(self._leg_changed.wait()): "",
+            }
+            if leg is not None:
+                waits[asyncio.ensure_future(leg.terminated.wait())] = "agent"
+            try:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            sides = {waits[w] for w in done}
+            if "caller" in sides or ("agent" in sides and self.agent_leg is leg):
+                self._finish("answered", status=self.result.sip_status,
+                             side="caller" if "caller" in sides else "agent")
 
     async def _tell_agent_why(self) -> None:
         """The customer was not reached: the agent hears why, then the leg ends."""
@@ -498,6 +629,11 @@ class OutboundCall(LiveCall[_Figures]):
         if self.figures.answered_at is not None:
             self.result.talk_s = max(0.0, (self.figures.ended_at
                                            - self.figures.answered_at).total_seconds())
+        for ringing in list(self._ringing.values()):
+            ringing.withdrawn = True
+            if ringing.ring is not None:
+                with contextlib.suppress(Exception):
+                    await ringing.ring.cancel()
         invite = self.customer_invite
         if invite is not None and not invite.done:
             with contextlib.suppress(Exception):
@@ -573,8 +709,12 @@ class OutboundCall(LiveCall[_Figures]):
             task = routing.engine.task(task_id)
         except NotFound:
             return
+        if task.phase in (TaskPhase.WAITING, TaskPhase.OFFERED):
+            # Transferred, and the customer hung up before anyone answered.
+            await routing.run(lambda engine: engine.abandon(task_id))
+            return
         if task.phase is not TaskPhase.ASSIGNED or task.agent_id != self.agent_id:
-            return  # transferred, or ended by someone else
+            return  # ended by someone else
         if self.result.agent_answered:
             await routing.run(lambda engine: engine.complete(task_id))
         else:
@@ -621,6 +761,7 @@ class OutboundCall(LiveCall[_Figures]):
             row.ended_at = figures.ended_at
             row.talk_s = round(result.talk_s, 3)
             row.hold_s = round(figures.hold_s, 3)
+            row.transfers = len(self.details.get("transfer_log", []))
             row.hangup_side = result.hangup_side if figures.ended_at else None
             row.outcome = result.outcome if self.ended.is_set() else (
                 "answered" if self.connected.is_set() else "in_progress")
@@ -811,7 +952,8 @@ class OutboundCalls:
     def of_agent(self, tenant_id: str, agent_id: str) -> OutboundCall | None:
         """The agent's live outbound call (the desk's hang-up button uses it)."""
         return next((call for call in self._calls.values()
-                     if call.runtime.tenant_id == tenant_id and call.agent_id == agent_id),
+                     if call.runtime.tenant_id == tenant_id and call.agent_id == agent_id
+                     and not call.between_agents),
                     None)
 
     def dialler(self, runtime: TenantRuntime) -> CallbackDialler:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import uuid
 from enum import StrEnum
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from omnicc.app.voice import VoiceContact
 from omnicc.channels.voice.devices import AgentLeg, CallInfo, Device, Ring
@@ -41,9 +41,10 @@ class SupervisedCall(Protocol):
     """What supervision uses of a call (`InboundCall` and `OutboundCall` are ones, see
     `live.LiveCall`)."""
 
-    agent_first: ClassVar[bool]
-    """The agent's leg is the media's first one (an outbound call): the mixer's roles swap,
-    so a whisper still reaches the agent only."""
+    @property
+    def agent_first(self) -> bool:
+        """The agent's leg is the media's first one (an outbound call, not transferred): the
+        mixer's roles swap, so a whisper still reaches the agent only."""
     call_id: str
     media: MediaCall
     agent_leg: AgentLeg | None

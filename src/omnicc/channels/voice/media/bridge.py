@@ -194,6 +194,18 @@ class MediaCall:
         self.party_tag = SINK_TAG
         self._pending = None
 
+    def party_becomes_caller(self, tag: str, sdp: str, offered: str) -> None:
+        """An agent-first call's party (the customer, ``sdp`` its SDP, ``offered`` the one
+        rtpengine gave it) becomes the caller, the first leg the party: the agents change
+        behind the customer on a blind transfer. An offer from the customer's tag keeps its
+        port, and a new party and the customer hear each other (rtpengine 10.5)."""
+        old = self._require_caller()
+        assert self.caller_sdp is not None
+        self._answers = {old: (self.caller_sdp, False)}
+        self.caller_tag, self.caller_sdp = tag, sdp
+        self.caller_port = media_address(offered)
+        self.party_tag, self._pending = old, None
+
     # -- parties ---------------------------------------------------------------
 
     async def offer_to(self, party_tag: str, *, webrtc: bool = False) -> str:

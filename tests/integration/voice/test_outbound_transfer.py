@@ -1,0 +1,158 @@
+"""Blind transfer of an agent's outbound call, for real on loopback: alice (baresip, 440 Hz)
+dials a customer behind the carrier trunk (OmniCC's SIP stack answering the trunk's INVITE, an
+RTP endpoint with a 1000 Hz tone that keeps what it hears), then transfers the call to bob
+(baresip, 660 Hz) or to the support queue bob serves. The customer hears music, then bob;
+alice's leg ends, her task becomes bob's, and the call record logs the transfer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from omnicc.channels.voice.media.tones import tone_share
+from omnicc.channels.voice.outbound import OutboundCall
+from omnicc.core.engine import Engine
+from omnicc.core.errors import NotFound
+from omnicc.core.model import TaskPhase
+from omnicc.store.repositories import CallRecords, Contacts
+from tests.integration.voice.harness import (
+    Exchange,
+    music_instead_of,
+    open_exchange,
+    start_phone,
+    wait_until,
+)
+from tests.integration.voice.test_outbound_controls import Customer, connected_call
+from tests.integration.voice.test_outbound_task import open_both_ways
+
+pytestmark = pytest.mark.anyio
+
+ALICE_HZ, BOB_HZ = 440.0, 660.0
+HEARD, NOT_HEARD = 0.5, 0.05
+
+
+@pytest.fixture
+async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
+    """The support line and its caller ID; alice and bob have SIP accounts."""
+    async with open_exchange(migrated_database_url, tmp_path, open_both_ways) as exchange:
+        yield exchange
+
+
+@pytest.fixture
+async def customer() -> AsyncIterator[Customer]:
+    customer = Customer()
+    try:
+        yield customer
+    finally:
+        await customer.close()
+
+
+@pytest.mark.parametrize("target", ["agent", "queue"])
+async def test_a_blind_transfer_hands_the_customer_to_bob(
+        exchange: Exchange, customer: Customer, target: str) -> None:
+    voice, seeded = exchange.voice, exchange.seeded
+    tenant_id, alice, bob = seeded.tenant_id, seeded.agents["alice"], seeded.agents["bob"]
+    runtime = await exchange.runtime()
+    # bob serves the support queue; alice, on her call, is offered nothing meanwhile.
+    await runtime.routing.run(lambda engine: engine.set_status(bob, "available"))
+    alice_phone = await start_phone(exchange.workdir, voice, "alice", tone_hz=ALICE_HZ)
+    bob_phone = await start_phone(exchange.workdir, voice, "bob", tone_hz=BOB_HZ)
+    try:
+        call = await connected_call(exchange, customer)
+        assert call.contact is not None
+        task_id = call.contact.task_id
+        await customer.hears(lambda s: tone_share(s, ALICE_HZ) > HEARD, "alice")
+
+        if target == "agent":
+            await call.transfer(agent_id=bob)
+        else:
+            await call.transfer(queue_id=seeded.queues["support"])
+        await alice_phone.wait_for("CALL_CLOSED")
+        assert voice.outbound is not None
+        assert voice.outbound.of_agent(tenant_id, alice) is None  # she may dial again
+
+        await wait_until(call.connected.is_set, "bob to answer the transferred call")
+        await bob_phone.wait_for("CALL_ESTABLISHED")
+        await customer.hears(lambda s: tone_share(s, BOB_HZ) > HEARD
+                             and tone_share(s, ALICE_HZ) < NOT_HEARD, "bob, not alice")
+        assert call.agent_id == bob
+        assert voice.call_of_task(tenant_id, task_id) is call
+        assert voice.outbound.of_agent(tenant_id, bob) is call
+        task = runtime.routing.engine.task(task_id)
+        assert (task.phase, task.agent_id) == (TaskPhase.ASSIGNED, bob)
+
+        # The controls follow bob's leg: hold, resume, hang up.
+        await call.hold()
+        await customer.hears(music_instead_of(BOB_HZ), "music on hold")
+        await call.resume()
+        await customer.hears(lambda s: tone_share(s, BOB_HZ) > HEARD, "bob after resume")
+        await call.hang_up_by_agent()  # bob's desk: his leg and the customer's end
+        await bob_phone.wait_for("CALL_CLOSED")
+        await customer.hung_up_on()
+        await wait_until(lambda: voice.call_of_task(tenant_id, task_id) is None,
+                         "the call to end")
+
+        async with exchange.database.session() as session:
+            record = await CallRecords(session, tenant_id).get(call.record_id)
+            contact = await Contacts(session, tenant_id).get(call.contact.contact_id)
+        assert (record.outcome, record.hangup_side, record.agent_id) == ("answered", "agent",
+                                                                          bob)
+        assert record.transfers == 1
+        [logged] = record.details["transfer_log"]
+        assert logged["kind"] == "blind"
+        if target == "agent":
+            assert logged["agent_id"] == bob
+        else:
+            assert logged["queue_id"] == seeded.queues["support"]
+        assert contact.agent_id == bob
+        await wait_until(lambda: _ended(runtime.routing.engine, task_id),
+                         "bob's task to complete")
+    finally:
+        if voice.outbound is not None:
+            await voice.outbound.stop()
+        await alice_phone.stop()
+        await bob_phone.stop()
+
+
+async def test_the_customer_leaving_while_the_transfer_rings_abandons_the_task(
+        exchange: Exchange, customer: Customer) -> None:
+    voice, seeded = exchange.voice, exchange.seeded
+    tenant_id, bob = seeded.tenant_id, seeded.agents["bob"]
+    runtime = await exchange.runtime()
+    await runtime.routing.run(lambda engine: engine.set_status(bob, "available"))
+    alice_phone = await start_phone(exchange.workdir, voice, "alice", tone_hz=ALICE_HZ)
+    bob_phone = await start_phone(exchange.workdir, voice, "bob", tone_hz=BOB_HZ,
+                                  auto_answer=False)
+    try:
+        call: OutboundCall = await connected_call(exchange, customer)
+        assert call.contact is not None
+        task_id = call.contact.task_id
+        await call.transfer(agent_id=bob)
+        await customer.hears(music_instead_of(ALICE_HZ), "music while bob's phone rings")
+        await bob_phone.wait_for("CALL_INCOMING")
+        await customer.hang_up()
+        await bob_phone.wait_for("CALL_CLOSED")
+        await wait_until(lambda: voice.call_of_task(tenant_id, task_id) is None,
+                         "the call to end")
+        await wait_until(lambda: _ended(runtime.routing.engine, task_id),
+                         "the task to end")
+        async with exchange.database.session() as session:
+            record = await CallRecords(session, tenant_id).get(call.record_id)
+        assert record.hangup_side == "caller"
+        assert record.transfers == 1
+    finally:
+        if voice.outbound is not None:
+            await voice.outbound.stop()
+        await alice_phone.stop()
+        await bob_phone.stop()
+
+
+def _ended(engine: Engine, task_id: str) -> bool:
+    """The task completed or was abandoned (gone from the engine, or past talking)."""
+    try:
+        task = engine.task(task_id)
+    except NotFound:
+        return True
+    return task.phase not in (TaskPhase.WAITING, TaskPhase.OFFERED, TaskPhase.ASSIGNED)

@@ -25,11 +25,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from omnicc.app.voice import VoiceContact, normalize_phone
 from omnicc.channels.voice.consult import is_consulted
 from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring, SipLeg
-from omnicc.channels.voice.ivr.flow import Prompt
+from omnicc.channels.voice.ivr.flow import CallbackNode, Prompt
 from omnicc.channels.voice.ivr.inbound import InboundRoute
 from omnicc.channels.voice.ivr.interpreter import (
     AbandonedOutcome,
@@ -40,6 +41,7 @@ from omnicc.channels.voice.ivr.interpreter import (
     HangupOutcome,
     QueueOutcome,
     VoicemailOutcome,
+    ask_callback_time,
     run_flow,
 )
 from omnicc.channels.voice.live import LiveCall
@@ -51,6 +53,7 @@ from omnicc.channels.voice.sip.message import SipResponse, uri_user
 from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
+from omnicc.store.repositories import Queues
 from omnicc.store.tables import CallRecord, Customer
 
 if TYPE_CHECKING:
@@ -61,6 +64,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("omnicc.voice.calls")
 
 ANNOUNCE_EVERY_S = 30.0
+CALLBACK_CHOICE = ("Press 1 to be called back when it is your turn, "
+                   "press 2 to choose a time.")
+CHOICE_TIMEOUT_S = 5.0
+"""Silence after the callback choice: a callback at the caller's place in line (1)."""
 BEEP_S = 0.4
 SDP = "application/sdp"
 
@@ -72,6 +79,14 @@ def _now() -> datetime:
 def _user_of(uri: str) -> str:
     """The user part of a SIP URI (`sip:+3581234@host` -> `+3581234`), else the URI's body."""
     return uri_user(uri) or uri.partition(":")[2].split(";", 1)[0]
+
+
+def _spoken_time(at: datetime, zone: ZoneInfo) -> str:
+    """A callback time as the caller typed it: local hours and minutes, today or tomorrow
+    (the time question only ever gives the next 24 hours)."""
+    local = at.astimezone(zone)
+    day = "today" if local.date() == _now().astimezone(zone).date() else "tomorrow"
+    return f"{local:%H:%M} {day}"
 
 
 async def finish_despite_cancellation(work: Awaitable[None]) -> None:
@@ -290,10 +305,48 @@ class InboundCall(LiveCall[CallFigures]):
             except (TimeoutError, CallEnded):
                 continue
             if digit == "*" and not self.connected.is_set():
-                await self._leave_for_callback()
+                with contextlib.suppress(CallEnded):
+                    await self._choose_callback()
                 return
 
-    async def _leave_for_callback(self) -> None:
+    async def _choose_callback(self) -> None:
+        """After the star key: a callback at the caller's place in line (1, or no choice) or
+        at a time they type (2, the IVR `callback` node's time question). The caller stays in
+        line while choosing: an agent who answers meanwhile simply takes the call."""
+        if self._announcer is not None:
+            self._announcer.cancel()
+        key = await self.play(Prompt(text=CALLBACK_CHOICE), interruptible=True)
+        if key is None and not self.connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                key = await self._next_digit(CHOICE_TIMEOUT_S)
+        chosen = None
+        if key == "2" and not self.connected.is_set():
+            chosen = await self._ask_callback_time()
+        if self.connected.is_set():
+            return
+        await self._leave_for_callback(chosen)
+
+    async def _ask_callback_time(self) -> tuple[datetime, ZoneInfo] | None:
+        """A time within the queue's business hours and the zone it was typed in, or None
+        (no valid time came)."""
+        assert self.contact is not None
+        async with self.service.database.session() as session:
+            queue = await Queues(session, self.runtime.tenant_id).get(self.contact.queue_id)
+        context = CallContext(clock=self.runtime.routing.clock, caller=self.caller,
+                              dialled=self.dialled, business_hours=self.route.business_hours,
+                              timezone=self.route.timezone)
+        node = CallbackNode(queue_id=queue.id, ask_time=True,
+                            business_hours_id=queue.business_hours_id,
+                            invalid_prompt=Prompt(text="We are closed at that time, or it is "
+                                                       "not a time of day."))
+        at = await ask_callback_time(self, context, node, language=self._language)
+        hours = self.route.business_hours.get(queue.business_hours_id or "")
+        return None if at is None else (at, ZoneInfo(hours.timezone if hours
+                                                     else self.route.timezone))
+
+    async def _leave_for_callback(self, chosen: tuple[datetime, ZoneInfo] | None) -> None:
+        """The task leaves the line (cancelled: not an abandon) for a callback request: at
+        the caller's place in line when `chosen` is None, else at the chosen time."""
         assert self.contact is not None
         task_id = self.contact.task_id
         try:
@@ -304,15 +357,20 @@ class InboundCall(LiveCall[CallFigures]):
         await self.runtime.routing.run(
             lambda engine: engine.cancel(task_id, "the caller asked to be called back"))
         await self.service.request_callback(
-            self.runtime, number=self.caller, queue_id=self.contact.queue_id, due_at=None,
-            record_id=self.record_id, source="queue",
-            attributes={"arrived_at": arrived_at, "priority": priority})
+            self.runtime, number=self.caller, queue_id=self.contact.queue_id,
+            due_at=chosen[0] if chosen else None, record_id=self.record_id, source="queue",
+            # A booked time is a new arrival then, like the widget's booked callbacks (its
+            # wait counts from that time, not from this call).
+            attributes={"priority": priority} if chosen else
+            {"arrived_at": arrived_at, "priority": priority})
         self.figures.outcome = "callback"
         if self._announcer is not None:
             self._announcer.cancel()
+        text = ("Thank you. You keep your place in line, and we will call you back. Goodbye."
+                if chosen is None else
+                f"Thank you. We will call you back at {_spoken_time(*chosen)}. Goodbye.")
         with contextlib.suppress(CallEnded):
-            await self.play(Prompt(text="Thank you. You keep your place in line, and we will "
-                                        "call you back. Goodbye."), interruptible=False)
+            await self.play(Prompt(text=text), interruptible=False)
         await self._hang_up("system")
 
     async def _announce_position(self) -> None:

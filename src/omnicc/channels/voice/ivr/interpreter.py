@@ -168,27 +168,16 @@ def _spoken_digits(number: str) -> str:
     return " ".join("plus" if c == "+" else c for c in number if c.isdigit() or c == "+")
 
 
-class _Run:
-    """The state of one call in a flow."""
+class _Dialogue:
+    """Prompts and key questions to one caller, in their language."""
 
-    def __init__(self, flow: Flow, port: CallPort, context: CallContext) -> None:
-        self.flow = flow
+    def __init__(self, port: CallPort, context: CallContext, language: str) -> None:
         self.port = port
         self.context = context
-        self.language = flow.language
+        self.language = language
         self.attributes: dict[str, AttributeValue] = dict(context.attributes)
-        self.priority: int | None = None
-        self.path: list[PathStep] = []
         self.pending_key: str | None = None
         """A key pressed during an interruptible prompt, for the next node that reads keys."""
-
-    def common(self) -> dict[str, Any]:
-        return {
-            "path": tuple(self.path),
-            "attributes": dict(self.attributes),
-            "priority": self.priority,
-            "language": self.language,
-        }
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.context.clock.now(), UTC)
@@ -233,6 +222,50 @@ class _Run:
             terminator=terminator,
         )
         return (first or "") + rest
+
+    async def callback_time(self, node: CallbackNode) -> datetime | None:
+        """The next moment at the HH:MM the caller types; None: as soon as possible (also when
+        no valid time comes)."""
+        hours = self.context.business_hours.get(node.business_hours_id or "")
+        zone = ZoneInfo(hours.timezone if hours else self.context.timezone)
+        for attempt in range(node.retries + 1):
+            digits = await self.ask(node.time_prompt, max_digits=4, timeout_s=node.timeout_s,
+                                    inter_digit_timeout_s=4.0, terminator="#")
+            if not digits:
+                return None
+            at = _next_time_of_day(digits, self.now(), zone)
+            if at is not None and (
+                hours is None or is_open(hours.timezone, hours.weekly, hours.holidays, at)
+            ):
+                return at
+            if attempt < node.retries:
+                await self.play(node.invalid_prompt)
+        return None
+
+
+async def ask_callback_time(port: CallPort, context: CallContext, node: CallbackNode,
+                            *, language: str) -> datetime | None:
+    """The `callback` node's time question outside a flow (a caller leaving the queue for a
+    callback at a time they choose): the same prompts, checks and re-prompts."""
+    return await _Dialogue(port, context, language).callback_time(node)
+
+
+class _Run(_Dialogue):
+    """The state of one call in a flow."""
+
+    def __init__(self, flow: Flow, port: CallPort, context: CallContext) -> None:
+        super().__init__(port, context, flow.language)
+        self.flow = flow
+        self.priority: int | None = None
+        self.path: list[PathStep] = []
+
+    def common(self) -> dict[str, Any]:
+        return {
+            "path": tuple(self.path),
+            "attributes": dict(self.attributes),
+            "priority": self.priority,
+            "language": self.language,
+        }
 
     async def run(self) -> FlowOutcome:
         node_id = self.flow.entry
@@ -386,25 +419,6 @@ class _Run:
                                     terminator="#")
             if digits.isdigit() and node.min_digits <= len(digits) <= node.max_digits:
                 return digits
-            if attempt < node.retries:
-                await self.play(node.invalid_prompt)
-        return None
-
-    async def callback_time(self, node: CallbackNode) -> datetime | None:
-        """The next moment at the HH:MM the caller types; None: as soon as possible (also when
-        no valid time comes)."""
-        hours = self.context.business_hours.get(node.business_hours_id or "")
-        zone = ZoneInfo(hours.timezone if hours else self.context.timezone)
-        for attempt in range(node.retries + 1):
-            digits = await self.ask(node.time_prompt, max_digits=4, timeout_s=node.timeout_s,
-                                    inter_digit_timeout_s=4.0, terminator="#")
-            if not digits:
-                return None
-            at = _next_time_of_day(digits, self.now(), zone)
-            if at is not None and (
-                hours is None or is_open(hours.timezone, hours.weekly, hours.holidays, at)
-            ):
-                return at
             if attempt < node.retries:
                 await self.play(node.invalid_prompt)
         return None

@@ -103,11 +103,10 @@ async def _my_call(request: Request, principal: Principal, task_id: str) -> Live
 
 
 def _inbound(call: LiveCall[Any]) -> InboundCall:
-    """Consults and transfers to a number are an inbound call's (an outbound call transfers
-    to an agent or a queue only, `OutboundCall.transfer`)."""
+    """Consults are an inbound call's (an outbound call transfers blind only,
+    `OutboundCall.transfer` and `transfer_to_number`)."""
     if not isinstance(call, InboundCall):
-        raise Conflict("an outbound call cannot be transferred to a number or consulted on "
-                       "(transfer it to an agent or a queue instead)")
+        raise Conflict("an outbound call cannot be consulted on (transfer it blind instead)")
     return call
 
 
@@ -284,11 +283,9 @@ async def cancel_consult(task_id: str, request: Request, principal: Handler) -> 
 async def transfer(task_id: str, body: CallTransfer, request: Request,
                    principal: Handler) -> None:
     live = await _my_call(request, principal, task_id)
-    if isinstance(live, OutboundCall) and body.number is None:
-        await live.transfer(queue_id=body.queue_id, agent_id=body.agent_id)
-        return
-    call = _inbound(live)
-    _not_consulting(call)
+    call = live if isinstance(live, OutboundCall) else _inbound(live)
+    if isinstance(call, InboundCall):
+        _not_consulting(call)
     if body.number is not None:
         try:
             await call.transfer_to_number(body.number)

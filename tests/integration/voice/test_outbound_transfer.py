@@ -13,8 +13,9 @@ import pytest
 
 from omnicc.channels.voice.media.tones import tone_share
 from omnicc.channels.voice.outbound import OutboundCall
+from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core.engine import Engine
-from omnicc.core.errors import NotFound
+from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallRecords, Contacts
 from tests.integration.voice.harness import (
@@ -24,7 +25,7 @@ from tests.integration.voice.harness import (
     start_phone,
     wait_until,
 )
-from tests.integration.voice.test_outbound_controls import Customer, connected_call
+from tests.integration.voice.test_outbound_controls import CUSTOMER_HZ, Customer, connected_call
 from tests.integration.voice.test_outbound_task import open_both_ways
 
 pytestmark = pytest.mark.anyio
@@ -156,3 +157,75 @@ def _ended(engine: Engine, task_id: str) -> bool:
     except NotFound:
         return True
     return task.phase not in (TaskPhase.WAITING, TaskPhase.OFFERED, TaskPhase.ASSIGNED)
+
+
+EXTERNAL, EXTERNAL_HZ, BUSY = "+358409998887", 660.0, "+358409998886"
+
+
+class CarrierLine(Customer):
+    """The trunk's far side for two numbers: the customer's (this object) and an external
+    party's (its own RTP endpoint, 660 Hz), told apart by the INVITE's Request-URI."""
+
+    def __init__(self, external: Customer) -> None:
+        super().__init__()
+        self.external = external
+
+    async def _on_request(self, incoming: IncomingRequest) -> None:
+        if incoming.method == "INVITE" and BUSY in incoming.message.uri:
+            await incoming.respond(486)
+            return
+        if incoming.method == "INVITE" and EXTERNAL in incoming.message.uri:
+            party = self.external
+            await party.rtp.open()
+            party.rtp.connect(incoming.message.body.decode())
+            await incoming.respond(200, body=party.rtp.sdp().encode(),
+                                   content_type="application/sdp")
+            party.dialog = incoming.dialog
+            party.talk()
+            return
+        await super()._on_request(incoming)
+
+
+async def test_a_transfer_to_a_number_hands_the_customer_to_it(exchange: Exchange) -> None:
+    voice, seeded = exchange.voice, exchange.seeded
+    tenant_id, alice = seeded.tenant_id, seeded.agents["alice"]
+    external = Customer()
+    external.tone_hz = EXTERNAL_HZ
+    customer = CarrierLine(external)
+    alice_phone = await start_phone(exchange.workdir, voice, "alice", tone_hz=ALICE_HZ)
+    try:
+        call = await connected_call(exchange, customer)
+        assert call.contact is not None
+        task_id = call.contact.task_id
+        await customer.hears(lambda s: tone_share(s, ALICE_HZ) > HEARD, "alice")
+        # A busy number: 409 with why, and the customer is back with alice.
+        with pytest.raises(Conflict, match="486"):
+            await call.transfer_to_number(BUSY)
+        await customer.hears(lambda s: tone_share(s, ALICE_HZ) > HEARD, "alice again")
+        assert call.agent_leg is not None and not call.agent_leg.terminated.is_set()
+
+        await call.transfer_to_number(EXTERNAL)
+        await alice_phone.wait_for("CALL_CLOSED")
+        assert voice.outbound is not None
+        assert voice.outbound.of_agent(tenant_id, alice) is None  # she may dial again
+        await customer.hears(lambda s: tone_share(s, EXTERNAL_HZ) > HEARD
+                             and tone_share(s, ALICE_HZ) < NOT_HEARD, "the external party")
+        await external.hears(lambda s: tone_share(s, CUSTOMER_HZ) > HEARD, "the customer")
+        runtime = await exchange.runtime()
+        await wait_until(lambda: _ended(runtime.routing.engine, task_id),
+                         "alice's task to complete")
+        await customer.hang_up()
+        await external.hung_up_on()
+        await wait_until(lambda: voice.call_of_task(tenant_id, task_id) is None,
+                         "the call to end")
+        async with exchange.database.session() as session:
+            record = await CallRecords(session, tenant_id).get(call.record_id)
+        assert (record.hangup_side, record.transfers) == ("caller", 1)  # the busy one: none
+        assert record.details["transferred_to"] == EXTERNAL
+        assert record.details["transfer_log"][0]["kind"] == "external"
+    finally:
+        if voice.outbound is not None:
+            await voice.outbound.stop()
+        await alice_phone.stop()
+        await customer.close()
+        await external.close()

@@ -195,6 +195,8 @@ class OutboundCall(LiveCall[_Figures]):
         self.caller_id = ""
         self.caller, self.caller_name, self.dialled = number, "", ""
         self.consult = None
+        self.external: str | None = None
+        """The number the call was transferred to, when it left OmniCC's agents."""
         self.number_id: str | None = None
         self.connected = asyncio.Event()
         self.ended = asyncio.Event()
@@ -247,9 +249,11 @@ class OutboundCall(LiveCall[_Figures]):
 
     @property
     def between_agents(self) -> bool:
-        """Transferred, and nobody took it yet: the old agent's leg is gone (`agent_id` still
-        names them on the record until the new agent answers), so it is not their call."""
-        return self.agent_leg is None and self.result.agent_answered
+        """Transferred, and no agent has it: the old agent's leg is gone (`agent_id` still
+        names them on the record until a new agent answers, or for good after a transfer to
+        a number), so it is not their call."""
+        return ((self.agent_leg is None and self.result.agent_answered)
+                or self.external is not None)
 
     # --- blind transfer ------------------------------------------------------------------------
 
@@ -259,18 +263,7 @@ class OutboundCall(LiveCall[_Figures]):
         the engine decides; this call rings whoever gets the offer (`_on_task_event`). The
         customer becomes the media's first leg (`MediaCall.party_becomes_caller`), as on an
         inbound call."""
-        if self.contact is None or not self.connected.is_set() or self.ended.is_set():
-            raise Conflict("only a connected call can be transferred")
-        if not self._own_contact:
-            raise Conflict("a callback cannot be transferred: hang up, and the callback's "
-                           "outcome is kept")
-        if self.media.on_hold:
-            await self.resume()
-        task_id = self.contact.task_id
-        if self.media.caller_tag != CUSTOMER_TAG:
-            self.media.party_becomes_caller(CUSTOMER_TAG, self._customer_sdp,
-                                            self._customer_offer_sdp.decode())
-        await self.media.play(self.service.music, loop=True)
+        task_id = await self._customer_first()
         self.runtime.voice.watch(task_id, self._on_task_event)
         try:
             await self.runtime.routing.run(
@@ -290,9 +283,62 @@ class OutboundCall(LiveCall[_Figures]):
                 await leg.hang_up()
         await self._write_record()
 
-    def _log_transfer(self, **target: str | None) -> None:
+    async def _customer_first(self) -> str:
+        """Before a transfer: the customer becomes the media's first leg and hears music;
+        the call's task id."""
+        if (self.contact is None or not self.connected.is_set() or self.ended.is_set()
+                or self.external is not None):
+            raise Conflict("only a connected call can be transferred")
+        if not self._own_contact:
+            raise Conflict("a callback cannot be transferred: hang up, and the callback's "
+                           "outcome is kept")
+        if self.media.on_hold:
+            await self.resume()
+        if self.media.caller_tag != CUSTOMER_TAG:
+            self.media.party_becomes_caller(CUSTOMER_TAG, self._customer_sdp,
+                                            self._customer_offer_sdp.decode())
+        await self.media.play(self.service.music, loop=True)
+        return self.contact.task_id
+
+    async def transfer_to_number(self, number: str) -> None:
+        """Blind transfer to an external number through the trunk: the customer hears music
+        while it rings; answered -> the customer talks with it, the agent's leg ends and
+        their task completes (wrap-up follows); not answered -> the customer is back with the
+        agent and the Conflict says why. InvalidNumber for a number that cannot be dialled."""
+        e164 = self.trunk.dialable(number)
+        task_id = await self._customer_first()
+        agent_tag = self.media.party_tag
+        tag = f"external-{uuid.uuid4().hex[:12]}"
+        invite = self.trunk.invite(e164, caller_id=self.caller_id,
+                                   sdp=await self.media.offer_to(tag))
+        final: SipResponse | None
+        try:
+            final = await invite.final()
+            reason = f"{final.status} {final.reason}"
+        except Exception as error:
+            final, reason = None, str(error) or type(error).__name__
+        if final is None or not 200 <= final.status < 300 or invite.dialog is None:
+            with contextlib.suppress(Exception):
+                await self.media.stop_play()
+            if agent_tag is not None:
+                await self.media.return_to(agent_tag)
+            raise Conflict(f"{e164} did not answer: {reason}")
+        await self.media.stop_play()
+        await self.media.answered_by(tag, final.body.decode(errors="replace"))
+        with contextlib.suppress(Conflict, NotFound):
+            await self.runtime.routing.run(lambda engine: engine.complete(task_id))
+        leg, self.agent_leg = self.agent_leg, SipLeg(invite.dialog)
+        self.external = e164
+        self._leg_changed.set()
+        self._log_transfer("external", number=e164)
+        if leg is not None:
+            with contextlib.suppress(Exception):
+                await leg.hang_up()
+        await self._write_record()
+
+    def _log_transfer(self, kind: str = "blind", **target: str | None) -> None:
         log_ = self.details.setdefault("transfer_log", [])
-        log_.append({"kind": "blind", **{k: v for k, v in target.items() if v is not None},
+        log_.append({"kind": kind, **{k: v for k, v in target.items() if v is not None},
                      "at": _now().isoformat()})
 
     def _on_task_event(self, event: ev.Event) -> None:
@@ -762,6 +808,8 @@ class OutboundCall(LiveCall[_Figures]):
             row.talk_s = round(result.talk_s, 3)
             row.hold_s = round(figures.hold_s, 3)
             row.transfers = len(self.details.get("transfer_log", []))
+            if self.external is not None:
+                self.details["transferred_to"] = self.external
             row.hangup_side = result.hangup_side if figures.ended_at else None
             row.outcome = result.outcome if self.ended.is_set() else (
                 "answered" if self.connected.is_set() else "in_progress")

@@ -191,10 +191,13 @@ class TenantRuntime:
             now = self.routing.clock.now()
             phase, waited_s = task.phase.value, now - task.enqueued_at
             handling_s = None if task.accepted_at is None else round(now - task.accepted_at, 1)
+            # The engine's agent: the chat learns it only after the accept's commit, and a
+            # board built in between showed an assigned chat without its agent.
+            agent_id = task.agent_id or chat.agent_id
         except NotFound:
-            phase, waited_s, handling_s = "ended", 0.0, None
+            phase, waited_s, handling_s, agent_id = "ended", 0.0, None, chat.agent_id
         return {"conversation_id": chat.conversation_id, "task_id": chat.task_id,
-                "queue_id": chat.queue_id, "agent_id": chat.agent_id, "phase": phase,
+                "queue_id": chat.queue_id, "agent_id": agent_id, "phase": phase,
                 "since_s": round(waited_s, 1), "handling_s": handling_s,
                 "is_offline": chat.is_offline,
                 "customer_name": (task.attributes.get("customer_name", "")

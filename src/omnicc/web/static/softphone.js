@@ -180,10 +180,10 @@ export function mountSoftphone({ send, queueName, targets }) {
         button("decline", "Decline", "", decline, { "aria-describedby": "softphone-caller" }));
     } else {
       const talking = call.state === "talking";
-      // Hold and transfers wait while consulting; an outbound call holds but is not
-      // transferred or consulted on (hang up instead).
+      // Hold and transfers wait while consulting; an outbound call holds and is transferred
+      // (blind) but not consulted on.
       const holdable = talking && !call.consult;
-      const free = holdable && !call.outbound;
+      const consultable = holdable && !call.outbound;
       const here = !call.onDevice;  // mute and keys need the call's audio in this browser
       actions = el("div", { className: "softphone-actions" },
         here ? button("mute", call.muted ? "Unmute" : "Mute", "", toggleMute,
@@ -195,10 +195,10 @@ export function mountSoftphone({ send, queueName, targets }) {
                         disabled: !talking || null }) : null,
         button("transfer", "Transfer", "", openTransfer,
                { "aria-expanded": String(call.transferring), "aria-controls": "softphone-transfer",
-                 disabled: !free || null }),
+                 disabled: !holdable || null }),
         button("consult", "Consult", "", openConsult,
                { "aria-expanded": String(Boolean(call.consultOpen)), "aria-controls": "softphone-consult",
-                 disabled: !free || null }),
+                 disabled: !consultable || null }),
         button("hang-up", "Hang up", "danger", hangUp, {}));
     }
     const parts = [head, caller];

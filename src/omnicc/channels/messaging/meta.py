@@ -1,22 +1,25 @@
 """What WhatsApp's Cloud API and Messenger share, both being Meta webhooks and Graph API
-calls: the `X-Hub-Signature-256` check, the `hub.challenge` subscription handshake and the
-Graph API's error body."""
+calls: the `X-Hub-Signature-256` check, the `hub.challenge` subscription handshake, the
+webhook's `object` and `entry[]` envelope and the Graph API's error body."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, ClassVar, Final
 
 import httpx
 
 from omnicc.channels.messaging.shape import (
     Account,
+    BadPayload,
     BadSignature,
+    Parsed,
     SendFailed,
     WebhookRequest,
     failed_response,
+    json_body,
     response_json,
 )
 
@@ -58,3 +61,34 @@ def graph_failure(response: httpx.Response) -> SendFailed:
     else:
         reason = response.text[:500] or response.reason_phrase
     return failed_response(response, reason)
+
+
+class GraphProvider:
+    """A Meta provider's webhook side: signature, handshake and the `entry[]` envelope; a
+    subclass reads one entry and sends."""
+
+    label: ClassVar[str]
+    webhook_object: ClassVar[str]
+    malformed: ClassVar[tuple[type[Exception], ...]] = (KeyError, TypeError, AttributeError)
+    default_base_url = GRAPH_URL
+
+    def verify(self, account: Account, request: WebhookRequest) -> None:
+        verify_hub_signature(account, request)
+
+    def handshake(self, account: Account, query: Mapping[str, str]) -> str | None:
+        return hub_challenge(account, query)
+
+    def parse(self, account: Account, request: WebhookRequest) -> Parsed:
+        body = json_body(request)
+        if body.get("object") != self.webhook_object:
+            raise BadPayload(f"object is not {self.webhook_object}")
+        parsed = Parsed()
+        try:
+            for entry in body["entry"]:
+                self._entry(account, entry, parsed)
+        except self.malformed as error:
+            raise BadPayload(f"not a {self.label} webhook: missing or wrong {error}") from None
+        return parsed
+
+    def _entry(self, account: Account, entry: Mapping[str, Any], parsed: Parsed) -> None:
+        raise NotImplementedError

@@ -14,53 +14,31 @@ from typing import Any
 
 import httpx
 
-from omnicc.channels.messaging.meta import (
-    GRAPH_URL,
-    GRAPH_VERSION,
-    graph_failure,
-    hub_challenge,
-    verify_hub_signature,
-)
+from omnicc.channels.messaging.meta import GRAPH_VERSION, GraphProvider, graph_failure
 from omnicc.channels.messaging.shape import (
     Account,
-    BadPayload,
     InboundMessage,
     Media,
     Outgoing,
     Parsed,
     Receipt,
     SendFailed,
-    WebhookRequest,
     base_url,
     is_image,
-    json_body,
     post,
     response_json,
 )
 
 
-class MessengerProvider:
+class MessengerProvider(GraphProvider):
     name = "messenger"
-    default_base_url = GRAPH_URL
+    label = "Messenger"
+    webhook_object = "page"
+    malformed = (KeyError, TypeError, AttributeError, ValueError)
 
-    def verify(self, account: Account, request: WebhookRequest) -> None:
-        verify_hub_signature(account, request)
-
-    def handshake(self, account: Account, query: Mapping[str, str]) -> str | None:
-        return hub_challenge(account, query)
-
-    def parse(self, account: Account, request: WebhookRequest) -> Parsed:
-        body = json_body(request)
-        if body.get("object") != "page":
-            raise BadPayload("object is not page")
-        parsed = Parsed()
-        try:
-            for entry in body["entry"]:
-                for event in entry.get("messaging", []):
-                    self._event(event, parsed)
-        except (KeyError, TypeError, AttributeError, ValueError) as error:
-            raise BadPayload(f"not a Messenger webhook: missing or wrong {error}") from None
-        return parsed
+    def _entry(self, account: Account, entry: Mapping[str, Any], parsed: Parsed) -> None:
+        for event in entry.get("messaging", []):
+            self._event(event, parsed)
 
     def _event(self, event: Mapping[str, Any], parsed: Parsed) -> None:
         psid = str(event["sender"]["id"])

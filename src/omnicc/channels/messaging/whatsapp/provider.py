@@ -15,16 +15,9 @@ from typing import Any, Final
 import httpx
 
 from omnicc.app.voice import normalize_phone
-from omnicc.channels.messaging.meta import (
-    GRAPH_URL,
-    GRAPH_VERSION,
-    graph_failure,
-    hub_challenge,
-    verify_hub_signature,
-)
+from omnicc.channels.messaging.meta import GRAPH_VERSION, GraphProvider, graph_failure
 from omnicc.channels.messaging.shape import (
     Account,
-    BadPayload,
     InboundMessage,
     Media,
     Outgoing,
@@ -32,10 +25,8 @@ from omnicc.channels.messaging.shape import (
     Receipt,
     ReceiptState,
     SendFailed,
-    WebhookRequest,
     base_url,
     is_image,
-    json_body,
     post,
     response_json,
 )
@@ -51,40 +42,26 @@ def _errors(status: Mapping[str, Any]) -> str:
                      for e in errors if isinstance(e, dict))
 
 
-class WhatsAppProvider:
+class WhatsAppProvider(GraphProvider):
     name = "whatsapp"
-    default_base_url = GRAPH_URL
+    label = "WhatsApp"
+    webhook_object = "whatsapp_business_account"
 
-    def verify(self, account: Account, request: WebhookRequest) -> None:
-        verify_hub_signature(account, request)
-
-    def handshake(self, account: Account, query: Mapping[str, str]) -> str | None:
-        return hub_challenge(account, query)
-
-    def parse(self, account: Account, request: WebhookRequest) -> Parsed:
-        body = json_body(request)
-        if body.get("object") != "whatsapp_business_account":
-            raise BadPayload("object is not whatsapp_business_account")
-        parsed = Parsed()
-        try:
-            for entry in body["entry"]:
-                for change in entry.get("changes", []):
-                    if change.get("field") != "messages":
-                        continue
-                    value = change["value"]
-                    names = {c["wa_id"]: c.get("profile", {}).get("name", "")
-                             for c in value.get("contacts", [])}
-                    for message in value.get("messages", []):
-                        parsed.messages.append(self._message(account, message, names))
-                    for status in value.get("statuses", []):
-                        state = STATES.get(status["status"])
-                        if state is not None:
-                            parsed.receipts.append(Receipt(
-                                state=state, provider_message_id=status["id"],
-                                error=_errors(status)))
-        except (KeyError, TypeError, AttributeError) as error:
-            raise BadPayload(f"not a WhatsApp webhook: missing or wrong {error}") from None
-        return parsed
+    def _entry(self, account: Account, entry: Mapping[str, Any], parsed: Parsed) -> None:
+        for change in entry.get("changes", []):
+            if change.get("field") != "messages":
+                continue
+            value = change["value"]
+            names = {c["wa_id"]: c.get("profile", {}).get("name", "")
+                     for c in value.get("contacts", [])}
+            for message in value.get("messages", []):
+                parsed.messages.append(self._message(account, message, names))
+            for status in value.get("statuses", []):
+                state = STATES.get(status["status"])
+                if state is not None:
+                    parsed.receipts.append(Receipt(
+                        state=state, provider_message_id=status["id"],
+                        error=_errors(status)))
 
     def _message(self, account: Account, message: Mapping[str, Any],
                  names: Mapping[str, str]) -> InboundMessage:

@@ -3,6 +3,7 @@
 // textContent. An email's HTML (already sanitised by the server with nh3) is shown only on
 // request, inside an iframe sandboxed without scripts and with a policy that loads nothing but
 // the email's own inline pictures: a second wall if the sanitiser ever missed something.
+import { conversationPanel } from "/static/desk-conversation.js";
 import { api, toast } from "/static/session.js";
 import { el } from "/static/desk-view.js";
 
@@ -82,9 +83,6 @@ function ticketLine(ticket) {
 }
 
 export function mountEmail(panel, { onFinished }) {
-  let shown = null;
-  let view = null;
-  let phase = null;
   const list = el("ol", { className: "email-list", attrs: { "aria-label": "Emails", "data-testid": "email-list" } });
   const ticket = el("div", { className: "email-ticket-box" });
   const text = el("textarea", { attrs: { id: "email-reply", rows: "4", required: "",
@@ -98,49 +96,42 @@ export function mountEmail(panel, { onFinished }) {
                   label, text, el("div", { className: "composer-bar" }, done, send));
   panel.append(ticket, list, form);
 
-  async function load(id) {
-    try {
-      const answer = await api(`/api/emails/conversations/${encodeURIComponent(id)}`);
-      if (shown === id) {
-        view = answer;
-        draw();
-      }
-    } catch (error) {
-      if (error.status !== 404) toast(error.message || String(error), "error");
-    }
-  }
+  const conversation = conversationPanel(panel, done, {
+    url: (id) => `/api/emails/conversations/${encodeURIComponent(id)}`, onFinished, draw,
+    reset: () => { text.value = ""; }, redraw: () => { form.hidden = state.phase === "wrapping"; } });
+  const { state, load } = conversation;
 
   function draw() {
-    if (!view) {
+    if (!state.view) {
       ticket.replaceChildren(el("p", { className: "muted small", text: "Loading the emails…" }));
       list.replaceChildren();
       return;
     }
-    ticket.replaceChildren(ticketLine(view.ticket));
-    const grew = view.emails.length > list.children.length;
+    ticket.replaceChildren(ticketLine(state.view.ticket));
+    const grew = state.view.emails.length > list.children.length;
     const open = new Set([...list.querySelectorAll("[aria-pressed='true']")].map((b) => b.closest("[data-id]")?.dataset.id));
-    list.replaceChildren(...view.emails.map((email) => {
+    list.replaceChildren(...state.view.emails.map((email) => {
       const item = emailItem(email);
       item.dataset.id = email.id;
       if (open.has(email.id)) item.querySelector("[aria-pressed]")?.click();
       return item;
     }));
     if (grew) list.scrollTop = list.scrollHeight;  // the newest email in sight
-    form.hidden = phase === "wrapping";
-    label.textContent = `Your answer to ${view.ticket.customer_address}`;
+    form.hidden = state.phase === "wrapping";
+    label.textContent = `Your answer to ${state.view.ticket.customer_address}`;
   }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = text.value.trim();
-    if (!shown || !body) return;
+    if (!state.shown || !body) return;
     send.disabled = true;
     try {
-      await api(`/api/emails/conversations/${encodeURIComponent(shown)}/replies`,
+      await api(`/api/emails/conversations/${encodeURIComponent(state.shown)}/replies`,
                 { method: "POST", body: { text: body, id: crypto.randomUUID() } });
       text.value = "";
       toast("Email queued for sending.");
-      await load(shown);
+      await load(state.shown);
     } catch (error) {
       toast(error.message || String(error), "error");
     } finally {
@@ -148,38 +139,5 @@ export function mountEmail(panel, { onFinished }) {
     }
   });
 
-  done.addEventListener("click", async () => {
-    if (!shown) return;
-    try {
-      await api(`/api/emails/conversations/${encodeURIComponent(shown)}/finish`, { method: "POST" });
-      onFinished?.();
-    } catch (error) {
-      toast(error.message || String(error), "error");
-    }
-  });
-
-  return {
-    // The selected task, or null when it is not an email.
-    show(conversationId, task) {
-      panel.hidden = !conversationId;
-      phase = task?.phase || null;
-      if (!conversationId) {
-        shown = null;
-        return;
-      }
-      if (conversationId !== shown) {
-        shown = conversationId;
-        view = null;
-        text.value = "";
-        draw();
-        load(conversationId);
-      } else {
-        form.hidden = phase === "wrapping";
-      }
-    },
-    // Something happened in a conversation (a message, a delivery state): read it again.
-    refresh(conversationId) {
-      if (conversationId && conversationId === shown) load(shown);
-    },
-  };
+  return { show: conversation.show, refresh: conversation.refresh };
 }

@@ -3,6 +3,7 @@
 // delivered, read, not delivered), media links, WhatsApp's 24-hour window with the template
 // form once it closed, and the answer form. Text is always set with textContent; a media
 // reference is a link only when it is an http(s) URL.
+import { conversationPanel } from "/static/desk-conversation.js";
 import { api, toast } from "/static/session.js";
 import { el, humanize } from "/static/desk-view.js";
 
@@ -35,9 +36,6 @@ function messageItem(row) {
 }
 
 export function mountMessaging(panel, { onFinished }) {
-  let shown = null;
-  let view = null;
-  let phase = null;
   const head = el("p", { className: "im-head" });
   const list = el("ol", { className: "im-list", attrs: { "aria-label": "Messages", "aria-live": "polite", "data-testid": "im-list" } });
   const windowNote = el("p", { className: "im-window", attrs: { role: "status", "data-testid": "im-window" } });
@@ -65,33 +63,26 @@ export function mountMessaging(panel, { onFinished }) {
                        el("summary", { text: "Send an approved template" }), templateForm);
   panel.append(head, list, windowNote, form, templates);
 
-  async function load(id) {
-    try {
-      const answer = await api(`/api/messaging/conversations/${encodeURIComponent(id)}`);
-      if (shown === id) {
-        view = answer;
-        draw();
-      }
-    } catch (error) {
-      if (error.status !== 404) toast(error.message || String(error), "error");
-    }
-  }
+  const conversation = conversationPanel(panel, done, {
+    url: (id) => `/api/messaging/conversations/${encodeURIComponent(id)}`, onFinished, draw,
+    reset: () => { text.value = ""; }, redraw: () => { if (state.view) draw(); } });
+  const { state, load } = conversation;
 
   function draw() {
-    if (!view) {
+    if (!state.view) {
       head.replaceChildren(el("span", { className: "muted small", text: "Loading the messages…" }));
       list.replaceChildren();
       windowNote.hidden = true;
       return;
     }
-    const thread = view.thread;
+    const thread = state.view.thread;
     head.replaceChildren(el("span", { className: "badge", text: humanize(thread.channel) }),
                          el("span", { text: thread.peer }),
                          el("span", { className: "muted small", text: thread.account_name }));
-    const grew = view.messages.length > list.children.length;
-    list.replaceChildren(...view.messages.map(messageItem));
+    const grew = state.view.messages.length > list.children.length;
+    list.replaceChildren(...state.view.messages.map(messageItem));
     if (grew) list.scrollTop = list.scrollHeight;
-    const wrapping = phase === "wrapping";
+    const wrapping = state.phase === "wrapping";
     windowNote.hidden = thread.channel !== "whatsapp";
     windowNote.className = `im-window${thread.needs_template ? " closed" : ""}`;
     windowNote.textContent = thread.needs_template
@@ -104,17 +95,17 @@ export function mountMessaging(panel, { onFinished }) {
   }
 
   async function post(path, body, message) {
-    await api(`/api/messaging/conversations/${encodeURIComponent(shown)}/${path}`,
+    await api(`/api/messaging/conversations/${encodeURIComponent(state.shown)}/${path}`,
               { method: "POST", body: { ...body, id: crypto.randomUUID() } });
     toast(message);
-    await load(shown);
+    await load(state.shown);
   }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = text.value.trim();
     const link = media.value.trim();
-    if (!shown || (!body && !link)) return;
+    if (!state.shown || (!body && !link)) return;
     send.disabled = true;
     try {
       await post("messages", { text: body, media_urls: link ? [link] : [] }, "Message queued for sending.");
@@ -129,7 +120,7 @@ export function mountMessaging(panel, { onFinished }) {
 
   templateForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (!shown) return;
+    if (!state.shown) return;
     const parameters = templateParameters.value.split(",").map((p) => p.trim()).filter(Boolean);
     try {
       await post("templates", { name: templateName.value.trim(), language: templateLanguage.value.trim(), parameters },
@@ -140,38 +131,5 @@ export function mountMessaging(panel, { onFinished }) {
     }
   });
 
-  done.addEventListener("click", async () => {
-    if (!shown) return;
-    try {
-      await api(`/api/messaging/conversations/${encodeURIComponent(shown)}/finish`, { method: "POST" });
-      onFinished?.();
-    } catch (error) {
-      toast(error.message || String(error), "error");
-    }
-  });
-
-  return {
-    // The selected task, or null when it is not on a messaging channel.
-    show(conversationId, task) {
-      panel.hidden = !conversationId;
-      phase = task?.phase || null;
-      if (!conversationId) {
-        shown = null;
-        return;
-      }
-      if (conversationId !== shown) {
-        shown = conversationId;
-        view = null;
-        text.value = "";
-        draw();
-        load(conversationId);
-      } else if (view) {
-        draw();
-      }
-    },
-    // A message or a delivery state changed in a conversation: read it again.
-    refresh(conversationId) {
-      if (conversationId && conversationId === shown) load(shown);
-    },
-  };
+  return { show: conversation.show, refresh: conversation.refresh };
 }

@@ -24,7 +24,7 @@ from omnicc.api.database import request_database
 from omnicc.api.desk_phone import DeskPhone
 from omnicc.api.live_socket import CLOSE_POLICY, serve_live_socket
 from omnicc.app.chats import agent_topic, attachments_of, conversation_topic, message_view
-from omnicc.app.permissions import Permission, require
+from omnicc.app.permissions import Permission, has_permission, require
 from omnicc.app.principals import Forbidden, Principal, Unauthenticated
 from omnicc.app.recordings import recording_url
 from omnicc.app.runtime import TenantRuntime
@@ -75,6 +75,20 @@ class MessageIn(BaseModel, extra="forbid"):
     text: str = Field(min_length=1)
     internal: bool = Field(default=False, description="An internal note: agents only.")
     id: str | None = Field(default=None, max_length=128, description="Idempotency key.")
+
+
+async def check_conversation_access(request: Request, principal: Principal,
+                                    conversation_id: str) -> str | None:
+    """The agent id when the user is an agent who has or had the conversation; None for a
+    supervisor (who may read any); 404 otherwise, so that its existence is not told."""
+    if has_permission(principal.role, Permission.MONITOR_CONVERSATIONS):
+        return None
+    agent_id = await agent_of(request, principal)
+    async with request_database(request).session() as session:
+        contacts = await Contacts(session, principal.tenant_id).of_conversation(conversation_id)
+    if agent_id not in {c.agent_id for c in contacts}:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return agent_id
 
 
 class Transfer(BaseModel, extra="forbid"):

@@ -13,16 +13,16 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnicc.api.admin.changes import changing, ensure_free, reading, referenced
+from omnicc.api.admin.changes import changing, reading
+from omnicc.api.admin.channel_sources import get_source, list_sources, save_source
 from omnicc.api.auth import require_permission
 from omnicc.api.center import tenant_runtime
-from omnicc.api.desk import Transfer, agent_of, desk_state
+from omnicc.api.desk import Transfer, agent_of, check_conversation_access, desk_state
 from omnicc.app.emails import EmailDesk
-from omnicc.app.permissions import Permission, has_permission
+from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
 from omnicc.channels.email.service import EmailService
-from omnicc.core.errors import NotFound
-from omnicc.store.repositories import Contacts, EmailMailboxes, Queues
+from omnicc.store.repositories import EmailMailboxes
 from omnicc.store.tables import EmailMailbox
 
 router = APIRouter(tags=["email"])
@@ -58,25 +58,11 @@ class ReplyIn(BaseModel):
     id: str | None = Field(default=None, max_length=128, description="Idempotency key.")
 
 
-async def _check_involved(request: Request, principal: Principal,
-                          conversation_id: str) -> str | None:
-    """The agent id when the user is an agent who has or had the conversation; None for a
-    supervisor (who may read any); 404 otherwise."""
-    if has_permission(principal.role, Permission.MONITOR_CONVERSATIONS):
-        return None
-    agent_id = await agent_of(request, principal)
-    async with request.app.state.database.session() as session:
-        contacts = await Contacts(session, principal.tenant_id).of_conversation(conversation_id)
-    if agent_id not in {c.agent_id for c in contacts}:
-        raise NotFound(f"conversation {conversation_id} not found")
-    return agent_id
-
-
 @router.get("/api/emails/conversations/{conversation_id}",
             summary="The emails of a conversation (HTML sanitised) and its ticket",
             responses=NOT_FOUND)
 async def thread(conversation_id: str, request: Request, principal: Handler) -> dict[str, Any]:
-    await _check_involved(request, principal, conversation_id)
+    await check_conversation_access(request, principal, conversation_id)
     return await (await email_desk(request, principal)).thread(conversation_id)
 
 
@@ -186,36 +172,32 @@ def _apply(row: EmailMailbox, body: MailboxIn) -> None:
     row.address = row.address.strip().lower()
 
 
+async def _save(request: Request, principal: Principal, body: MailboxIn,
+                mailbox_id: str | None) -> MailboxOut:
+    return await save_source(
+        request, principal, EmailMailboxes, body, row_id=mailbox_id,
+        new=lambda: EmailMailbox(imap_password="", smtp_password=""), apply=_apply, out=_out,
+        name_column=EmailMailbox.name, owner="mailbox")
+
+
 ADMIN = "/api/admin/email/mailboxes"
 
 
 @router.get(ADMIN, response_model=list[MailboxOut], summary="List mailboxes (no passwords)")
 async def list_mailboxes(request: Request, principal: Admin) -> list[MailboxOut]:
-    async with reading(request) as session:
-        repository = EmailMailboxes(session, principal.tenant_id)
-        return [_out(row) for row in await repository.all(
-            repository.select().order_by(EmailMailbox.name))]
+    return await list_sources(request, principal, EmailMailboxes, EmailMailbox.name, _out)
 
 
 @router.get(ADMIN + "/{mailbox_id}", response_model=MailboxOut, responses=NOT_FOUND,
             summary="Get a mailbox (no passwords)")
 async def get_mailbox(mailbox_id: str, request: Request, principal: Admin) -> MailboxOut:
-    async with reading(request) as session:
-        return _out(await EmailMailboxes(session, principal.tenant_id).get(mailbox_id))
+    return await get_source(request, principal, EmailMailboxes, mailbox_id, _out)
 
 
 @router.post(ADMIN, status_code=201, response_model=MailboxOut, responses=CHANGE_ERRORS,
              summary="Add a mailbox to read and send from")
 async def create_mailbox(body: MailboxIn, request: Request, principal: Admin) -> MailboxOut:
-    async with changing(request, principal, affects_routing=False) as session:
-        repository = EmailMailboxes(session, principal.tenant_id)
-        await referenced(Queues(session, principal.tenant_id), body.queue_id,
-                         f"mailbox {body.name}")
-        await ensure_free(repository, EmailMailbox.name, body.name, "mailbox")
-        row = EmailMailbox(imap_password="", smtp_password="")
-        _apply(row, body)
-        await repository.add(row)
-        out = _out(row)
+    out = await _save(request, principal, body, None)
     await email_service(request).refresh()
     return out
 
@@ -224,16 +206,7 @@ async def create_mailbox(body: MailboxIn, request: Request, principal: Admin) ->
             summary="Change a mailbox (left-out passwords are kept)")
 async def update_mailbox(mailbox_id: str, body: MailboxIn, request: Request,
                          principal: Admin) -> MailboxOut:
-    async with changing(request, principal, affects_routing=False) as session:
-        repository = EmailMailboxes(session, principal.tenant_id)
-        row = await repository.get(mailbox_id)
-        await referenced(Queues(session, principal.tenant_id), body.queue_id,
-                         f"mailbox {body.name}")
-        await ensure_free(repository, EmailMailbox.name, body.name, "mailbox",
-                          except_id=row.id)
-        _apply(row, body)
-        await repository.save(row)
-        out = _out(row)
+    out = await _save(request, principal, body, mailbox_id)
     await email_service(request).refresh()
     return out
 

@@ -17,11 +17,11 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from omnicc.api.admin.changes import changing, ensure_free, reading, referenced
+from omnicc.api.admin.changes import changing
+from omnicc.api.admin.channel_sources import get_source, list_sources, save_source
 from omnicc.api.auth import require_permission
 from omnicc.api.center import tenant_runtime
-from omnicc.api.desk import Transfer, agent_of, desk_state
-from omnicc.api.emails import _check_involved
+from omnicc.api.desk import Transfer, agent_of, check_conversation_access, desk_state
 from omnicc.api.problems import problem, problem_type
 from omnicc.app.messaging import MessagingDesk, account_of
 from omnicc.app.permissions import Permission
@@ -30,7 +30,7 @@ from omnicc.channels.messaging.providers import CHANNELS, PROVIDERS
 from omnicc.channels.messaging.service import MessagingService
 from omnicc.channels.messaging.shape import BadPayload, BadSignature, WebhookRequest
 from omnicc.core.errors import InvalidConfiguration, NotFound
-from omnicc.store.repositories import MessagingAccounts, Queues, find_messaging_account
+from omnicc.store.repositories import MessagingAccounts, find_messaging_account
 from omnicc.store.tables import MessagingAccount
 
 router = APIRouter(tags=["messaging"])
@@ -183,7 +183,7 @@ CONVERSATION = "/api/messaging/conversations/{conversation_id}"
             summary="The messages of a conversation with their delivery state, and its thread")
 async def conversation(conversation_id: str, request: Request,
                        principal: Handler) -> dict[str, Any]:
-    await _check_involved(request, principal, conversation_id)
+    await check_conversation_access(request, principal, conversation_id)
     return await (await messaging_desk(request, principal.tenant_id)).conversation(
         conversation_id)
 
@@ -297,36 +297,33 @@ def _apply(row: MessagingAccount, body: AccountIn) -> None:
             setattr(row, key, value)
 
 
+async def _save(request: Request, principal: Principal, body: AccountIn,
+                account_id: str | None) -> AccountOut:
+    return await save_source(
+        request, principal, MessagingAccounts, body, row_id=account_id,
+        new=lambda: MessagingAccount(auth_token="", app_secret="", verify_token=""),
+        apply=_apply, out=_out, name_column=MessagingAccount.name, owner="account")
+
+
 ADMIN = "/api/admin/messaging/accounts"
 
 
 @router.get(ADMIN, response_model=list[AccountOut], summary="List accounts (no secrets)")
 async def list_accounts(request: Request, principal: Admin) -> list[AccountOut]:
-    async with reading(request) as session:
-        repository = MessagingAccounts(session, principal.tenant_id)
-        return [_out(row) for row in await repository.all(
-            repository.select().order_by(MessagingAccount.name))]
+    return await list_sources(request, principal, MessagingAccounts, MessagingAccount.name,
+                              _out)
 
 
 @router.get(ADMIN + "/{account_id}", response_model=AccountOut, responses=NOT_FOUND,
             summary="Get an account (no secrets)")
 async def get_account(account_id: str, request: Request, principal: Admin) -> AccountOut:
-    async with reading(request) as session:
-        return _out(await MessagingAccounts(session, principal.tenant_id).get(account_id))
+    return await get_source(request, principal, MessagingAccounts, account_id, _out)
 
 
 @router.post(ADMIN, status_code=201, response_model=AccountOut, responses=CHANGE_ERRORS,
              summary="Add a messaging account (its webhook is at webhook_path)")
 async def create_account(body: AccountIn, request: Request, principal: Admin) -> AccountOut:
-    async with changing(request, principal, affects_routing=False) as session:
-        repository = MessagingAccounts(session, principal.tenant_id)
-        await referenced(Queues(session, principal.tenant_id), body.queue_id,
-                         f"account {body.name}")
-        await ensure_free(repository, MessagingAccount.name, body.name, "messaging account")
-        row = MessagingAccount(auth_token="", app_secret="", verify_token="")
-        _apply(row, body)
-        await repository.add(row)
-        out = _out(row)
+    out = await _save(request, principal, body, None)
     await messaging_desk(request, principal.tenant_id)  # its outbox sender runs from now on
     return out
 
@@ -335,16 +332,7 @@ async def create_account(body: AccountIn, request: Request, principal: Admin) ->
             summary="Change an account (left-out secrets are kept)")
 async def update_account(account_id: str, body: AccountIn, request: Request,
                          principal: Admin) -> AccountOut:
-    async with changing(request, principal, affects_routing=False) as session:
-        repository = MessagingAccounts(session, principal.tenant_id)
-        row = await repository.get(account_id)
-        await referenced(Queues(session, principal.tenant_id), body.queue_id,
-                         f"account {body.name}")
-        await ensure_free(repository, MessagingAccount.name, body.name, "messaging account",
-                          except_id=row.id)
-        _apply(row, body)
-        await repository.save(row)
-        return _out(row)
+    return await _save(request, principal, body, account_id)
 
 
 @router.delete(ADMIN + "/{account_id}", status_code=204, responses=NOT_FOUND,

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.chats import conversation_topic, message_view
+from omnicc.app.customers import routing_attributes
 from omnicc.app.principals import Forbidden
 from omnicc.app.routing import RoutingService
 from omnicc.app.voice import PHONE
@@ -155,6 +156,8 @@ class MessagingDesk:
                 customer_id = identity.customer_id if identity is not None else None
             needs_task = thread is None or not self._has_open_task(thread.task_id)
             queue_id, channel, provider = account.queue_id, account.channel, account.provider
+            known = (await Customers(session, self.tenant_id).find(customer_id)
+                     if customer_id is not None and needs_task else None)
         if needs_task and queue_id is None:
             raise InvalidConfiguration(f"messaging account {account_id} has no queue")
         task_id = uuid.uuid4().hex if needs_task else None
@@ -219,7 +222,8 @@ class MessagingDesk:
                 channel=channel, queue=queue_id, id=task_id, conversation_id=conversation_id,
                 attributes={"customer_name": name, "contact_id": contact_id,
                             "peer": inbound.peer, "messaging_account_id": account_id,
-                            "topic": inbound.text[:200]}), alongside=write)
+                            "topic": inbound.text[:200], **routing_attributes(known)}),
+                alongside=write)
         else:
             async with self._database.session() as session:
                 await write(session, [])

@@ -23,7 +23,7 @@ from omnicc.channels.messaging.service import MessagingTiming
 from omnicc.channels.messaging.twilio import twilio_signature
 from omnicc.store.database import Database
 from omnicc.store.repositories import Agents, Customers, Identities, MessagingThreads
-from omnicc.store.tables import Customer, Identity, Message, MessagingMessage
+from omnicc.store.tables import Customer, Identity, Message, MessagingMessage, Task
 from tests.integration.api.live import (
     Browser,
     LiveServer,
@@ -453,10 +453,13 @@ async def test_messenger_page_answer_delivery_and_read(
 
 async def test_a_known_caller_and_simultaneous_retries(
         server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
-    """An SMS from a number the contact center knows (a caller) joins that customer; the same
+    """An SMS from a number the contact center knows (a caller) joins that customer and its
+    task carries the customer's routing data (a VIP to their account manager); the same
     webhook delivered five times at once is stored once."""
     async with database.session() as session:
-        known = await Customers(session, seeded.tenant_id).add(Customer(name="Maria Caller"))
+        known = await Customers(session, seeded.tenant_id).add(Customer(
+            name="Maria Caller", attributes={"vip": True, "segment": "gold",
+                                             "account_manager": seeded.agents["bob"]}))
         await Identities(session, seeded.tenant_id).add(Identity(
             customer_id=known.id, kind="phone", value=CUSTOMER))
     ada = await Browser(server, "ada").login()
@@ -475,6 +478,12 @@ async def test_a_known_caller_and_simultaneous_retries(
             thread = await MessagingThreads(session, seeded.tenant_id).of_peer(account["id"],
                                                                                CUSTOMER)
         assert thread is not None and thread.customer_id == known.id
+        async with database.session() as session:
+            task = await session.get(Task, thread.task_id)
+        assert task is not None
+        assert task.attributes["vip"] is True and task.attributes["segment"] == "gold"
+        assert task.attributes["preferred_agents"] == [seeded.agents["bob"]]
+        assert task.attributes["customer_id"] == known.id
     finally:
         await ada.close()
 

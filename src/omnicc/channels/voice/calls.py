@@ -49,7 +49,7 @@ from omnicc.channels.voice.media.bridge import MediaCall
 from omnicc.channels.voice.media.dtmf import DtmfEvent, parse_dtmf_info
 from omnicc.channels.voice.refer import agent_phone_requests
 from omnicc.channels.voice.sip.dialog import Dialog
-from omnicc.channels.voice.sip.message import SipResponse, uri_user
+from omnicc.channels.voice.sip.message import uri_user
 from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, NotFound
@@ -587,25 +587,9 @@ class InboundCall(LiveCall[CallFigures]):
             await self.resume()
         agent_tag = self.media.party_tag
         await self.media.play(self.service.music, loop=True)
-        tag = f"external-{uuid.uuid4().hex[:12]}"
-        invite = outbound.trunk.invite(e164, caller_id=self.caller if self.caller.startswith(
-            "+") else self.dialled, sdp=await self.media.offer_to(tag),
-            caller_name=self.caller_name)
-        final: SipResponse | None
-        try:
-            final = await invite.final()
-            reason = f"{final.status} {final.reason}"
-        except Exception as error:
-            final, reason = None, str(error) or type(error).__name__
-        if final is None or not 200 <= final.status < 300 or invite.dialog is None:
-            with contextlib.suppress(Exception):
-                await self.media.stop_play()
-            if agent_tag is not None:
-                await self.media.return_to(agent_tag)
-            raise Conflict(f"{e164} did not answer: {reason}")
-        dialog = invite.dialog
-        await self.media.stop_play()
-        await self.media.answered_by(tag, final.body.decode(errors="replace"))
+        dialog = await self._ring_number(
+            outbound.trunk, e164, caller_id=self.caller if self.caller.startswith("+")
+            else self.dialled, caller_name=self.caller_name, agent_tag=agent_tag)
         task_id = self.contact.task_id
         with contextlib.suppress(Conflict, NotFound):
             await self.runtime.routing.run(lambda engine: engine.complete(task_id))

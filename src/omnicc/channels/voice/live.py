@@ -12,7 +12,9 @@ follow that; everything else is the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from omnicc.channels.voice.devices import AgentLeg
     from omnicc.channels.voice.media.bridge import MediaCall
     from omnicc.channels.voice.service import VoiceService
+    from omnicc.channels.voice.sip.dialog import Dialog
+    from omnicc.channels.voice.sip.message import SipResponse
+    from omnicc.channels.voice.trunk import Trunk
 
 
 class CallTimes(Protocol):
@@ -71,6 +76,30 @@ class LiveCall(Generic[Figures]):
 
     async def hang_up_by_agent(self) -> None:
         raise NotImplementedError
+
+    async def _ring_number(self, trunk: Trunk, e164: str, *, caller_id: str,
+                           caller_name: str = "", agent_tag: str | None) -> Dialog:
+        """Dial `e164` through the trunk as a new media party while the customer hears music;
+        answered -> its dialog, the customer bridged to it; not answered -> the customer is
+        back with `agent_tag` and a Conflict says why."""
+        tag = f"external-{uuid.uuid4().hex[:12]}"
+        invite = trunk.invite(e164, caller_id=caller_id, sdp=await self.media.offer_to(tag),
+                              caller_name=caller_name)
+        final: SipResponse | None
+        try:
+            final = await invite.final()
+            reason = f"{final.status} {final.reason}"
+        except Exception as error:
+            final, reason = None, str(error) or type(error).__name__
+        if final is None or not 200 <= final.status < 300 or invite.dialog is None:
+            with contextlib.suppress(Exception):
+                await self.media.stop_play()
+            if agent_tag is not None:
+                await self.media.return_to(agent_tag)
+            raise Conflict(f"{e164} did not answer: {reason}")
+        await self.media.stop_play()
+        await self.media.answered_by(tag, final.body.decode(errors="replace"))
+        return invite.dialog
 
     async def hold(self) -> None:
         """The customer hears music; customer and agent no longer hear each other."""

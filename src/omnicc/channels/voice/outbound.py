@@ -308,26 +308,11 @@ class OutboundCall(LiveCall[_Figures]):
         e164 = self.trunk.dialable(number)
         task_id = await self._customer_first()
         agent_tag = self.media.party_tag
-        tag = f"external-{uuid.uuid4().hex[:12]}"
-        invite = self.trunk.invite(e164, caller_id=self.caller_id,
-                                   sdp=await self.media.offer_to(tag))
-        final: SipResponse | None
-        try:
-            final = await invite.final()
-            reason = f"{final.status} {final.reason}"
-        except Exception as error:
-            final, reason = None, str(error) or type(error).__name__
-        if final is None or not 200 <= final.status < 300 or invite.dialog is None:
-            with contextlib.suppress(Exception):
-                await self.media.stop_play()
-            if agent_tag is not None:
-                await self.media.return_to(agent_tag)
-            raise Conflict(f"{e164} did not answer: {reason}")
-        await self.media.stop_play()
-        await self.media.answered_by(tag, final.body.decode(errors="replace"))
+        dialog = await self._ring_number(self.trunk, e164, caller_id=self.caller_id,
+                                         agent_tag=agent_tag)
         with contextlib.suppress(Conflict, NotFound):
             await self.runtime.routing.run(lambda engine: engine.complete(task_id))
-        leg, self.agent_leg = self.agent_leg, SipLeg(invite.dialog)
+        leg, self.agent_leg = self.agent_leg, SipLeg(dialog)
         self.external = e164
         self._leg_changed.set()
         self._log_transfer("external", number=e164)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
@@ -63,7 +64,7 @@ def graph_failure(response: httpx.Response) -> SendFailed:
     return failed_response(response, reason)
 
 
-class GraphProvider:
+class GraphProvider(ABC):
     """A Meta provider's webhook side: signature, handshake and the `entry[]` envelope; a
     subclass reads one entry and sends."""
 
@@ -90,5 +91,6 @@ class GraphProvider:
             raise BadPayload(f"not a {self.label} webhook: missing or wrong {error}") from None
         return parsed
 
+    @abstractmethod
     def _entry(self, account: Account, entry: Mapping[str, Any], parsed: Parsed) -> None:
-        raise NotImplementedError
+        """Read one `entry[]` item of the webhook into `parsed`."""

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
@@ -43,7 +44,7 @@ class CallTimes(Protocol):
 Figures = TypeVar("Figures", bound=CallTimes)
 
 
-class LiveCall(Generic[Figures]):
+class LiveCall(ABC, Generic[Figures]):
     """The desk's in-call controls shared by inbound and outbound calls (the subclasses set
     the attributes in their constructors)."""
 
@@ -71,11 +72,13 @@ class LiveCall(Generic[Figures]):
     dialled: str
     """The tenant's number: the one called (inbound) or shown (outbound)."""
 
+    @abstractmethod
     async def _write_record(self) -> None:
-        raise NotImplementedError
+        """Save the call's record as it stands."""
 
+    @abstractmethod
     async def hang_up_by_agent(self) -> None:
-        raise NotImplementedError
+        """The agent ends the call from the desk."""
 
     async def _ring_number(self, trunk: Trunk, e164: str, *, caller_id: str,
                            caller_name: str = "", agent_tag: str | None) -> Dialog:

@@ -36,6 +36,7 @@ from omnicc.sim.scenario import single_queue_scenario as build_single_queue
 from omnicc.sim.simulation import ProgressCallback, QueueKpis, SimulationResult, simulate
 from omnicc.sim.statistics import Estimate
 from omnicc.sim.theory import TheoryFigures, theory_for
+from omnicc.wfm.commands import wfm_app
 
 if TYPE_CHECKING:
     from omnicc.app.demo import Login
@@ -537,6 +538,7 @@ email_app = typer.Typer(help="Email channel tasks.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(users_app, name="users")
 app.add_typer(email_app, name="email")
+app.add_typer(wfm_app, name="wfm")
 TenantOption = Annotated[str | None, typer.Option(
     "--tenant", help="Tenant slug [default: the only tenant; `default` is created if none].")]
 

@@ -1,0 +1,11 @@
+"""`omnicc wfm ...`: the workforce-management commands, one module per group of commands.
+
+Each module registers its commands on `wfm_app` when it is imported below.
+"""
+
+from __future__ import annotations
+
+import typer
+
+wfm_app = typer.Typer(help="Workforce management: queueing figures, staffing, forecasts, "
+                           "schedules and what-if simulations.", no_args_is_help=True)

@@ -12,6 +12,13 @@ from omnicc.store.tables.conversations import (
     Message,
     Task,
 )
+from omnicc.store.tables.crm import (
+    ClientContact,
+    ClientNotification,
+    CrmConnector,
+    CrmPush,
+    EventCursor,
+)
 from omnicc.store.tables.customers import CustomerChange
 from omnicc.store.tables.email import EmailMailbox, EmailMessage, EmailTicket
 from omnicc.store.tables.events import Event, WebhookDelivery, WebhookSubscription
@@ -47,14 +54,19 @@ __all__ = [
     "CallRecord",
     "CallbackRequest",
     "CannedResponse",
+    "ClientContact",
+    "ClientNotification",
     "Contact",
     "Conversation",
+    "CrmConnector",
+    "CrmPush",
     "Customer",
     "CustomerChange",
     "EmailMailbox",
     "EmailMessage",
     "EmailTicket",
     "Event",
+    "EventCursor",
     "Identity",
     "IvrFlow",
     "Message",

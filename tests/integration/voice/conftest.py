@@ -1,5 +1,11 @@
-"""The voice tests' exchanges (see harness.py): each test gets its own database (SQLite and
-PostgreSQL), seeded and provisioned with one phone line, and its own running VoiceService."""
+"""The voice tests' exchanges (see harness.py): each test gets its own database, seeded and
+provisioned with one phone line, and its own running VoiceService.
+
+The voice tests run on SQLite only: a real-time call scenario costs the same wall time on either
+database (the phones and the media set the pace), and running each twice cost six minutes of the
+suite. What the voice code stores is tested on both databases where it is written and read back:
+the call-record writer, restart recovery, agents' outbound tasks and the main inbound call (marked
+`on_both_databases`)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,13 @@ from tests.integration.voice.harness import (
     open_outbound_line,
     open_support_line,
 )
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Voice tests run on SQLite unless marked `on_both_databases` (see the module docstring)."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, TenantRuntime
@@ -35,14 +36,36 @@ from omnicc.store.database import Database
 from omnicc.store.repositories import IvrFlows, SipAccounts, VoiceNumbers
 from omnicc.store.tables import IvrFlow, VoiceNumber
 from tests.integration.api.live import Seeded, seed
+from tests.integration.conftest import BACKENDS
 from tests.integration.voice.peers import Baresip, free_port
 
 __all__ = [
-    "CALLER_NAME", "CALLER_NUMBER", "PHONE_PASSWORD", "QUEUE_NUMBER", "SCENARIOS",
-    "SIPP_TIMEOUT_S", "SUPPORT_LINE", "TRUNK_PASSWORD", "Caller", "Carrier", "Exchange", "Line",
-    "Sound", "free_port", "loudness", "music_instead_of", "open_exchange", "open_menu_line",
-    "open_outbound_line", "open_support_line", "recording", "registered", "run_sipp",
-    "start_phone", "tone",
+    "CALLER_NAME",
+    "CALLER_NUMBER",
+    "PHONE_PASSWORD",
+    "QUEUE_NUMBER",
+    "SCENARIOS",
+    "SIPP_TIMEOUT_S",
+    "SUPPORT_LINE",
+    "TRUNK_PASSWORD",
+    "Caller",
+    "Carrier",
+    "Exchange",
+    "Line",
+    "Sound",
+    "free_port",
+    "loudness",
+    "music_instead_of",
+    "on_both_databases",
+    "open_exchange",
+    "open_menu_line",
+    "open_outbound_line",
+    "open_support_line",
+    "recording",
+    "registered",
+    "run_sipp",
+    "start_phone",
+    "tone",
     "wait_until",
 ]
 
@@ -54,6 +77,9 @@ QUEUE_NUMBER = "+358201234567"
 PHONE_PASSWORD = "phone-secret-1"
 TRUNK_PASSWORD = "trunk-secret"
 SIPP_TIMEOUT_S = 60
+
+on_both_databases = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+"""Runs a voice test on PostgreSQL as well as SQLite (they default to SQLite: conftest.py)."""
 
 
 # -- phone lines: what a test database holds besides the seed ------------------------------

@@ -13,8 +13,9 @@ from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import CallRecords, Tenants
 from omnicc.store.tables import CallRecord
+from tests.integration.voice.harness import on_both_databases
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, on_both_databases]
 
 
 class Call:

@@ -30,6 +30,7 @@ from tests.integration.voice.harness import (
     Exchange,
     free_port,
     loudness,
+    on_both_databases,
     recording,
     registered,
     run_sipp,
@@ -55,6 +56,7 @@ async def alice_answers(exchange: Exchange, caller: Caller) -> InboundCall:
     return next(iter(voice.calls.values()))
 
 
+@on_both_databases
 async def test_a_caller_presses_1_and_talks_to_the_agent_who_answers(exchange: Exchange) -> None:
     seeded, voice = exchange.seeded, exchange.voice
     alice = seeded.agents["alice"]

@@ -26,13 +26,14 @@ from tests.integration.voice.harness import (
     Caller,
     Carrier,
     Exchange,
+    on_both_databases,
     open_exchange,
     open_support_line,
     start_phone,
     wait_until,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, on_both_databases]
 
 CUSTOMER = "+358401112223"
 

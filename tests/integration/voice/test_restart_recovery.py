@@ -24,11 +24,12 @@ from tests.integration.voice.harness import (
     SUPPORT_LINE,
     Caller,
     Exchange,
+    on_both_databases,
     start_phone,
     wait_until,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, on_both_databases]
 
 
 @pytest.fixture

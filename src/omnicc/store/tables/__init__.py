@@ -23,6 +23,15 @@ from omnicc.store.tables.customers import CustomerChange
 from omnicc.store.tables.email import EmailMailbox, EmailMessage, EmailTicket
 from omnicc.store.tables.events import Event, WebhookDelivery, WebhookSubscription
 from omnicc.store.tables.messaging import MessagingAccount, MessagingMessage, MessagingThread
+from omnicc.store.tables.reports import (
+    ReportAgentStatus,
+    ReportContact,
+    ReportCursor,
+    ReportDay,
+    ReportInterval,
+    ReportSchedule,
+    ReportSend,
+)
 from omnicc.store.tables.routing import (
     Agent,
     BusinessHours,
@@ -74,6 +83,13 @@ __all__ = [
     "MessagingMessage",
     "MessagingThread",
     "Queue",
+    "ReportAgentStatus",
+    "ReportContact",
+    "ReportCursor",
+    "ReportDay",
+    "ReportInterval",
+    "ReportSchedule",
+    "ReportSend",
     "RoutingPolicy",
     "SipAccount",
     "Skill",

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -111,12 +111,30 @@ class RoutingService:
     ) -> list[ev.Event]:
         """Create a task; it gets a globally unique id when the request has none. A task
         for a queue with a routing policy follows the policy (agent-initiated work excepted)."""
-        if request.id is None:
-            request = replace(request, id=uuid.uuid4().hex)
-        policy = self._queue_policies.get(request.queue or "")
-        if policy is not None and request.agent_id is None:
-            request = replace(request, queue=None, policy=policy)
-        return await self.run(lambda engine: engine.create_task(request), alongside=alongside)
+        return await self.create_tasks([request], alongside=alongside)
+
+    async def create_tasks(
+        self, requests: Sequence[TaskRequest], *, alongside: Alongside | None = None
+    ) -> list[ev.Event]:
+        """`create_task` for many in one command and one commit (a batch of received
+        messages). Their queues are checked first, so an unknown one refuses all of them
+        before any is made."""
+        routed: list[TaskRequest] = []
+        for request in requests:
+            if request.id is None:
+                request = replace(request, id=uuid.uuid4().hex)
+            policy = self._queue_policies.get(request.queue or "")
+            if policy is not None and request.agent_id is None:
+                request = replace(request, queue=None, policy=policy)
+            routed.append(request)
+
+        def create(engine: Engine) -> list[ev.Event]:
+            for request in routed:
+                if request.queue is not None:
+                    engine.queue(request.queue)  # NotFound before any task is made
+            return [event for request in routed for event in engine.create_task(request)]
+
+        return await self.run(create, alongside=alongside)
 
     async def advance(self) -> list[ev.Event]:
         """Fire due timers (the server calls this at `engine.next_deadline()`)."""

@@ -9,6 +9,7 @@ secrets are written, never read back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
@@ -136,8 +137,9 @@ async def webhook(account_id: str, request: Request) -> Response:
         return problem(400, type_=problem_type("bad-payload"), detail=str(error))
     desk = await messaging_desk(request, account.tenant_id)
     try:
-        for message in parsed.messages:
-            await desk.receive(account.id, message)
+        # Together, so they join one batch (a Meta webhook may carry several messages).
+        await asyncio.gather(*(desk.receive(account.id, message)
+                               for message in parsed.messages))
     except InvalidConfiguration as error:
         return problem(503, type_=problem_type("not-routable"), detail=str(error),
                        headers={"Retry-After": "60"})

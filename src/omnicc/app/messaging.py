@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.chats import conversation_topic, message_view
 from omnicc.app.customers import routing_attributes
+from omnicc.app.group_commit import GroupCommit
 from omnicc.app.principals import Forbidden
 from omnicc.app.routing import RoutingService
 from omnicc.app.voice import PHONE
@@ -56,11 +58,14 @@ from omnicc.store.tables import (
     MessagingAccount,
     MessagingMessage,
     MessagingThread,
+    Queue,
 )
 
 log = logging.getLogger("omnicc.messaging")
 
 MAX_SEND_ATTEMPTS: Final = 5
+MAX_BATCH: Final = 200
+"""Received messages per transaction at most: bounds the time the writer holds the store."""
 SERVICE_WINDOW: Final = timedelta(hours=24)
 """WhatsApp's customer-service window (Messenger's standard messaging window too)."""
 IDENTITY_KINDS: Final = {"sms": PHONE, "whatsapp": PHONE, "telegram": "telegram",
@@ -89,6 +94,33 @@ class Sending:
     outgoing: Outgoing
 
 
+@dataclass(slots=True)
+class _Inbox:
+    """A batch of received messages: what the store knew of them (read once) and what its
+    earlier messages make, so later ones join them."""
+
+    accounts: dict[str, MessagingAccount]
+    stored: dict[tuple[str, str], Received] = field(default_factory=dict)
+    """(account, provider message id) -> the stored message, or the batch's earlier copy."""
+    threads: dict[tuple[str, str], MessagingThread] = field(default_factory=dict)
+    """(account, peer) -> the customer's thread (stored, or new in this batch)."""
+    identities: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(identity kind, value) -> customer id."""
+    customers: dict[str, Customer] = field(default_factory=dict)
+    new_threads: set[str] = field(default_factory=set)
+    tasked: set[str] = field(default_factory=set)
+    """Threads given a task by this batch."""
+    thread_changes: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)
+    """Stored thread id -> (last inbound at, its new task or None)."""
+    reopened: set[str] = field(default_factory=set)
+    """Stored conversations a new task opens again."""
+    stages: tuple[list[Any], ...] = field(default_factory=lambda: ([], [], [], [], [], []))
+    """The new rows by what they refer to: customers; identities and conversations;
+    contacts; threads; messages; messaging messages."""
+    requests: list[TaskRequest] = field(default_factory=list)
+    views: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -113,7 +145,8 @@ class MessagingDesk:
         self._routing = routing
         self._bus = bus
         self._public_base_url = public_base_url.rstrip("/")
-        self._lock = asyncio.Lock()
+        self._inbox: GroupCommit[tuple[str, InboundMessage], Received] = GroupCommit(
+            self._receive_batch, max_batch=MAX_BATCH)
         self.outbox_changed = asyncio.Event()
         """Set after a message is put in the outbox: the sender wakes."""
 
@@ -124,113 +157,215 @@ class MessagingDesk:
     # --- receiving ---------------------------------------------------------------------------
 
     async def receive(self, account_id: str, inbound: InboundMessage) -> Received:
-        """Store a customer's message and route it; idempotent on its provider id."""
-        async with self._lock:
-            try:
-                return await self._receive(account_id, inbound)
-            except IntegrityError:
-                # Another process stored the same provider message first.
-                async with self._database.session() as session:
-                    stored = await MessagingMessages(session, self.tenant_id).by_provider_id(
-                        account_id, inbound.provider_message_id)
-                if stored is None:
-                    raise
-                return Received(message_id=stored.id, is_new=False,
-                                conversation_id=stored.conversation_id)
+        """Store a customer's message and route it; returns once it is committed, in one
+        transaction with the messages received at the same moment (group commit).
+        Idempotent on its provider id, also for two copies in one batch."""
+        return await self._inbox.submit((account_id, inbound))
 
-    async def _receive(self, account_id: str, inbound: InboundMessage) -> Received:
-        at = now_utc()
+    async def _receive_batch(self, items: list[tuple[str, InboundMessage]]
+                             ) -> list[Received | Exception]:
+        try:
+            return await self._store_batch(items)
+        except IntegrityError:
+            if len(items) > 1:
+                raise  # the group commit tries each alone
+            # Another process stored the same provider message first.
+            [(account_id, inbound)] = items
+            async with self._database.session() as session:
+                stored = await MessagingMessages(session, self.tenant_id).by_provider_id(
+                    account_id, inbound.provider_message_id)
+            if stored is None:
+                raise
+            return [Received(message_id=stored.id, is_new=False,
+                             conversation_id=stored.conversation_id)]
+
+    async def _store_batch(self, items: list[tuple[str, InboundMessage]]
+                           ) -> list[Received | Exception]:
+        """One transaction for the batch: its messages (with their customers, threads,
+        conversations and contacts) and one engine command for the tasks they open. A
+        message refused alone (an account without a queue) gets its exception; a provider
+        id stored before, or earlier in the batch, is a duplicate and stores nothing."""
         async with self._database.session() as session:
-            account = await MessagingAccounts(session, self.tenant_id).get(account_id)
-            stored = await MessagingMessages(session, self.tenant_id).by_provider_id(
-                account_id, inbound.provider_message_id)
-            if stored is not None:
-                return Received(message_id=stored.id, is_new=False,
-                                conversation_id=stored.conversation_id)
-            thread = await MessagingThreads(session, self.tenant_id).of_peer(account_id,
-                                                                             inbound.peer)
-            kind = IDENTITY_KINDS[account.channel]
-            customer_id = thread.customer_id if thread is not None else None
-            if customer_id is None:
-                identity = await Identities(session, self.tenant_id).by_value(kind, inbound.peer)
-                customer_id = identity.customer_id if identity is not None else None
-            needs_task = thread is None or not self._has_open_task(thread.task_id)
-            queue_id, channel, provider = account.queue_id, account.channel, account.provider
-            known = (await Customers(session, self.tenant_id).find(customer_id)
-                     if customer_id is not None and needs_task else None)
-        if needs_task and queue_id is None:
-            raise InvalidConfiguration(f"messaging account {account_id} has no queue")
-        task_id = uuid.uuid4().hex if needs_task else None
-        thread_id = thread.id if thread is not None else uuid.uuid4().hex
-        conversation_id = thread.conversation_id if thread is not None else uuid.uuid4().hex
-        contact_id = (thread.contact_id if thread is not None else None) or uuid.uuid4().hex
-        row_id = uuid.uuid4().hex
-        views: list[dict[str, Any]] = []
-        name = inbound.name or inbound.peer
+            inbox = await self._prefetch(session, items)
+        outcomes: list[Received | Exception] = []
+        for account_id, inbound in items:
+            try:
+                outcomes.append(self._plan(inbox, account_id, inbound))
+            except (InvalidConfiguration, NotFound) as refused:
+                outcomes.append(refused)
+        queue_ids = {request.queue for request in inbox.requests if request.queue}
+        held: list[Queue] = []
 
         async def write(session: AsyncSession, events: list[ev.Event]) -> None:
-            nonlocal customer_id
-            customers = Customers(session, self.tenant_id)
-            if customer_id is None:
-                customer = await customers.add(Customer(
-                    id=uuid.uuid4().hex, name=name[:200], attributes={kind: inbound.peer}))
-                customer_id = customer.id
-                await Identities(session, self.tenant_id).add(Identity(
-                    customer_id=customer.id, kind=kind, value=inbound.peer))
             threads = MessagingThreads(session, self.tenant_id)
-            if thread is None:
-                await Conversations(session, self.tenant_id).add(Conversation(
-                    id=conversation_id, customer_id=customer_id, created_at=at,
-                    subject=f"{channel} {inbound.peer}"[:500]))
-                await Contacts(session, self.tenant_id).add(Contact(
-                    id=contact_id, conversation_id=conversation_id, customer_id=customer_id,
-                    channel=channel, direction="inbound", queue_id=queue_id, started_at=at,
-                    attributes={"messaging_account_id": account_id, "peer": inbound.peer}))
-                row = await threads.add(MessagingThread(
-                    id=thread_id, account_id=account_id, peer=inbound.peer,
-                    customer_id=customer_id, conversation_id=conversation_id,
-                    contact_id=contact_id, created_at=at))
-            else:
-                row = await threads.get(thread_id)
-                if task_id is not None:
-                    conversation = await Conversations(session, self.tenant_id).get(
-                        conversation_id)
+            changed = inbox.thread_changes
+            if changed:
+                for row in await threads.all(threads.select().where(
+                        MessagingThread.id.in_(list(changed)))):
+                    row.last_inbound_at, task_id = changed[row.id]
+                    row.task_id = task_id or row.task_id
+            if inbox.reopened:
+                conversations = Conversations(session, self.tenant_id)
+                for conversation in await conversations.all(conversations.select().where(
+                        Conversation.id.in_(list(inbox.reopened)))):
                     conversation.status, conversation.closed_at = "open", None
-            row.last_inbound_at = at
-            if task_id is not None:
-                row.task_id = task_id
-            text = inbound.text
-            if inbound.media:
-                text = "\n".join([text, *(f"[{m.content_type or 'media'}] {m.url}"
-                                          for m in inbound.media)]).strip()
-            message, _ = await Messages(session, self.tenant_id).append(Message(
-                conversation_id=conversation_id, contact_id=contact_id,
-                author_kind="customer", author_id=customer_id, visibility="public",
-                text=text or "(empty message)",
-                idempotency_key=f"{provider}:{inbound.provider_message_id}"[:128],
-                created_at=at))
-            await MessagingMessages(session, self.tenant_id).add(MessagingMessage(
-                id=row_id, account_id=account_id, thread_id=thread_id,
-                conversation_id=conversation_id, message_id=message.id, direction="inbound",
-                status="received", provider_message_id=inbound.provider_message_id,
-                text=inbound.text, media_urls=[m.url for m in inbound.media], created_at=at))
-            views.append(message_view(message, name))
+            if queue_ids:
+                # Held until the commit (the identity map is weak): the task rows' queues are
+                # then known to this session and need no reference check each.
+                held.extend((await session.execute(select(Queue).where(
+                    Queue.tenant_id == self.tenant_id, Queue.id.in_(queue_ids)))).scalars())
+            for rows in inbox.stages:  # referenced rows first: one INSERT per table
+                session.add_all(rows)
+                await session.flush()
 
-        if task_id is not None:
-            assert queue_id is not None
-            await self._routing.create_task(TaskRequest(
-                channel=channel, queue=queue_id, id=task_id, conversation_id=conversation_id,
-                attributes={"customer_name": name, "contact_id": contact_id,
-                            "peer": inbound.peer, "messaging_account_id": account_id,
-                            "topic": inbound.text[:200], **routing_attributes(known)}),
-                alongside=write)
-        else:
+        if inbox.requests:
+            await self._routing.create_tasks(inbox.requests, alongside=write)
+        elif inbox.views:
             async with self._database.session() as session:
                 await write(session, [])
-        for view in views:
+        for conversation_id, view in inbox.views:
             self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
                               Notice("message.created", view))
-        return Received(message_id=row_id, is_new=True, conversation_id=conversation_id,
+        return outcomes
+
+    async def _prefetch(self, session: AsyncSession,
+                        items: list[tuple[str, InboundMessage]]) -> _Inbox:
+        """What the store knows of a batch, in one query per kind: its accounts, the provider
+        ids stored already, the customers' threads and the identities of new peers."""
+        tenant_id = self.tenant_id
+        account_ids = list({account_id for account_id, _ in items})
+        peers = list({inbound.peer for _, inbound in items})
+        accounts = MessagingAccounts(session, tenant_id)
+        inbox = _Inbox(accounts={a.id: a for a in await accounts.all(accounts.select().where(
+            MessagingAccount.id.in_(account_ids)))})
+        rows = MessagingMessages(session, tenant_id)
+        for row in await rows.all(rows.select().where(
+                MessagingMessage.account_id.in_(account_ids),
+                MessagingMessage.provider_message_id.in_(
+                    list({inbound.provider_message_id for _, inbound in items})))):
+            inbox.stored[(row.account_id, row.provider_message_id or "")] = Received(
+                message_id=row.id, is_new=False, conversation_id=row.conversation_id)
+        threads = MessagingThreads(session, tenant_id)
+        for thread in await threads.all(threads.select().where(
+                MessagingThread.account_id.in_(account_ids), MessagingThread.peer.in_(peers))):
+            inbox.threads[(thread.account_id, thread.peer)] = thread
+        lookups = {(IDENTITY_KINDS[inbox.accounts[account_id].channel], inbound.peer)
+                   for account_id, inbound in items if account_id in inbox.accounts
+                   and (account_id, inbound.peer) not in inbox.threads}
+        if lookups:
+            identities = Identities(session, tenant_id)
+            for identity in await identities.all(identities.select().where(
+                    Identity.kind.in_({kind for kind, _ in lookups}),
+                    Identity.value.in_({value for _, value in lookups}))):
+                inbox.identities.setdefault((identity.kind, identity.value),
+                                            identity.customer_id)
+        customer_ids = {*inbox.identities.values(),
+                        *(thread.customer_id for thread in inbox.threads.values())}
+        if customer_ids:
+            customers = Customers(session, tenant_id)
+            for customer in await customers.all(customers.select().where(
+                    Customer.id.in_(list(customer_ids)))):
+                inbox.customers[customer.id] = customer
+        return inbox
+
+    def _plan(self, inbox: _Inbox, account_id: str, inbound: InboundMessage) -> Received:
+        """Decide one message's rows and task, as if the batch's earlier messages were
+        stored: a second message from a peer joins the thread (and task) the first made."""
+        tenant_id = self.tenant_id
+        account = inbox.accounts.get(account_id)
+        if account is None:
+            raise NotFound(f"messaging account {account_id} not found")
+        key = (account_id, inbound.provider_message_id)
+        stored = inbox.stored.get(key)
+        if stored is not None:
+            return stored
+        thread = inbox.threads.get((account_id, inbound.peer))
+        needs_task = thread is None or (thread.id not in inbox.tasked
+                                        and not self._has_open_task(thread.task_id))
+        queue_id = account.queue_id
+        if needs_task:
+            if queue_id is None:
+                raise InvalidConfiguration(f"messaging account {account_id} has no queue")
+            try:
+                self._routing.engine.queue(queue_id)
+            except NotFound:
+                raise InvalidConfiguration(
+                    f"messaging account {account_id}: its queue is not routable") from None
+        at = now_utc()
+        kind = IDENTITY_KINDS[account.channel]
+        name = inbound.name or inbound.peer
+        customers, parents, contacts, threads, messages, rows = inbox.stages
+        known: Customer | None = None
+        if thread is None:
+            customer_id = inbox.identities.get((kind, inbound.peer))
+            if customer_id is None:
+                customer = Customer(id=uuid.uuid4().hex, tenant_id=tenant_id, name=name[:200],
+                                    attributes={kind: inbound.peer})
+                customer_id = inbox.identities[(kind, inbound.peer)] = customer.id
+                customers.append(customer)
+                parents.append(Identity(tenant_id=tenant_id, customer_id=customer_id,
+                                              kind=kind, value=inbound.peer))
+            else:
+                known = inbox.customers.get(customer_id)
+            conversation_id, contact_id = uuid.uuid4().hex, uuid.uuid4().hex
+            parents.append(Conversation(
+                id=conversation_id, tenant_id=tenant_id, customer_id=customer_id,
+                created_at=at, subject=f"{account.channel} {inbound.peer}"[:500]))
+            contacts.append(Contact(
+                id=contact_id, tenant_id=tenant_id, conversation_id=conversation_id,
+                customer_id=customer_id, channel=account.channel, direction="inbound",
+                queue_id=queue_id, started_at=at,
+                attributes={"messaging_account_id": account_id, "peer": inbound.peer}))
+            thread = MessagingThread(
+                id=uuid.uuid4().hex, tenant_id=tenant_id, account_id=account_id,
+                peer=inbound.peer, customer_id=customer_id, conversation_id=conversation_id,
+                contact_id=contact_id, created_at=at, last_inbound_at=at)
+            threads.append(thread)
+            inbox.threads[(account_id, inbound.peer)] = thread
+            inbox.new_threads.add(thread.id)
+        else:
+            customer_id = thread.customer_id
+            known = inbox.customers.get(customer_id) if needs_task else None
+            if needs_task and thread.id not in inbox.new_threads:
+                inbox.reopened.add(thread.conversation_id)
+        task_id = uuid.uuid4().hex if needs_task else None
+        if thread.id in inbox.new_threads:
+            thread.last_inbound_at = at
+            thread.task_id = task_id or thread.task_id
+        else:
+            earlier = inbox.thread_changes.get(thread.id, (at, None))[1]
+            inbox.thread_changes[thread.id] = (at, task_id or earlier)
+        if task_id is not None:
+            inbox.tasked.add(thread.id)
+            assert queue_id is not None
+            inbox.requests.append(TaskRequest(
+                channel=account.channel, queue=queue_id, id=task_id,
+                conversation_id=thread.conversation_id,
+                attributes={"customer_name": name, "contact_id": thread.contact_id,
+                            "peer": inbound.peer, "messaging_account_id": account_id,
+                            "topic": inbound.text[:200], **routing_attributes(known)}))
+        text = inbound.text
+        if inbound.media:
+            text = "\n".join([text, *(f"[{m.content_type or 'media'}] {m.url}"
+                                      for m in inbound.media)]).strip()
+        message = Message(
+            id=uuid.uuid4().hex, tenant_id=tenant_id, conversation_id=thread.conversation_id,
+            contact_id=thread.contact_id, author_kind="customer", author_id=customer_id,
+            visibility="public", text=text or "(empty message)",
+            idempotency_key=f"{account.provider}:{inbound.provider_message_id}"[:128],
+            created_at=at)
+        row_id = uuid.uuid4().hex
+        messages.append(message)
+        rows.append(MessagingMessage(
+            id=row_id, tenant_id=tenant_id, account_id=account_id, thread_id=thread.id,
+            conversation_id=thread.conversation_id, message_id=message.id,
+            direction="inbound", status="received",
+            provider_message_id=inbound.provider_message_id, text=inbound.text,
+            media_urls=[m.url for m in inbound.media], created_at=at))
+        inbox.views.append((thread.conversation_id, message_view(message, name)))
+        inbox.stored[key] = Received(message_id=row_id, is_new=False,
+                                     conversation_id=thread.conversation_id)
+        return Received(message_id=row_id, is_new=True, conversation_id=thread.conversation_id,
                         task_id=task_id)
 
     def _has_open_task(self, task_id: str | None) -> bool:

@@ -79,3 +79,57 @@ def test_admin_configures_the_tenant(e2e_site: tuple[LiveServer, Seeded],
     page.get_by_role("link", name="Wrap-up codes").click()
     expect(section.get_by_test_id("row").filter(has_text="callback")).to_be_visible()
     screenshot(page, "admin-narrow")
+
+
+def test_admin_connects_channels(e2e_site: tuple[LiveServer, Seeded],
+                                 new_page: Callable[..., Page]) -> None:
+    """The channels' own sources have sections too: a messaging account shows the webhook path
+    to give the provider, a SIP account's generated password is shown once and afterwards only
+    enabling it is editable, and a mailbox keeps its password out of the form."""
+    server, seeded = e2e_site
+    page = new_page(1366, 860)
+    log_in(page, server, "ada", "/admin")
+    section = page.get_by_test_id("section")
+    page.get_by_role("link", name="Messaging accounts").click()
+    expect(section.get_by_role("heading", name="Messaging accounts")).to_be_visible()
+    page.get_by_role("button", name="New messaging account").click()
+    page.get_by_label("Name", exact=True).fill("sms-line")
+    page.get_by_label("Provider").select_option("twilio")
+    page.get_by_label("Channel").select_option("sms")
+    page.get_by_label("Queue id").fill(seeded.queues["support"])
+    page.get_by_label("Address", exact=True).fill("+15005550006")
+    page.get_by_label("Account SID (Twilio)").fill("AC" + "0" * 32)
+    page.get_by_label("Auth or access token").fill("twilio-auth-token")
+    page.get_by_role("button", name="Create").click()
+    row = section.get_by_test_id("row").filter(has_text="sms-line")
+    expect(row).to_contain_text(re.compile(r"/api/messaging/[0-9a-f-]+/webhook"))
+    row.get_by_role("button", name="Edit sms-line").click()
+    expect(page.get_by_label("Auth or access token")).to_have_value("")  # never read back
+    page.get_by_role("button", name="Cancel").click()
+
+    page.get_by_role("link", name="SIP accounts").click()
+    page.get_by_role("button", name="New SIP account").click()
+    page.get_by_label("Agent id").fill(seeded.agents["alice"])
+    page.get_by_label("User name").fill("alice-desk")
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_test_id("status")).to_contain_text("Password set. Copy it now")
+    row = section.get_by_test_id("row").filter(has_text="alice-desk")
+    row.get_by_role("button", name="Edit alice-desk").click()
+    expect(page.get_by_label("User name")).to_have_count(0)
+    page.get_by_label("Enabled").uncheck()
+    page.get_by_role("button", name="Save").click()
+    expect(row).to_contain_text("No")
+
+    page.get_by_role("link", name="Mailboxes").click()
+    page.get_by_role("button", name="New mailbox").click()
+    page.get_by_label("Name", exact=True).fill("help")
+    page.get_by_label("Address", exact=True).fill("help@acme.example")
+    page.get_by_label("Queue id").fill(seeded.queues["support"])
+    page.get_by_label("IMAP server").fill("imap.acme.example")
+    page.get_by_label("IMAP user name").fill("help")
+    page.get_by_label("IMAP password").fill("imap-secret")
+    page.get_by_label("SMTP server").fill("smtp.acme.example")
+    page.get_by_label("Enabled", exact=True).uncheck()  # no reader for a server that is not there
+    page.get_by_role("button", name="Create").click()
+    expect(section.get_by_test_id("row").filter(has_text="help@acme.example")).to_have_count(1)
+    screenshot(page, "admin-mailboxes")

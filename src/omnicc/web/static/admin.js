@@ -5,7 +5,7 @@ import { api, ApiError, currentUser, toast } from "/static/session.js";
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const ranges = (text) => text.split(",").map((r) => r.trim()).filter(Boolean).map((r) => r.split("-").map((t) => t.trim()));
 const showRanges = (list) => (list || []).map((r) => r.join("-")).join(", ");
-const NULLABLE = ["business_hours_id", "queue_id", "user_id", "shortcut", "email", "timezone"];
+const NULLABLE = ["business_hours_id", "queue_id", "user_id", "shortcut", "email", "timezone", "flow_id", "outbound_queue_id"];
 
 // Each field: [key, label, kind, hint, options, default]. Kinds: text, textarea, number, bool, json, list,
 // select, password, weekly, holidays. `columns`: [key, heading] shown in the list.
@@ -45,6 +45,48 @@ const SECTIONS = {
     ["password", "New password", "password", "Empty: unchanged"]] },
   "api-tokens": { title: "API tokens", noun: "API token", path: "api-tokens", columns: [["name", "Name"], ["role", "Role"], ["revoked_at", "Revoked"]], readOnly: true, fields: [
     ["name", "Name", "text"], ["role", "Role", "select", "", ["supervisor", "admin"]]] },
+  numbers: { title: "Phone numbers", noun: "phone number", path: "voice/numbers",
+    columns: [["number", "Number"], ["name", "Name"], ["flow_id", "IVR flow"], ["enabled", "Enabled"]], fields: [
+    ["number", "Number", "text", "E.164 (+4930...) or the user part of a SIP address (1000)"], ["name", "Name", "text"],
+    ["flow_id", "IVR flow id", "text", "The flow callers hear; see IVR flows"],
+    ["outbound_queue_id", "Caller ID of queue (id)", "text", "Outbound calls from this queue show this number"],
+    ["is_default_outbound", "Default caller ID", "bool", "", null, false], ["enabled", "Enabled", "bool", "", null, true]] },
+  "ivr-flows": { title: "IVR flows", noun: "IVR flow", path: "voice/ivr-flows",
+    columns: [["name", "Name"], ["entry", "Entry node"], ["language", "Language"], ["numbers", "Numbers"]], fields: [
+    ["name", "Name", "text"], ["entry", "Entry node", "text"], ["language", "Language", "text", "", null, "en"],
+    ["nodes", "Nodes (JSON)", "json", "{\"welcome\": {\"kind\": \"play\", \"prompt\": {\"text\": \"Hello\"}, \"next\": \"support\"}, \"support\": {\"kind\": \"queue\", \"queue_id\": \"<queue id>\"}}"]] },
+  "sip-accounts": { title: "SIP accounts", noun: "SIP account", path: "voice/sip-accounts",
+    columns: [["username", "User name"], ["agent_id", "Agent id"], ["realm", "Realm"], ["enabled", "Enabled"]], fields: [
+    ["agent_id", "Agent id", "text"], ["username", "User name", "text", "What the agent's phone registers with"],
+    ["password", "Password", "password", "Empty: a strong one is generated and shown once"]],
+    editFields: [["enabled", "Enabled", "bool", "", null, true]] },
+  mailboxes: { title: "Mailboxes", noun: "mailbox", path: "email/mailboxes",
+    columns: [["name", "Name"], ["address", "Address"], ["imap_host", "IMAP server"], ["is_enabled", "Enabled"]], fields: [
+    ["name", "Name", "text"], ["address", "Address", "text", "The From address of replies and acknowledgements"],
+    ["queue_id", "Queue id", "text", "Where its emails are routed"],
+    ["imap_host", "IMAP server", "text"], ["imap_port", "IMAP port", "number", "", null, 993],
+    ["imap_security", "IMAP security", "select", "", ["tls", "starttls", "plain"]],
+    ["imap_username", "IMAP user name", "text"], ["imap_password", "IMAP password", "password", "Empty: unchanged"],
+    ["imap_folder", "IMAP folder", "text", "", null, "INBOX"],
+    ["smtp_host", "SMTP server", "text"], ["smtp_port", "SMTP port", "number", "", null, 465],
+    ["smtp_security", "SMTP security", "select", "", ["tls", "starttls", "plain"]],
+    ["smtp_username", "SMTP user name", "text"], ["smtp_password", "SMTP password", "password", "Empty: unchanged"],
+    ["auto_acknowledge", "Acknowledge with a ticket reference", "bool", "", null, true],
+    ["first_response_s", "First-response target (business seconds)", "number", "", null, 28800],
+    ["poll_interval_s", "Poll interval (s)", "number", "Used when the server has no IDLE", null, 60],
+    ["is_enabled", "Enabled", "bool", "", null, true]] },
+  "messaging-accounts": { title: "Messaging accounts", noun: "messaging account", path: "messaging/accounts",
+    columns: [["name", "Name"], ["provider", "Provider"], ["channel", "Channel"], ["webhook_path", "Webhook path"], ["is_enabled", "Enabled"]], fields: [
+    ["name", "Name", "text"], ["provider", "Provider", "select", "", ["twilio", "whatsapp", "telegram", "messenger"]],
+    ["channel", "Channel", "select", "Twilio carries SMS and WhatsApp; the others their own", ["sms", "whatsapp", "telegram", "messenger"]],
+    ["queue_id", "Queue id", "text", "Where its messages are routed"],
+    ["address", "Address", "text", "Twilio: our number (E.164); WhatsApp: the phone number id; Telegram: the bot's user name; Messenger: the page id"],
+    ["account_sid", "Account SID (Twilio)", "text"],
+    ["auth_token", "Auth or access token", "password", "Empty: unchanged"],
+    ["app_secret", "App secret (Meta) or secret token (Telegram)", "password", "Empty: unchanged"],
+    ["verify_token", "Verify token (Meta)", "password", "Empty: unchanged"],
+    ["api_base_url", "API base URL", "text", "Empty: the provider's public API"],
+    ["is_enabled", "Enabled", "bool", "", null, true]] },
   config: { title: "Export / import", custom: true },
 };
 
@@ -205,12 +247,13 @@ async function showSection(name, message = "") {
 function edit(name, row) {
   const section = SECTIONS[name];
   const title = row ? `Edit ${section.noun} ${row[section.columns[0][0]]}` : `New ${section.noun}`;
+  const fields = (row && section.editFields) || section.fields;  // some things change less once made
   const drawing = ++view;
   say("");
   const error = el("p", { className: "form-error", attrs: { role: "alert" }, hidden: true });
   const form = el("form", { className: "admin-form", noValidate: true, attrs: { "aria-labelledby": "form-title" } },
     el("h3", { id: "form-title", textContent: title }),
-    el("div", { className: "admin-grid" }, ...section.fields.map((f) => input(f, row ? row[f[0]] : undefined))),
+    el("div", { className: "admin-grid" }, ...fields.map((f) => input(f, row ? row[f[0]] : undefined))),
     error,
     el("div", { className: "admin-form-buttons" },
       el("button", { type: "button", className: "button", textContent: "Cancel", onclick: () => showSection(name) }),
@@ -221,9 +264,10 @@ function edit(name, row) {
     for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
     try {
       const saved = await api(`/api/admin/${section.path}${row ? `/${row.id}` : ""}`,
-                              { method: row ? "PUT" : "POST", body: read(form, section.fields) });
+                              { method: row ? "PUT" : "POST", body: read(form, fields) });
       if (drawing !== view) return;
-      await showSection(name, saved?.token ? `Token created. Copy it now, it is shown only once: ${saved.token}` : "Saved.");
+      const secret = saved?.token ? ["Token", saved.token] : saved?.password ? ["Password", saved.password] : null;
+      await showSection(name, secret ? `${secret[0]} set. Copy it now, it is shown only once: ${secret[1]}` : "Saved.");
     } catch (problem) {
       if (drawing !== view) return;
       showError(error, problem);

@@ -7,13 +7,12 @@ single transaction: one flush for the batch instead of one each. A lone message 
 once, as before, so the latency at low load does not change.
 
 A batch that fails is retried one message per transaction, so a bad message (a conversation
-deleted meanwhile, say) fails alone and the others are still stored.
+deleted meanwhile, say) fails alone and the others are still stored (app/group_commit.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-
+from omnicc.app.group_commit import GroupCommit
 from omnicc.store.database import Database
 from omnicc.store.repositories import Messages
 from omnicc.store.tables import Message
@@ -28,53 +27,20 @@ class MessageLog:
     def __init__(self, database: Database, tenant_id: str) -> None:
         self._database = database
         self.tenant_id = tenant_id
-        self._pending: list[tuple[Message, asyncio.Future[Message]]] = []
-        self._writer: asyncio.Task[None] | None = None
-        self.commits = 0
-        """Transactions written (batches and retries): less than messages under load."""
+        self._writes: GroupCommit[Message, Message] = GroupCommit(self._commit,
+                                                                  max_batch=MAX_BATCH)
+
+    @property
+    def commits(self) -> int:
+        """Transactions tried (batches and retries): fewer than messages under load."""
+        return self._writes.commits
 
     async def append(self, message: Message) -> Message:
         """Store `message` (a resent idempotency key gives back the first one) and return the
         stored row, once it is committed."""
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending.append((message, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        return await asyncio.shield(future)
+        return await self._writes.submit(message)
 
-    async def _write(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            try:
-                stored = await self._commit([message for message, _ in batch])
-            except Exception as error:
-                if len(batch) == 1:
-                    _fail(batch[0][1], error)
-                    continue
-                for message, future in batch:
-                    try:
-                        [row] = await self._commit([message])
-                    except Exception as alone:
-                        _fail(future, alone)
-                    else:
-                        _resolve(future, row)
-                continue
-            for (_, future), row in zip(batch, stored, strict=True):
-                _resolve(future, row)
-
-    async def _commit(self, messages: list[Message]) -> list[Message]:
+    async def _commit(self, messages: list[Message]) -> list[Message | Exception]:
         async with self._database.session() as session:
-            stored = [row for row, _ in
-                      await Messages(session, self.tenant_id).append_batch(messages)]
-        self.commits += 1
-        return stored
-
-
-def _resolve(future: asyncio.Future[Message], row: Message) -> None:
-    if not future.done():
-        future.set_result(row)
-
-
-def _fail(future: asyncio.Future[Message], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)
+            return [row for row, _ in
+                    await Messages(session, self.tenant_id).append_batch(messages)]

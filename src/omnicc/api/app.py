@@ -30,6 +30,7 @@ from omnicc.api.pages import install_pages
 from omnicc.api.problems import install_problem_handlers
 from omnicc.api.request_context import RequestContextMiddleware
 from omnicc.api.webhooks import install_webhooks
+from omnicc.app.crm import CrmDirectory, CrmService
 from omnicc.app.recordings import recording_retention, recordings_dir
 from omnicc.app.routing import WallClock
 from omnicc.app.runtime import ContactCenter, RuntimeLimits
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
         starting: asyncio.Task[None] | None = None
         voice: VoiceService | None = None
         email: EmailService | None = None
+        crm: CrmService | None = None
         app.state.voice = None
         try:
             database = database_factory(settings.database_url)
@@ -72,6 +74,9 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
             app.state.messaging = MessagingService(database, center,
                                                    public_base_url=settings.public_base_url)
             app.state.reply_senders = reply_senders(app.state.messaging, database)
+            app.state.crm_directory = CrmDirectory(database)
+            crm = CrmService(database, WallClock(), app.state.bus,
+                             base_url=settings.public_base_url)
             if settings.sip_port is not None:
                 voice = VoiceService(database, center, settings.data_dir,
                                      voice_settings(settings))
@@ -83,14 +88,16 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                     await voice.start()
                 await email.start()
                 await app.state.messaging.start()
+                await crm.start()
             else:
 
                 async def start_channels() -> None:
                     if voice is not None:
                         await voice.start()
-                    assert email is not None
+                    assert email is not None and crm is not None
                     await email.start()
                     await app.state.messaging.start()
+                    await crm.start()
 
                 # An external database may come up after us: /readyz says so meanwhile.
                 starting = asyncio.create_task(center.start_when_reachable(
@@ -102,6 +109,8 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                 await voice.stop()
             if email is not None:
                 await email.stop()
+            if crm is not None:
+                await crm.stop()
             if center is not None:
                 await center.stop()
             if database is not None:
@@ -122,6 +131,9 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
                 await voice.stop()
             if email is not None:
                 await email.stop()
+            if crm is not None:
+                await crm.stop()
+            await app.state.crm_directory.close()
             await app.state.messaging.stop()
             await center.stop()
             await database.dispose()

@@ -18,6 +18,7 @@ from omnicc.api.center import tenant_runtime
 from omnicc.api.database import request_database
 from omnicc.api.desk import agent_of
 from omnicc.api.emails import email_desk
+from omnicc.app.crm import CrmDirectory
 from omnicc.app.customers import CHANNELS, IDENTITY_KINDS, Changes, CustomerBook
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
@@ -130,6 +131,18 @@ async def view(customer_id: str, request: Request, principal: Handler) -> dict[s
 async def timeline(customer_id: str, request: Request, principal: Handler,
                    limit: Annotated[int, Query(ge=1, le=500)] = 200) -> list[dict[str, Any]]:
     return await book(request, principal).timeline(customer_id, limit=limit)
+
+
+@router.get("/{customer_id}/crm", summary="What the tenant's CRM says about the customer "
+            "(state found, not_found, timeout, error or off; mapped fields; link)",
+            responses=ERRORS)
+async def crm_record(customer_id: str, request: Request, principal: Handler,
+                     fresh: bool = False) -> dict[str, Any]:
+    """Asked apart from the panel, so a slow CRM never holds the desk up; the attributes the
+    connector maps (segment, VIP, account manager, language) are written onto the customer."""
+    await book(request, principal).view(customer_id)  # 404 for another tenant's or a merged one
+    directory: CrmDirectory = request.app.state.crm_directory
+    return await directory.lookup(principal.tenant_id, customer_id, fresh=fresh)
 
 
 @router.patch("/{customer_id}", summary="Edit name and routing attributes (segment, VIP, "

@@ -558,29 +558,31 @@ Step = Callable[[httpx.AsyncClient], Awaitable[None]]
 NextDue = Callable[[], Awaitable[float | None]]
 
 
-@dataclass(slots=True)
-class TenantOutboxes:
-    """One tenant's readers of the log that send things out (the CRM push, the client
-    notifications), stepped together whenever an event is committed or a retry is due."""
-
-    tenant_id: str
-    steps: list[tuple[Step, NextDue]]
-
-
 class CrmService:
-    """Runs every tenant's CRM push and client notifications in this process."""
+    """Runs every tenant's CRM push and client notifications in this process: one loop per
+    tenant steps both whenever an event is committed, a retry is due or `poll_s` passed (the
+    poll also catches events committed by another process)."""
 
-    def __init__(self, database: Database, clock: Clock, bus: Bus | None,
-                 make: Callable[[str, str], TenantOutboxes], *, poll_s: float = 5.0,
-                 refresh_s: float = 30.0) -> None:
+    def __init__(self, database: Database, clock: Clock, bus: Bus | None, *,
+                 base_url: str = "", poll_s: float = 5.0, refresh_s: float = 30.0) -> None:
         self._database = database
         self._clock = clock
         self._bus = bus
-        self._make = make
+        self._base_url = base_url
         self._poll_s = poll_s
         self._refresh_s = refresh_s
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._watch: asyncio.Task[None] | None = None
+
+    def outboxes(self, tenant_id: str, slug: str) -> list[tuple[Step, NextDue]]:
+        # Imported here: client notifications build on this module's log reader.
+        from omnicc.app.client_notifications import ClientNotifier
+
+        pusher = CrmPusher(self._database, tenant_id, slug, self._clock,
+                           base_url=self._base_url)
+        notifier = ClientNotifier(self._database, tenant_id, self._clock,
+                                  base_url=self._base_url)
+        return [(pusher.step, pusher.next_due_s), (notifier.step, notifier.next_due_s)]
 
     async def start(self) -> None:
         await self.refresh()
@@ -602,9 +604,9 @@ class CrmService:
             tenants = await Tenants(session).list_all()
         for tenant in tenants:
             if tenant.id not in self._loops:
-                outboxes = self._make(tenant.id, tenant.slug)
                 self._loops[tenant.id] = asyncio.create_task(
-                    self._run(outboxes), name=f"crm-{tenant.slug}")
+                    self._run(tenant.id, self.outboxes(tenant.id, tenant.slug)),
+                    name=f"crm-{tenant.slug}")
 
     async def _watch_tenants(self) -> None:
         while True:
@@ -614,14 +616,14 @@ class CrmService:
             except Exception:  # the database may be away for a moment
                 log.exception("crm: tenant refresh failed")
 
-    async def _run(self, outboxes: TenantOutboxes) -> None:
+    async def _run(self, tenant_id: str, outboxes: list[tuple[Step, NextDue]]) -> None:
         subscription = None
         async with httpx.AsyncClient(timeout=DeliveryPolicy().timeout_s,
                                      follow_redirects=False, trust_env=False) as client:
             try:
                 while True:
                     wait_s = self._poll_s
-                    for step, next_due in outboxes.steps:
+                    for step, next_due in outboxes:
                         try:
                             await step(client)
                             due = await next_due()
@@ -629,10 +631,10 @@ class CrmService:
                                 wait_s = min(wait_s, due)
                         except Exception:  # a bad moment of the database must not end it
                             log.exception("crm: outbox step failed",
-                                          extra={"tenant": outboxes.tenant_id})
+                                          extra={"tenant": tenant_id})
                     if self._bus is not None and (subscription is None or
                                                   subscription.is_closed):
-                        subscription = self._bus.subscribe(outboxes.tenant_id, EVENTS_TOPIC)
+                        subscription = self._bus.subscribe(tenant_id, EVENTS_TOPIC)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(max(wait_s, 0.05)):
                             if subscription is None:

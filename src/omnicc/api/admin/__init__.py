@@ -3,10 +3,19 @@
 
 from fastapi import APIRouter
 
-from omnicc.api.admin import accounts, configuration, content, directory, page, routing, voice
+from omnicc.api.admin import (
+    accounts,
+    configuration,
+    content,
+    crm,
+    directory,
+    page,
+    routing,
+    voice,
+)
 
 router = APIRouter()
-for part in (routing, content, accounts, configuration, directory, page, voice):
+for part in (routing, content, accounts, configuration, directory, page, voice, crm):
     router.include_router(part.router)
 
 __all__ = ["router"]

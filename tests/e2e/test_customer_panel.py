@@ -1,7 +1,8 @@
 """The contact form and the desk's customer profile in Chromium: a visitor sends the
 embeddable form on a page, the agent takes the request, marks the customer VIP with an
 account manager, merges the visitor's second record (found by email) into this one, and sees
-one timeline with both requests and the merge in the record's history."""
+one timeline with both requests and the merge in the record's history. The tenant's CRM (a
+local stand-in, connected through the admin API) shows its fields and link in the panel."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from playwright.sync_api import Page, expect
 from omnicc.store.database import migrate, sqlite_url
 from tests.e2e.conftest import log_in, screenshot
 from tests.e2e.test_desk_email import SUPPORT, _prepare
-from tests.integration.api.live import LiveServer, Seeded, start_live_server
+from tests.integration.api.live import PASSWORD, LiveServer, Seeded, start_live_server
+from tests.integration.crm.crm_server import TOKEN, FakeCrm, running_crm
 from tests.integration.email.servers import MailServers, mail_servers
 
 VISITOR = "maria.virtanen@example.fi"
@@ -32,14 +34,37 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer,
     url = sqlite_url(folder / "omnicc.db")
     migrate(url)
     servers: MailServers
+    crm: FakeCrm
     for servers in mail_servers([SUPPORT, VISITOR]):
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            seeded = pool.submit(asyncio.run, _prepare(url, servers)).result()
-        server = start_live_server(url, folder / "data")
-        try:
-            yield server, seeded
-        finally:
-            server.stop()
+        for crm in running_crm():
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                seeded = pool.submit(asyncio.run, _prepare(url, servers)).result()
+            server = start_live_server(url, folder / "data")
+            try:
+                connect_crm(server, crm)
+                yield server, seeded
+            finally:
+                server.stop()
+
+
+def connect_crm(server: LiveServer, crm: FakeCrm) -> None:
+    """The admin connects a HubSpot-shaped CRM that knows the visitor by email."""
+    crm.contacts.append({"id": "77", "properties": {
+        "email": VISITOR, "company": "Virtanen Design Oy", "lifecyclestage": "customer",
+        "url": "https://crm.example/contacts/77"}})
+    with httpx.Client(base_url=server.url) as admin:
+        login = admin.post("/api/auth/login", json={"username": "ada", "password": PASSWORD,
+                                                   "tenant": "acme"})
+        login.raise_for_status()
+        answer = admin.put("/api/admin/crm", headers={"X-CSRF-Token": login.json()["csrf_token"]},
+                           json={"lookup_enabled": True, "auth_value": TOKEN,
+                                 "lookup_url": crm.url + "/contacts?email={email}",
+                                 "mapping": {"record": "results[0]", "link": "properties.url",
+                                             "fields": [{"label": "Company",
+                                                         "path": "properties.company"},
+                                                        {"label": "Stage",
+                                                         "path": "properties.lifecyclestage"}]}})
+        assert answer.status_code == 200, answer.text
 
 
 def test_form_then_profile_and_merge_from_the_desk(site: tuple[LiveServer, Seeded],
@@ -83,6 +108,11 @@ def test_form_then_profile_and_merge_from_the_desk(site: tuple[LiveServer, Seede
     expect(alice.get_by_test_id("email-panel")).to_contain_text("Where is my order 1234?")
     profile = alice.get_by_test_id("customer-profile")
     expect(profile.get_by_test_id("customer-timeline")).to_contain_text("Order 1234")
+    crm = profile.get_by_test_id("customer-crm")
+    expect(crm).to_contain_text("Virtanen Design Oy")
+    expect(crm).to_contain_text("Stage")
+    expect(crm.get_by_role("link", name="Open in the CRM")).to_have_attribute(
+        "href", "https://crm.example/contacts/77")
     profile.get_by_label("VIP").check()
     profile.get_by_label("Account manager").select_option(label="Bob")
     profile.get_by_label("Segment").fill("gold")

@@ -1,6 +1,6 @@
 // The desk's customer profile, under the customer card: routing attributes (VIP, segment,
 // account manager, language, preferred channel), consent per channel, one timeline of every
-// contact on every channel, merging another customer record into this one or splitting an
+// contact on every channel, what the tenant's CRM says about them, merging another customer record into this one or splitting an
 // identity off (audited), and answering the conversation on another channel the customer has.
 // Text is always set with textContent.
 import { api, toast } from "/static/session.js";
@@ -216,6 +216,36 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
     if (state.conversationId === conversationId) replySlot.replaceChildren(...[reply].filter(Boolean));
   }
 
+  // What the tenant's CRM says is asked on its own: a slow CRM never holds up the panel, and
+  // it says "did not answer" after the connector's timeout.
+  const crmSlot = el("div", { attrs: { "data-testid": "customer-crm", "aria-live": "polite" } });
+
+  function crmSection(found, customerId) {
+    const again = el("button", { className: "button ghost", text: "Ask again", attrs: { type: "button" } });
+    again.addEventListener("click", () => drawCrm(customerId, true));
+    if (found.state === "timeout") return section("CRM", el("p", { className: "small", text: "CRM did not answer." }), again);
+    if (found.state === "error") return section("CRM", el("p", { className: "small", text: `CRM lookup failed: ${found.error}` }), again);
+    if (found.state === "not_found") return section("CRM", el("p", { className: "small muted", text: "Not found in the CRM." }));
+    const list = el("dl", { className: "cust-crm" });
+    for (const item of found.fields) list.append(el("dt", { text: item.label }), el("dd", { text: item.value }));
+    const link = found.link ? el("a", { text: "Open in the CRM", attrs: { href: found.link, target: "_blank", rel: "noopener noreferrer" } }) : null;
+    return section("CRM", list, link);
+  }
+
+  async function drawCrm(customerId, fresh = false) {
+    crmSlot.replaceChildren(el("p", { className: "small muted", text: "Looking up in the CRM…" }));
+    let found;
+    try {
+      found = await api(`/api/customers/${encodeURIComponent(customerId)}/crm${fresh ? "?fresh=true" : ""}`);
+    } catch (error) {
+      found = { state: "error", error: error.message || "no answer" };
+    }
+    if (state.customerId !== customerId) return;
+    crmSlot.replaceChildren(...(found.state === "off" ? [] : [crmSection(found, customerId)]));
+    // The CRM changed the customer's segment, VIP or account manager: show the new profile.
+    if (found.applied) load();
+  }
+
   async function load() {
     const id = state.customerId;
     if (!id) {
@@ -223,11 +253,12 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
       return;
     }
     try {
+      drawCrm(id);
       const [customer, entries] = await Promise.all([
         api(`/api/customers/${encodeURIComponent(id)}`),
         api(`/api/customers/${encodeURIComponent(id)}/timeline`), drawReply()]);
       if (state.customerId !== id) return;
-      box.replaceChildren(profile(customer), consent(customer), identities(customer), replySlot,
+      box.replaceChildren(crmSlot, profile(customer), consent(customer), identities(customer), replySlot,
                           ...[timeline(entries), changes(customer)].filter(Boolean));
     } catch (error) {
       box.replaceChildren(el("p", { className: "empty small", text: error.message || "The customer could not be loaded." }));

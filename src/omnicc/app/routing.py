@@ -1,21 +1,26 @@
 """The routing use case: one tenant's engine, durable.
 
-The engine is in memory and single-writer; the store is the system of record. Every command runs
-under one lock: the engine decides, then its events are appended to the event log and the task
-and agent rows they change are updated in one transaction, and only then does the caller get the
-events back. A restart rebuilds the engine from the store (`engine_records.load_routing`) and
-continues the event numbering, so nothing is lost or doubled. If a commit fails, the engine is
-rebuilt from the store, so memory never runs ahead of what was stored.
+The engine is in memory and single-writer; the store is the system of record. Commands run one at
+a time: the engine decides, then its events are appended to the event log and the task and agent
+rows they change are updated, and only once that is committed does the caller get the events
+back. Commands made while a commit is in flight are committed together in the next transaction
+(group commit, as chat messages are): one disk flush for the batch instead of one each, in the
+order the engine ran them. A restart rebuilds the engine from the store
+(`engine_records.load_routing`) and continues the event numbering, so nothing is lost or doubled.
+If a commit fails, the engine is rebuilt from the store and the batch's commands (and those run
+after them) are run again one per transaction, so a bad command fails alone and memory never
+stays ahead of what was stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -31,6 +36,8 @@ from omnicc.store.repositories import Agents, Tasks, Tenants
 from omnicc.store.repositories.events import Events, NewEvent
 from omnicc.store.tables import Event, Queue, Task
 
+log = logging.getLogger("omnicc.routing")
+
 EngineCommand = Callable[[Engine], list[ev.Event]]
 Alongside = Callable[[AsyncSession, list[ev.Event]], Awaitable[None]]
 """Writes more rows in the transaction that stores a command's events, before the task rows
@@ -39,6 +46,9 @@ row to its contact."""
 CommitListener = Callable[[list[ev.Event]], None]
 """Told of every committed batch of events, in order (the bus publisher)."""
 
+MAX_BATCH = 64
+"""Commands per transaction at most: bounds the time the writer holds the database."""
+
 FIGURE_EVENT_TYPES = tuple(cls.type for cls in (
     ev.TaskQueued, ev.OfferAccepted, ev.TaskAbandoned, ev.TaskTimedOut))
 """What `Engine.restore_figures` counts."""
@@ -46,6 +56,16 @@ FIGURE_EVENT_TYPES = tuple(cls.type for cls in (
 
 class StoreOutOfStep(RuntimeError):
     """The event log was written by someone else: this process is not the tenant's writer."""
+
+
+@dataclass(slots=True, eq=False)
+class _Command:
+    """A command the engine ran, waiting for its events to be committed."""
+
+    command: EngineCommand | None
+    alongside: Alongside | None
+    events: list[ev.Event]
+    done: asyncio.Future[list[ev.Event]] | None = None
 
 
 class RoutingService:
@@ -60,6 +80,11 @@ class RoutingService:
         self._queue_policies: dict[str, str] = {}
         """Queue id -> the routing policy its new tasks follow (`Queue.policy_id`)."""
         self._listeners: list[CommitListener] = []
+        self._uncommitted: list[_Command] = []
+        """Run by the engine, not yet in a transaction (in the engine's order)."""
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0
+        """Transactions written for commands (batches and retries)."""
         self.changed = asyncio.Event()
         """Set after every commit: the engine's next deadline may have moved."""
 
@@ -84,27 +109,39 @@ class RoutingService:
         self._listeners.append(listener)
 
     async def reload(self) -> list[ev.Event]:
-        """Rebuild the engine from the store after its configuration rows changed."""
-        async with self._lock:
-            return await self._rebuild()
+        """Rebuild the engine from the store after its configuration rows changed (once what
+        the engine ran before is committed)."""
+        while True:
+            await self.flushed()
+            async with self._lock:
+                if self._uncommitted or self._writing():
+                    continue  # commands came meanwhile
+                return await self._rebuild()
+
+    async def flushed(self) -> None:
+        """Return once every command run so far is committed (or failed)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def run(
         self, command: EngineCommand, *, alongside: Alongside | None = None
     ) -> list[ev.Event]:
         """Run an engine command and commit its events before returning them.
 
-        `alongside` writes more rows in the same transaction; if it fails, nothing is stored
-        and the engine is rebuilt from the store, as for a failed commit.
+        `alongside` writes more rows in the same transaction (it must not read the engine:
+        the engine may be ahead by the commands of the same batch); if it fails, nothing of
+        its command is stored and the command's error is raised, as for a failed commit.
+        The commit goes on when the caller is cancelled meanwhile.
         """
         async with self._lock:
-            engine = self.engine
-            events = command(engine)
-            try:
-                await self._commit(events, alongside)
-            except BaseException:
-                await self._rebuild()
-                raise
-            return events
+            events = command(self.engine)
+            if not events and alongside is None:
+                return events
+            done: asyncio.Future[list[ev.Event]] = asyncio.get_running_loop().create_future()
+            self._uncommitted.append(_Command(command, alongside, events, done))
+            if not self._writing():
+                self._writer = asyncio.create_task(self._write(), name="routing-commits")
+        return await asyncio.shield(done)
 
     async def create_task(
         self, request: TaskRequest, *, alongside: Alongside | None = None
@@ -140,6 +177,59 @@ class RoutingService:
         """Fire due timers (the server calls this at `engine.next_deadline()`)."""
         return await self.run(lambda engine: engine.advance())
 
+    def _writing(self) -> bool:
+        return self._writer is not None and not self._writer.done()
+
+    async def _write(self) -> None:
+        """Commit what the engine ran, a batch per transaction, until nothing is left."""
+        while self._uncommitted:
+            batch = self._uncommitted[:MAX_BATCH]
+            del self._uncommitted[:MAX_BATCH]
+            try:
+                await self._store(batch)
+            except asyncio.CancelledError:
+                for waiting in [*batch, *self._uncommitted]:
+                    if waiting.done is not None and not waiting.done.done():
+                        waiting.done.cancel()
+                self._uncommitted.clear()
+                raise
+            except Exception as error:
+                await self._recover(batch, error)
+            else:
+                self._committed(batch)
+
+    async def _recover(self, batch: list[_Command], error: Exception) -> None:
+        """A batch failed: the engine is rebuilt from the store, then the batch's commands and
+        those run after them are run again and committed one by one (a lone command that
+        failed fails at once)."""
+        async with self._lock:
+            again = [*batch, *self._uncommitted]
+            self._uncommitted.clear()
+            try:
+                await self._rebuild()
+            except Exception as rebuild_error:
+                for item in again:
+                    _fail(item, rebuild_error)
+                return
+            if len(again) == 1:
+                _fail(again[0], error)
+                return
+            for item in again:
+                assert item.command is not None
+                try:
+                    item.events = item.command(self.engine)
+                    await self._store([item])
+                except Exception as alone:
+                    _fail(item, alone)
+                    try:
+                        await self._rebuild()
+                    except Exception as rebuild_error:
+                        for rest in again[again.index(item) + 1:]:
+                            _fail(rest, rebuild_error)
+                        return
+                else:
+                    self._committed([item])
+
     async def _rebuild(self) -> list[ev.Event]:
         async with self._database.session() as session:
             tenant = await Tenants(session).get(self._tenant_id)
@@ -159,7 +249,10 @@ class RoutingService:
         engine.restore_figures(await self._todays_events(engine))
         self._engine = engine
         self._queue_policies = {queue: policy for queue, policy in policies if policy}
-        await self._commit(events)
+        if events:
+            restored = _Command(None, None, events)
+            await self._store([restored])
+            self._committed([restored])
         return events
 
     async def _todays_events(self, engine: Engine) -> list[ev.Event]:
@@ -176,9 +269,10 @@ class RoutingService:
             return [ev.decode_event(row.type, row.at.timestamp(), row.seq, row.payload)
                     for row in rows]
 
-    async def _commit(self, events: list[ev.Event], alongside: Alongside | None = None) -> None:
-        if not events and alongside is None:
-            return
+    async def _store(self, batch: list[_Command]) -> None:
+        """One transaction for the batch's events, their rows and what they write alongside."""
+        events = [event for item in batch for event in item.events]
+        self.commits += 1
         async with self._database.session() as session:
             stored = await Events(session, self._tenant_id).append(
                 [NewEvent(type=e.type, payload=ev.encode_payload(e), at=_datetime(e.at))
@@ -189,15 +283,27 @@ class RoutingService:
                     f"tenant {self._tenant_id}: stored seqs {stored[0].seq}.. differ from the "
                     f"engine's {events[0].seq}..; another process writes this tenant's events"
                 )
-            # The rows a channel writes (a chat's conversation and contact) come first: the
-            # task rows refer to them.
-            if alongside is not None:
-                await alongside(session, events)
-            await _TaskRows(session, self._tenant_id).apply(events)
+            rows = _TaskRows(session, self._tenant_id)
+            for item in batch:
+                # The rows a channel writes (a chat's conversation and contact) come first:
+                # the task rows refer to them.
+                if item.alongside is not None:
+                    await item.alongside(session, item.events)
+                await rows.apply(item.events)
+
+    def _committed(self, batch: list[_Command]) -> None:
+        """Tell the listeners, in order, then the commands' callers."""
         self.changed.set()
-        if events:
-            for listener in self._listeners:
-                listener(events)
+        for item in batch:
+            if item.events:
+                for listener in self._listeners:
+                    try:
+                        listener(item.events)
+                    except Exception:  # a listener's fault must not keep the callers waiting
+                        log.exception("routing: a commit listener failed")
+        for item in batch:
+            if item.done is not None and not item.done.done():
+                item.done.set_result(item.events)
 
 
 class WallClock:
@@ -240,18 +346,26 @@ class _TaskRows:
         self._agents = Agents(session, tenant_id)
         self._rows: dict[str, Task] = {}
         self._new: list[Task] = []
+        self._changed: dict[str, Task] = {}
 
     async def apply(self, events: list[ev.Event]) -> None:
+        """One command's events (a batch applies its commands' in turn)."""
         for event in events:
             await self._apply(event)
-        await self._tasks.add_all(self._new)  # one flush for the command's new tasks
-        for row in self._rows.values():
+        if self._new:
+            await self._tasks.add_all(self._new)  # one flush for the command's new tasks
+            for row in self._new:
+                self._changed.pop(row.id, None)
+            self._new = []
+        for row in self._changed.values():
             await self._tasks.save(row)
+        self._changed.clear()
 
     async def _row(self, task_id: str) -> Task:
         row = self._rows.get(task_id)
         if row is None:
             row = self._rows[task_id] = await self._tasks.get(task_id)
+        self._changed[task_id] = row
         return row
 
     async def _apply(self, event: ev.Event) -> None:  # one branch per event type
@@ -306,6 +420,11 @@ class _TaskRows:
                 if agent.status != event.status:
                     agent.status, agent.status_since = event.status, at
                     await self._agents.save(agent)
+
+
+def _fail(item: _Command, error: BaseException) -> None:
+    if item.done is not None and not item.done.done():
+        item.done.set_exception(error)
 
 
 def _route_of(policy_id: str) -> tuple[str | None, str | None]:

@@ -131,3 +131,41 @@ async def test_timers_fire_on_the_wall_clock(database: Database) -> None:
     stored = await stored_types()
     assert "offer.timed_out" in stored
     assert stored.count("offer.created") >= 2
+
+
+async def test_commands_run_together_share_a_commit_and_a_bad_one_fails_alone(
+        database: Database) -> None:
+    import asyncio
+
+    tenant, queue, _ = await set_up(database)
+    service = RoutingService(database, tenant, ManualClock(START_S))
+    await service.start()
+    ids = [f"t{n:02}" for n in range(12)]
+    commits = service.commits
+    await asyncio.gather(*(service.create_task(TaskRequest(channel="voice", queue=queue, id=i))
+                           for i in ids))
+    assert service.commits - commits < len(ids)  # grouped: one transaction for many commands
+    assert [t.id for t in service.engine.waiting_tasks(queue)] == ids
+
+    # A command whose rows cannot be stored (a queue the store does not know), among good ones:
+    # the batch fails, is run again one command per transaction, and only the bad one fails.
+    later = [f"u{n:02}" for n in range(6)]
+    results = await asyncio.gather(
+        *(service.create_task(TaskRequest(channel="voice", queue=queue, id=i)) for i in later[:3]),
+        service.run(lambda engine: (
+            engine.configure_queue(QueueConfig(id="ghost"))
+            + engine.create_task(TaskRequest(channel="voice", queue="ghost", id="x")))),
+        *(service.create_task(TaskRequest(channel="voice", queue=queue, id=i)) for i in later[3:]),
+        return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["list"] * 3 + ["NotFound"] + ["list"] * 3
+    assert [q.config.id for q in service.engine.queues()] == [queue]
+    assert [t.id for t in service.engine.waiting_tasks(queue)] == ids + later
+
+    restarted = RoutingService(database, tenant, ManualClock(START_S))
+    await restarted.start()
+    assert [t.id for t in restarted.engine.waiting_tasks(queue)] == ids + later
+    async with database.session() as session:
+        seqs = list((await session.execute(
+            select(Event.seq).where(Event.tenant_id == tenant).order_by(Event.seq))).scalars())
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert {t.id for t in await Tasks(session, tenant).list_all()} == set(ids + later)

@@ -133,3 +133,23 @@ def test_admin_connects_channels(e2e_site: tuple[LiveServer, Seeded],
     page.get_by_role("button", name="Create").click()
     expect(section.get_by_test_id("row").filter(has_text="help@acme.example")).to_have_count(1)
     screenshot(page, "admin-mailboxes")
+
+    # The CRM connector, and the client company's contact for a queue.
+    page.get_by_role("link", name="CRM", exact=True).click()
+    expect(section.get_by_role("heading", name="Connector", exact=True)).to_be_visible()
+    page.get_by_label("Look customers up in the CRM").check()
+    page.get_by_label("Lookup URL").fill("https://crm.example/api/contacts?phone={phone}")
+    page.get_by_label("Push every finished contact").check()
+    page.get_by_label("Push URL").fill("https://crm.example/hooks/omnicc")
+    page.get_by_role("button", name="Save connector").click()
+    expect(page.get_by_test_id("status")).to_contain_text("push signing secret, shown only now")
+    expect(section).to_contain_text("Everything was delivered.")
+    screenshot(page, "admin-crm")
+    page.get_by_role("link", name="Client contacts").click()
+    page.get_by_role("button", name="New client contact").click()
+    page.get_by_label("Queue id").fill(seeded.queues["support"])
+    page.get_by_label("Email", exact=True).fill("Paula@Client.example")
+    page.get_by_label("Urgent wrap-up codes").fill("escalate, complaint")
+    page.get_by_role("button", name="Create").click()
+    expect(section.get_by_test_id("row").filter(has_text="support")).to_contain_text(
+        "paula@client.example")

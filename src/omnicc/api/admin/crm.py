@@ -25,7 +25,7 @@ from omnicc.app.customers import normal_identity
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
 from omnicc.app.webhooks import new_secret
-from omnicc.core.errors import NotFound
+from omnicc.core.errors import InvalidConfiguration, NotFound
 from omnicc.store.repositories import Queues
 from omnicc.store.tables import ClientContact, ClientNotification, CrmConnector, CrmPush, utc_now
 
@@ -229,6 +229,8 @@ async def retry_push(push_id: str, request: Request, principal: Admin) -> Respon
 # --- client contacts and their notifications -----------------------------------------------------
 
 class ClientContactIn(Section):
+    queue_id: str | None = Field(default=None, max_length=36, description=(
+        "The queue (required on POST; on PUT the address names it)."))
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3,
                                             max_length=320)]
     is_enabled: bool = True
@@ -242,6 +244,7 @@ class ClientContactIn(Section):
 
 
 class ClientContactOut(ClientContactIn):
+    id: str = Field(description="The queue's id: a queue has at most one client contact.")
     queue_id: str
     queue_name: str
 
@@ -259,15 +262,33 @@ async def list_client_contacts(request: Request, principal: Admin) -> list[Clien
 
 
 def _contact_out(row: ClientContact, queue_name: str) -> ClientContactOut:
-    return ClientContactOut(queue_id=row.queue_id, queue_name=queue_name, email=row.email,
-                            is_enabled=row.is_enabled, urgent_priority=row.urgent_priority,
-                            urgent_codes=list(row.urgent_codes), batch_minutes=row.batch_minutes)
+    return ClientContactOut(id=row.queue_id, queue_id=row.queue_id, queue_name=queue_name,
+                            email=row.email, is_enabled=row.is_enabled,
+                            urgent_priority=row.urgent_priority,
+                            urgent_codes=list(row.urgent_codes),
+                            batch_minutes=row.batch_minutes)
+
+
+@router.post("/client-contacts", status_code=201, response_model=ClientContactOut,
+             responses=CHANGE_ERRORS, summary="Set a queue's client contact (body names the queue)")
+async def post_client_contact(body: ClientContactIn, request: Request,
+                              principal: Admin) -> ClientContactOut:
+    if not body.queue_id:
+        raise InvalidConfiguration("client contact: queue_id is required")
+    return await _save_client_contact(body.queue_id, body, request, principal)
 
 
 @router.put("/client-contacts/{queue_id}", response_model=ClientContactOut,
             responses=CHANGE_ERRORS, summary="Set a queue's client contact")
 async def put_client_contact(queue_id: str, body: ClientContactIn, request: Request,
                              principal: Admin) -> ClientContactOut:
+    if body.queue_id not in (None, queue_id):
+        raise InvalidConfiguration("client contact: queue_id differs from the address's")
+    return await _save_client_contact(queue_id, body, request, principal)
+
+
+async def _save_client_contact(queue_id: str, body: ClientContactIn, request: Request,
+                               principal: Admin) -> ClientContactOut:
     email = normal_identity("email", body.email)
     async with changing(request, principal, affects_routing=False) as session:
         queue = await referenced(Queues(session, principal.tenant_id), queue_id,

@@ -1,6 +1,7 @@
 // The admin page: lists and forms over /api/admin, plain ES module, no build step. The section
 // is in the address (#queues), so a reload or a shared link opens the same one.
 import { api, ApiError, currentUser, toast } from "/static/session.js";
+import { showCrm } from "/static/admin-crm.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const ranges = (text) => text.split(",").map((r) => r.trim()).filter(Boolean).map((r) => r.split("-").map((t) => t.trim()));
@@ -87,6 +88,14 @@ const SECTIONS = {
     ["verify_token", "Verify token (Meta)", "password", "Empty: unchanged"],
     ["api_base_url", "API base URL", "text", "Empty: the provider's public API"],
     ["is_enabled", "Enabled", "bool", "", null, true]] },
+  "client-contacts": { title: "Client contacts", noun: "client contact", path: "client-contacts",
+    columns: [["queue_name", "Queue"], ["email", "Email"], ["batch_minutes", "Together every (min)"], ["is_enabled", "Enabled"]], fields: [
+    ["queue_id", "Queue id", "text", "The client company is emailed about every contact this queue handled"], ["email", "Email", "text"],
+    ["urgent_priority", "Urgent from priority", "number", "Empty: priority never makes a contact urgent"],
+    ["urgent_codes", "Urgent wrap-up codes", "list", "Comma separated; urgent contacts are emailed at once"],
+    ["batch_minutes", "Send the others together every (min)", "number", "0: one email per contact at once", null, 0],
+    ["is_enabled", "Enabled", "bool", "", null, true]] },
+  crm: { title: "CRM", custom: true },
   config: { title: "Export / import", custom: true },
 };
 
@@ -205,7 +214,7 @@ async function showSection(name, message = "") {
   const actions = $("section-actions");
   actions.replaceChildren();
   area.replaceChildren();
-  if (section.custom) return showConfig(area);
+  if (section.custom) return name === "crm" ? showCrm(area, { el, input, read, say, showError }) : showConfig(area);
   const error = el("p", { className: "form-error", attrs: { role: "alert" }, hidden: true });
   let rows;
   try { rows = await api(`/api/admin/${section.path}`); } catch (problem) {

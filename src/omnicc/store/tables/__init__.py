@@ -49,6 +49,7 @@ from omnicc.store.tables.voice import (
     VoiceNumber,
     VoicePrompt,
 )
+from omnicc.store.tables.wfm import WfmSchedule, WfmShift
 
 metadata = Base.metadata
 
@@ -100,6 +101,8 @@ __all__ = [
     "VoicePrompt",
     "WebhookDelivery",
     "WebhookSubscription",
+    "WfmSchedule",
+    "WfmShift",
     "WrapUpCode",
     "metadata",
     "utc_now",

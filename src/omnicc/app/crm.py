@@ -622,6 +622,10 @@ class CrmService:
                                      follow_redirects=False, trust_env=False) as client:
             try:
                 while True:
+                    # Subscribed before the step: an event committed during it wakes the next.
+                    if self._bus is not None and (subscription is None or
+                                                  subscription.is_closed):
+                        subscription = self._bus.subscribe(tenant_id, EVENTS_TOPIC)
                     wait_s = self._poll_s
                     for step, next_due in outboxes:
                         try:
@@ -630,11 +634,7 @@ class CrmService:
                             if due is not None:
                                 wait_s = min(wait_s, due)
                         except Exception:  # a bad moment of the database must not end it
-                            log.exception("crm: outbox step failed",
-                                          extra={"tenant": tenant_id})
-                    if self._bus is not None and (subscription is None or
-                                                  subscription.is_closed):
-                        subscription = self._bus.subscribe(tenant_id, EVENTS_TOPIC)
+                            log.exception("crm: outbox step failed", extra={"tenant": tenant_id})
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(max(wait_s, 0.05)):
                             if subscription is None:

@@ -8,12 +8,16 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import httpx
 import pytest
 from sqlalchemy import select
 
-from omnicc.app.crm import CrmDirectory, CrmPusher, start_reading
+from omnicc.app.crm import CrmDirectory, CrmPusher, CrmService, start_reading
+from omnicc.app.event_feed import EVENTS_TOPIC
+from omnicc.app.routing import WallClock
 from omnicc.app.webhooks import DeliveryPolicy, new_client
+from omnicc.bus import Bus, Notice
 from omnicc.core.clock import ManualClock
 from omnicc.store.database import Database
 from omnicc.store.tables import CrmConnector, CrmPush, Customer, Identity
@@ -179,3 +183,26 @@ async def test_a_push_that_was_never_configured_reads_nothing(
         await pusher.step(client)
     async with database.session() as session:
         assert (await session.scalars(select(CrmPush))).all() == []
+
+
+async def test_the_running_service_pushes_what_finishes(
+        seeded: tuple[Database, Seeded], database: Database, receiver: Receiver) -> None:
+    """The loop the server starts: woken by the bus when an event is committed."""
+    _, acme = seeded
+    async with database.session() as session:
+        session.add(CrmConnector(tenant_id=acme.tenant_id, push_enabled=True,
+                                 push_url=receiver.url, push_secret=SECRET))
+        await start_reading(session, acme.tenant_id, "crm_push")
+    bus = Bus()
+    service = CrmService(database, WallClock(), bus, poll_s=60)
+    await service.start()
+    try:
+        task = await finish_contact(database, acme.tenant_id, acme.queues["support"],
+                                    acme.agents["bob"])
+        bus.publish(acme.tenant_id, [EVENTS_TOPIC], Notice("task.ended", {}))
+        with anyio.fail_after(10):
+            while not receiver.accepted:
+                await anyio.sleep(0.02)
+    finally:
+        await service.stop()
+    assert receiver.accepted == Counter({f"contact.{task}": 1})

@@ -162,3 +162,15 @@ def day_slice(series: IntervalSeries, first_day: int, days: int) -> IntervalSeri
     low, high = first_day * per_day, (first_day + days) * per_day
     return IntervalSeries(series.start + timedelta(days=first_day), series.interval_s,
                           series.volume[low:high], series.aht_s[low:high])
+
+
+def resample(series: IntervalSeries, interval_s: int) -> IntervalSeries:
+    """The same history in longer intervals: volumes add up, AHT is the volume-weighted mean."""
+    if interval_s <= 0 or SECONDS_PER_DAY % interval_s or interval_s % series.interval_s:
+        raise HistoryError(
+            f"the history has {series.interval_s} s intervals; the interval must be a multiple "
+            f"of that and divide a day, got {interval_s} s"
+        )
+    rows = [(series.interval_start(i), series.volume[i], series.aht_s[i])
+            for i in range(len(series))]
+    return series_from_rows(rows, interval_s) if rows else series

@@ -57,6 +57,7 @@ def test_backtest_json(history_csv: Path) -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["holdout_days"] == 14 and payload["interval_s"] == 3600
+    assert payload["source"] == str(history_csv)
     pairs = [(r["model"], r["horizon_days"]) for r in payload["results"]]
     assert pairs == [("seasonal-naive", 1), ("seasonal-naive", 7), ("hw-profile", 1),
                      ("hw-profile", 7)]

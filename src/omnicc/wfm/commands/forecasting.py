@@ -18,7 +18,12 @@ from omnicc.wfm.commands import wfm_app
 from omnicc.wfm.commands.queueing import fail
 from omnicc.wfm.forecast import DEFAULT_MODEL, MODELS, DayBook, forecast_days
 from omnicc.wfm.forecast_backtest import BacktestScore, backtest
-from omnicc.wfm.forecast_history import HistoryError, load_history_csv, write_series_csv
+from omnicc.wfm.forecast_history import (
+    HistoryError,
+    load_history_csv,
+    resample,
+    write_series_csv,
+)
 from omnicc.wfm.series import IntervalSeries
 
 _UNITS_S = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
@@ -52,11 +57,11 @@ def forecast_json(series: IntervalSeries, model: str) -> dict[str, object]:
     }
 
 
-def backtest_json(path: Path, book: DayBook, holdout_days: int,
+def backtest_json(source: str, book: DayBook, holdout_days: int,
                   scores: list[BacktestScore]) -> dict[str, object]:
     """The `--backtest --json` object."""
     return {
-        "file": str(path),
+        "source": source,
         "interval_s": book.history.interval_s,
         "history_days": book.days,
         "holdout_days": holdout_days,
@@ -102,9 +107,18 @@ def _print_backtest(scores: list[BacktestScore], holdout_days: int) -> None:
 
 @wfm_app.command("forecast")
 def forecast_command(
-    csv_path: Annotated[Path, typer.Option(
-        "--csv", help="History: start,volume[,aht_s] or the bank format DateTime,Calls.",
-        show_default=False)],
+    csv_path: Annotated[Path | None, typer.Option(
+        "--csv", help="History file: start,volume[,aht_s] or the bank format DateTime,Calls.",
+        show_default=False)] = None,
+    queue: Annotated[str | None, typer.Option(
+        "--queue", help="History of this queue (id or name) from OmniCC's report tables.",
+        show_default=False)] = None,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", help="Tenant slug for --queue [default: the only tenant].",
+        show_default=False)] = None,
+    history_length: Annotated[str, typer.Option(
+        "--history", help="With --queue: how far back to read, up to last midnight (UTC).")
+    ] = "8w",
     horizon: Annotated[str, typer.Option(
         "--horizon", help="Days to forecast after the history: '1d', '1w', '2w'...")] = "1w",
     interval: Annotated[str, typer.Option(
@@ -136,8 +150,15 @@ def forecast_command(
         fail(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
     if not aht_s >= 0:
         fail(f"--aht-s must be >= 0, got {aht_s:g}")
+    if (csv_path is None) == (queue is None):
+        fail("give the history as --csv FILE or as --queue QUEUE (one of them)")
     try:
-        history = load_history_csv(csv_path, interval_s, aht_s)
+        if csv_path is not None:
+            history = load_history_csv(csv_path, interval_s, aht_s)
+        else:
+            assert queue is not None
+            history_days = parse_duration_s("--history", history_length, "dw") // 86_400
+            history = resample(_queue_history(queue, tenant, history_days), interval_s)
         book = DayBook(history, country)
         if run_backtest:
             if out is not None:
@@ -146,7 +167,8 @@ def forecast_command(
             scores = _backtest_with_progress(
                 history, model, sorted({1, horizon_days}), holdout_days, country)
             if json_output:
-                typer.echo(json.dumps(backtest_json(csv_path, book, holdout_days, scores)))
+                source = str(csv_path) if csv_path is not None else f"queue {queue}"
+                typer.echo(json.dumps(backtest_json(source, book, holdout_days, scores)))
             else:
                 _print_backtest(scores, holdout_days)
             return
@@ -160,6 +182,25 @@ def forecast_command(
         typer.echo(json.dumps(forecast_json(series, chosen)))
     else:
         _print_forecast(series, chosen)
+
+
+def _queue_history(queue: str, tenant: str | None, days: int) -> IntervalSeries:
+    """The queue's history from the configured database (migrated first, like every command
+    that opens it)."""
+    from omnicc.config import SettingsError, load_settings
+    from omnicc.core.errors import OmniccError
+    from omnicc.store.database import migrate
+    from omnicc.wfm.forecast_store import load_queue_history
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        fail(str(error))
+    migrate(settings.database_url)
+    try:
+        return load_queue_history(settings.database_url, queue, tenant=tenant, days=days)
+    except OmniccError as error:
+        fail(str(error))
 
 
 def _backtest_with_progress(history: IntervalSeries, model: str | None, horizons: list[int],

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import holidays
 import numpy as np
@@ -54,6 +54,15 @@ PROFILE_WEEKS = 6
 EXPECTATION_WEEKS = 4
 
 Matrix = NDArray[np.float64]
+
+
+@lru_cache(maxsize=64)
+def _calendar(country: str, year: int) -> holidays.HolidayBase:
+    """One year of a country's holidays (building one takes about a millisecond)."""
+    try:
+        return holidays.country_holidays(country, years=year)
+    except NotImplementedError:
+        raise HistoryError(f"no holiday calendar for country {country!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +96,7 @@ class DayBook:
         return self.first_day + timedelta(days=day)
 
     def holiday_name(self, when: date) -> str | None:
-        return self._calendar(when.year).get(when)
-
-    def _calendar(self, year: int) -> holidays.HolidayBase:
-        try:
-            return holidays.country_holidays(self.country, years=year)
-        except NotImplementedError:
-            raise HistoryError(f"no holiday calendar for country {self.country!r}") from None
+        return _calendar(self.country, when.year).get(when)
 
     def _kinds(self) -> DayKinds:
         holiday = tuple(self.holiday_name(self.date_of(d)) for d in range(self.days))

@@ -31,10 +31,13 @@ from omnicc.channels.messaging.providers import CHANNELS, PROVIDERS
 from omnicc.channels.messaging.service import MessagingService
 from omnicc.channels.messaging.shape import BadPayload, BadSignature, WebhookRequest
 from omnicc.core.errors import InvalidConfiguration, NotFound
-from omnicc.store.repositories import MessagingAccounts, find_messaging_account
+from omnicc.store.repositories import MessagingAccounts
 from omnicc.store.tables import MessagingAccount
 
 router = APIRouter(tags=["messaging"])
+webhooks = APIRouter(tags=["messaging"])
+"""The providers' webhooks, matched before every other route (the busiest path under load:
+matching a path through all the API's routers costs more than checking the signature)."""
 log = logging.getLogger("omnicc.messaging")
 
 Handler = Annotated[Principal, Depends(require_permission(Permission.HANDLE_CONTACTS))]
@@ -76,8 +79,7 @@ async def messaging_desk(request: Request, tenant_id: str) -> MessagingDesk:
 # --- webhooks ----------------------------------------------------------------------------------
 
 async def _account(request: Request, account_id: str) -> MessagingAccount:
-    async with request.app.state.database.session() as session:
-        account = await find_messaging_account(session, account_id)
+    account = await messaging_service(request).account(account_id)
     if account is None or not account.is_enabled:
         raise NotFound(f"messaging account {account_id} not found")
     return account
@@ -91,7 +93,7 @@ def _public_url(request: Request) -> str:
     return f"{base}{request.url.path}{query}"
 
 
-@router.get("/api/messaging/{account_id}/webhook", responses=WEBHOOK_ERRORS,
+@webhooks.get("/api/messaging/{account_id}/webhook", responses=WEBHOOK_ERRORS,
             summary="Meta's subscription check (hub.mode=subscribe, hub.verify_token, "
                     "hub.challenge)")
 async def handshake(account_id: str, request: Request) -> Response:
@@ -108,7 +110,7 @@ async def handshake(account_id: str, request: Request) -> Response:
     return Response(challenge, media_type="text/plain")
 
 
-@router.post("/api/messaging/{account_id}/webhook", responses=WEBHOOK_ERRORS,
+@webhooks.post("/api/messaging/{account_id}/webhook", responses=WEBHOOK_ERRORS,
              summary="A provider's webhook: messages and delivery receipts")
 async def webhook(account_id: str, request: Request) -> Response:
     account = await _account(request, account_id)
@@ -334,7 +336,9 @@ async def create_account(body: AccountIn, request: Request, principal: Admin) ->
             summary="Change an account (left-out secrets are kept)")
 async def update_account(account_id: str, body: AccountIn, request: Request,
                          principal: Admin) -> AccountOut:
-    return await _save(request, principal, body, account_id)
+    out = await _save(request, principal, body, account_id)
+    messaging_service(request).forget(account_id)
+    return out
 
 
 @router.delete(ADMIN + "/{account_id}", status_code=204, responses=NOT_FOUND,
@@ -342,3 +346,4 @@ async def update_account(account_id: str, body: AccountIn, request: Request,
 async def delete_account(account_id: str, request: Request, principal: Admin) -> None:
     async with changing(request, principal, affects_routing=False) as session:
         await MessagingAccounts(session, principal.tenant_id).delete(account_id)
+    messaging_service(request).forget(account_id)

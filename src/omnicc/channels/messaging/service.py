@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -25,11 +26,17 @@ from omnicc.channels.messaging.providers import PROVIDERS
 from omnicc.channels.messaging.shape import SendFailed
 from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
-from omnicc.store.repositories import MessagingAccounts, Tenants
-from omnicc.store.tables import Conversation
+from omnicc.store.repositories import MessagingAccounts, Tenants, find_messaging_account
+from omnicc.store.tables import Conversation, MessagingAccount
 from omnicc.store.tables.messaging import MESSAGING_CHANNELS
 
 log = logging.getLogger("omnicc.messaging")
+
+ACCOUNT_TTL_S: Final = 2.0
+"""How long webhooks trust an account read from the store (one read per account, not per
+webhook, under load): a change made through another process applies within this time, one
+made through this process at once (`forget`)."""
+MAX_CACHED_ACCOUNTS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,27 @@ class MessagingService:
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
         self._is_running = False
+        self._accounts: dict[str, tuple[float, MessagingAccount]] = {}
+
+    async def account(self, account_id: str) -> MessagingAccount | None:
+        """The account a webhook names (any tenant's), read at most every `ACCOUNT_TTL_S`."""
+        now = time.monotonic()
+        cached = self._accounts.get(account_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._database.session() as session:
+            row = await find_messaging_account(session, account_id)
+        if row is None:  # unknown ids are not kept: guessing them fills no memory
+            self._accounts.pop(account_id, None)
+            return None
+        if len(self._accounts) >= MAX_CACHED_ACCOUNTS:
+            self._accounts.clear()
+        self._accounts[account_id] = (now + ACCOUNT_TTL_S, row)
+        return row
+
+    def forget(self, account_id: str) -> None:
+        """The account changed: the next webhook reads it again."""
+        self._accounts.pop(account_id, None)
 
     async def desk(self, tenant_id: str) -> MessagingDesk:
         desk = self._desks.get(tenant_id)

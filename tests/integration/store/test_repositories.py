@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from omnicc.core.errors import NotFound
@@ -125,6 +125,30 @@ async def test_a_row_of_another_tenant_in_the_session_is_still_refused(
         assert (await Tasks(session, a).add(Task(channel="chat", queue_id=queue_a.id))).id
         with pytest.raises(NotFound):
             await Tasks(session, a).add(Task(channel="chat", queue_id=queue_b.id))
+
+
+async def test_a_reference_found_once_is_not_queried_again_in_the_session(
+        database: Database) -> None:
+    a, b = await _tenants(database)
+    async with database.session() as session:
+        queue_a = (await Queues(session, a).add(Queue(name="support"))).id
+        queue_b = (await Queues(session, b).add(Queue(name="sales"))).id
+    async with database.session() as session:
+        statements: list[str] = []
+        sync_engine = database.engine.sync_engine
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            statements.append(statement)
+
+        event.listen(sync_engine, "before_cursor_execute", count)
+        try:
+            for _ in range(3):
+                await Tasks(session, a).add(Task(channel="chat", queue_id=queue_a))
+        finally:
+            event.remove(sync_engine, "before_cursor_execute", count)
+        assert sum("count(" in s.lower() for s in statements) == 1
+        with pytest.raises(NotFound):  # another tenant's queue is still refused
+            await Tasks(session, a).add(Task(channel="chat", queue_id=queue_b))
 
 
 async def test_changes_inside_json_columns_are_saved(database: Database) -> None:

@@ -118,6 +118,14 @@ class TenantRepository(Generic[RowT]):
                                                       .identity_key_from_primary_key((value,)))
                 if known is not None and getattr(known, "tenant_id", None) == self.tenant_id:
                     continue
+            # A reference found once needs no second query in the session (a batch of
+            # routing commands refers to the same queue and agents again and again): a row
+            # keeps its tenant, and the database's foreign keys still guard its existence.
+            found = (referred.name, key.column.name, value, self.tenant_id)
+            checked: set[tuple[str, str, Any, str]] = self.session.info.setdefault(
+                "checked_references", set())
+            if found in checked:
+                continue
             statement = (
                 select(func.count())
                 .select_from(referred)
@@ -125,6 +133,7 @@ class TenantRepository(Generic[RowT]):
             )
             if not (await self.session.execute(statement)).scalar_one():
                 raise NotFound(f"{referred.name.rstrip('s')} {value} not found")
+            checked.add(found)
 
     async def _own(self, row: Base) -> None:
         current = getattr(row, "tenant_id", None)

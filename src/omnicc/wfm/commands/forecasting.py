@@ -114,7 +114,7 @@ def forecast_command(
         "--queue", help="History of this queue (id or name) from OmniCC's report tables.",
         show_default=False)] = None,
     tenant: Annotated[str | None, typer.Option(
-        "--tenant", help="Tenant slug for --queue [default: the only tenant].",
+        "--tenant", help="Tenant slug for --queue (default: the only tenant).",
         show_default=False)] = None,
     history_length: Annotated[str, typer.Option(
         "--history", help="With --queue: how far back to read, up to last midnight (UTC).")
@@ -124,8 +124,8 @@ def forecast_command(
     interval: Annotated[str, typer.Option(
         "--interval", help="Interval length: '15m', '30m', '1h'...")] = "30m",
     model: Annotated[str | None, typer.Option(
-        "--model", help=f"{' or '.join(MODELS)} [default: {DEFAULT_MODEL}; "
-        "a backtest compares all]", show_default=False)] = None,
+        "--model", help=f"{' or '.join(MODELS)} (default: {DEFAULT_MODEL}; "
+        "a backtest compares all).", show_default=False)] = None,
     run_backtest: Annotated[bool, typer.Option(
         "--backtest", help="Score the models on the last --holdout weeks (MAPE, MASE) at "
         "1 day and --horizon ahead, instead of forecasting.")] = False,

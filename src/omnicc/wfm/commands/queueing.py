@@ -245,8 +245,11 @@ def staff_command(
     ] = 0.0,
     json_output: JsonOption = False,
 ) -> None:
-    """Required agents for a target (service level, ASA, abandonment, blocking), and the
-    agents to schedule after shrinkage."""
+    """Agents needed for a target, and agents to schedule after shrinkage.
+
+    Targets: service level, ASA, abandonment (Erlang A, with --patience-s), occupancy; or
+    blocking alone (Erlang B lines, --max-block).
+    """
     _check_workload(arrivals_per_hour, aht_s, threshold_s, patience_s)
     _share("--service-level", service_level, closed_above=False)
     _finite_at_least("--asa-s", asa_s, 0, strict=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from functools import cached_property, lru_cache
 
 import holidays
@@ -84,7 +84,7 @@ class DayBook:
             raise HistoryError("the history must cover whole UTC days")
         self.history = history
         self.country = country
-        self.first_day = history.start.date()
+        self.first_day = history.start.astimezone(UTC).date()
         self.volume: Matrix = np.asarray(history.volume, dtype=np.float64).reshape(
             -1, self.per_day)
         self.aht: Matrix = np.asarray(history.aht_s, dtype=np.float64).reshape(-1, self.per_day)

@@ -98,7 +98,8 @@ def series_from_rows(
 
     Volumes add up; AHT is the volume-weighted mean. Rows without AHT take `default_aht_s`.
     """
-    ordered = sorted(rows, key=lambda row: row[0])
+    ordered = sorted(((start.astimezone(UTC), volume, aht) for start, volume, aht in rows),
+                     key=lambda row: row[0])
     starts = [row[0] for row in ordered]
     gaps = {int((b - a).total_seconds()) for a, b in itertools.pairwise(starts)}
     if 0 in gaps:

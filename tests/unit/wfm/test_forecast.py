@@ -1,6 +1,6 @@
 """Forecasting: reading histories, the calendar of day kinds, the two models and backtests."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,7 @@ from omnicc.wfm.forecast import MODELS, DayBook, forecast, load_history_csv
 from omnicc.wfm.forecast_backtest import backtest
 from omnicc.wfm.forecast_history import (
     HistoryError,
+    resample,
     series_from_rows,
     write_series_csv,
 )
@@ -227,3 +228,15 @@ def test_hw_profile_beats_seasonal_naive_on_the_bank_calls() -> None:
         assert strong.mape < naive.mape
         assert strong.mase < naive.mase
     assert scores["hw-profile", 1].mape < 0.08
+
+
+def test_a_start_in_another_time_zone_is_read_as_utc() -> None:
+    history = periodic_history(days=21)
+    helsinki = timezone(timedelta(hours=2))
+    shifted = IntervalSeries(history.start.astimezone(helsinki), history.interval_s,
+                             history.volume, history.aht_s)
+    assert forecast(shifted, 7, model="seasonal-naive").volume == forecast(
+        history, 7, model="seasonal-naive").volume
+    assert resample(shifted, 7200) == resample(history, 7200)
+    with pytest.raises(HistoryError, match="multiple"):
+        resample(history, 1800)

@@ -115,6 +115,10 @@ def test_simulator_agrees_within_its_confidence_intervals(
         estimate = getattr(overall, name)
         assert estimate.contains(value), (name, estimate, value)
     assert result.occupancy.contains(occupancy)
+    # Little's law on the agents, from the simulation's own output: busy agents = throughput x
+    # mean handle time.
+    throughput_per_s = overall.handled / (result.batches * result.batch_hours * 3600)
+    assert result.occupancy.mean * agents == pytest.approx(throughput_per_s * aht_s, rel=0.02)
 
 
 # --- properties -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,8 @@ VOICE = "voice"
 PHONE = "phone"
 
 TaskWatcher = Callable[[ev.Event], None]
+RecordWrite = Callable[[AsyncSession], Awaitable[None]]
+"""Saves the call's detail record in the routing command's transaction (one fewer of its own)."""
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
@@ -109,12 +111,17 @@ class VoiceDesk:
                       attributes: dict[str, Any] | None = None, priority: int = 0,
                       direction: str = "inbound", subject: str = "",
                       watcher: TaskWatcher | None = None,
-                      arrived_at: float | None = None) -> VoiceContact:
+                      arrived_at: float | None = None,
+                      record: Callable[[AsyncSession, VoiceContact], Awaitable[None]]
+                      | None = None) -> VoiceContact:
         """Open the call's contact and put its task in line; `watcher` gets the task's engine
         events from the first one on (an offer can be made in the same commit). `arrived_at`
-        (POSIX seconds) keeps an earlier place in line: a callback for a caller who waited."""
+        (POSIX seconds) keeps an earlier place in line: a callback for a caller who waited.
+        `record` saves the call's record, with the contact, in the same transaction."""
         at = _now()
         conversation_id, contact_id, task_id = _new_id(), _new_id(), _new_id()
+        contact = VoiceContact(conversation_id=conversation_id, contact_id=contact_id,
+                               customer_id=customer.id, task_id=task_id, queue_id=queue_id)
         task_attributes = {"customer_name": customer.name,
                            "customer_phone": str(customer.attributes.get("phone", "")),
                            "contact_id": contact_id, "call_id": call_id,
@@ -128,6 +135,8 @@ class VoiceDesk:
                 id=contact_id, conversation_id=conversation_id, customer_id=customer.id,
                 channel=VOICE, direction=direction, queue_id=queue_id, started_at=at,
                 attributes={"call_id": call_id, **(attributes or {})}))
+            if record is not None:
+                await record(session, contact)
 
         if watcher is not None:
             self._watchers[task_id] = watcher
@@ -139,8 +148,7 @@ class VoiceDesk:
         except BaseException:
             self._watchers.pop(task_id, None)
             raise
-        return VoiceContact(conversation_id=conversation_id, contact_id=contact_id,
-                            customer_id=customer.id, task_id=task_id, queue_id=queue_id)
+        return contact
 
     def watch(self, task_id: str, watcher: TaskWatcher) -> None:
         """`watcher` gets a task's engine events from now on (an outbound call's task, put in
@@ -153,10 +161,11 @@ class VoiceDesk:
         except NotFound:
             return None
 
-    async def accept(self, offer_id: str) -> bool:
+    async def accept(self, offer_id: str, *, record: RecordWrite | None = None) -> bool:
         """The agent answered: False when the offer is no longer pending (withdrawn, timed
         out), and the caller must then not be connected to that agent. The contact names the
-        agent who took the call (the last one, after a transfer)."""
+        agent who took the call (the last one, after a transfer); `record` saves the call's
+        record as answered in the same transaction."""
         engine = self._routing.engine
         try:
             offer = engine.offer(offer_id)
@@ -170,6 +179,8 @@ class VoiceDesk:
                 contact = await contacts.get(contact_id)
                 contact.agent_id = offer.agent_id
                 await contacts.save(contact)
+            if record is not None:
+                await record(session)
 
         try:
             await self._routing.run(lambda engine: engine.accept(offer_id), alongside=assign)
@@ -184,13 +195,14 @@ class VoiceDesk:
         except (Conflict, NotFound):
             log.debug("offer %s was no longer pending when rejected", offer_id)
 
-    async def hung_up(self, contact: VoiceContact, *, side: str,
-                      lost: str | None = None) -> None:
+    async def hung_up(self, contact: VoiceContact, *, side: str, lost: str | None = None,
+                      record: RecordWrite | None = None) -> None:
         """The call ended (`side` who hung up): abandoned while it waited, otherwise the
         conversation is complete and the agent's wrap-up follows. `lost`: why the call died
         on our side (a restart) - a task still in line is then cancelled, not abandoned: the
-        caller did not choose to leave, so abandonment and service level must not count it."""
-        end = self._end_contact(contact, side)
+        caller did not choose to leave, so abandonment and service level must not count it.
+        `record` saves the call's record, ended, in the same transaction."""
+        end = self._end_contact(contact, side, record)
 
         def end_task(engine: Engine) -> list[ev.Event]:
             # Decided under the routing lock: an acceptance committing while the caller hangs
@@ -210,7 +222,8 @@ class VoiceDesk:
         await self._routing.run(end_task, alongside=end)
         self._watchers.pop(contact.task_id, None)
 
-    def _end_contact(self, contact: VoiceContact, side: str) -> Any:
+    def _end_contact(self, contact: VoiceContact, side: str,
+                     record: RecordWrite | None = None) -> Any:
         async def write(session: AsyncSession, events: list[ev.Event]) -> None:
             at = _now()
             contacts = Contacts(session, self.tenant_id)
@@ -224,6 +237,8 @@ class VoiceDesk:
             if conversation.status == "open":
                 conversation.status, conversation.closed_at = "closed", at
                 await conversations.save(conversation)
+            if record is not None:
+                await record(session)
         return write
 
     # --- engine events -----------------------------------------------------------------------

@@ -113,3 +113,62 @@ async def test_a_caller_who_hangs_up_while_the_answer_commits_completes_the_task
         assert any(isinstance(e, ev.TaskCompleted) for e in seen)
     finally:
         await database.dispose()
+
+
+async def test_the_call_record_is_written_in_the_routing_commands_transactions(
+        migrated_database_url: str) -> None:
+    from omnicc.channels.voice.records import CallRecordWriter
+    from omnicc.store.repositories import CallRecords, Tasks
+    from omnicc.store.tables import CallRecord
+
+    seeded = await seed(migrated_database_url)
+    database = Database(migrated_database_url)
+    try:
+        routing = RoutingService(database, seeded.tenant_id, WallClock())
+        await routing.start()
+        desk = VoiceDesk(database, seeded.tenant_id, routing)
+        records = CallRecordWriter(database)
+        caller = await desk.identify_caller("+12025550100")
+        alice = seeded.agents["alice"]
+        await routing.run(lambda e: e.set_status(alice, "available"))
+        stage = {"outcome": "queued"}
+
+        def new() -> CallRecord:
+            return CallRecord(id="r1", call_id="c3@test", direction="inbound",
+                              from_number="+12025550100", to_number="1000")
+
+        def fill(row: CallRecord) -> None:
+            row.outcome = stage["outcome"]
+
+        async def broken(session: object, contact: object) -> None:
+            raise RuntimeError("the record cannot be written")
+
+        with pytest.raises(RuntimeError):  # the record fails: nothing of the call is stored
+            await desk.enqueue(caller, queue_id=seeded.queues["support"], call_id="c0@test",
+                               record=broken)
+        async with database.session() as session:
+            assert await Tasks(session, seeded.tenant_id).list_all() == []
+
+        seen: list[ev.Event] = []
+        commits = routing.commits
+        contact = await desk.enqueue(
+            caller, queue_id=seeded.queues["support"], call_id="c3@test", watcher=seen.append,
+            record=lambda session, _: records.write(session, seeded.tenant_id, "r1", new, fill))
+
+        async def stored() -> str | None:
+            async with database.session() as session:
+                return (await CallRecords(session, seeded.tenant_id).get("r1")).outcome
+
+        assert await stored() == "queued"
+        (offer,) = [e for e in seen if isinstance(e, ev.OfferCreated)]
+        stage["outcome"] = "answered"
+        assert await desk.accept(offer.offer_id, record=lambda session: records.write(
+            session, seeded.tenant_id, "r1", new, fill))
+        assert await stored() == "answered"
+        stage["outcome"] = "ended"
+        await desk.hung_up(contact, side="caller", record=lambda session: records.write(
+            session, seeded.tenant_id, "r1", new, fill))
+        assert await stored() == "ended"
+        assert routing.commits - commits == 3 and records.commits == 0
+    finally:
+        await database.dispose()

@@ -50,6 +50,9 @@ async def changing(request: Request, principal: Principal, *,
         # A uniqueness race (two admins creating the same name) lost at the database.
         raise Conflict("the change conflicts with existing data (a duplicate name, or a row "
                        "still in use)") from error
+    voice = getattr(request.app.state, "voice", None)
+    if voice is not None:  # numbers, flows, hours and SIP accounts it keeps are read again
+        voice.forget_configuration()
     if affects_routing:
         runtime = await center_of(request).tenant(principal.tenant_id)
         await runtime.routing.reload()

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from omnicc.app.voice import VoiceContact, normalize_phone
 from omnicc.channels.voice.consult import is_consulted
 from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring, SipLeg
@@ -286,8 +288,8 @@ class InboundCall(LiveCall[CallFigures]):
         self.contact = await voice.enqueue(
             customer, queue_id=outcome.queue_id, call_id=self.call_id,
             attributes={k: v for k, v in attributes.items() if v is not None},
-            priority=outcome.priority or 0, watcher=self._on_task_event)
-        await self._write_record()
+            priority=outcome.priority or 0, watcher=self._on_task_event,
+            record=self._record_queued)
         if self.contact is not None and not self.connected.is_set():
             self._announcer = asyncio.create_task(self._announce_position())
             if self._can_call_back():
@@ -455,16 +457,28 @@ class InboundCall(LiveCall[CallFigures]):
             return
         # The caller may also hang up while the acceptance commits: then the call's tear-down
         # ends the task, and the agent must not be connected to nobody (found under load).
-        if (self.ended.is_set() or not await voice.accept(ringing.offer_id)
+        # The record says answered from the acceptance's transaction on; a caller who left
+        # meanwhile is written over at the call's end.
+        answered_at = self.figures.answered_at or _now()
+
+        async def record_answered(session: AsyncSession) -> None:
+            await self._record_in(session, answered=(ringing.agent_id, answered_at))
+
+        if (self.ended.is_set() or not await voice.accept(ringing.offer_id,
+                                                          record=record_answered)
                 or self.ended.is_set()):
             # Answered too late (the caller left, the offer timed out): release the phone.
             await ring.cancel()
             await self._restore_media()
             return
         assert ring.leg is not None
-        await self._connect(ringing.agent_id, ringing.tag, answer, ring.leg)
+        await self._connect(ringing.agent_id, ringing.tag, answer, ring.leg,
+                            answered_at=answered_at)
 
-    async def _connect(self, agent_id: str, tag: str, answer: str, leg: AgentLeg) -> None:
+    async def _connect(self, agent_id: str, tag: str, answer: str, leg: AgentLeg, *,
+                       answered_at: datetime) -> None:
+        """Caller and agent hear each other; the record says so already (written with the
+        acceptance)."""
         self.agent_leg = leg
         self.agent_id = agent_id
         if self._announcer is not None:
@@ -474,11 +488,10 @@ class InboundCall(LiveCall[CallFigures]):
             await self.media.stop_play()
         await self.media.answered_by(tag, answer)
         if self.figures.answered_at is None:
-            self.figures.answered_at = _now()
+            self.figures.answered_at = answered_at
         self.figures.outcome = "answered"
         if self._record_calls and self.media.recording is None:
             await self.start_recording()
-        await self._write_record()
         self._take_phone_requests(leg)
         self._spawn(self._watch_agent(leg))
 
@@ -742,29 +755,47 @@ class InboundCall(LiveCall[CallFigures]):
                           number_id=self.route.number_id, flow_id=self.route.flow_id,
                           started_at=self.figures.started_at)
 
-    def _fill_record(self, row: CallRecord) -> None:
+    async def _record_in(self, session: AsyncSession, *, contact: VoiceContact | None = None,
+                         answered: tuple[str, datetime] | None = None) -> None:
+        """Save the call's record in a routing command's transaction: as it is now, or as
+        it will be once the command is committed (its contact, its agent answering)."""
+        await self.service.records.write(
+            session, self.runtime.tenant_id, self.record_id, self._new_record,
+            lambda row: self._fill_record(row, contact=contact, answered=answered))
+
+    async def _record_queued(self, session: AsyncSession, contact: VoiceContact) -> None:
+        await self._record_in(session, contact=contact)
+
+    def _fill_record(self, row: CallRecord, *, contact: VoiceContact | None = None,
+                     answered: tuple[str, datetime] | None = None) -> None:
+        """The row as the figures say; `contact` and `answered` (the agent and when) are
+        what the routing command being committed will make true."""
         figures = self.figures
+        contact = contact or self.contact
+        agent_id, answered_at, outcome = self.agent_id, figures.answered_at, figures.outcome
+        if answered is not None:
+            agent_id, answered_at, outcome = answered[0], answered_at or answered[1], "answered"
         queue_s = 0.0
         if figures.queued_at is not None:
-            end = figures.answered_at or figures.ended_at or _now()
+            end = answered_at or figures.ended_at or _now()
             queue_s = max(0.0, (end - figures.queued_at).total_seconds())
         talk_s = 0.0
-        if figures.answered_at is not None and figures.ended_at is not None:
-            talk_s = max(0.0, (figures.ended_at - figures.answered_at).total_seconds())
-        row.contact_id = self.contact.contact_id if self.contact else None
-        row.conversation_id = self.contact.conversation_id if self.contact else None
+        if answered_at is not None and figures.ended_at is not None:
+            talk_s = max(0.0, (figures.ended_at - answered_at).total_seconds())
+        row.contact_id = contact.contact_id if contact else None
+        row.conversation_id = contact.conversation_id if contact else None
         row.customer_id = self.customer_id
-        row.queue_id = self.contact.queue_id if self.contact else None
-        row.agent_id = self.agent_id
+        row.queue_id = contact.queue_id if contact else None
+        row.agent_id = agent_id
         row.ivr_path = list(self.ivr_path)
-        row.answered_at = figures.answered_at
+        row.answered_at = answered_at
         row.ended_at = figures.ended_at
         row.queue_s = round(queue_s, 3)
         row.talk_s = round(talk_s, 3)
         row.hold_s = round(figures.hold_s, 3)
         row.transfers = figures.transfers
         row.hangup_side = figures.hangup_side
-        row.outcome = figures.outcome
+        row.outcome = outcome
         row.recording_path = figures.recording_path
         row.details = {**(row.details or {}), "lost_agents": figures.lost_agents,
                        "transferred_to": self.external,
@@ -806,25 +837,42 @@ class InboundCall(LiveCall[CallFigures]):
         self.figures.ended_at = _now()
         self.figures.hangup_side = side = self.figures.hangup_side or "system"
         self._count_hold()
+        recorded = False
         if self.contact is not None:
-            try:
-                await self.runtime.voice.hung_up(self.contact, side=side)
-            except Exception:
-                log.exception("voice: ending the task of call %s failed", self.call_id)
+            recorded = await self._end_task(side)
         with contextlib.suppress(Exception):
             await self.media.delete()
         if self.media.recording is not None:
+            recorded = False  # its file is known once kept
             try:
                 self.figures.recording_path = await self.service.keep_recording(
                     self.runtime.tenant_id, self.record_id, self.media.recording)
             except Exception:
                 log.exception("voice: the recording of call %s could not be kept", self.call_id)
-        with contextlib.suppress(Exception):
-            await self._write_record()
+        if not recorded:
+            with contextlib.suppress(Exception):
+                await self._write_record()
         self.service.dtmf.unsubscribe(self.call_id)
         for task in self._background:
             task.cancel()
         self.service.forget(self)
+
+    async def _end_task(self, side: str) -> bool:
+        """End the call's task, with the record in the same transaction; True when the record
+        was saved so. A record that cannot be saved does not keep the task from ending."""
+        assert self.contact is not None
+        voice = self.runtime.voice
+        try:
+            await voice.hung_up(self.contact, side=side, record=self._record_in)
+            return True
+        except Exception:
+            log.exception("voice: ending the task of call %s with its record failed",
+                          self.call_id)
+        try:
+            await voice.hung_up(self.contact, side=side)
+        except Exception:
+            log.exception("voice: ending the task of call %s failed", self.call_id)
+        return False
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         async def guarded() -> None:

@@ -9,6 +9,9 @@ the batch; several saves of one call in a batch are one write of its latest figu
 save is written at once, so the latency at low load does not change.
 
 A batch that fails is retried one record per transaction, so a bad record fails alone.
+
+A save that goes with a routing command the call makes anyway (queued, answered, ended) is
+written in that command's transaction instead (`write`): no transaction of its own at all.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.store.database import Database
 from omnicc.store.repositories import CallRecords
@@ -80,16 +85,21 @@ class CallRecordWriter:
             else:
                 _settle(batch, None)
 
+    async def write(self, session: AsyncSession, tenant_id: str, record_id: str,
+                    new: NewRecord, fill: FillRecord) -> None:
+        """Save a record in the caller's transaction (a routing command's)."""
+        records = CallRecords(session, tenant_id)
+        row = await records.find(record_id)
+        if row is None:
+            row = new()
+        fill(row)
+        await records.add(row)
+
     async def _commit(self, batch: dict[tuple[str, str], _Save]) -> None:
         self.commits += 1
         async with self._database.session() as session:
             for (tenant_id, record_id), save in batch.items():
-                records = CallRecords(session, tenant_id)
-                row = await records.find(record_id)
-                if row is None:
-                    row = save.new()
-                save.fill(row)
-                await records.add(row)
+                await self.write(session, tenant_id, record_id, save.new, save.fill)
 
 
 def _settle(batch: dict[tuple[str, str], _Save], error: Exception | None) -> None:

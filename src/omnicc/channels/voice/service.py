@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 from omnicc.channels.voice.calls import InboundCall
 from omnicc.channels.voice.devices import BrowserPhones, Device, SipPhone
 from omnicc.channels.voice.ivr.flow import Prompt
-from omnicc.channels.voice.ivr.inbound import inbound_route
+from omnicc.channels.voice.ivr.inbound import InboundRoute, inbound_route
 from omnicc.channels.voice.live import LiveCall
+from omnicc.channels.voice.lookups import Lookups
 from omnicc.channels.voice.media.bridge import RecordingHandle
 from omnicc.channels.voice.media.daemon import EngineEvent, RtpengineDaemon
 from omnicc.channels.voice.media.dtmf import DtmfListener
@@ -63,7 +64,7 @@ from omnicc.store.repositories import (
     find_sip_account,
     sip_ha1,
 )
-from omnicc.store.tables import CallbackRequest
+from omnicc.store.tables import CallbackRequest, SipAccount
 
 if TYPE_CHECKING:
     from omnicc.app.runtime import ContactCenter, TenantRuntime
@@ -118,6 +119,10 @@ class VoiceService:
         self.music = music_on_hold(self.prompt_dir)
         self.beep = beep(self.prompt_dir)
         self._registrars: dict[str, Registrar] = {}
+        self.routes: Lookups[InboundRoute] = Lookups()
+        """Dialled number -> its route (`lookups.py`: kept for a moment)."""
+        self.sip_accounts: Lookups[SipAccount | None] = Lookups()
+        """(tenant, agent) -> the agent's SIP account, None when they have none."""
         self.browser_phones = BrowserPhones(center.bus)
         self.outbound = (OutboundCalls(self, Trunk(self.stack, settings.trunk))
                          if settings.trunk is not None else None)
@@ -235,8 +240,7 @@ class VoiceService:
             # A carrier we register to sends calls to our Contact (its account's user): the
             # number the customer dialled is in To.
             dialled = uri_user(incoming.message.to.uri) or ""
-        async with self.database.session() as session:
-            route = await inbound_route(session, dialled)
+        route = await self._route(dialled)
         if route is None:
             await incoming.respond(404, "Not Found")
             return
@@ -247,11 +251,32 @@ class VoiceService:
             await incoming.respond(503, "Media Unavailable", headers={"Retry-After": "30"})
             return
         runtime = await self.center.tenant(route.tenant_id)
+        if self.routes.get(dialled) is None:
+            self.routes.put(dialled, route, runtime.routing.engine)
         call = InboundCall(self, runtime, incoming, route)
         self._calls[call_id] = call
         task = asyncio.create_task(call.run(), name=f"call-{call_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _route(self, dialled: str) -> InboundRoute | None:
+        """The number's route: kept from an earlier call while its tenant's routing engine
+        is the same one (a routing change reloads it) and no admin change was made."""
+        kept = self.routes.get(dialled)
+        if kept is not None:
+            route, engine = kept
+            runtime = await self.center.tenant(route.tenant_id)
+            if runtime.routing.engine is engine:
+                return route
+            self.routes.discard(dialled)
+        async with self.database.session() as session:
+            return await inbound_route(session, dialled)
+
+    def forget_configuration(self) -> None:
+        """An administrative change was committed: numbers, flows, business hours and SIP
+        accounts are read again."""
+        self.routes.forget()
+        self.sip_accounts.forget()
 
     def forget(self, call: InboundCall) -> None:
         if self._calls.get(call.call_id) is call:
@@ -295,8 +320,7 @@ class VoiceService:
         browser = self.browser_phones.phone(runtime.tenant_id, agent_id)
         if browser is not None:
             return browser
-        async with self.database.session() as session:
-            account = await SipAccounts(session, runtime.tenant_id).of_agent(agent_id)
+        account = await self._sip_account(runtime, agent_id)
         if account is None or not account.is_enabled:
             return None
         bindings: list[Binding] = self.registrar(account.realm).bindings(account.username)
@@ -305,6 +329,17 @@ class VoiceService:
         latest = bindings[-1]
         return SipPhone(self.stack, latest.contact, latest.peer,
                         f"sip:{account.username}@{account.realm}")
+
+    async def _sip_account(self, runtime: TenantRuntime, agent_id: str) -> SipAccount | None:
+        key = (runtime.tenant_id, agent_id)
+        engine = runtime.routing.engine
+        kept = self.sip_accounts.get(key)
+        if kept is not None and kept[1] is engine:
+            return kept[0]
+        async with self.database.session() as session:
+            account = await SipAccounts(session, runtime.tenant_id).of_agent(agent_id)
+        self.sip_accounts.put(key, account, engine)
+        return account
 
     def live_calls(self, tenant_id: str) -> list[LiveCall[Any]]:
         """The tenant's calls in progress, inbound and outbound (agents' and callbacks')."""

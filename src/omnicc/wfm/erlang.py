@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import betainc, gammaln, logsumexp
+from scipy.special import betainc, gammaln
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -157,6 +157,12 @@ def _log_queue_weights(
     return np.cumsum(steps)
 
 
+def _log_sum_exp(values: NDArray[np.float64]) -> float:
+    """log(sum(exp(values))) without overflow (scipy's logsumexp costs more than the chain)."""
+    peak = float(values.max())
+    return peak + math.log(float(np.exp(values - peak).sum()))
+
+
 def _erlang_a_distribution(
     traffic_erl: float, agents: int, arrival_rate: float, service_rate: float, abandon_rate: float
 ) -> NDArray[np.float64]:
@@ -172,7 +178,7 @@ def _erlang_a_distribution(
             arrival_rate, service_capacity, abandon_rate, queue_states
         )
         log_pi = np.concatenate((log_head, log_queue))
-        log_total = float(logsumexp(log_pi))
+        log_total = _log_sum_exp(log_pi)
         # Later ratios only shrink, so a geometric series with the next ratio bounds the tail.
         next_ratio = arrival_rate / (service_capacity + (queue_states + 1) * abandon_rate)
         if next_ratio < 1.0:
@@ -243,12 +249,22 @@ def erlang_a_figures(
     )
 
 
-def _smallest_agents(meets_targets: Callable[[int], bool]) -> int:
-    """Smallest N >= 1 with meets_targets(N), for a predicate monotone in N."""
-    high = 1
-    while not meets_targets(high):
-        high *= 2
-    low = high // 2  # fails (or is 0, which is never a valid staffing)
+def _smallest_agents(meets_targets: Callable[[int], bool], guess: int) -> int:
+    """Smallest N >= 1 with meets_targets(N), for a predicate monotone in N: gallop from a
+    guess (steps 1, 2, 4, ...) to bracket the answer, then bisect."""
+    guess = max(1, guess)
+    step = 1
+    if meets_targets(guess):
+        high, low = guess, guess - 1
+        while low >= 1 and meets_targets(low):
+            high, step = low, step * 2
+            low = high - step
+        low = max(low, 0)  # fails (or is 0, which is never a valid staffing)
+    else:
+        low, high = guess, guess + 1
+        while not meets_targets(high):
+            low, step = high, step * 2
+            high = low + step
     while high - low > 1:
         middle = (low + high) // 2
         if meets_targets(middle):
@@ -314,8 +330,15 @@ def required_agents(
         a = erlang_a_figures(arrivals_per_hour, aht_s, agents, patience, threshold_s)
         return meets(a.service_level, a.asa_s, a.p_abandon, a.occupancy)
 
-    # Erlang A figures improve monotonically with N, so a bisection finds the smallest N.
-    return _smallest_agents(erlang_a_meets)
+    # Erlang A figures improve monotonically with N, so a search finds the smallest N. Erlang C
+    # staffing for the same service-level, ASA and occupancy targets is a close guess (a little
+    # above when customers abandon); the offered load is one for an abandonment target alone.
+    guess = math.ceil(arrivals_per_hour * aht_s / SECONDS_PER_HOUR)
+    if (target_service_level, target_asa_s, max_occupancy) != (None, None, None):
+        guess = required_agents(arrivals_per_hour, aht_s, target_service_level=target_service_level,
+                                threshold_s=threshold_s, target_asa_s=target_asa_s,
+                                max_occupancy=max_occupancy)
+    return _smallest_agents(erlang_a_meets, guess)
 
 
 def scheduled_agents(required: int, shrinkage: float) -> int:

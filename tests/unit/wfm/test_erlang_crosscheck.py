@@ -197,3 +197,30 @@ def test_required_agents_is_minimal_and_scheduled_covers_shrinkage(
     scheduled = scheduled_agents(required, shrinkage)
     assert scheduled * (1 - shrinkage) >= required - 1e-9
     assert (scheduled - 1) * (1 - shrinkage) < required
+
+
+@settings(max_examples=40, deadline=None)
+@given(traffic=st.floats(min_value=0.1, max_value=120.0), aht_s=handle_times,
+       patience_s=st.floats(min_value=5.0, max_value=3000.0),
+       level=st.one_of(st.none(), st.floats(min_value=0.05, max_value=0.99)),
+       abandon=st.one_of(st.none(), st.floats(min_value=0.001, max_value=0.5)),
+       occupancy=st.one_of(st.none(), st.floats(min_value=0.3, max_value=1.0)))
+def test_erlang_a_required_agents_is_minimal(
+    traffic: float, aht_s: float, patience_s: float, level: float | None,
+    abandon: float | None, occupancy: float | None,
+) -> None:
+    if (level, abandon, occupancy) == (None, None, None):
+        level = 0.8
+    arrivals = traffic * 3600 / aht_s
+    required = required_agents(arrivals, aht_s, target_service_level=level,
+                               target_p_abandon=abandon, patience_s=patience_s,
+                               max_occupancy=occupancy)
+
+    def meets(agents: int) -> bool:
+        a = erlang_a_figures(arrivals, aht_s, agents, patience_s)
+        return ((level is None or a.service_level >= level)
+                and (abandon is None or a.p_abandon <= abandon)
+                and (occupancy is None or a.occupancy <= occupancy))
+
+    assert meets(required)
+    assert required == 1 or not meets(required - 1)

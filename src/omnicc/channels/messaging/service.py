@@ -86,8 +86,11 @@ class MessagingService:
         desk = self._desks.get(tenant_id)
         if desk is None:
             runtime = await self._center.tenant(tenant_id)
-            desk = MessagingDesk(self._database, tenant_id, runtime.routing, self._center.bus,
-                                 public_base_url=self._public_base_url)
+            # Looked up again: webhooks that came together all waited for the runtime, and
+            # one desk (one batch writer) per tenant is what keeps their batches in turn.
+            desk = self._desks.get(tenant_id) or MessagingDesk(
+                self._database, tenant_id, runtime.routing, self._center.bus,
+                public_base_url=self._public_base_url)
             self._desks[tenant_id] = desk
         if self._is_running and tenant_id not in self._senders:
             self._senders[tenant_id] = asyncio.create_task(

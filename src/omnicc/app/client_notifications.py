@@ -36,7 +36,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from omnicc.app.crm import finished_contact, read_finished
+from omnicc.app.crm import NOTIFY_READER, finished_contact, read_finished
 from omnicc.channels.email.smtp import SmtpAccount, SmtpError, send
 from omnicc.core.clock import Clock
 from omnicc.store.database import Database
@@ -49,7 +49,7 @@ from omnicc.store.tables import (
 
 log = logging.getLogger("omnicc.client_notifications")
 
-READER = "client_notifications"
+READER = NOTIFY_READER
 MAX_ERROR_CHARS = 500
 
 

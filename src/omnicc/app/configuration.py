@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnicc.app.crm import ClientContactEntry, CrmSettings, export_crm, import_crm
 from omnicc.app.passwords import Passwords, check_password_policy
 from omnicc.channels.voice.ivr.configuration import (
     IvrFlowEntry,
@@ -208,6 +209,9 @@ class ConfigurationDocument(Section):
     canned_responses: list[CannedResponseEntry] = Field(default_factory=list, max_length=10_000)
     ivr_flows: list[IvrFlowEntry] = Field(default_factory=list, max_length=1000)
     voice_numbers: list[VoiceNumberEntry] = Field(default_factory=list, max_length=10_000)
+    crm: CrmSettings | None = Field(default=None, description=(
+        "The CRM connector, without its secrets; absent: left as it is."))
+    client_contacts: list[ClientContactEntry] = Field(default_factory=list, max_length=1000)
 
 
 class InvalidDocument(InvalidConfiguration):
@@ -381,13 +385,15 @@ async def export_configuration(session: AsyncSession, tenant_id: str) -> dict[st
                                 queue=queue_names.get(row.queue_id or ""))
             for row in responses],
     )
-    exported = document.model_dump(mode="json", exclude={"users": {"__all__": {"password"}}})
+    exported = document.model_dump(mode="json", exclude={"users": {"__all__": {"password"}},
+                                                          "crm": True})
     for section in ("skills", "business_hours", "queues", "routing_policies", "agents"):
         exported[section].sort(key=lambda entry: entry["name"])
     exported["users"].sort(key=lambda entry: entry["username"])
     exported["wrap_up_codes"].sort(key=lambda entry: entry["code"])
     exported["canned_responses"].sort(key=lambda entry: entry["title"])
     exported.update(await export_voice(session, tenant_id))
+    exported.update(await export_crm(session, tenant_id, queue_names))
     for section, entries in exported.items():
         if isinstance(entries, list):
             exported[section] = [_identity_first(entry) for entry in entries]
@@ -461,6 +467,10 @@ class _Importer:
         await self._apply(tenant.timezone)
         await import_voice(self.session, self.tenant_id, self.document.ivr_flows,
                            self.document.voice_numbers, replace=self.replace)
+        await import_crm(self.session, self.tenant_id, self.document.crm,
+                         self.document.client_contacts,
+                         {name: queue.id for name, queue in self.queues.items()},
+                         replace=self.replace)
         await check_routing(self.session, self.tenant_id)
 
     def _names(self, existing: Mapping[str, Any], entries: Iterable[str]) -> set[str]:

@@ -33,22 +33,26 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnicc.app.customers import normal_identity
 from omnicc.app.event_feed import EVENTS_TOPIC
-from omnicc.app.webhooks import DeliveryPolicy, post
+from omnicc.app.webhooks import DeliveryPolicy, new_secret, post
 from omnicc.bus import Bus
 from omnicc.core.clock import Clock
+from omnicc.core.errors import InvalidConfiguration
 from omnicc.store.database import Database
 from omnicc.store.repositories import Tenants
 from omnicc.store.tables import (
     Agent,
     CallRecord,
+    ClientContact,
     Contact,
     Conversation,
     CrmConnector,
@@ -67,6 +71,7 @@ from omnicc.store.tables import (
 log = logging.getLogger("omnicc.crm")
 
 PUSH_READER = "crm_push"
+NOTIFY_READER = "client_notifications"
 PUSH_EVENT = "contact.finished"
 MAX_ERROR_CHARS = 500
 MAX_FIELD_CHARS = 500
@@ -463,6 +468,187 @@ class CrmPusher:
         if next_at is None:
             return None
         return max((next_at - _datetime(self._clock.now())) / timedelta(seconds=1), 0.0)
+
+
+# --- settings (the admin API and the configuration file) ----------------------------------------
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
+Attribute = Literal["segment", "vip", "account_manager", "language"]
+assert set(Attribute.__args__) == set(ROUTING_ATTRIBUTES)  # type: ignore[attr-defined]
+
+
+class Strict(BaseModel):
+    """Unknown fields are mistakes (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class MappedField(Strict):
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=100)]
+    path: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=300)]
+
+
+class FieldMapping(Strict):
+    record: Text = Field(default="", description="Path to the customer's record in the "
+                         "answer, e.g. `results[0]`; empty: the answer is the record.")
+    fields: list[MappedField] = Field(default_factory=list, max_length=50,
+                                      description="Shown to the agent, in this order.")
+    attributes: dict[Attribute, Text] = Field(
+        default_factory=dict, description="Paths of customer attributes written onto the "
+        "customer (routing uses them).")
+    link: Text = Field(default="", description="Path of the record's web address in the CRM.")
+
+
+class CrmSettings(Strict):
+    """The connector as an admin writes it; the secrets are write-only."""
+
+    lookup_enabled: bool = False
+    lookup_url: str = Field(default="", max_length=2000, description=(
+        "`{phone}` (E.164) and `{email}` are replaced, URL-encoded."))
+    lookup_method: Literal["GET", "POST"] = "GET"
+    lookup_body: str = Field(default="", max_length=10_000, description=(
+        "POST: a JSON template; `{phone}` and `{email}` are replaced, JSON-escaped."))
+    auth_header: str = Field(default="Authorization", max_length=100,
+                             pattern=r"^[A-Za-z0-9-]*$")
+    auth_value: str | None = Field(default=None, max_length=2000, description=(
+        "Write-only. Absent: kept; \"\": removed."))
+    mapping: FieldMapping = Field(default_factory=FieldMapping)
+    timeout_s: float = Field(default=3.0, gt=0, le=30)
+    cache_ttl_s: int = Field(default=300, ge=0, le=86_400)
+    push_enabled: bool = False
+    push_url: AnyHttpUrl | None = None
+    push_secret: str | None = Field(default=None, min_length=16, max_length=200, description=(
+        "Write-only. Absent: kept (made when the push is first enabled)."))
+
+    @field_validator("lookup_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("the lookup URL must start with http:// or https://")
+        return value
+
+
+class ClientContactSettings(Strict):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3,
+                                            max_length=320)]
+    is_enabled: bool = True
+    urgent_priority: int | None = Field(default=None, ge=0, le=1_000_000, description=(
+        "A contact whose task had at least this priority is urgent (emailed at once)."))
+    urgent_codes: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                        max_length=64)]] = Field(
+        default_factory=list, max_length=100, description="Wrap-up codes that are urgent.")
+    batch_minutes: int = Field(default=0, ge=0, le=1440, description=(
+        "0: one email per contact at once; N: the others together, at most every N minutes."))
+
+
+class ClientContactEntry(ClientContactSettings):
+    """A client contact in the configuration file: its queue by name."""
+
+    queue: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=100)]
+
+
+def blank_connector(tenant_id: str) -> CrmConnector:
+    return CrmConnector(tenant_id=tenant_id, lookup_enabled=False, lookup_url="",
+                        lookup_method="GET", lookup_body="", auth_header="Authorization",
+                        auth_value="", mapping={}, timeout_s=3.0, cache_ttl_s=300,
+                        push_enabled=False, push_url="", push_secret="")
+
+
+async def save_connector(session: AsyncSession, tenant_id: str,
+                         settings: CrmSettings) -> tuple[CrmConnector, str | None]:
+    """Write the tenant's connector; a push enabled without a secret gets one made (returned,
+    to be shown once). Enabling the push starts its reader at the log's end."""
+    row = await session.get(CrmConnector, tenant_id)
+    if row is None:
+        row = blank_connector(tenant_id)
+        session.add(row)
+    made = None
+    row.lookup_enabled, row.lookup_url = settings.lookup_enabled, settings.lookup_url
+    row.lookup_method, row.lookup_body = settings.lookup_method, settings.lookup_body
+    row.auth_header = settings.auth_header
+    if settings.auth_value is not None:
+        row.auth_value = settings.auth_value
+    row.mapping = settings.mapping.model_dump()
+    row.timeout_s, row.cache_ttl_s = settings.timeout_s, settings.cache_ttl_s
+    row.push_enabled = settings.push_enabled
+    row.push_url = "" if settings.push_url is None else str(settings.push_url)
+    if settings.push_secret is not None:
+        row.push_secret = settings.push_secret
+    elif row.push_enabled and not row.push_secret:
+        row.push_secret = made = new_secret()
+    row.updated_at = datetime.now(UTC)
+    if row.push_enabled:
+        await start_reading(session, tenant_id, PUSH_READER)
+    await session.flush()
+    return row, made
+
+
+async def save_client_contact(session: AsyncSession, tenant_id: str, queue_id: str,
+                              settings: ClientContactSettings, email: str) -> ClientContact:
+    """Write a queue's client contact (`email` already normalised); its notifications start
+    with the contacts that finish from now on."""
+    row = await session.get(ClientContact, queue_id)
+    if row is None:
+        row = ClientContact(tenant_id=tenant_id, queue_id=queue_id, email=email)
+        session.add(row)
+    row.email, row.is_enabled = email, settings.is_enabled
+    row.urgent_priority, row.urgent_codes = settings.urgent_priority, list(settings.urgent_codes)
+    row.batch_minutes = settings.batch_minutes
+    await start_reading(session, tenant_id, NOTIFY_READER)
+    await session.flush()
+    return row
+
+
+async def export_crm(session: AsyncSession, tenant_id: str,
+                     queue_names: Mapping[str, str]) -> dict[str, Any]:
+    """The configuration file's `crm` (never its secrets) and `client_contacts` sections."""
+    exported: dict[str, Any] = {}
+    row = await session.get(CrmConnector, tenant_id)
+    if row is not None:
+        exported["crm"] = CrmSettings(
+            lookup_enabled=row.lookup_enabled, lookup_url=row.lookup_url,
+            lookup_method=row.lookup_method,  # type: ignore[arg-type]
+            lookup_body=row.lookup_body, auth_header=row.auth_header,
+            mapping=FieldMapping.model_validate(row.mapping), timeout_s=row.timeout_s,
+            cache_ttl_s=row.cache_ttl_s, push_enabled=row.push_enabled,
+            push_url=row.push_url or None,  # type: ignore[arg-type]
+        ).model_dump(mode="json", exclude={"auth_value", "push_secret"})
+    contacts = (await session.scalars(select(ClientContact).where(
+        ClientContact.tenant_id == tenant_id))).all()
+    exported["client_contacts"] = sorted((ClientContactEntry(
+        queue=queue_names.get(c.queue_id, c.queue_id), email=c.email, is_enabled=c.is_enabled,
+        urgent_priority=c.urgent_priority, urgent_codes=list(c.urgent_codes),
+        batch_minutes=c.batch_minutes).model_dump(mode="json") for c in contacts),
+        key=lambda entry: entry["queue"])
+    return exported
+
+
+async def import_crm(session: AsyncSession, tenant_id: str, crm: CrmSettings | None,
+                     contacts: list[ClientContactEntry], queue_ids: Mapping[str, str], *,
+                     replace: bool) -> None:
+    """Apply the file's sections. A file without `crm` leaves the connector alone, even when
+    replacing (its secrets are never in a file); with `replace`, queues the file gives no
+    client contact lose theirs."""
+    seen: set[str] = set()
+    for entry in contacts:
+        if entry.queue not in queue_ids:
+            raise InvalidConfiguration(f"client_contacts: unknown queue {entry.queue!r}")
+        if entry.queue in seen:
+            raise InvalidConfiguration(f"client_contacts: {entry.queue!r} appears twice")
+        seen.add(entry.queue)
+        await save_client_contact(session, tenant_id, queue_ids[entry.queue], entry,
+                                  normal_identity("email", entry.email))
+    if replace:
+        named = {queue_ids[name] for name in seen}
+        for row in (await session.scalars(select(ClientContact).where(
+                ClientContact.tenant_id == tenant_id))).all():
+            if row.queue_id not in named:
+                await session.delete(row)
+    if crm is not None:
+        await save_connector(session, tenant_id, crm)
 
 
 # --- applying what the CRM said -------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from omnicc.store.repositories import Queues
 from omnicc.store.tables import ClientNotification, CrmPush, Customer, Queue
@@ -101,3 +102,40 @@ async def test_client_contacts_and_undelivered_things(center: Center) -> None:
     assert pending["attempts"] == 0
     await _ok(await c.delete(f"/api/admin/client-contacts/{queue.id}", headers=h), 204)
     assert await _ok(await c.get("/api/admin/client-contacts")) == []
+
+
+async def test_the_configuration_file_carries_the_crm_without_secrets(center: Center) -> None:
+    c = center.client
+    h = await center.login("admin")
+    async with center.database.session() as session:
+        await Queues(session, center.tenant_id).add(Queue(name="support"))
+        queue = await Queues(session, center.tenant_id).add(Queue(name="billing"))
+    await _ok(await c.put("/api/admin/crm", headers=h, json=CONNECTOR))
+    await _ok(await c.put(f"/api/admin/client-contacts/{queue.id}", headers=h, json={
+        "email": "p@client.example", "urgent_codes": ["escalate"], "batch_minutes": 30}))
+    exported = (await c.get("/api/admin/config")).text
+    assert "secret-token" not in exported and "whsec_" not in exported
+    document = yaml.safe_load(exported)
+    assert document["crm"]["lookup_url"] == CONNECTOR["lookup_url"]
+    assert document["crm"]["mapping"]["attributes"] == {"vip": "vip"}
+    assert document["client_contacts"] == [{
+        "queue": "billing", "email": "p@client.example", "is_enabled": True,
+        "urgent_priority": None, "urgent_codes": ["escalate"], "batch_minutes": 30}]
+
+    hb = await center.login("admin", "b")
+    result = await _ok(await c.put("/api/admin/config", headers=hb, content=exported))
+    assert (result["imported"]["crm"], result["imported"]["client_contacts"]) == (1, 1)
+    again = yaml.safe_load((await c.get("/api/admin/config")).text)
+    assert (again["crm"], again["client_contacts"]) == (document["crm"],
+                                                        document["client_contacts"])
+    connector = await _ok(await c.get("/api/admin/crm"))
+    assert not connector["has_auth_value"] and connector["has_push_secret"]  # made for b
+
+    bad = {**document, "client_contacts": [{"queue": "nowhere", "email": "p@client.example"}]}
+    assert "unknown queue" in _problem(await c.put("/api/admin/config", headers=hb,
+                                                   json=bad), 422)["detail"]
+    emptied = {**document, "client_contacts": []}
+    emptied.pop("crm")
+    await _ok(await c.put("/api/admin/config?replace=true", headers=hb, json=emptied))
+    assert await _ok(await c.get("/api/admin/client-contacts")) == []
+    assert (await _ok(await c.get("/api/admin/crm")))["lookup_enabled"]  # no crm: left alone

@@ -32,6 +32,11 @@ def dump_yaml(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
 
 
+def _count(section: object) -> int:
+    """Entries of a list section; 1 or 0 for a single one (the CRM connector)."""
+    return len(section) if isinstance(section, list) else int(section is not None)
+
+
 @router.get("/config", summary="Export the tenant's configuration as one YAML file",
             response_class=Response,
             responses={200: {"content": {YAML_MEDIA_TYPE: {"schema": {
@@ -72,7 +77,8 @@ async def _import(request: Request, principal: Principal, document: object, *, r
     if not dry_run:
         runtime = await center_of(request).tenant(principal.tenant_id)
         await runtime.routing.reload()
-    return {"imported": {section: len(getattr(parsed, section))
+        request.app.state.crm_directory.cache.forget(principal.tenant_id)  # its mapping may differ
+    return {"imported": {section: _count(getattr(parsed, section))
                          for section in ConfigurationDocument.model_fields
                          if section != "version"},
             "replace": replace, "dry_run": dry_run}

@@ -12,19 +12,24 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
 from omnicc.api.admin.changes import changing, reading, referenced
 from omnicc.api.admin.routing import CHANGE_ERRORS, NOT_FOUND
 from omnicc.api.auth import require_permission
-from omnicc.app import client_notifications
 from omnicc.app.configuration import Section
-from omnicc.app.crm import PUSH_READER, ROUTING_ATTRIBUTES, CrmDirectory, start_reading
+from omnicc.app.crm import (
+    ClientContactSettings,
+    CrmDirectory,
+    CrmSettings,
+    blank_connector,
+    save_client_contact,
+    save_connector,
+)
 from omnicc.app.customers import normal_identity
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
-from omnicc.app.webhooks import new_secret
 from omnicc.core.errors import InvalidConfiguration, NotFound
 from omnicc.store.repositories import Queues
 from omnicc.store.tables import ClientContact, ClientNotification, CrmConnector, CrmPush, utc_now
@@ -42,57 +47,6 @@ def directory_of(request: Request) -> CrmDirectory:
 
 
 # --- the connector -------------------------------------------------------------------------------
-
-Attribute = Literal["segment", "vip", "account_manager", "language"]
-
-
-class MappedField(Section):
-    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                            max_length=100)]
-    path: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                           max_length=300)]
-
-
-class Mapping(Section):
-    record: Text = Field(default="", description="Path to the customer's record in the "
-                         "answer, e.g. `results[0]`; empty: the answer is the record.")
-    fields: list[MappedField] = Field(default_factory=list, max_length=50,
-                                      description="Shown to the agent, in this order.")
-    attributes: dict[Attribute, Text] = Field(
-        default_factory=dict, description="Paths of customer attributes written onto the "
-        "customer (routing uses them).")
-    link: Text = Field(default="", description="Path of the record's web address in the CRM.")
-
-
-assert set(Attribute.__args__) == set(ROUTING_ATTRIBUTES)  # type: ignore[attr-defined]
-
-
-class ConnectorIn(Section):
-    lookup_enabled: bool = False
-    lookup_url: str = Field(default="", max_length=2000, description=(
-        "`{phone}` (E.164) and `{email}` are replaced, URL-encoded."))
-    lookup_method: Literal["GET", "POST"] = "GET"
-    lookup_body: str = Field(default="", max_length=10_000, description=(
-        "POST: a JSON template; `{phone}` and `{email}` are replaced, JSON-escaped."))
-    auth_header: str = Field(default="Authorization", max_length=100,
-                             pattern=r"^[A-Za-z0-9-]*$")
-    auth_value: str | None = Field(default=None, max_length=2000, description=(
-        "Write-only. Absent: kept; \"\": removed."))
-    mapping: Mapping = Field(default_factory=Mapping)
-    timeout_s: float = Field(default=3.0, gt=0, le=30)
-    cache_ttl_s: int = Field(default=300, ge=0, le=86_400)
-    push_enabled: bool = False
-    push_url: AnyHttpUrl | None = None
-    push_secret: str | None = Field(default=None, min_length=16, max_length=200, description=(
-        "Write-only. Absent: kept (made when the push is first enabled)."))
-
-    @field_validator("lookup_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("the lookup URL must start with http:// or https://")
-        return value
-
 
 class ConnectorOut(BaseModel):
     lookup_enabled: bool
@@ -120,45 +74,18 @@ class ConnectorOut(BaseModel):
                    push_secret=secret)
 
 
-def _blank(tenant_id: str) -> CrmConnector:
-    return CrmConnector(tenant_id=tenant_id, lookup_enabled=False, lookup_url="",
-                        lookup_method="GET", lookup_body="", auth_header="Authorization",
-                        auth_value="", mapping={}, timeout_s=3.0, cache_ttl_s=300,
-                        push_enabled=False, push_url="", push_secret="")
-
-
 @router.get("/crm", response_model=ConnectorOut, summary="The CRM connector")
 async def get_connector(request: Request, principal: Admin) -> ConnectorOut:
     async with reading(request) as session:
         row = await session.get(CrmConnector, principal.tenant_id)
-    return ConnectorOut.of(row or _blank(principal.tenant_id))
+    return ConnectorOut.of(row or blank_connector(principal.tenant_id))
 
 
 @router.put("/crm", response_model=ConnectorOut, responses=CHANGE_ERRORS,
             summary="Set the CRM connector (lookup and push)")
-async def put_connector(body: ConnectorIn, request: Request, principal: Admin) -> ConnectorOut:
-    made = None
+async def put_connector(body: CrmSettings, request: Request, principal: Admin) -> ConnectorOut:
     async with changing(request, principal, affects_routing=False) as session:
-        row = await session.get(CrmConnector, principal.tenant_id)
-        if row is None:
-            row = _blank(principal.tenant_id)
-            session.add(row)
-        row.lookup_enabled, row.lookup_url = body.lookup_enabled, body.lookup_url
-        row.lookup_method, row.lookup_body = body.lookup_method, body.lookup_body
-        row.auth_header = body.auth_header
-        if body.auth_value is not None:
-            row.auth_value = body.auth_value
-        row.mapping = body.mapping.model_dump()
-        row.timeout_s, row.cache_ttl_s = body.timeout_s, body.cache_ttl_s
-        row.push_enabled = body.push_enabled
-        row.push_url = "" if body.push_url is None else str(body.push_url)
-        if body.push_secret is not None:
-            row.push_secret = body.push_secret
-        elif row.push_enabled and not row.push_secret:
-            row.push_secret = made = new_secret()
-        row.updated_at = utc_now()
-        if row.push_enabled:
-            await start_reading(session, principal.tenant_id, PUSH_READER)
+        row, made = await save_connector(session, principal.tenant_id, body)
         answer = ConnectorOut.of(row, made)
     directory_of(request).cache.forget(principal.tenant_id)
     return answer
@@ -228,19 +155,9 @@ async def retry_push(push_id: str, request: Request, principal: Admin) -> Respon
 
 # --- client contacts and their notifications -----------------------------------------------------
 
-class ClientContactIn(Section):
+class ClientContactIn(ClientContactSettings):
     queue_id: str | None = Field(default=None, max_length=36, description=(
         "The queue (required on POST; on PUT the address names it)."))
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3,
-                                            max_length=320)]
-    is_enabled: bool = True
-    urgent_priority: int | None = Field(default=None, ge=0, le=1_000_000, description=(
-        "A contact whose task had at least this priority is urgent (emailed at once)."))
-    urgent_codes: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                        max_length=64)]] = Field(
-        default_factory=list, max_length=100, description="Wrap-up codes that are urgent.")
-    batch_minutes: int = Field(default=0, ge=0, le=1440, description=(
-        "0: one email per contact at once; N: the others together, at most every N minutes."))
 
 
 class ClientContactOut(ClientContactIn):
@@ -293,14 +210,7 @@ async def _save_client_contact(queue_id: str, body: ClientContactIn, request: Re
     async with changing(request, principal, affects_routing=False) as session:
         queue = await referenced(Queues(session, principal.tenant_id), queue_id,
                                  "client contact")
-        row = await session.get(ClientContact, queue.id)
-        if row is None:
-            row = ClientContact(tenant_id=principal.tenant_id, queue_id=queue.id, email=email)
-            session.add(row)
-        row.email, row.is_enabled = email, body.is_enabled
-        row.urgent_priority, row.urgent_codes = body.urgent_priority, list(body.urgent_codes)
-        row.batch_minutes = body.batch_minutes
-        await start_reading(session, principal.tenant_id, client_notifications.READER)
+        row = await save_client_contact(session, principal.tenant_id, queue.id, body, email)
         return _contact_out(row, queue.name)
 
 

@@ -110,6 +110,8 @@ def _print(figures: Figures, json_output: bool, title: str) -> None:
     for key, value in figures.items():
         if key == "model":
             shown = _MODEL_NAMES[str(value)]
+        elif key == "shrinkage" and isinstance(value, float):
+            shown = f"{value:.1%}"
         elif value is None:
             shown = "infinite (unstable)" if key == "asa_s" else "-"
         elif isinstance(value, float) and key in {"traffic_erl", "threshold_s", "patience_s",

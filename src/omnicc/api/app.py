@@ -21,6 +21,7 @@ from omnicc.api import (
     health,
     messaging,
     recordings,
+    reports,
     supervision,
 )
 from omnicc.api.auth import Security, install_auth
@@ -40,6 +41,7 @@ from omnicc.channels.messaging.service import MessagingService, reply_senders
 from omnicc.channels.voice.service import VoiceService, voice_settings
 from omnicc.config import Settings
 from omnicc.observability import HttpMetrics
+from omnicc.reports.service import report_keeping
 from omnicc.store.database import Database
 
 log = logging.getLogger("omnicc.api")
@@ -119,8 +121,12 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
         log.info("started", extra={"database": database.backend,
                                    "public_base_url": settings.public_base_url})
         try:
-            async with recording_retention(database, recordings_dir(settings.data_dir),
-                                           settings.recording_retention_days):
+            async with (
+                recording_retention(database, recordings_dir(settings.data_dir),
+                                    settings.recording_retention_days),
+                report_keeping(database) as keeper,
+            ):
+                app.state.reports = keeper
                 yield
         finally:
             if starting is not None:
@@ -162,6 +168,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(desk.router)
     app.include_router(calls.router)
     app.include_router(supervision.router)
+    app.include_router(reports.router)
     app.include_router(recordings.router)
     app.include_router(emails.router)
     app.include_router(messaging.router)

@@ -28,6 +28,7 @@ router = APIRouter(include_in_schema=False)
 PAGES: tuple[tuple[str, str, Permission], ...] = (
     ("/desk", "Agent desktop", Permission.HANDLE_CONTACTS),
     ("/wallboard", "Wallboard", Permission.VIEW_WALLBOARD),
+    ("/reports", "Reports", Permission.VIEW_WALLBOARD),
     ("/admin", "Administration", Permission.CONFIGURE_TENANT),
 )
 
@@ -61,6 +62,11 @@ async def home(request: Request) -> Response:
 @router.get("/wallboard", response_class=HTMLResponse)
 async def wallboard_page(request: Request) -> Response:
     return await page_for(request, "wallboard.html", Permission.VIEW_WALLBOARD)
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def reports_page(request: Request) -> Response:
+    return await page_for(request, "reports.html", Permission.VIEW_WALLBOARD)
 
 
 @router.get("/login", response_class=HTMLResponse)

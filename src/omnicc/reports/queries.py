@@ -16,13 +16,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnicc.core.errors import InvalidConfiguration
 from omnicc.reports.fold import INTERVAL_S, empty_totals
 from omnicc.store.tables import (
+    Agent,
+    Queue,
     ReportAgentStatus,
     ReportContact,
     ReportDay,
     ReportInterval,
     Tenant,
+    WrapUpCode,
 )
 from omnicc.store.tables.reports import DIMENSIONS, MEASURES
 from omnicc.wfm.series import IntervalSeries
@@ -42,7 +46,7 @@ FIGURES = (
 """The columns of a report, in order (METRICS.md names and definitions)."""
 
 
-class ReportError(ValueError):
+class ReportError(InvalidConfiguration):
     """A report asked for something that does not exist (grain, dimension, range)."""
 
 
@@ -327,3 +331,19 @@ async def queue_interval_series(session: AsyncSession, tenant_id: str, queue_id:
         handle_s[index] += talk_s + hold_s + wrap_s
     aht = tuple(h / n if n else 0.0 for h, n in zip(handle_s, handled, strict=True))
     return IntervalSeries(start=first, interval_s=INTERVAL_S, volume=tuple(volume), aht_s=aht)
+
+
+async def key_names(session: AsyncSession, tenant_id: str, dimension: str) -> dict[str, str]:
+    """Display names of a dimension's keys (queues and agents by name, codes by label); keys
+    that are names already (channel, team, segment) are left as they are."""
+    statement: Any
+    if dimension == "queue":
+        statement = select(Queue.id, Queue.name).where(Queue.tenant_id == tenant_id)
+    elif dimension == "agent":
+        statement = select(Agent.id, Agent.name).where(Agent.tenant_id == tenant_id)
+    elif dimension == "disposition":
+        statement = select(WrapUpCode.code, WrapUpCode.label).where(
+            WrapUpCode.tenant_id == tenant_id)
+    else:
+        return {}
+    return {str(key): str(name) for key, name in (await session.execute(statement)).all()}

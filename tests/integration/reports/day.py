@@ -46,22 +46,30 @@ async def set_up(database: Database) -> Center:
         agents = [await Agents(session, tenant.id).add(Agent(
             name=f"agent{n}", capacity={"voice": 1, "chat": 2},
             attributes={"team": "north" if n % 2 else "south"})) for n in range(6)]
-        center = Center(tenant.id, [q.id for q in queues], [a.id for a in agents])
-        for n in range(40):
+    center = Center(tenant.id, [q.id for q in queues], [a.id for a in agents])
+    await add_customers(database, center)
+    return center
+
+
+async def add_customers(database: Database, center: Center, count: int = 40) -> None:
+    """Customers of three segments (gold, silver, none): they call again, which FCR counts."""
+    async with database.session() as session:
+        for n in range(count):
             segment = ("gold", "silver", "")[n % 3]
-            customer = Customer(tenant_id=tenant.id, name=f"c{n}",
+            customer = Customer(tenant_id=center.tenant_id, name=f"c{n}",
                                 attributes={"segment": segment} if segment else {})
             session.add(customer)
             await session.flush()
             center.customers.append((customer.id, segment))
-    return center
 
 
 async def run_day(database: Database, center: Center, *, seed: int = 7,
+                  start_s: float = DAY_START_S, length_s: float = DAY_LENGTH_S,
                   between: Callable[[], object] | None = None) -> RoutingService:
-    """Play the day; `between` (a coroutine function) runs every simulated hour."""
+    """Play the day from `start_s`; `between` (a coroutine function) runs every simulated
+    hour."""
     rng = random.Random(seed)
-    clock = ManualClock(DAY_START_S)
+    clock = ManualClock(start_s)
     service = RoutingService(database, center.tenant_id, clock)
     await service.start()
     actions: list[tuple[float, int, str, str]] = []
@@ -73,15 +81,15 @@ async def run_day(database: Database, center: Center, *, seed: int = 7,
         heapq.heappush(actions, (at, counter, kind, subject))
 
     for agent in center.agents:
-        plan(DAY_START_S + rng.uniform(0, 900), "login", agent)
-        plan(DAY_START_S + DAY_LENGTH_S - rng.uniform(0, 900), "logout", agent)
-        plan(DAY_START_S + rng.uniform(3600, 4 * 3600), "break", agent)
-    at = DAY_START_S + 60
-    while at < DAY_START_S + DAY_LENGTH_S - 1800:
+        plan(start_s + rng.uniform(0, 900), "login", agent)
+        plan(start_s + length_s - rng.uniform(0, 900), "logout", agent)
+        plan(start_s + rng.uniform(0.2 * length_s, 0.7 * length_s), "break", agent)
+    at = start_s + 60
+    while at < start_s + length_s - 1800:
         plan(at, "arrive", "")
         at += rng.expovariate(1 / 70)
-    plan(DAY_START_S + 3 * 3600, "hour", "")
-    next_hour = DAY_START_S + 3600
+    plan(start_s + 3 * 3600, "hour", "")
+    next_hour = start_s + 3600
     seen_offers: set[str] = set()
     while actions:
         at, _, kind, subject = heapq.heappop(actions)
@@ -125,12 +133,13 @@ async def _act(service: RoutingService, center: Center, rng: random.Random, kind
     elif kind == "arrive":
         customer, segment = rng.choice(center.customers)
         channel = rng.choice(("voice", "voice", "chat"))
-        contact = await _contact(service, center, customer, channel)
+        conversation, contact = await _contact(service, center, customer, channel)
         attributes: dict[str, object] = {"customer_id": customer, "contact_id": contact}
         if segment:
             attributes["segment"] = segment
         events = await service.create_task(TaskRequest(
-            channel=channel, queue=rng.choice(center.queues), attributes=attributes))
+            channel=channel, queue=rng.choice(center.queues), attributes=attributes,
+            conversation_id=conversation))
         task_id = events[0].task_id  # type: ignore[attr-defined]
         plan(now + rng.expovariate(1 / 240), "abandon", task_id)
     elif kind == "abandon":
@@ -157,7 +166,8 @@ async def _act(service: RoutingService, center: Center, rng: random.Random, kind
         await engine_run(lambda e: e.wrap_up(subject, code))
 
 
-async def _contact(service: RoutingService, center: Center, customer: str, channel: str) -> str:
+async def _contact(service: RoutingService, center: Center, customer: str,
+                   channel: str) -> tuple[str, str]:
     async with service._database.session() as session:
         conversation = Conversation(tenant_id=center.tenant_id, customer_id=customer)
         session.add(conversation)
@@ -167,4 +177,4 @@ async def _contact(service: RoutingService, center: Center, customer: str, chann
         session.add(contact)
         await session.flush()
         center.contacts.append(contact.id)
-        return contact.id
+        return conversation.id, contact.id

@@ -92,12 +92,12 @@ def simulate_command(
         typer.Option("--patience-s", help="Single queue: mean patience (Erlang A); none: wait."),
     ] = None,
     threshold_s: Annotated[
-        float | None, typer.Option("--threshold-s", help="Service-level threshold [default: 20].")
+        float | None, typer.Option("--threshold-s", help="Service-level threshold \\[default: 20].")
     ] = None,
     hours: Annotated[
-        float | None, typer.Option("--hours", help="Simulated hours [single queue: 1000].")
+        float | None, typer.Option("--hours", help="Simulated hours \\[single queue: 1000].")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed [default: 1].")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed \\[default: 1].")] = None,
     batches: Annotated[
         int | None, typer.Option("--batches", help="Batches for the confidence intervals.")
     ] = None,
@@ -501,11 +501,11 @@ def _server_settings(**overrides: object) -> Settings:
 @app.command()
 def serve(
     host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on [default: 127.0.0.1].")
+        str | None, typer.Option("--host", help="Address to listen on \\[default: 127.0.0.1].")
     ] = None,
     port: Annotated[
         int | None, typer.Option("--port", help="Port to listen on; 0 picks a free one "
-                                                 "[default: 8080].")
+                                                 "\\[default: 8080].")
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML settings file (or OMNICC_CONFIG).")
@@ -540,7 +540,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(email_app, name="email")
 app.add_typer(wfm_app, name="wfm")
 TenantOption = Annotated[str | None, typer.Option(
-    "--tenant", help="Tenant slug [default: the only tenant; `default` is created if none].")]
+    "--tenant", help="Tenant slug \\[default: the only tenant; `default` is created if none].")]
 
 
 def _with_tenant(slug: str | None, work: Callable[..., object]) -> object:
@@ -584,7 +584,7 @@ def _with_tenant(slug: str | None, work: Callable[..., object]) -> object:
 def config_export(
     tenant: TenantOption = None,
     output: Annotated[Path | None, typer.Option("-o", "--output",
-                                                help="File to write [default: stdout].")] = None,
+                                                help="File to write \\[default: stdout].")] = None,
 ) -> None:
     """Write the tenant's configuration (names, no ids, no passwords) as YAML."""
     from omnicc.api.admin.configuration import dump_yaml
@@ -631,7 +631,7 @@ def users_create(
     tenant: TenantOption = None,
     display_name: Annotated[str, typer.Option("--display-name")] = "",
     password: Annotated[str | None, typer.Option(
-        "--password", help="[default: asked for, hidden] (or OMNICC_PASSWORD)",
+        "--password", help="\\[default: asked for, hidden] (or OMNICC_PASSWORD)",
         envvar="OMNICC_PASSWORD")] = None,
 ) -> None:
     """Create a user with an argon2id password (the first admin, typically)."""
@@ -745,7 +745,7 @@ def migrate_database(url: str) -> None:
 def migrate(
     database_url: Annotated[
         str | None, typer.Option("--database-url",
-                                 help="SQLAlchemy URL [default: OMNICC_DATABASE_URL or the "
+                                 help="SQLAlchemy URL \\[default: OMNICC_DATABASE_URL or the "
                                       "SQLite file in the data directory].")
     ] = None,
     config: Annotated[

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperCommand
 
+from omnicc.reports.commands import reports_app
 from omnicc.sim.scenario import (
     DEFAULT_BATCHES,
     Scenario,
@@ -539,6 +540,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(users_app, name="users")
 app.add_typer(email_app, name="email")
 app.add_typer(wfm_app, name="wfm")
+app.add_typer(reports_app, name="reports")
 TenantOption = Annotated[str | None, typer.Option(
     "--tenant", help="Tenant slug \\[default: the only tenant; `default` is created if none].")]
 

@@ -677,6 +677,15 @@ async def apply_attributes(session: AsyncSession, tenant_id: str, customer: Cust
     return bool(changed)
 
 
+def _normal_or_empty(kind: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        return ""
+    try:
+        return normal_identity(kind, value)
+    except InvalidConfiguration:
+        return ""
+
+
 class CrmDirectory:
     """The lookups of every tenant in this process, with one cache and one HTTP client."""
 
@@ -703,17 +712,22 @@ class CrmDirectory:
     async def lookup(self, tenant_id: str, customer_id: str, *,
                      fresh: bool = False) -> dict[str, Any]:
         """The CRM's view of a customer for the panel; mapped attributes are written onto the
-        customer (`applied` says whether that changed it)."""
+        customer (`applied` says whether that changed it). The customer is asked for by their
+        first phone and email identities, else by what they typed (a chat's email)."""
         async with self._database.session() as session:
             connector = await session.get(CrmConnector, tenant_id)
+            typed = (await session.execute(select(Customer.attributes).where(
+                Customer.tenant_id == tenant_id, Customer.id == customer_id))).scalar() or {}
             identities = list((await session.execute(
                 select(Identity.kind, Identity.value).where(
                     Identity.tenant_id == tenant_id, Identity.customer_id == customer_id,
                     Identity.kind.in_(("phone", "email"))).order_by(Identity.created_at))).all())
         if connector is None or not connector.lookup_enabled or not connector.lookup_url:
             return {**Lookup("off").view(cached=False), "applied": False}
-        phone = next((value for kind, value in identities if kind == "phone"), "")
-        email = next((value for kind, value in identities if kind == "email"), "")
+        phone = next((value for kind, value in identities if kind == "phone"),
+                     _normal_or_empty("phone", typed.get("phone")))
+        email = next((value for kind, value in identities if kind == "email"),
+                     _normal_or_empty("email", typed.get("email")))
         if not phone and not email:
             return {**Lookup("not_found").view(cached=False), "applied": False}
         key = (phone, email)
@@ -760,7 +774,7 @@ class CrmService:
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._watch: asyncio.Task[None] | None = None
 
-    def outboxes(self, tenant_id: str, slug: str) -> list[tuple[Step, NextDue]]:
+    def outboxes(self, tenant_id: str, slug: str) -> list[tuple[str, Step, NextDue]]:
         # Imported here: client notifications build on this module's log reader.
         from omnicc.app.client_notifications import ClientNotifier
 
@@ -768,7 +782,8 @@ class CrmService:
                            base_url=self._base_url)
         notifier = ClientNotifier(self._database, tenant_id, self._clock,
                                   base_url=self._base_url)
-        return [(pusher.step, pusher.next_due_s), (notifier.step, notifier.next_due_s)]
+        return [(PUSH_READER, pusher.step, pusher.next_due_s),
+                (NOTIFY_READER, notifier.step, notifier.next_due_s)]
 
     async def start(self) -> None:
         await self.refresh()
@@ -802,7 +817,14 @@ class CrmService:
             except Exception:  # the database may be away for a moment
                 log.exception("crm: tenant refresh failed")
 
-    async def _run(self, tenant_id: str, outboxes: list[tuple[Step, NextDue]]) -> None:
+    async def _readers(self, tenant_id: str) -> set[str]:
+        """The outboxes the tenant ever configured (a reader's cursor exists): one query per
+        wake-up for a tenant that uses neither, whatever its traffic."""
+        async with self._database.session() as session:
+            return set((await session.scalars(select(EventCursor.reader).where(
+                EventCursor.tenant_id == tenant_id))).all())
+
+    async def _run(self, tenant_id: str, outboxes: list[tuple[str, Step, NextDue]]) -> None:
         subscription = None
         async with httpx.AsyncClient(timeout=DeliveryPolicy().timeout_s,
                                      follow_redirects=False, trust_env=False) as client:
@@ -813,7 +835,14 @@ class CrmService:
                                                   subscription.is_closed):
                         subscription = self._bus.subscribe(tenant_id, EVENTS_TOPIC)
                     wait_s = self._poll_s
-                    for step, next_due in outboxes:
+                    try:
+                        readers = await self._readers(tenant_id)
+                    except Exception:  # the database may be away for a moment
+                        log.exception("crm: outbox check failed", extra={"tenant": tenant_id})
+                        readers = set()
+                    for reader, step, next_due in outboxes:
+                        if reader not in readers:
+                            continue
                         try:
                             await step(client)
                             due = await next_due()

@@ -107,6 +107,17 @@ async def test_lookup_maps_caches_and_reports_a_silent_crm(
         assert not (await directory.lookup(acme.tenant_id, customer))["cached"]
         assert len(crm.questions) == 2
 
+        # A chat visitor has no phone or email identity: the email they typed is used.
+        crm.contacts.append({"id": "902", "properties": {"email": "carol@example.com",
+                                                         "company": "Carol Ltd"}})
+        async with database.session() as session:
+            visitor = Customer(tenant_id=acme.tenant_id, name="Carol",
+                               attributes={"email": "Carol@Example.com"})
+            session.add(visitor)
+        typed = await directory.lookup(acme.tenant_id, visitor.id)
+        assert typed["fields"][0]["value"] == "Carol Ltd"
+        assert crm.questions[-1] == {"email": "carol@example.com"}
+
         stranger = await customer_with_phone(database, acme.tenant_id, "+358409999999")
         assert (await directory.lookup(acme.tenant_id, stranger))["state"] == "not_found"
 

@@ -113,6 +113,7 @@ def test_form_then_profile_and_merge_from_the_desk(site: tuple[LiveServer, Seede
     expect(crm).to_contain_text("Stage")
     expect(crm.get_by_role("link", name="Open in the CRM")).to_have_attribute(
         "href", "https://crm.example/contacts/77")
+    screenshot(alice, "desk-customer-crm")
     profile.get_by_label("VIP").check()
     profile.get_by_label("Account manager").select_option(label="Bob")
     profile.get_by_label("Segment").fill("gold")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.customers import routing_attributes
@@ -175,10 +176,12 @@ class VoiceDesk:
 
         async def assign(session: AsyncSession, events: list[ev.Event]) -> None:
             if isinstance(contact_id, str):
-                contacts = Contacts(session, self.tenant_id)
-                contact = await contacts.get(contact_id)
-                contact.agent_id = offer.agent_id
-                await contacts.save(contact)
+                # One UPDATE, no read: the agent is one of the tenant's engine's.
+                await session.execute(
+                    update(Contact)
+                    .where(Contact.id == contact_id, Contact.tenant_id == self.tenant_id)
+                    .values(agent_id=offer.agent_id)
+                    .execution_options(synchronize_session=False))
             if record is not None:
                 await record(session)
 
@@ -232,11 +235,12 @@ class VoiceDesk:
                 row.ended_at = at
                 row.attributes = {**row.attributes, "hangup_side": side}
                 await contacts.save(row)
-            conversations = Conversations(session, self.tenant_id)
-            conversation = await conversations.get(contact.conversation_id)
-            if conversation.status == "open":
-                conversation.status, conversation.closed_at = "closed", at
-                await conversations.save(conversation)
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == contact.conversation_id,
+                       Conversation.tenant_id == self.tenant_id, Conversation.status == "open")
+                .values(status="closed", closed_at=at)
+                .execution_options(synchronize_session=False))
             if record is not None:
                 await record(session)
         return write

@@ -12,6 +12,12 @@ A batch that fails is retried one record per transaction, so a bad record fails 
 
 A save that goes with a routing command the call makes anyway (queued, answered, ended) is
 written in that command's transaction instead (`write`): no transaction of its own at all.
+
+A save is one UPDATE of the row by its id within the tenant, of every column the call sets
+(the call keeps all its figures, so the stored row is not read first); only a record not
+stored yet is added through the repository, which checks the rows it refers to. The later
+saves change references only to the call's own rows (its contact, conversation, queue,
+agent), all of the call's tenant.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import Table, bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.store.database import Database
@@ -32,7 +39,14 @@ MAX_BATCH = 128
 NewRecord = Callable[[], CallRecord]
 """The row of a call whose record is not stored yet."""
 FillRecord = Callable[[CallRecord], None]
-"""Puts the call's figures, as they are when the batch is written, into its row."""
+"""Puts the call's figures, as they are when the batch is written, into its row (a new one:
+it must not read what the row held)."""
+
+_TABLE: Table = CallRecord.__table__  # type: ignore[assignment]
+_COLUMNS = frozenset(column.key for column in _TABLE.columns) - {"id", "tenant_id"}
+_UPDATE = _TABLE.update().where(_TABLE.c.id == bindparam("record_key"),
+                                _TABLE.c.tenant_id == bindparam("tenant_key"))
+"""SET takes the columns the parameters name: built once, not per save."""
 
 
 @dataclass(slots=True)
@@ -88,12 +102,13 @@ class CallRecordWriter:
     async def write(self, session: AsyncSession, tenant_id: str, record_id: str,
                     new: NewRecord, fill: FillRecord) -> None:
         """Save a record in the caller's transaction (a routing command's)."""
-        records = CallRecords(session, tenant_id)
-        row = await records.find(record_id)
-        if row is None:
-            row = new()
+        row = new()
         fill(row)
-        await records.add(row)
+        values = {key: value for key, value in vars(row).items() if key in _COLUMNS}
+        updated = await session.execute(
+            _UPDATE, {"record_key": record_id, "tenant_key": tenant_id, **values})
+        if getattr(updated, "rowcount", 0) == 0:
+            await CallRecords(session, tenant_id).add(row)
 
     async def _commit(self, batch: dict[tuple[str, str], _Save]) -> None:
         self.commits += 1

@@ -119,10 +119,10 @@ class VoiceService:
         self.music = music_on_hold(self.prompt_dir)
         self.beep = beep(self.prompt_dir)
         self._registrars: dict[str, Registrar] = {}
-        self.routes: Lookups[InboundRoute] = Lookups()
-        """Dialled number -> its route (`lookups.py`: kept for a moment)."""
-        self.sip_accounts: Lookups[SipAccount | None] = Lookups()
-        """(tenant, agent) -> the agent's SIP account, None when they have none."""
+        self.routes: Lookups[InboundRoute | None] = Lookups()
+        """Dialled number -> its route (`lookups.py`: kept for a moment; never None)."""
+        self.sip_accounts: Lookups[dict[str, SipAccount]] = Lookups(max_age_s=10.0)
+        """Tenant -> its agents' SIP accounts by agent id."""
         self.browser_phones = BrowserPhones(center.bus)
         self.outbound = (OutboundCalls(self, Trunk(self.stack, settings.trunk))
                          if settings.trunk is not None else None)
@@ -263,14 +263,19 @@ class VoiceService:
         """The number's route: kept from an earlier call while its tenant's routing engine
         is the same one (a routing change reloads it) and no admin change was made."""
         kept = self.routes.get(dialled)
-        if kept is not None:
-            route, engine = kept
+        route = kept[0] if kept is not None else None
+        if kept is not None and route is not None:
+            engine = kept[1]
             runtime = await self.center.tenant(route.tenant_id)
             if runtime.routing.engine is engine:
                 return route
             self.routes.discard(dialled)
-        async with self.database.session() as session:
-            return await inbound_route(session, dialled)
+
+        async def read() -> InboundRoute | None:
+            async with self.database.session() as session:
+                return await inbound_route(session, dialled)
+
+        return await self.routes.read_once(dialled, read)
 
     def forget_configuration(self) -> None:
         """An administrative change was committed: numbers, flows, business hours and SIP
@@ -331,15 +336,20 @@ class VoiceService:
                         f"sip:{account.username}@{account.realm}")
 
     async def _sip_account(self, runtime: TenantRuntime, agent_id: str) -> SipAccount | None:
-        key = (runtime.tenant_id, agent_id)
+        tenant_id = runtime.tenant_id
         engine = runtime.routing.engine
-        kept = self.sip_accounts.get(key)
+        kept = self.sip_accounts.get(tenant_id)
         if kept is not None and kept[1] is engine:
-            return kept[0]
-        async with self.database.session() as session:
-            account = await SipAccounts(session, runtime.tenant_id).of_agent(agent_id)
-        self.sip_accounts.put(key, account, engine)
-        return account
+            return kept[0].get(agent_id)
+
+        async def read() -> dict[str, SipAccount]:
+            async with self.database.session() as session:
+                accounts = await SipAccounts(session, tenant_id).list_all()
+            return {account.agent_id: account for account in accounts}
+
+        accounts = await self.sip_accounts.read_once(tenant_id, read)
+        self.sip_accounts.put(tenant_id, accounts, engine)
+        return accounts.get(agent_id)
 
     def live_calls(self, tenant_id: str) -> list[LiveCall[Any]]:
         """The tenant's calls in progress, inbound and outbound (agents' and callbacks')."""

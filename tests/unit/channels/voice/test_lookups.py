@@ -22,3 +22,21 @@ def test_a_value_is_kept_with_its_generation_until_too_old_or_forgotten() -> Non
     assert lookups.get("2000") is None
     lookups.forget()  # an admin change
     assert lookups.get("1000") is None
+
+
+def test_callers_asking_while_a_read_runs_share_it() -> None:
+    import asyncio
+
+    lookups: Lookups[str] = Lookups()
+    reads = []
+
+    async def read() -> str:
+        reads.append(1)
+        await asyncio.sleep(0.01)
+        return "route"
+
+    async def many() -> list[str]:
+        return await asyncio.gather(*(lookups.read_once("1000", read) for _ in range(5)))
+
+    assert asyncio.run(many()) == ["route"] * 5
+    assert len(reads) == 1

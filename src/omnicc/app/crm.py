@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.customers import normal_identity
@@ -53,6 +53,7 @@ from omnicc.store.tables import (
     Agent,
     CallRecord,
     ClientContact,
+    ClientNotification,
     Contact,
     Conversation,
     CrmConnector,
@@ -758,19 +759,34 @@ Step = Callable[[httpx.AsyncClient], Awaitable[None]]
 NextDue = Callable[[], Awaitable[float | None]]
 
 
+async def prune_outboxes(database: Database, tenant_id: str, before: datetime) -> int:
+    """Forget delivered pushes and sent notifications made before `before` (failed and pending
+    ones stay for the admin); returns how many rows went."""
+    async with database.session() as session:
+        pushes = await session.execute(delete(CrmPush).where(
+            CrmPush.tenant_id == tenant_id, CrmPush.state == "delivered",
+            CrmPush.created_at < before))
+        sent = await session.execute(delete(ClientNotification).where(
+            ClientNotification.tenant_id == tenant_id, ClientNotification.state == "sent",
+            ClientNotification.created_at < before))
+        return int(pushes.rowcount or 0) + int(sent.rowcount or 0)  # type: ignore[attr-defined]
+
+
 class CrmService:
     """Runs every tenant's CRM push and client notifications in this process: one loop per
     tenant steps both whenever an event is committed, a retry is due or `poll_s` passed (the
     poll also catches events committed by another process)."""
 
     def __init__(self, database: Database, clock: Clock, bus: Bus | None, *,
-                 base_url: str = "", poll_s: float = 5.0, refresh_s: float = 30.0) -> None:
+                 base_url: str = "", poll_s: float = 5.0, refresh_s: float = 30.0,
+                 keep_days: float = 30.0) -> None:
         self._database = database
         self._clock = clock
         self._bus = bus
         self._base_url = base_url
         self._poll_s = poll_s
         self._refresh_s = refresh_s
+        self._keep_days = keep_days
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._watch: asyncio.Task[None] | None = None
 
@@ -810,10 +826,17 @@ class CrmService:
                     name=f"crm-{tenant.slug}")
 
     async def _watch_tenants(self) -> None:
+        """New tenants every `refresh_s`; old delivered rows pruned every hour."""
+        pruned_at = float("-inf")
         while True:
             await asyncio.sleep(self._refresh_s)
             try:
                 await self.refresh()
+                if self._clock.now() - pruned_at >= 3600:
+                    pruned_at = self._clock.now()
+                    before = _datetime(pruned_at - self._keep_days * 86_400)
+                    for tenant_id in list(self._loops):
+                        await prune_outboxes(self._database, tenant_id, before)
             except Exception:  # the database may be away for a moment
                 log.exception("crm: tenant refresh failed")
 

@@ -7,20 +7,27 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import anyio
 import httpx
 import pytest
 from sqlalchemy import select
 
-from omnicc.app.crm import CrmDirectory, CrmPusher, CrmService, start_reading
+from omnicc.app.crm import (
+    CrmDirectory,
+    CrmPusher,
+    CrmService,
+    prune_outboxes,
+    start_reading,
+)
 from omnicc.app.event_feed import EVENTS_TOPIC
 from omnicc.app.routing import WallClock
 from omnicc.app.webhooks import DeliveryPolicy, new_client
 from omnicc.bus import Bus, Notice
 from omnicc.core.clock import ManualClock
 from omnicc.store.database import Database
-from omnicc.store.tables import CrmConnector, CrmPush, Customer, Identity
+from omnicc.store.tables import ClientNotification, CrmConnector, CrmPush, Customer, Identity
 from tests.integration.api.live import Seeded, seed
 from tests.integration.crm.contacts import abandon_contact, finish_contact
 from tests.integration.crm.crm_server import TOKEN, FakeCrm, running_crm
@@ -217,3 +224,26 @@ async def test_the_running_service_pushes_what_finishes(
     finally:
         await service.stop()
     assert receiver.accepted == Counter({f"contact.{task}": 1})
+
+
+async def test_old_delivered_rows_are_pruned_failed_ones_kept(
+        seeded: tuple[Database, Seeded], database: Database) -> None:
+    _, acme = seeded
+    tenant = acme.tenant_id
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    recent = datetime(2026, 11, 1, tzinfo=UTC)
+    async with database.session() as session:
+        for key, state, at in (("a", "delivered", old), ("b", "failed", old),
+                               ("c", "delivered", recent)):
+            session.add(CrmPush(tenant_id=tenant, task_id=key, event_seq=1, created_at=at,
+                                idempotency_key=f"contact.{key}", state=state))
+        for key, state, at in (("d", "sent", old), ("e", "failed", old), ("f", "pending", old)):
+            session.add(ClientNotification(tenant_id=tenant, task_id=key, recipient="p@x.example",
+                                           idempotency_key=f"notify.{key}", state=state,
+                                           created_at=at))
+    assert await prune_outboxes(database, tenant, datetime(2026, 6, 1, tzinfo=UTC)) == 2
+    async with database.session() as session:
+        assert sorted(r.task_id for r in (await session.scalars(select(CrmPush))).all()) == [
+            "b", "c"]
+        assert sorted(r.task_id for r in (await session.scalars(
+            select(ClientNotification))).all()) == ["e", "f"]

@@ -242,8 +242,14 @@ export function mountCustomerPanel(box, { agentNames, onChanged }) {
     }
     if (state.customerId !== customerId) return;
     crmSlot.replaceChildren(...(found.state === "off" ? [] : [crmSection(found, customerId)]));
-    // The CRM changed the customer's segment, VIP or account manager: show the new profile.
-    if (found.applied) load();
+    if (!found.applied) return;
+    // The CRM changed the customer's segment, VIP or account manager: show the new profile,
+    // unless the agent is typing in the panel (a redraw would lose it).
+    if (box.querySelector("form:focus-within")) {
+      crmSlot.append(el("p", { className: "small muted", text: "The CRM updated this customer's profile; it shows on the next opening." }));
+    } else {
+      load();
+    }
   }
 
   async function load() {

@@ -11,4 +11,5 @@ wfm_app = typer.Typer(help="Workforce management: queueing figures, staffing, fo
                            "schedules and what-if simulations.", no_args_is_help=True)
 
 from omnicc.wfm.commands import forecasting as forecasting  # noqa: E402
+from omnicc.wfm.commands import planning as planning  # noqa: E402
 from omnicc.wfm.commands import queueing as queueing  # noqa: E402

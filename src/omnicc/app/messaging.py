@@ -25,20 +25,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from omnicc.app.chats import conversation_topic, message_view
+from omnicc.app.chats import attachment_view, conversation_topic, message_view
 from omnicc.app.customers import routing_attributes
 from omnicc.app.group_commit import GroupCommit
 from omnicc.app.principals import Forbidden
 from omnicc.app.routing import RoutingService
 from omnicc.app.voice import PHONE
 from omnicc.bus import Bus, Notice
-from omnicc.channels.messaging.shape import Account, InboundMessage, Outgoing, Receipt
+from omnicc.channels.messaging.shape import Account, InboundMessage, Media, Outgoing, Receipt
 from omnicc.core import events as ev
 from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
 from omnicc.core.model import TaskPhase, TaskRequest
 from omnicc.store.database import Database
 from omnicc.store.repositories import (
     Agents,
+    Attachments,
     Contacts,
     Conversations,
     Customers,
@@ -50,6 +51,7 @@ from omnicc.store.repositories import (
     Queues,
 )
 from omnicc.store.tables import (
+    Attachment,
     Contact,
     Conversation,
     Customer,
@@ -82,6 +84,18 @@ class Received:
     is_new: bool
     conversation_id: str
     task_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaJob:
+    """A stored message's media, to fetch into the attachment store."""
+
+    row_id: str
+    account_id: str
+    conversation_id: str
+    message_id: str
+    contact_id: str | None
+    media: tuple[Media, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,7 @@ class _Inbox:
     contacts; threads; messages; messaging messages."""
     requests: list[TaskRequest] = field(default_factory=list)
     views: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    media: list[MediaJob] = field(default_factory=list)
 
 
 def now_utc() -> datetime:
@@ -139,7 +154,7 @@ class MessagingDesk:
     """One tenant's messaging: receive, answer, send, track delivery."""
 
     def __init__(self, database: Database, tenant_id: str, routing: RoutingService,
-                 bus: Bus, *, public_base_url: str = "") -> None:
+                 bus: Bus, *, public_base_url: str = "", keeps_media: bool = False) -> None:
         self._database = database
         self.tenant_id = tenant_id
         self._routing = routing
@@ -149,6 +164,10 @@ class MessagingDesk:
             self._receive_batch, max_batch=MAX_BATCH)
         self.outbox_changed = asyncio.Event()
         """Set after a message is put in the outbox: the sender wakes."""
+        self._keeps_media = keeps_media
+        self._media: list[MediaJob] = []
+        self.media_arrived = asyncio.Event()
+        """Set after messages with media are stored: the media fetcher wakes."""
 
     @property
     def routing(self) -> RoutingService:
@@ -226,7 +245,37 @@ class MessagingDesk:
         for conversation_id, view in inbox.views:
             self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
                               Notice("message.created", view))
+        if inbox.media:
+            self._media.extend(inbox.media)
+            self.media_arrived.set()
         return outcomes
+
+    def take_media(self) -> list[MediaJob]:
+        """The media stored since the last call, to fetch."""
+        jobs, self._media = self._media, []
+        return jobs
+
+    async def attach(self, job: MediaJob, kept: list[Attachment], refused: list[str]) -> None:
+        """A message's fetched media become its attachments; what could not be kept is said
+        in an internal note (the provider's reference stays in the message's text)."""
+        note: Message | None = None
+        async with self._database.session() as session:
+            files = Attachments(session, self.tenant_id)
+            for attachment in kept:
+                attachment.conversation_id, attachment.message_id = (job.conversation_id,
+                                                                      job.message_id)
+                await files.add(attachment)
+            if refused:
+                note, _ = await Messages(session, self.tenant_id).append(Message(
+                    conversation_id=job.conversation_id, contact_id=job.contact_id,
+                    author_kind="system", visibility="internal",
+                    text="The customer's media could not be kept: " + "; ".join(refused),
+                    idempotency_key=f"messaging-media:{job.row_id}", created_at=now_utc()))
+        if note is not None:
+            self._bus.publish(self.tenant_id, [conversation_topic(job.conversation_id)],
+                              Notice("message.created", message_view(note, "OmniCC")))
+        if kept:
+            self._tell_status(job.conversation_id, job.row_id, "received")
 
     async def _prefetch(self, session: AsyncSession,
                         items: list[tuple[str, InboundMessage]]) -> _Inbox:
@@ -363,6 +412,11 @@ class MessagingDesk:
             provider_message_id=inbound.provider_message_id, text=inbound.text,
             media_urls=[m.url for m in inbound.media], created_at=at))
         inbox.views.append((thread.conversation_id, message_view(message, name)))
+        if inbound.media and self._keeps_media:
+            inbox.media.append(MediaJob(row_id=row_id, account_id=account_id,
+                                        conversation_id=thread.conversation_id,
+                                        message_id=message.id, contact_id=thread.contact_id,
+                                        media=inbound.media))
         inbox.stored[key] = Received(message_id=row_id, is_new=False,
                                      conversation_id=thread.conversation_id)
         return Received(message_id=row_id, is_new=True, conversation_id=thread.conversation_id,
@@ -578,6 +632,12 @@ class MessagingDesk:
             account = await MessagingAccounts(session, self.tenant_id).get(thread.account_id)
             rows = await MessagingMessages(session, self.tenant_id).of_conversation(
                 conversation_id)
+            files = Attachments(session, self.tenant_id)
+            kept: dict[str, list[Attachment]] = {}
+            for attachment in await files.all(files.select().where(
+                    Attachment.conversation_id == conversation_id)
+                    .order_by(Attachment.created_at, Attachment.id)):
+                kept.setdefault(attachment.message_id or "", []).append(attachment)
         closes = (None if thread.last_inbound_at is None
                   else thread.last_inbound_at + SERVICE_WINDOW)
         return {
@@ -589,7 +649,7 @@ class MessagingDesk:
                        "window_closes_at": _iso(closes),
                        "needs_template": account.channel == "whatsapp"
                        and not in_window(thread, at)},
-            "messages": [_row_view(row) for row in rows],
+            "messages": [_row_view(row, kept.get(row.message_id or "", [])) for row in rows],
         }
 
     # --- sending -----------------------------------------------------------------------------
@@ -683,8 +743,9 @@ def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def _row_view(row: MessagingMessage) -> dict[str, Any]:
+def _row_view(row: MessagingMessage, files: list[Attachment]) -> dict[str, Any]:
     return {"id": row.id, "message_id": row.message_id, "direction": row.direction,
+            "attachments": [attachment_view(a) for a in files],
             "status": row.status, "text": row.text, "media_urls": list(row.media_urls),
             "template": row.template or None, "attempts": row.attempts,
             "last_error": row.last_error, "created_at": row.created_at.isoformat(),

@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.integration.api.live import free_port
@@ -44,6 +44,8 @@ class FakeProviders:
     failures: list[int] = field(default_factory=list)
     """Status codes to answer the next requests with (then success again)."""
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    media: dict[str, bytes] = field(default_factory=dict)
+    """Files customers sent, by the id each provider names them with."""
 
     def fail_next(self, *statuses: int) -> None:
         self.failures.extend(statuses)
@@ -136,11 +138,83 @@ class FakeProviders:
             "message_id": next(self.counter), "date": int(time.time()),
             "chat": {"id": int(body["chat_id"]), "type": "private"}}})
 
+    # Media a customer sent. Twilio: GET MediaUrl (basic auth) redirects to its CDN.
+    async def twilio_media(self, request: Request) -> Response:
+        await self._record(request, None)
+        expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+        if request.headers.get("authorization") != expected:
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401},
+                                status_code=401)
+        if failure := self._failure("twilio"):
+            return failure
+        return RedirectResponse(f"/cdn/twilio/{request.path_params['media']}", status_code=307)
+
+    # Cloud API: GET /v21.0/{media-id} (Bearer) answers a short-lived URL, which also wants
+    # the token.
+    async def graph_media(self, request: Request) -> Response:
+        await self._record(request, None)
+        if request.headers.get("authorization") != f"Bearer {GRAPH_TOKEN}":
+            return JSONResponse({"error": {"message": "Invalid OAuth access token.",
+                                           "type": "OAuthException", "code": 190}},
+                                status_code=401)
+        media_id = request.path_params["node"]
+        if media_id not in self.media:
+            return JSONResponse({"error": {"message": "(#100) Invalid parameter",
+                                           "type": "OAuthException", "code": 100}},
+                                status_code=400)
+        return JSONResponse({"messaging_product": "whatsapp", "id": media_id,
+                             "url": f"{self.url}/cdn/whatsapp/{media_id}?ext=1",
+                             "mime_type": "image/jpeg", "sha256": "x",
+                             "file_size": len(self.media[media_id])})
+
+    # Bot API: GET /bot{token}/getFile?file_id= answers file_path; the bytes are at
+    # /file/bot{token}/{file_path}.
+    async def telegram_get_file(self, request: Request) -> JSONResponse:
+        await self._record(request, None)
+        if request.path_params["token"] != BOT_TOKEN:
+            return JSONResponse({"ok": False, "error_code": 401,
+                                 "description": "Unauthorized"}, status_code=401)
+        file_id = request.query_params.get("file_id", "")
+        if file_id not in self.media:
+            return JSONResponse({"ok": False, "error_code": 400,
+                                 "description": "Bad Request: invalid file_id"},
+                                status_code=400)
+        return JSONResponse({"ok": True, "result": {
+            "file_id": file_id, "file_unique_id": "u" + file_id,
+            "file_size": len(self.media[file_id]), "file_path": f"documents/{file_id}.pdf"}})
+
+    async def telegram_file(self, request: Request) -> Response:
+        await self._record(request, None)
+        if request.path_params["token"] != BOT_TOKEN:
+            return Response(status_code=404)
+        name = request.path_params["path"].rpartition("/")[2].removesuffix(".pdf")
+        return self._bytes(name)
+
+    async def cdn(self, request: Request) -> Response:
+        """The providers' file hosts (the Cloud API's wants the token; Messenger's and
+        Twilio's CDN links do not)."""
+        await self._record(request, None)
+        if (request.path_params["provider"] == "whatsapp"
+                and request.headers.get("authorization") != f"Bearer {GRAPH_TOKEN}"):
+            return Response(status_code=401)
+        return self._bytes(request.path_params["name"])
+
+    def _bytes(self, name: str) -> Response:
+        if name not in self.media:
+            return Response(status_code=404)
+        return Response(self.media[name], media_type="application/octet-stream")
+
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/2010-04-01/Accounts/{sid}/Messages.json", self.twilio, methods=["POST"]),
+            Route("/2010-04-01/Accounts/{sid}/Messages/{message}/Media/{media}",
+                  self.twilio_media),
             Route("/v21.0/{node}/messages", self.graph, methods=["POST"]),
+            Route("/v21.0/{node}", self.graph_media),
+            Route("/bot{token}/getFile", self.telegram_get_file),
             Route("/bot{token}/{method}", self.telegram, methods=["POST"]),
+            Route("/file/bot{token}/{path:path}", self.telegram_file),
+            Route("/cdn/{provider}/{name}", self.cdn),
         ])
 
 

@@ -23,7 +23,14 @@ from omnicc.channels.messaging.service import MessagingTiming
 from omnicc.channels.messaging.twilio import twilio_signature
 from omnicc.store.database import Database
 from omnicc.store.repositories import Agents, Customers, Identities, MessagingThreads
-from omnicc.store.tables import Customer, Identity, Message, MessagingMessage, Task
+from omnicc.store.tables import (
+    Attachment,
+    Customer,
+    Identity,
+    Message,
+    MessagingMessage,
+    Task,
+)
 from tests.integration.api.live import (
     Browser,
     LiveServer,
@@ -172,7 +179,9 @@ async def test_twilio_sms_from_webhook_to_answer_and_receipts(
         assert await count(database, MessagingMessage) == 1
         assert twilio_post(server, hook, inbound).status_code == 200  # Twilio's retry
         assert await count(database, MessagingMessage) == 1
-        assert await count(database, Message) == 1
+        async with database.session() as session:  # (its media's fate is a note of its own)
+            assert len((await session.execute(select(Message).where(
+                Message.author_kind == "customer"))).all()) == 1
 
         malformed = twilio_post(server, hook, {"From": CUSTOMER, "Body": "no sid"})
         assert malformed.status_code == 400 and "MessageSid" in malformed.json()["detail"]
@@ -651,6 +660,99 @@ async def test_the_customer_writes_again_after_the_agent_finished(
         assert second["task_id"] != first["task_id"]
         view = (await alice.http.get(path)).json()
         assert len(view["messages"]) == 3 and view["thread"]["task_id"] == second["task_id"]
+    finally:
+        await ada.close()
+        await alice.close()
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+JPEG = b"\xff\xd8\xff\xe0" + bytes(64)
+PDF = b"%PDF-1.7\n" + bytes(64)
+
+
+async def test_customers_media_are_kept_as_attachments(
+        server: LiveServer, seeded: Seeded, fake: FakeProviders, database: Database) -> None:
+    """A photo by Twilio MMS (basic auth, a redirect to the CDN, a 500 first), a WhatsApp
+    image (media id -> URL, both with the token), a Telegram document (getFile) are fetched
+    into the attachment store after the webhook's answer; a Messenger "image" that is a web
+    page is refused by its bytes and said in a note; the agent gets the files."""
+    fake.media.update({"ME1": PNG, "1003383421387256": JPEG, "doc1": PDF,
+                       "page.png": b"<html><script>alert(1)</script></html>"})
+    ada = await Browser(server, "ada").login()
+    alice = await Browser(server, "alice").login()
+    try:
+        accounts = {provider: await add_account(ada, seeded, fake, name=provider,
+                                                provider=provider, **fields)
+                    for provider, fields in (
+            ("twilio", {"channel": "sms", "address": "+15005550006",
+                        "account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN}),
+            ("whatsapp", {"channel": "whatsapp", "address": "106540352242922",
+                          "auth_token": GRAPH_TOKEN, "app_secret": APP_SECRET}),
+            ("telegram", {"channel": "telegram", "address": "bot", "auth_token": BOT_TOKEN,
+                          "app_secret": TELEGRAM_SECRET}),
+            ("messenger", {"channel": "messenger", "address": "PAGE", "auth_token": GRAPH_TOKEN,
+                           "app_secret": APP_SECRET}))}
+        await alice.http.put("/api/desk/status", json={"status": "available"})
+        fake.fail_next(500)  # Twilio's media answers 500 once: tried again
+        media_url = (f"{fake.url}/2010-04-01/Accounts/{TWILIO_SID}/Messages/MM1/Media/ME1")
+        assert twilio_post(server, accounts["twilio"]["webhook_path"], {
+            "MessageSid": "MM1", "From": CUSTOMER, "To": "+15005550006", "Body": "my receipt",
+            "NumMedia": "1", "MediaUrl0": media_url,
+            "MediaContentType0": "image/png"}).status_code == 200
+        assert meta_post(server, accounts["whatsapp"]["webhook_path"], whatsapp_hook({
+            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": "16505551234"}],
+            "messages": [{"from": "16505551234", "id": "wamid.IMG", "timestamp": "1",
+                          "type": "image", "image": {"caption": "the box",
+                                                     "mime_type": "image/jpeg",
+                                                     "id": "1003383421387256"}}]})
+                         ).status_code == 200
+        assert httpx.post(server.url + accounts["telegram"]["webhook_path"], json={
+            "update_id": 1, "message": {
+                "message_id": 5, "date": 1, "chat": {"id": 555, "type": "private"},
+                "from": {"id": 555, "first_name": "Aino", "is_bot": False},
+                "document": {"file_id": "doc1", "file_unique_id": "u1",
+                             "file_name": "invoice.pdf", "mime_type": "application/pdf"}}},
+            headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}).status_code == 200
+        assert meta_post(server, accounts["messenger"]["webhook_path"], {
+            "object": "page", "entry": [{"id": "PAGE", "time": 1, "messaging": [{
+                "sender": {"id": "PSID9"}, "recipient": {"id": "PAGE"}, "timestamp": 1,
+                "message": {"mid": "m_img", "attachments": [{
+                    "type": "image", "payload": {"url": f"{fake.url}/cdn/messenger/page.png"}
+                }]}}]}]}).status_code == 200
+
+        async def kept() -> list[Attachment] | None:
+            async with database.session() as session:
+                rows = (await session.execute(select(Attachment))).scalars().all()
+                notes = (await session.execute(select(Message).where(
+                    Message.author_kind == "system"))).scalars().all()
+            return list(rows) if len(rows) == 3 and notes else None
+
+        files = {f.content_type: f for f in await until(kept, "three files and a note")}
+        assert set(files) == {"image/png", "image/jpeg", "application/pdf"}
+        assert files["application/pdf"].filename == "doc1.pdf"
+        twilio = fake.sent("/2010-04-01/Accounts/")
+        assert [r.headers.get("authorization", "")[:6] for r in twilio] == ["Basic "] * 2
+        assert {r.path for r in fake.sent("/cdn/whatsapp/")} == {
+            "/cdn/whatsapp/1003383421387256"}
+        assert all(r.headers["authorization"] == f"Bearer {GRAPH_TOKEN}"
+                   for r in fake.sent("/v21.0/1003383421387256") + fake.sent("/cdn/whatsapp"))
+        assert [r.query for r in fake.sent(f"/bot{BOT_TOKEN}/getFile")] == [{"file_id": "doc1"}]
+        async with database.session() as session:
+            note = (await session.execute(select(Message).where(
+                Message.author_kind == "system"))).scalar_one()
+            thread = await MessagingThreads(session, seeded.tenant_id).of_peer(
+                accounts["whatsapp"]["id"], "+16505551234")
+        assert note.visibility == "internal" and "could not be kept" in note.text
+        assert thread is not None and files["image/jpeg"].conversation_id == (
+            thread.conversation_id)
+
+        await take_offer(alice, thread.conversation_id)
+        view = (await alice.http.get(
+            f"/api/messaging/conversations/{thread.conversation_id}")).json()
+        (image,) = view["messages"][0]["attachments"]
+        assert image["content_type"] == "image/jpeg"
+        download = await alice.http.get(image["url"])
+        assert download.status_code == 200 and download.content == JPEG
     finally:
         await ada.close()
         await alice.close()

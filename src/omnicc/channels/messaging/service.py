@@ -19,12 +19,14 @@ from typing import Any, Final
 
 import httpx
 
-from omnicc.app.messaging import MessagingDesk, Sending
+from omnicc.app.attachments import AttachmentStore, StoredFile
+from omnicc.app.messaging import MediaJob, MessagingDesk, Sending, account_of
 from omnicc.app.reply_channels import Sender, agents_task
 from omnicc.app.runtime import ContactCenter
+from omnicc.channels.messaging.media import fetch_medium
 from omnicc.channels.messaging.providers import PROVIDERS
-from omnicc.channels.messaging.shape import SendFailed
-from omnicc.core.errors import NotFound
+from omnicc.channels.messaging.shape import Media, MediaFailed, SendFailed
+from omnicc.core.errors import InvalidConfiguration, NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import MessagingAccounts, Tenants, find_messaging_account
 from omnicc.store.tables import Conversation, MessagingAccount
@@ -37,6 +39,9 @@ ACCOUNT_TTL_S: Final = 2.0
 webhook, under load): a change made through another process applies within this time, one
 made through this process at once (`forget`)."""
 MAX_CACHED_ACCOUNTS: Final = 10_000
+MAX_MEDIA_ATTEMPTS: Final = 3
+MEDIA_AT_ONCE: Final = 4
+"""Media fetched at the same time, per process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,8 @@ class MessagingService:
     """Every tenant's messaging accounts in this process."""
 
     def __init__(self, database: Database, center: ContactCenter, *,
-                 public_base_url: str = "", timing: MessagingTiming | None = None) -> None:
+                 public_base_url: str = "", timing: MessagingTiming | None = None,
+                 files: AttachmentStore | None = None) -> None:
         self._database = database
         self._center = center
         self._public_base_url = public_base_url
@@ -61,6 +67,10 @@ class MessagingService:
         self._client: httpx.AsyncClient | None = None
         self._is_running = False
         self._accounts: dict[str, tuple[float, MessagingAccount]] = {}
+        self._files = files
+        """Where received media are kept (None: they stay the provider's links)."""
+        self._fetchers: dict[str, asyncio.Task[None]] = {}
+        self._fetching = asyncio.Semaphore(MEDIA_AT_ONCE)
 
     async def account(self, account_id: str) -> MessagingAccount | None:
         """The account a webhook names (any tenant's), read at most every `ACCOUNT_TTL_S`."""
@@ -90,11 +100,14 @@ class MessagingService:
             # one desk (one batch writer) per tenant is what keeps their batches in turn.
             desk = self._desks.get(tenant_id) or MessagingDesk(
                 self._database, tenant_id, runtime.routing, self._center.bus,
-                public_base_url=self._public_base_url)
+                public_base_url=self._public_base_url, keeps_media=self._files is not None)
             self._desks[tenant_id] = desk
         if self._is_running and tenant_id not in self._senders:
             self._senders[tenant_id] = asyncio.create_task(
                 self._send_loop(desk), name=f"messaging-outbox-{tenant_id}")
+            if self._files is not None:
+                self._fetchers[tenant_id] = asyncio.create_task(
+                    self._media_loop(desk, self._files), name=f"messaging-media-{tenant_id}")
         return desk
 
     async def start(self) -> None:
@@ -108,13 +121,14 @@ class MessagingService:
 
     async def stop(self) -> None:
         self._is_running = False
-        tasks = list(self._senders.values())
+        tasks = [*self._senders.values(), *self._fetchers.values()]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._senders.clear()
+        self._fetchers.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -154,6 +168,68 @@ class MessagingService:
                         sending.row_id, "given up" if is_final else "will retry", error)
             return
         await desk.sent(sending.row_id, provider_id)
+
+
+    async def _media_loop(self, desk: MessagingDesk, files: AttachmentStore) -> None:
+        """Fetch the media of stored messages as they come (the webhook was answered before:
+        a slow provider CDN never delays the answer)."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while self._is_running:
+                desk.media_arrived.clear()
+                for job in desk.take_media():
+                    task = asyncio.create_task(self._keep_media(desk, files, job))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                await desk.media_arrived.wait()
+        finally:
+            for task in list(running):
+                task.cancel()
+
+    async def _keep_media(self, desk: MessagingDesk, files: AttachmentStore,
+                          job: MediaJob) -> None:
+        kept: list[StoredFile] = []
+        refused: list[str] = []
+        try:
+            row = await self.account(job.account_id)
+            if row is None:
+                return
+            for media in job.media:
+                try:
+                    async with self._fetching:
+                        kept.append(await self._fetch(row, media, files, desk.tenant_id))
+                except (MediaFailed, InvalidConfiguration) as error:
+                    log.info("messaging: media of message %s not kept: %s", job.row_id, error)
+                    refused.append(f"{media.content_type or 'a file'}: {error}")
+            await desk.attach(job, [stored.attachment for stored in kept], refused)
+        except asyncio.CancelledError:
+            _remove(kept)
+            raise
+        except Exception:  # one message's media must not stop the others'
+            _remove(kept)
+            log.exception("messaging: media of message %s failed", job.row_id)
+
+    async def _fetch(self, row: MessagingAccount, media: Media, files: AttachmentStore,
+                     tenant_id: str) -> StoredFile:
+        """One medium, tried again after network trouble, 429 and 5xx (back-off doubling
+        from the retry base), at most `MAX_MEDIA_ATTEMPTS` times."""
+        assert self._client is not None
+        attempt = 1
+        while True:
+            try:
+                return await fetch_medium(self._client, PROVIDERS[row.provider],
+                                          account_of(row), media, files, tenant_id)
+            except MediaFailed as error:
+                if not error.retryable or attempt == MAX_MEDIA_ATTEMPTS:
+                    raise
+            await asyncio.sleep(min(self.timing.retry_base_s * 2.0 ** (attempt - 1),
+                                    self.timing.retry_max_s))
+            attempt += 1
+
+
+def _remove(kept: list[StoredFile]) -> None:
+    for stored in kept:
+        stored.path.unlink(missing_ok=True)
 
 
 def reply_senders(service: MessagingService, database: Database) -> dict[str, Sender]:

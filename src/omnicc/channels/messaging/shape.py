@@ -30,6 +30,14 @@ class BadPayload(Exception):
     """The webhook's body is not what the provider documents: answered 400 with the reason."""
 
 
+class MediaFailed(Exception):
+    """A received medium could not be fetched; `retryable` when a later try may work."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
 class SendFailed(Exception):
     """The provider refused or could not be reached; `retryable` when a later try may work."""
 
@@ -68,6 +76,16 @@ class WebhookRequest:
 class Media:
     url: str
     content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSource:
+    """Where a received medium's bytes are, with the credentials the provider wants for them
+    (`filename`: the provider's name for the file, shown once the bytes said what it is)."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    filename: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +150,11 @@ class Provider(Protocol):
                    outgoing: Outgoing) -> str:
         """Send; the provider's message id. `SendFailed` when it was not accepted."""
 
+    async def media_source(self, client: httpx.AsyncClient, account: Account,
+                           media: Media) -> MediaSource:
+        """Where to fetch a received medium (asking the provider's API when it gives an id,
+        not a URL). `MediaFailed` when it will not say."""
+
 
 def base_url(provider: Provider, account: Account) -> str:
     return (account.api_base_url or provider.default_base_url).rstrip("/")
@@ -163,6 +186,25 @@ async def post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Resp
         return await client.post(url, **kwargs)
     except httpx.HTTPError as error:
         raise SendFailed(f"{type(error).__name__}: {error}"[:2000], retryable=True) from None
+
+
+def media_failure(response: httpx.Response, reason: str) -> MediaFailed:
+    """A refused media request: a later try may help after 429 and 5xx."""
+    retryable = response.status_code == 429 or response.status_code >= 500
+    return MediaFailed(f"{response.status_code}: {reason}"[:500], retryable=retryable)
+
+
+def file_name(url: str) -> str:
+    """The last part of a URL's path (a provider's name for the file)."""
+    return urlsplit(url).path.rstrip("/").rpartition("/")[2]
+
+
+async def get(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
+    """GET for a media lookup, with network trouble as a retryable `MediaFailed`."""
+    try:
+        return await client.get(url, **kwargs)
+    except httpx.HTTPError as error:
+        raise MediaFailed(f"{type(error).__name__}: {error}"[:500], retryable=True) from None
 
 
 def response_json(response: httpx.Response) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 // The desk's messaging conversation (SMS, WhatsApp, Telegram, Messenger): the customer's
 // address and channel, every message in and out with its delivery state (sending, sent,
 // delivered, read, not delivered), media links, WhatsApp's 24-hour window with the template
-// form once it closed, and the answer form. Text is always set with textContent; a media
+// form once it closed, and the answer form. A customer's media show as the files OmniCC
+// fetched, once it has them. Text is always set with textContent; a media
 // reference is a link only when it is an http(s) URL.
+import { attachmentLink } from "/static/attachments.js";
 import { conversationPanel } from "/static/desk-conversation.js";
 import { api, toast } from "/static/session.js";
 import { el, humanize } from "/static/desk-view.js";
@@ -23,10 +25,14 @@ function mediaItem(url) {
 function messageItem(row) {
   const failed = row.status === "failed";
   const text = row.template ? `Template ${row.template}` : row.text;
+  // The customer's media once fetched into OmniCC; until then (or if refused) the provider's links.
+  const files = row.attachments || [];
   return el("li", { className: "im-item", attrs: { "data-direction": row.direction, "data-status": row.status, "data-testid": "im-message" } },
     el("article", { attrs: { "aria-label": `${row.direction === "inbound" ? "Customer" : "You"}, ${STATES[row.status] || row.status}, ${when(row.created_at)}` } },
       text ? el("p", { className: "im-text", text }) : null,
-      row.media_urls.length ? el("ul", { className: "im-media", attrs: { "aria-label": "Media" } }, ...row.media_urls.map(mediaItem)) : null,
+      files.length
+        ? el("ul", { className: "im-media", attrs: { "aria-label": "Files" } }, ...files.map((file) => el("li", {}, attachmentLink(file))))
+        : row.media_urls.length ? el("ul", { className: "im-media", attrs: { "aria-label": "Media" } }, ...row.media_urls.map(mediaItem)) : null,
       row.last_error && failed ? el("p", { className: "form-error", text: row.last_error, attrs: { role: "note" } }) : null,
       el("footer", { className: "im-meta" },
         el("time", { className: "muted small", text: when(row.created_at), attrs: { datetime: row.created_at } }),

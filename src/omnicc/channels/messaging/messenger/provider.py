@@ -19,11 +19,13 @@ from omnicc.channels.messaging.shape import (
     Account,
     InboundMessage,
     Media,
+    MediaSource,
     Outgoing,
     Parsed,
     Receipt,
     SendFailed,
     base_url,
+    file_name,
     is_image,
     post,
     response_json,
@@ -83,3 +85,8 @@ class MessengerProvider(GraphProvider):
         if not isinstance(message_id, str) or not message_id:
             raise SendFailed("the Send API's answer has no message_id", retryable=False)
         return message_id
+
+    async def media_source(self, client: httpx.AsyncClient, account: Account,
+                           media: Media) -> MediaSource:
+        """An attachment's `payload.url` is a CDN link that needs no token (and expires)."""
+        return MediaSource(media.url, filename=file_name(media.url))

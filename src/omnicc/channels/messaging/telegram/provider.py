@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -22,17 +22,25 @@ from omnicc.channels.messaging.shape import (
     BadSignature,
     InboundMessage,
     Media,
+    MediaFailed,
+    MediaSource,
     Outgoing,
     Parsed,
     SendFailed,
     WebhookRequest,
     base_url,
     failed_response,
+    file_name,
+    get,
     is_image,
     json_body,
+    media_failure,
     post,
     response_json,
 )
+
+TELEGRAM_FILE: Final = "telegram-file:"
+"""How a received file is kept: its file id (the Bot API's download URL holds the token)."""
 
 
 class TelegramProvider:
@@ -69,12 +77,12 @@ class TelegramProvider:
         media: list[Media] = []
         if message.get("photo"):
             largest = message["photo"][-1]
-            media.append(Media(url=f"telegram-file:{largest['file_id']}",
+            media.append(Media(url=f"{TELEGRAM_FILE}{largest['file_id']}",
                                content_type="image/jpeg"))
         for kind in ("document", "audio", "voice", "video"):
             if kind in message:
                 part = message[kind]
-                media.append(Media(url=f"telegram-file:{part['file_id']}",
+                media.append(Media(url=f"{TELEGRAM_FILE}{part['file_id']}",
                                    content_type=part.get("mime_type", "")))
         return InboundMessage(provider_message_id=f"{chat_id}:{message['message_id']}",
                               peer=str(chat_id),
@@ -101,3 +109,19 @@ class TelegramProvider:
         if not isinstance(result, dict) or "message_id" not in result:
             raise SendFailed("the Bot API's answer has no message_id", retryable=False)
         return f"{outgoing.peer}:{result['message_id']}"
+
+    async def media_source(self, client: httpx.AsyncClient, account: Account,
+                           media: Media) -> MediaSource:
+        """`getFile` answers the file's path; its bytes are at `/file/bot{token}/{path}`
+        (the Bot API lets bots download files up to 20 MB)."""
+        file_id = media.url.removeprefix(TELEGRAM_FILE)
+        bot = f"{base_url(self, account)}/bot{account.auth_token}"
+        response = await get(client, f"{bot}/getFile", params={"file_id": file_id})
+        body = response_json(response)
+        if response.status_code >= 400 or not body.get("ok"):
+            raise media_failure(response, str(body.get("description", "refused")))
+        path = (body.get("result") or {}).get("file_path")
+        if not isinstance(path, str) or not path:
+            raise MediaFailed("getFile answered no file_path", retryable=False)
+        return MediaSource(f"{base_url(self, account)}/file/bot{account.auth_token}/{path}",
+                           filename=file_name(path))

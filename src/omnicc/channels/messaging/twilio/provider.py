@@ -27,6 +27,7 @@ from omnicc.channels.messaging.shape import (
     BadSignature,
     InboundMessage,
     Media,
+    MediaSource,
     Outgoing,
     Parsed,
     Receipt,
@@ -147,3 +148,10 @@ class TwilioProvider:
         if body.get("status") == "failed":
             raise SendFailed(f"Twilio failed it: {body.get('error_message')}", retryable=False)
         return sid
+
+    async def media_source(self, client: httpx.AsyncClient, account: Account,
+                           media: Media) -> MediaSource:
+        """`MediaUrl{n}` with the account's basic auth (Twilio's default; it redirects to
+        its CDN, and the credentials are not sent across that redirect)."""
+        basic = base64.b64encode(f"{account.account_sid}:{account.auth_token}".encode())
+        return MediaSource(media.url, {"Authorization": f"Basic {basic.decode()}"})

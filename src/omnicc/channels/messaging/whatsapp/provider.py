@@ -20,13 +20,17 @@ from omnicc.channels.messaging.shape import (
     Account,
     InboundMessage,
     Media,
+    MediaFailed,
+    MediaSource,
     Outgoing,
     Parsed,
     Receipt,
     ReceiptState,
     SendFailed,
     base_url,
+    get,
     is_image,
+    media_failure,
     post,
     response_json,
 )
@@ -121,3 +125,20 @@ class WhatsAppProvider(GraphProvider):
         if not isinstance(message_id, str) or not message_id:
             raise SendFailed("the Cloud API's answer has no message id", retryable=False)
         return message_id
+
+    async def media_source(self, client: httpx.AsyncClient, account: Account,
+                           media: Media) -> MediaSource:
+        """`GET /{media-id}` (Bearer) answers the download URL; that URL wants the same
+        token. It is valid for five minutes: asked for just before the download."""
+        bearer = {"Authorization": f"Bearer {account.auth_token}"}
+        response = await get(client, media.url, headers=bearer)
+        body = response_json(response)
+        if response.status_code >= 400:
+            error = body.get("error")
+            reason = (error.get("message", "refused") if isinstance(error, dict)
+                      else response.reason_phrase)
+            raise media_failure(response, str(reason))
+        url = body.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise MediaFailed("the Cloud API's answer has no download url", retryable=False)
+        return MediaSource(url, bearer, filename=f"{body.get('id', 'media')}")

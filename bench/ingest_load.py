@@ -1,10 +1,12 @@
-"""The ingest benchmark: a real mailbox imported, and (later) inbound webhooks under load.
+"""The ingest benchmark: a real mailbox imported, and inbound webhooks under load.
 
-    .venv/bin/python -m bench.ingest_load [--backend sqlite|postgresql|both] [--messages N]
-        [--seed N]
+    .venv/bin/python -m bench.ingest_load [--part mailbox|webhooks|both]
+        [--backend sqlite|postgresql|both] [--messages N] [--rate N] [--duration-s S]
+        [--saturate-s S] [--connections N] [--quick] [--seed N] [--profile DIR]
 
 Run from the repository root with `-m` (it reuses the email tests' dovecot and the chat
-benchmark's throwaway PostgreSQL cluster).
+benchmark's throwaway PostgreSQL cluster and server start-up). `--quick`: 1,000 emails and 4 s
+of webhooks.
 
 Part 1, mailbox import (issue 5, "Speed": a 10,000-message mailbox at >= 200 messages/s with a
 progress bar):
@@ -30,9 +32,33 @@ progress bar):
   waiting task per ticket. A second import of the same mailbox must store nothing new (and its
   speed is reported too: that is the pace of a re-read after a lost `UIDVALIDITY`).
 
-Part 2, inbound webhooks (>= 500 messages/s, p99 <= 200 ms, zero loss): not measured yet - it
-belongs with the messaging channels' webhooks and will be added here as its own `--part`; the
-JSON line has `"webhooks": null` until then.
+Part 2, inbound webhooks (issue 5, "Speed": >= 500 messages/s on one process, p99 answer
+<= 200 ms, zero loss - each message stored and routed exactly once):
+
+- One `omnicc serve` process (uvicorn, as in production) on a migrated database with a tenant,
+  one queue (no agent signed in: every task waits, as at night) and one account per provider.
+- The generator (this process, asyncio streams, keep-alive HTTP/1.1 over `--connections`
+  connections) posts the providers' webhooks as each documents and signs them: Twilio's form
+  with `X-Twilio-Signature`, WhatsApp Cloud API and Messenger JSON with `X-Hub-Signature-256`,
+  Telegram's Update with its secret-token header - a customer stays on one provider, the four
+  in turn. Each customer writes two messages on average (the first opens a conversation and a
+  task, the next joins them). 3% of the messages are delivered twice, as a provider retries:
+  half right behind the first copy (the two land in one batch), half a few hundred deliveries
+  later. Every webhook is built and signed before the clock starts.
+- Paced phase: `--duration-s` seconds at `--rate` deliveries/s, open loop - delivery i is due at
+  start + i/rate whatever the answers do, and waits for a free connection if none is (that wait
+  counts: latency is from the due time to the whole answer read). Then the saturation phase:
+  every connection posts its next webhook as soon as the last is answered, for
+  `--saturate-s` seconds (new messages from the same customers: they join open tasks).
+- Figures per phase: answered/s (answers 200 / time from the first due to the last answer),
+  p50/p99/max latency, the server's CPU (share of one core, and CPU ms per message), this
+  generator's, and `machine_busy` - the share of all CPUs busy during the phase (from
+  /proc/stat): on a shared machine, busy near 1.0 with the server well under one core means
+  it waited for a CPU, and the figures are a floor.
+- Zero loss is read from the store afterwards: one inbound `messaging_messages` row and one
+  conversation message per distinct message answered 200 (copies stored once), one thread per
+  customer, one task per thread (the thread's task, on its conversation), every delivery of the
+  paced phase answered 200.
 
 The last printed line is one JSON object with every figure.
 """

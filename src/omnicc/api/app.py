@@ -23,6 +23,7 @@ from omnicc.api import (
     recordings,
     reports,
     supervision,
+    wfm,
 )
 from omnicc.api.auth import Security, install_auth
 from omnicc.api.body_limit import BodySizeLimitMiddleware, BodyTooLarge, too_large
@@ -175,6 +176,7 @@ def create_app(settings: Settings, *, database_factory: DatabaseFactory = open_d
     app.include_router(messaging.router)
     app.include_router(customers.router)
     app.include_router(contact_forms.router)
+    app.include_router(wfm.router)
     from omnicc.api.attachments import install_attachments
 
     install_attachments(app)

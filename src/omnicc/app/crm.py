@@ -41,14 +41,14 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from omnicc.app.customers import normal_identity
+from omnicc.app.customers import CustomerBook, IdentityTaken, normal_identity
 from omnicc.app.event_feed import EVENTS_TOPIC
 from omnicc.app.webhooks import DeliveryPolicy, new_secret, post
 from omnicc.bus import Bus
 from omnicc.core.clock import Clock
 from omnicc.core.errors import InvalidConfiguration
 from omnicc.store.database import Database
-from omnicc.store.repositories import Tenants
+from omnicc.store.repositories import Identities, Tenants
 from omnicc.store.tables import (
     Agent,
     CallRecord,
@@ -130,6 +130,8 @@ class Lookup:
     link: str | None = None
     error: str | None = None
     fetched_at: float = 0.0
+    record_id: str = ""
+    """The CRM's own id of the record, when the mapping names it: customers it finds are one."""
 
     def view(self, *, cached: bool) -> dict[str, Any]:
         return {"state": self.state, "fields": self.fields, "attributes": self.attributes,
@@ -158,9 +160,11 @@ def read_answer(mapping: Mapping[str, Any], answer: Any, fetched_at: float) -> L
         if value is not None:
             attributes[name] = as_flag(value) if name == "vip" else as_text(value)
     link = pick(record, str(mapping["link"])) if mapping.get("link") else None
+    record_id = pick(record, str(mapping["record_id"])) if mapping.get("record_id") else None
     return Lookup("found", fields, attributes,
                   link if isinstance(link, str) and link.startswith(("http://", "https://"))
-                  else None, fetched_at=fetched_at)
+                  else None, fetched_at=fetched_at,
+                  record_id=as_text(record_id)[:300] if record_id not in (None, "") else "")
 
 
 def lookup_request(connector: CrmConnector, phone: str, email: str) -> httpx.Request:
@@ -500,6 +504,9 @@ class FieldMapping(Strict):
         default_factory=dict, description="Paths of customer attributes written onto the "
         "customer (routing uses them).")
     link: Text = Field(default="", description="Path of the record's web address in the CRM.")
+    record_id: Text = Field(default="", description="Path of the record's id in the CRM. Set, "
+                            "it is the merge rule: two customers the CRM answers with the same "
+                            "record are merged (audited as `rule:crm-record`).")
 
 
 class CrmSettings(Strict):
@@ -746,7 +753,30 @@ class CrmDirectory:
                 if customer is not None:
                     applied = await apply_attributes(session, tenant_id, customer,
                                                      found.attributes)
-        return {**found.view(cached=cached), "applied": applied}
+        merged = None
+        if found.state == "found" and found.record_id and not cached:
+            merged = await self._claim_record(tenant_id, customer_id, found.record_id)
+        return {**found.view(cached=cached), "applied": applied or merged is not None,
+                "merged": merged}
+
+    async def _claim_record(self, tenant_id: str, customer_id: str,
+                            record_id: str) -> str | None:
+        """The merge rule: the CRM record becomes the customer's `crm` identity; when another
+        customer holds it already, the CRM says both are one person and that one is merged
+        into this one (the customer the agent is looking at stays). Returns the merged id."""
+        book = CustomerBook(self._database, tenant_id)
+        try:
+            await book.add_identity(customer_id, "crm", record_id)
+            return None
+        except IdentityTaken:
+            pass
+        async with self._database.session() as session:
+            holder = await Identities(session, tenant_id).by_value("crm", record_id)
+        if holder is None or holder.customer_id == customer_id:
+            return None
+        await book.merge(customer_id, holder.customer_id, actor="rule:crm-record",
+                         reason=f"the CRM answers with record {record_id} for both")
+        return holder.customer_id
 
     async def test(self, connector: CrmConnector, phone: str, email: str) -> dict[str, Any]:
         """An admin's trial of a connector (saved or not): asked now, nothing cached or

@@ -31,7 +31,9 @@ from omnicc.store.tables import (
     Message,
 )
 
-IDENTITY_KINDS: Final = ("phone", "email", "chat_visitor", "whatsapp", "telegram", "messenger")
+IDENTITY_KINDS: Final = ("phone", "email", "chat_visitor", "whatsapp", "telegram", "messenger",
+                          "crm")
+"""`crm`: the customer's record id in the tenant's CRM (app/crm.py), which names one person."""
 CHANNELS: Final = ("voice", "chat", "email", "sms", "whatsapp", "telegram", "messenger")
 """Channels a customer can prefer or consent to."""
 SEGMENT_KEYS: Final = ("segment", "vip", "account_manager", "language")

@@ -21,6 +21,7 @@ from omnicc.app.crm import (
     prune_outboxes,
     start_reading,
 )
+from omnicc.app.customers import CustomerBook
 from omnicc.app.event_feed import EVENTS_TOPIC
 from omnicc.app.routing import WallClock
 from omnicc.app.webhooks import DeliveryPolicy, new_client
@@ -70,12 +71,13 @@ async def database(seeded: tuple[Database, Seeded]) -> AsyncIterator[Database]:
     await seeded[0].dispose()
 
 
-async def customer_with_phone(database: Database, tenant_id: str, phone: str) -> str:
+async def customer_with_phone(database: Database, tenant_id: str, phone: str,
+                              kind: str = "phone") -> str:
     async with database.session() as session:
         customer = Customer(tenant_id=tenant_id, name="Maija", attributes={})
         session.add(customer)
         await session.flush()
-        session.add(Identity(tenant_id=tenant_id, customer_id=customer.id, kind="phone",
+        session.add(Identity(tenant_id=tenant_id, customer_id=customer.id, kind=kind,
                              value=phone))
         return customer.id
 
@@ -136,6 +138,47 @@ async def test_lookup_maps_caches_and_reports_a_silent_crm(
         # A silence is not cached: the earlier not-found answer is what is remembered.
         kept = directory.cache.get(acme.tenant_id, ("+358409999999", ""), 60, clock.now())
         assert kept is not None and kept.state == "not_found"
+    finally:
+        await directory.close()
+
+
+async def test_the_crm_record_rule_merges_two_customers_it_names_alike(
+        seeded: tuple[Database, Seeded], database: Database, crm: FakeCrm) -> None:
+    """A caller and an emailer that OmniCC knew apart are one record in the CRM: the lookup
+    that finds the second merges the first into it, audited as the rule's doing, and a split
+    can undo it."""
+    _, acme = seeded
+    crm.contacts.append({"id": "901", "properties": {
+        "phone": "+358401234567", "email": "maija@example.com", "company": "Kone Oy"}})
+    async with database.session() as session:
+        session.add(CrmConnector(tenant_id=acme.tenant_id, lookup_enabled=True,
+                                 lookup_url=crm.url + "/contacts?phone={phone}&email={email}",
+                                 auth_value=TOKEN, timeout_s=5, cache_ttl_s=60,
+                                 mapping={**MAPPING, "record_id": "id"}))
+    caller = await customer_with_phone(database, acme.tenant_id, "+358401234567")
+    book = CustomerBook(database, acme.tenant_id)
+    emailer = await customer_with_phone(database, acme.tenant_id, "maija@example.com", "email")
+    directory = CrmDirectory(database, ManualClock(START_S))
+    try:
+        first = await directory.lookup(acme.tenant_id, caller)
+        assert first["merged"] is None  # the record is now the caller's crm identity
+        assert (await book.find("crm", "901"))["id"] == caller
+
+        second = await directory.lookup(acme.tenant_id, emailer)
+        assert second["merged"] == caller and second["applied"]
+        merged = await book.view(emailer)
+        assert {(i["kind"], i["value"]) for i in merged["identities"]} == {
+            ("email", "maija@example.com"), ("phone", "+358401234567"), ("crm", "901")}
+        [change] = merged["changes"]
+        assert (change["kind"], change["actor"], change["other_id"]) == (
+            "merge", "rule:crm-record", caller)
+        assert "record 901" in change["reason"]
+
+        # Asked again, nothing more happens: the record is the survivor's.
+        assert (await directory.lookup(acme.tenant_id, emailer, fresh=True))["merged"] is None
+        await book.split(emailer, [i["id"] for i in merged["identities"] if i["kind"] == "phone"],
+                         actor="user:test")
+        assert (await book.view(caller))["id"] == caller  # the split brought it back
     finally:
         await directory.close()
 

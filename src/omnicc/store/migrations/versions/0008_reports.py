@@ -9,6 +9,7 @@ Create Date: 2026-11-23 05:30:00
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -42,7 +43,7 @@ def _tenant_key(table: str) -> tuple[sa.Column[str], sa.ForeignKeyConstraint]:
     )
 
 
-def _measures() -> list[sa.Column[float]]:
+def _measures() -> list[sa.Column[Any]]:
     return [sa.Column(name, sa.BigInteger(), nullable=False) for name in COUNT_MEASURES] + [
         sa.Column(name, sa.Float(), nullable=False) for name in SECONDS_MEASURES]
 

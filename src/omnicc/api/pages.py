@@ -29,6 +29,7 @@ PAGES: tuple[tuple[str, str, Permission], ...] = (
     ("/desk", "Agent desktop", Permission.HANDLE_CONTACTS),
     ("/wallboard", "Wallboard", Permission.VIEW_WALLBOARD),
     ("/reports", "Reports", Permission.VIEW_WALLBOARD),
+    ("/wfm", "Workforce", Permission.VIEW_WALLBOARD),
     ("/admin", "Administration", Permission.CONFIGURE_TENANT),
 )
 
@@ -67,6 +68,11 @@ async def wallboard_page(request: Request) -> Response:
 @router.get("/reports", response_class=HTMLResponse)
 async def reports_page(request: Request) -> Response:
     return await page_for(request, "reports.html", Permission.VIEW_WALLBOARD)
+
+
+@router.get("/wfm", response_class=HTMLResponse)
+async def wfm_page(request: Request) -> Response:
+    return await page_for(request, "wfm.html", Permission.VIEW_WALLBOARD)
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -135,15 +135,19 @@ def coverage_table(requirement: Requirement,
 
 
 async def save_schedule(session: AsyncSession, tenant_id: str, name: str, schedule: Schedule,
-                        rules: ScheduleRules) -> WfmSchedule:
+                        rules: ScheduleRules, forecast: list[dict[str, Any]]) -> WfmSchedule:
+    """Store a schedule and its shifts; `forecast` is what a what-if will simulate again, and
+    the groups each agent served are kept with the solver's figures."""
     requirement = schedule.requirement
+    figures = {**summary(schedule),
+               "agent_groups": {a.id: sorted(a.skills) for a in schedule.agents}}
     row = WfmSchedule(
         tenant_id=tenant_id, name=name, start=requirement.start,
         interval_s=requirement.interval_s, intervals=len(requirement),
-        status=schedule.status, rules=rules_to_dict(rules),
+        status=schedule.status, rules=rules_to_dict(rules), forecast=forecast,
         requirement=requirement_to_list(requirement),
         coverage={k: list(v) for k, v in schedule.coverage.items()},
-        summary=summary(schedule), whatif=None,
+        summary=figures, whatif=None,
     )
     session.add(row)
     await session.flush()

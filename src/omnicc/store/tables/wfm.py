@@ -23,9 +23,10 @@ from omnicc.store.tables.base import (
 class WfmSchedule(TenantOwned, Base):
     """One solved schedule over `intervals` intervals of `interval_s` from `start` (UTC).
 
-    `requirement` holds the groups' required and scheduled agents per interval, `coverage` the
-    agents the shifts give each group, `rules` the rules it was solved under, `summary` the
-    solver's figures; `whatif` the latest simulated service level per interval, if any.
+    `forecast` holds each queue's volume and AHT per interval and its target (what-if runs on
+    it again), `requirement` the groups' required and scheduled agents per interval,
+    `coverage` the agents the shifts give each group, `rules` the rules it was solved under,
+    `summary` the solver's figures; `whatif` the latest simulated day, if any.
     """
 
     __tablename__ = "wfm_schedules"
@@ -38,6 +39,7 @@ class WfmSchedule(TenantOwned, Base):
     intervals: Mapped[int]
     status: Mapped[str] = mapped_column(String(16))
     rules: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
+    forecast: Mapped[list[Any]] = mapped_column(JsonList, default=list)
     requirement: Mapped[list[Any]] = mapped_column(JsonList, default=list)
     coverage: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)
     summary: Mapped[dict[str, Any]] = mapped_column(JsonObject, default=dict)

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("intervals", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("rules", JSON, nullable=False),
+        sa.Column("forecast", JSON, nullable=False),
         sa.Column("requirement", JSON, nullable=False),
         sa.Column("coverage", JSON, nullable=False),
         sa.Column("summary", JSON, nullable=False),

@@ -2,8 +2,9 @@
 answers in the desk (fake microphone, 440 Hz), opens Consult with the keyboard, calls bob's
 baresip phone (660 Hz); the card says who is on the consult while the caller hears music;
 Conference lets the caller hear both (and the keys alice types on the keypad reach the caller
-through the mixer as RFC 4733 events); Complete transfer closes alice's card and leaves the
-caller with bob. The caller runs on its own event loop in a thread (see test_softphone)."""
+through the mixer as RFC 4733 events); hanging up then completes the transfer (as on a PBX):
+alice's card closes saying the call was transferred, and the caller stays with bob. The
+caller runs on its own event loop in a thread (see test_softphone)."""
 
 from __future__ import annotations
 
@@ -149,8 +150,12 @@ def test_an_agent_consults_bob_makes_a_conference_and_completes_the_transfer(
         page.keyboard.press("Escape")
         screenshot(page, "softphone-conference")
 
-        card.get_by_role("button", name="Complete transfer").click()
+        # Hanging up with bob on the line hands him the caller (as on a PBX): alice's desk
+        # says the call was transferred, not that it ended.
+        card.get_by_role("button", name="Hang up").click()
         expect(card).to_be_hidden()
+        expect(page.locator("#toasts")).to_contain_text("Call transferred to")
+        expect(page.locator("#toasts")).not_to_contain_text("ended")
         callers.run(wait_for(lambda: connected_agent(voice) == seeded.agents["bob"]))
         callers.run(caller.hears(tone(660), "bob after the transfer"))
         callers.run(caller.hang_up())

@@ -380,9 +380,10 @@ class Consult:
             await call.media.connect_side_party(self.target_tag)
             self.state = ConsultState.COMPLETED
             self._stop.set()
+            # Told before the agent's leg ends: their desk says "transferred", not "ended".
+            self._tell()
             await call.adopt_consulted(self.leg, agent_id=self.target.agent_id,
                                        number=self.target.number)
-            self._tell()
 
     async def _hand_over(self, task_id: str, agent_id: str) -> None:
         """The engine's transfer to the target agent; its offer is accepted at once (the

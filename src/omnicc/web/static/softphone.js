@@ -377,6 +377,11 @@ export function mountSoftphone({ send, queueName, targets }) {
     if (consult && consult.state !== before?.state) say(CONSULT_LINES[consult.state](consult.target.name));
   }
 
+  // Whether the call's consulted party is on the line (or has just taken the call).
+  function handingOver(call) {
+    return ["consulting", "conference", "completed"].includes(call.consultFrame?.state);
+  }
+
   function finishTransferred(call) {
     if (phone.call !== call) return;
     const name = call.consult?.target.name || "";
@@ -547,12 +552,15 @@ export function mountSoftphone({ send, queueName, targets }) {
   async function hangUp() {
     const call = phone.call;
     if (!call) return;
+    // With the consulted party on the line, hanging up hands them the caller (as on a PBX).
+    const handsOver = handingOver(call);
     if (call.onDevice) {
       if (await control("hangup", undefined) === undefined) return;
     } else {
       send({ type: "call.hangup", ring_id: call.ring_id });
     }
-    finish("Call ended.");
+    if (handsOver) finishTransferred(call);
+    else finish("Call ended.");
   }
 
   // --- calls on the agent's SIP phone: the same card, controlled through the REST API -----------
@@ -563,7 +571,9 @@ export function mountSoftphone({ send, queueName, targets }) {
     const talking = state.tasks.some((t) => t.channel === "voice" && t.phase === "assigned");
     if (phone.call?.onDevice && !state.tasks.some((t) => t.task_id === phone.call.task_id &&
                                                         t.phase === "assigned")) {
-      finish("Call ended.");
+      // The task leaves an agent whose consulted party is on the line by the hand-over.
+      if (handingOver(phone.call)) finishTransferred(phone.call);
+      else finish("Call ended.");
     }
     if (phone.call || !talking || phone.fetching) return;
     phone.fetching = true;
@@ -693,8 +703,12 @@ export function mountSoftphone({ send, queueName, targets }) {
         return true;
       case "call.ended":
         if (phone.call?.ring_id === frame.ring_id) {
-          toast("The call has ended.");
-          finish("Call ended.");
+          if (handingOver(phone.call)) {
+            finishTransferred(phone.call);
+          } else {
+            toast("The call has ended.");
+            finish("Call ended.");
+          }
         }
         return true;
       default:

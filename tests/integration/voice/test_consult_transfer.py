@@ -23,7 +23,8 @@ from omnicc.channels.voice.supervision import Mode, Supervisions
 from omnicc.channels.voice.trunk import Trunk
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import TaskPhase
-from omnicc.store.repositories import CallRecords
+from omnicc.store.repositories import CallbackRequests, CallRecords
+from omnicc.store.tables import CallbackRequest
 from tests.integration.voice.harness import (
     SCENARIOS,
     SUPPORT_LINE,
@@ -195,6 +196,33 @@ async def test_consult_bob_then_complete_the_transfer(exchange: Exchange) -> Non
     assert tone_share(part, CALLER_HZ) > HEARD and tone_share(part, ALICE_HZ) < NOT_HEARD
 
 
+async def a_callback_is_declined_for(exchange: Exchange, bob: str, bob_phone: Baresip) -> None:
+    """A callback task offered to bob while he is consulted is declined without ringing his
+    phone (busy with the consult), and it is no attempt on the request."""
+    voice, seeded = exchange.voice, exchange.seeded
+    runtime = await exchange.runtime()
+    carrier = Carrier(SCENARIOS / "outbound_customer_answers.xml", exchange.workdir / "cb")
+    outbound = OutboundCalls(voice, Trunk(voice.stack, carrier.trunk_config()))
+    try:
+        async with exchange.database.session() as session:
+            request = await CallbackRequests(session, seeded.tenant_id).add(CallbackRequest(
+                number="+358401234567", queue_id=seeded.queues["support"], source="ivr"))
+        await outbound.callbacks.submit(runtime, request)
+        async with exchange.database.session() as session:
+            task_id = (await CallbackRequests(session, seeded.tenant_id).get(request.id)).task_id
+        assert task_id is not None
+        engine = runtime.routing.engine
+        await wait_until(lambda: bob in engine.task(task_id).declined_until,
+                         "the callback's offer to bob to be declined")
+        async with exchange.database.session() as session:
+            kept = await CallbackRequests(session, seeded.tenant_id).get(request.id)
+        assert (kept.state, kept.attempts) == ("dialling", 0)
+        assert len([e for e in bob_phone.events if e.get("type") == "CALL_ESTABLISHED"]) == 1
+        await runtime.routing.run(lambda e: e.cancel(task_id, "the test is done with it"))
+    finally:
+        await outbound.stop()
+
+
 async def test_cancel_conference_and_a_consult_nobody_answers(
         exchange: Exchange, monkeypatch: pytest.MonkeyPatch) -> None:
     seeded, voice = exchange.seeded, exchange.voice
@@ -221,6 +249,7 @@ async def test_cancel_conference_and_a_consult_nobody_answers(
             Supervisions().start(call, device, voice.media_client, supervisor_id="sam",
                                  mode=Mode.LISTEN)
         await caller.hears(on_hold, "music on hold")
+        await a_callback_is_declined_for(exchange, bob, bob_phone)
         await consult.cancel()
         assert (consult.state, consult.reason) == (ConsultState.ENDED, "cancelled")
         await bob_phone.wait_for("CALL_CLOSED")

@@ -54,6 +54,7 @@ from omnicc.app.callbacks import (
 from omnicc.app.voice import VOICE, VoiceContact
 from omnicc.bus import Notice
 from omnicc.channels.voice.calls import Ringing
+from omnicc.channels.voice.consult import is_consulted
 from omnicc.channels.voice.devices import (
     AgentLeg,
     BrowserPhone,
@@ -167,6 +168,7 @@ class OutboundCall(LiveCall[_Figures]):
                  agent_id: str, number: str, queue_id: str | None,
                  contact: VoiceContact | None = None, label: str = "",
                  on_agent_answer: Callable[[], Awaitable[bool]] | None = None,
+                 on_customer_answer: Callable[[], Awaitable[None]] | None = None,
                  withdrawn: asyncio.Event | None = None,
                  details: dict[str, Any] | None = None) -> None:
         self.service = service
@@ -180,6 +182,7 @@ class OutboundCall(LiveCall[_Figures]):
         self.contact = contact
         self.label = label
         self.on_agent_answer = on_agent_answer
+        self.on_customer_answer = on_customer_answer
         self.withdrawn = withdrawn or asyncio.Event()
         self.details = dict(details or {})
         self.call_id = f"{uuid.uuid4().hex}@{service.host}"
@@ -347,6 +350,9 @@ class OutboundCall(LiveCall[_Figures]):
         """Ring the offered agent's phone; answered -> accepted, and the customer talks with
         them (the old agent's tag is blocked)."""
         voice = self.runtime.voice
+        if is_consulted(self.service.calls.values(), self.runtime.tenant_id, ringing.agent_id):
+            await voice.reject(ringing.offer_id, "on a consult")
+            return
         device = await self.service.agent_device(self.runtime, ringing.agent_id)
         if device is None:
             await voice.reject(ringing.offer_id, "no phone")
@@ -597,6 +603,11 @@ class OutboundCall(LiveCall[_Figures]):
         self.result.outcome = "answered"
         self.connected.set()
         self._tell("answered")
+        if self.on_customer_answer is not None:
+            try:
+                await self.on_customer_answer()
+            except Exception:  # the call goes on; only a restart would miss it
+                log.exception("voice: outbound call %s: keeping the answer failed", self.call_id)
         await self._write_record()
 
     async def _from_customer(self, incoming: IncomingRequest) -> None:
@@ -992,11 +1003,15 @@ class OutboundCalls:
     def dialler(self, runtime: TenantRuntime) -> CallbackDialler:
         """What dials a tenant's callbacks when their tasks are offered to agents."""
         async def dial(offer: CallbackOffer) -> CallbackAttempt:
+            if is_consulted(self.service.calls.values(), runtime.tenant_id, offer.agent_id):
+                # Their phone is busy with a consult the engine does not know of: declined
+                # without ringing (not an attempt), as an inbound call's offer is.
+                return CallbackAttempt("declined", reason="on a consult")
             call = OutboundCall(
                 self.service, runtime, self.trunk, agent_id=offer.agent_id,
                 number=offer.number, queue_id=offer.queue_id, contact=offer.contact,
                 label=f"Callback to {offer.number}", on_agent_answer=offer.accept,
-                withdrawn=offer.withdrawn,
+                on_customer_answer=offer.customer_answered, withdrawn=offer.withdrawn,
                 details={"callback_request_id": offer.request_id})
             self._calls[call.call_id] = call
             try:

@@ -13,7 +13,9 @@ agent's phone, accepts the offer when the agent answers and dials the customer. 
 does not answer rejects the offer (the next agent gets it); otherwise the attempt is counted on
 the request: done when the customer answered, else pending again `retry_after_s` later, until
 `max_attempts` attempts failed (failed). The request's attributes keep every attempt. After a
-restart, requests left in progress are pending again (`recover`).
+restart, requests left in progress are pending again (`recover`), except those whose customer
+had answered (`attributes.answered_at`, written when they answer): they are done - the
+customer was called back, and dialling them again would call them twice.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ class CallbackOffer:
     """The engine offered a callback's task to an agent: ring them, then dial the number.
 
     `accept` is awaited when the agent answered (False: the offer is gone, hang up on the
-    agent); `withdrawn` is set when the offer is withdrawn while the agent's phone rings."""
+    agent); `withdrawn` is set when the offer is withdrawn while the agent's phone rings;
+    `customer_answered` is awaited when the customer answered (kept: a restart must not dial
+    them again)."""
 
     request_id: str
     number: str
@@ -70,6 +74,7 @@ class CallbackOffer:
     agent_id: str
     accept: Callable[[], Awaitable[bool]]
     withdrawn: asyncio.Event = field(default_factory=asyncio.Event)
+    customer_answered: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +159,33 @@ class Callbacks:
         for row in orphans:
             task = _find_task(engine, row.task_id)
             if task is not None and task.phase is not TaskPhase.ENDED:
+                # Not an abandon; a call the customer answered completes (the agent talked
+                # with them: their wrap-up follows).
                 await self._desk.hung_up(VoiceContact(
                     conversation_id=task.conversation_id or "",
                     contact_id=str(task.attributes.get("contact_id", "")),
                     customer_id=row.customer_id or "", task_id=task.id,
                     queue_id=task.queue_id), side="system",
-                    lost="the callback's follower was lost in a restart")  # not an abandon
-            await self._update(row.id, state="pending", task_id=None)
+                    lost="the callback's follower was lost in a restart")
+            answered_by = row.attributes.get("answered_by")
+            if row.attributes.get("answered_at"):
+                await self.record_attempt(row.id, CallbackAttempt(
+                    "answered", reason="the call was lost in a restart after the customer "
+                                       "answered"),
+                    agent_id=answered_by if isinstance(answered_by, str) else None)
+            else:
+                await self._update(row.id, state="pending", task_id=None)
         return len(orphans)
+
+    async def customer_answered(self, request_id: str, agent_id: str) -> None:
+        """The customer answered the callback: kept at once, so a restart in the middle of
+        the call does not put the request back in line."""
+        async with self._database.session() as session:
+            requests = CallbackRequests(session, self.tenant_id)
+            request = await requests.get(request_id)
+            request.attributes = {**request.attributes, "answered_at": _now().isoformat(),
+                                  "answered_by": agent_id}
+            await requests.save(request)
 
     async def close(self) -> None:
         for task in list(self._work):
@@ -288,9 +312,13 @@ class _CallbackTask:
             accepted = await desk.accept(offer_id)
             return accepted
 
+        async def customer_answered() -> None:
+            await self.callbacks.customer_answered(self.request_id, agent_id)
+
         offer = CallbackOffer(request_id=self.request_id, number=self.number,
                               queue_id=self.queue_id, contact=self.contact, offer_id=offer_id,
-                              agent_id=agent_id, accept=accept, withdrawn=withdrawn)
+                              agent_id=agent_id, accept=accept, withdrawn=withdrawn,
+                              customer_answered=customer_answered)
         try:
             attempt = await self.callbacks._dial(offer)
         except Exception as error:

@@ -92,6 +92,8 @@ async def test_a_callback_waits_in_the_queue_then_rings_the_agent_and_dials(
 
     assert done.state == "done" and done.attempts == 1 and done.completed_at is not None
     assert done.attributes["attempts"][0]["outcome"] == "answered"
+    # Kept when the customer answered, before the call ended (a restart must not redial).
+    assert done.attributes["answered_at"] and done.attributes["answered_by"] == alice
     established = await phone.wait_for("CALL_ESTABLISHED")
     assert f"Callback to {NUMBER}" in str(established), established
     for _ in range(200):  # the contact ends in the same breath as the request: give it time
@@ -182,6 +184,53 @@ async def test_callbacks_in_line_at_a_restart_are_put_back_in_line(exchange: Exc
         queued = await request_state(exchange, request.id)
         assert queued.state == "dialling" and queued.task_id not in (None, old_task)
         assert await restarted.recover() == 0   # its own follower is alive
+        await restarted.stop()
+    finally:
+        await center.stop()
+
+
+async def test_a_callback_answered_before_a_restart_is_not_dialled_again(
+        exchange: Exchange) -> None:
+    alice = exchange.seeded.agents["alice"]
+    talking = asyncio.Event()
+
+    async def answered_then_lost(offer: CallbackOffer) -> CallbackAttempt:
+        assert await offer.accept()
+        assert offer.customer_answered is not None
+        await offer.customer_answered()
+        talking.set()
+        await asyncio.Event().wait()  # the call is up when the process dies
+        raise AssertionError("unreachable")
+
+    before = CallbackScheduler(exchange.database, exchange.center,
+                               lambda _: answered_then_lost)
+    runtime = await exchange.runtime()
+    await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+    request = await new_request(exchange)
+    await before.submit(runtime, request)
+    await asyncio.wait_for(talking.wait(), 20)
+    task_id = (await request_state(exchange, request.id)).task_id
+    assert task_id is not None
+    await before.stop()
+    await exchange.center.stop()
+
+    async def never(offer: CallbackOffer) -> CallbackAttempt:
+        raise AssertionError("the customer was called back already")
+
+    center = ContactCenter(exchange.database, WallClock(), Bus())
+    await center.start()
+    try:
+        engine = (await center.tenant(exchange.seeded.tenant_id)).routing.engine
+        assert engine.task(task_id).agent_id == alice
+        restarted = CallbackScheduler(exchange.database, center, lambda _: never)
+        assert await restarted.recover() == 1
+        done = await request_state(exchange, request.id)
+        assert (done.state, done.attempts, done.task_id) == ("done", 1, None)
+        assert done.attributes["attempts"][0]["outcome"] == "answered"
+        assert done.attributes["attempts"][0]["agent_id"] == alice
+        # alice talked with the customer: the task completed and her wrap-up follows.
+        assert engine.task(task_id).phase is TaskPhase.WRAPPING
+        assert await restarted.tick() == 0
         await restarted.stop()
     finally:
         await center.stop()

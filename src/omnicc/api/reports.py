@@ -23,11 +23,13 @@ from omnicc.api.auth import require_permission
 from omnicc.api.database import request_database
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
-from omnicc.core.errors import Conflict, NotFound
+from omnicc.core.errors import Conflict, InvalidConfiguration, NotFound
 from omnicc.reports.exports import FIGURE_TITLES, report_csv, report_xlsx
 from omnicc.reports.queries import (
     DRILL_LIMIT,
+    EARLIEST,
     FIGURES,
+    LATEST,
     Report,
     ReportError,
     ReportRequest,
@@ -39,7 +41,7 @@ from omnicc.reports.queries import (
     key_names,
 )
 from omnicc.reports.service import ReportKeeper
-from omnicc.store.tables import ReportSchedule, ReportSend
+from omnicc.store.tables import EmailMailbox, ReportSchedule, ReportSend
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Viewer = Annotated[Principal, Depends(require_permission(Permission.VIEW_WALLBOARD))]
@@ -172,6 +174,8 @@ async def agent_statuses(
     a status still lasting ends now."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ReportError("start and end need a UTC offset")
+    if not all(EARLIEST.year < moment.year < LATEST.year for moment in (start, end)):
+        raise ReportError(f"times from {EARLIEST} to {LATEST}")
     await keeper(request).builder(principal.tenant_id).catch_up()
     async with request_database(request).session() as session:
         intervals = await agent_status_intervals(session, principal.tenant_id, start, end,
@@ -233,13 +237,26 @@ async def list_schedules(request: Request, principal: Viewer) -> list[dict[str, 
 async def create_schedule(request: Request, principal: Viewer,
                           body: ScheduleIn) -> dict[str, Any]:
     async with request_database(request).session() as session:
+        await _check_mailbox(session, principal, body.mailbox_id)
         row = ReportSchedule(tenant_id=principal.tenant_id, **body.model_dump())
         session.add(row)
-        try:
-            await session.flush()
-        except IntegrityError as error:
-            raise Conflict(f"a report schedule is already named {body.name!r}") from error
+        await _flush_named(session, body.name)
         return _schedule(row, [])
+
+
+async def _check_mailbox(session: Any, principal: Principal, mailbox_id: str | None) -> None:
+    if mailbox_id is None:
+        return
+    found = await session.get(EmailMailbox, mailbox_id)
+    if found is None or found.tenant_id != principal.tenant_id:
+        raise InvalidConfiguration(f"no email mailbox {mailbox_id}")
+
+
+async def _flush_named(session: Any, name: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        raise Conflict(f"a report schedule is already named {name!r}") from error
 
 
 async def _own_schedule(session: Any, principal: Principal, schedule_id: str) -> ReportSchedule:
@@ -255,8 +272,10 @@ async def update_schedule(schedule_id: str, request: Request, principal: Viewer,
                           body: ScheduleIn) -> dict[str, Any]:
     async with request_database(request).session() as session:
         row = await _own_schedule(session, principal, schedule_id)
+        await _check_mailbox(session, principal, body.mailbox_id)
         for name, value in body.model_dump().items():
             setattr(row, name, value)
+        await _flush_named(session, body.name)
         return _schedule(row)
 
 

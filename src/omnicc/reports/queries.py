@@ -35,6 +35,7 @@ GRAINS = ("15min", "30min", "60min", "day", "week", "month", "all")
 INTERVAL_GRAINS = {"15min": 15, "30min": 30, "60min": 60}
 DRILL_OUTCOMES = ("handled", "abandoned", "timed_out", "cancelled", "moved")
 DRILL_LIMIT = 1000
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 
 FIGURES = (
     "offered", "handled", "abandoned", "abandonment_rate", "short_abandoned",
@@ -70,6 +71,8 @@ class ReportRequest:
             raise ReportError("end is before start")
         if (self.end - self.start).days > 400:
             raise ReportError("a report covers at most 400 days")
+        if self.start < EARLIEST or self.end > LATEST:
+            raise ReportError(f"days from {EARLIEST} to {LATEST}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,14 +274,20 @@ def _period_window(request: ReportRequest, period: str | None,
     if period is None or request.grain == "all":
         return day_window(request.start, request.end, zone)
     try:
-        if request.grain in INTERVAL_GRAINS:
-            start = datetime.fromisoformat(period)
-            start = start.replace(tzinfo=zone) if start.tzinfo is None else start
-            return (start.astimezone(UTC),
-                    (start + timedelta(minutes=INTERVAL_GRAINS[request.grain])).astimezone(UTC))
-        day = date.fromisoformat(period)
-    except ValueError as error:
+        return _window_of(request, period, zone)
+    except (ValueError, OverflowError) as error:
         raise ReportError(f"period {period!r} is not a {request.grain} start") from error
+
+
+def _window_of(request: ReportRequest, period: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    if request.grain in INTERVAL_GRAINS:
+        start = datetime.fromisoformat(period)
+        start = start.replace(tzinfo=zone) if start.tzinfo is None else start
+        return (start.astimezone(UTC),
+                (start + timedelta(minutes=INTERVAL_GRAINS[request.grain])).astimezone(UTC))
+    day = date.fromisoformat(period)
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"{day} is out of range")
     if request.grain == "week":
         return day_window(day, day + timedelta(days=6), zone)
     if request.grain == "month":

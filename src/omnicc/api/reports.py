@@ -82,7 +82,7 @@ async def _report(request: Request, principal: Principal, query: ReportQuery,
                   *, overall: bool = False) -> tuple[Report, dict[str, str], Report | None]:
     """The report, its keys' names and (`overall`) the range's total of all contacts and
     agents, whatever the dimension (agent time counts in no queue or channel)."""
-    await keeper(request).builder(principal.tenant_id).catch_up()
+    await keeper(request).builder(principal.tenant_id).catch_up(surveys=False)
     async with request_database(request).session() as session:
         report = await build_report(session, principal.tenant_id, query.request())
         names = await key_names(session, principal.tenant_id, query.dimension)
@@ -147,7 +147,7 @@ async def contacts(
 ) -> dict[str, Any]:
     """Each contact's task and conversation ids, queue, agent and what was measured; at most
     1000 (`truncated` says when there were more)."""
-    await keeper(request).builder(principal.tenant_id).catch_up()
+    await keeper(request).builder(principal.tenant_id).catch_up(surveys=False)
     async with request_database(request).session() as session:
         found = await drill_down(session, principal.tenant_id, query.request(), period=period,
                                  key=row_key, outcome=outcome, limit=DRILL_LIMIT + 1)
@@ -176,7 +176,7 @@ async def agent_statuses(
         raise ReportError("start and end need a UTC offset")
     if not all(EARLIEST.year < moment.year < LATEST.year for moment in (start, end)):
         raise ReportError(f"times from {EARLIEST} to {LATEST}")
-    await keeper(request).builder(principal.tenant_id).catch_up()
+    await keeper(request).builder(principal.tenant_id).catch_up(surveys=False)
     async with request_database(request).session() as session:
         intervals = await agent_status_intervals(session, principal.tenant_id, start, end,
                                                  agent)

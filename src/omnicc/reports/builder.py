@@ -55,7 +55,7 @@ from omnicc.store.tables import (
 from omnicc.store.tables.reports import MEASURES
 
 BATCH_EVENTS = 5000
-CSAT_LOOKBACK = timedelta(days=30)
+CSAT_LOOKBACK = timedelta(days=7)
 """How long after a contact its survey answer is still taken into the totals."""
 _VISIT_COLUMNS = tuple(f.name for f in fields(Visit))
 _IN_CHUNK = 500
@@ -73,8 +73,11 @@ class ReportBuilder:
         self._tenant_id = tenant_id
         self._lock = asyncio.Lock()
 
-    async def catch_up(self, *, batch_events: int = BATCH_EVENTS) -> int:
-        """Fold every event not folded yet; returns how many were folded by this call."""
+    async def catch_up(self, *, batch_events: int = BATCH_EVENTS, surveys: bool = True) -> int:
+        """Fold every event not folded yet; returns how many were folded by this call.
+
+        `surveys` also takes survey answers given since (a scan of the last week's handled
+        contacts: the server's keeper does it once a minute, a read does not wait for it)."""
         folded = 0
         async with self._lock:
             while True:
@@ -85,7 +88,8 @@ class ReportBuilder:
                 folded += count
                 if count < batch_events:
                     break
-            await self._take_surveys()
+            if surveys:
+                await self.take_surveys()
         return folded
 
     async def rebuild(self) -> int:
@@ -233,7 +237,7 @@ class ReportBuilder:
 
     # --- survey answers arrive after the contact ------------------------------------------------
 
-    async def _take_surveys(self) -> None:
+    async def take_surveys(self) -> int:
         """CSAT: surveys answered since the contacts were counted add to their totals once."""
         tenant_id = self._tenant_id
         async with self._database.session() as session:
@@ -247,13 +251,14 @@ class ReportBuilder:
                        ReportContact.csat_score.is_(None), ReportContact.ended_at >= since,
                        Contact.csat_score.is_not(None)))).all()
             if not rows:
-                return
+                return 0
             deltas = Deltas(await self._zone(session))
             for row, score in rows:
                 row.csat_score = int(score or 0)
                 deltas.add(row.entered_at, visit_keys(_visit(row)),
                            {"csat_answers": 1, "csat_good": int(row.csat_score >= 4)})
             await add_deltas(session, tenant_id, deltas)
+        return len(rows)
 
 
 async def add_deltas(session: AsyncSession, tenant_id: str, deltas: Deltas) -> None:

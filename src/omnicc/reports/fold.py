@@ -281,9 +281,7 @@ class VisitFold:
             case "task.completed":
                 visit = self._open(task_id)
                 if visit is not None and visit.outcome == "handled":
-                    visit.ended_at = at
-                    visit.hold_s = self.hold_s.get(visit.contact_id or "", 0.0)
-                    visit.talk_s = max(0.0, float(payload["talk_s"]) - visit.hold_s)
+                    visit.ended_at, visit.talk_s = at, float(payload["talk_s"])
                     self._changed(visit)
             case "task.wrapped_up":
                 visit = self._open(task_id)
@@ -338,6 +336,11 @@ class VisitFold:
         return visit if visit is not None and visit.is_open() else None
 
     def _finish(self, visit: Visit) -> None:
+        if visit.outcome == "handled" and not visit.transferred and not visit.is_final:
+            # The call's record (hold time) is saved when the call ends, before the wrap-up
+            # that makes the visit final: talk is the engine's talk time minus hold.
+            visit.hold_s = self.hold_s.get(visit.contact_id or "", 0.0)
+            visit.talk_s = max(0.0, visit.talk_s - visit.hold_s)
         if not visit.is_final:
             visit.is_final = True
             self.deltas.add(visit.entered_at, visit_keys(visit),

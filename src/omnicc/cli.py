@@ -779,6 +779,7 @@ def migrate(
 DEMO_PAGES = (
     ("Agent desktop", "/desk", "agents: go available, take chats"),
     ("Wallboard", "/wallboard", "the supervisor's live view"),
+    ("Reports", "/reports", "history: charts, drill-down, exports"),
     ("Admin", "/admin", "queues, skills, users, hours"),
     ("Customer page", "/demo?tenant=demo", "the chat widget as customers see it"),
     ("API docs", "/docs", "REST and WebSocket endpoints"),

@@ -67,30 +67,43 @@ class MessagingService:
         self._client: httpx.AsyncClient | None = None
         self._is_running = False
         self._accounts: dict[str, tuple[float, MessagingAccount]] = {}
+        self._account_reads: dict[str, asyncio.Future[MessagingAccount | None]] = {}
         self._files = files
         """Where received media are kept (None: they stay the provider's links)."""
         self._fetchers: dict[str, asyncio.Task[None]] = {}
         self._fetching = asyncio.Semaphore(MEDIA_AT_ONCE)
 
     async def account(self, account_id: str) -> MessagingAccount | None:
-        """The account a webhook names (any tenant's), read at most every `ACCOUNT_TTL_S`."""
-        now = time.monotonic()
+        """The account a webhook names (any tenant's), read at most every `ACCOUNT_TTL_S`;
+        the webhooks that find it out of date together wait for one read."""
         cached = self._accounts.get(account_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        reading = self._account_reads.get(account_id)
+        if reading is None:
+            reading = self._account_reads[account_id] = asyncio.ensure_future(
+                self._read_account(account_id))
+            reading.add_done_callback(lambda _: self._account_reads.pop(account_id, None))
+        return await asyncio.shield(reading)
+
+    async def _read_account(self, account_id: str) -> MessagingAccount | None:
+        read_at = time.monotonic()
         async with self._database.session() as session:
             row = await find_messaging_account(session, account_id)
         if row is None:  # unknown ids are not kept: guessing them fills no memory
             self._accounts.pop(account_id, None)
             return None
+        if self._account_reads.get(account_id) is not asyncio.current_task():
+            return row  # forgotten meanwhile: what was read may be from before the change
         if len(self._accounts) >= MAX_CACHED_ACCOUNTS:
             self._accounts.clear()
-        self._accounts[account_id] = (now + ACCOUNT_TTL_S, row)
+        self._accounts[account_id] = (read_at + ACCOUNT_TTL_S, row)
         return row
 
     def forget(self, account_id: str) -> None:
         """The account changed: the next webhook reads it again."""
         self._accounts.pop(account_id, None)
+        self._account_reads.pop(account_id, None)
 
     async def desk(self, tenant_id: str) -> MessagingDesk:
         desk = self._desks.get(tenant_id)

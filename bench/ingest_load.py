@@ -52,7 +52,8 @@ Part 2, inbound webhooks (issue 5, "Speed": >= 500 messages/s on one process, p9
   `--saturate-s` seconds (new messages from the same customers: they join open tasks).
 - Figures per phase: answered/s (answers 200 / time from the first due to the last answer),
   p50/p99/max latency, the server's CPU (share of one core, and CPU ms per message), this
-  generator's, and `machine_busy` - the share of all CPUs busy during the phase (from
+  generator's, PostgreSQL's (its cluster's processes; SQLite's work is in the server's), and
+  `machine_busy` - the share of all CPUs busy during the phase (from
   /proc/stat): on a shared machine, busy near 1.0 with the server well under one core means
   it waited for a CPU, and the figures are a floor.
 - Zero loss is read from the store afterwards: one inbound `messaging_messages` row and one
@@ -511,7 +512,8 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def answered_figures(answers: Answers, server_cpu_s: float, generator_cpu_s: float,
-                     machine_busy: float, wall_s: float) -> dict[str, Any]:
+                     database_cpu_s: float, machine_busy: float,
+                     wall_s: float) -> dict[str, Any]:
     span_s = max(1e-9, (answers.last_ns - answers.first_ns) / 1e9)
     ok = answers.statuses.get(200, 0)
     return {
@@ -525,12 +527,30 @@ def answered_figures(answers: Answers, server_cpu_s: float, generator_cpu_s: flo
         "server_cpu": round(server_cpu_s / wall_s, 3),
         "server_cpu_ms_per_message": round(server_cpu_s * 1000 / max(1, ok), 2),
         "generator_cpu": round(generator_cpu_s / wall_s, 3),
+        "database_cpu": round(database_cpu_s / wall_s, 3),
         "machine_busy": round(machine_busy, 3),
     }
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def database_cpu_seconds(url: str) -> float:
+    """CPU seconds of a PostgreSQL cluster's processes (the postmaster and its children);
+    0 for SQLite (its work is in the server's own CPU)."""
+    if not url.startswith("postgresql"):
+        return 0.0
+    directory = Path(url.split("host=", 1)[1].split("&", 1)[0])
+    postmaster = int((directory / "data" / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            if pid == postmaster or int(fields[1]) == postmaster:
+                total += cpu_seconds(pid)
+    return total
 
 
 def machine_jiffies() -> tuple[int, int]:
@@ -629,7 +649,8 @@ def webhook_run(backend: str, load: WebhookLoad, seed: int,
                                   "connections": load.connections}
         for phase in ("paced", "saturate"):
             print(f"{backend}: {phase} ...", file=sys.stderr, flush=True)
-            cpu, machine = cpu_seconds(server.pid), machine_jiffies()
+            cpu, machine, database = (cpu_seconds(server.pid), machine_jiffies(),
+                                      database_cpu_seconds(url))
             own_cpu, wall = time.process_time(), time.monotonic()
             answers = asyncio.run(paced(server.url, deliveries, load) if phase == "paced"
                                   else saturate(server.url, ceiling, load))
@@ -638,7 +659,7 @@ def webhook_run(backend: str, load: WebhookLoad, seed: int,
                                                              strict=True))
             result[phase] = answered_figures(
                 answers, cpu_seconds(server.pid) - cpu, time.process_time() - own_cpu,
-                busy / max(1, total), wall_s)
+                database_cpu_seconds(url) - database, busy / max(1, total), wall_s)
             result[phase]["keys"] = answers.answered_keys
         stored = asyncio.run(webhook_tally(url))
         answered = result["paced"].pop("keys") | result["saturate"].pop("keys")
@@ -703,13 +724,15 @@ def main() -> None:
         webhooks = {backend: webhook_run(backend, load, args.seed, args.profile)
                     for backend in backends}
         print(f"{'backend':<11} {'phase':<9} {'sent':>7} {'200':>7} {'answered/s':>11} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'server cpu':>11} {'machine':>8} {'no loss':>8}")
+              f"{'p50 ms':>7} {'p99 ms':>7} {'server cpu':>11} {'db cpu':>7} {'machine':>8} "
+              f"{'no loss':>8}")
         for backend, figures in webhooks.items():
             for phase in ("paced", "saturate"):
                 f = figures[phase]
                 print(f"{backend:<11} {phase:<9} {f['sent']:>7,} {f['answered_200']:>7,} "
                       f"{f['answered_per_s']:>11.1f} {f['p50_ms']!s:>7} {f['p99_ms']!s:>7} "
-                      f"{f['server_cpu']:>11.2f} {f['machine_busy']:>8.2f} "
+                      f"{f['server_cpu']:>11.2f} {f['database_cpu']:>7.2f} "
+                      f"{f['machine_busy']:>8.2f} "
                       f"{figures['zero_loss']!s:>8}")
     goals: dict[str, bool] = {}
     if mailbox is not None:

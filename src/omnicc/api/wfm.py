@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, model_validator
@@ -47,14 +47,17 @@ router = APIRouter(prefix="/api/wfm", tags=["wfm"])
 Planner = Annotated[Principal, Depends(require_permission(Permission.VIEW_WALLBOARD))]
 
 MAX_INTERVALS = 14 * 96
+MAX_LOAD_ERL = 5_000
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class TargetIn(BaseModel):
     service_level: float = Field(default=0.8, gt=0, lt=1)
-    threshold_s: float = Field(default=20.0, ge=0)
-    max_occupancy: float | None = Field(default=0.85, gt=0, le=1)
-    shrinkage: float = Field(default=0.0, ge=0, lt=1)
-    patience_s: float | None = Field(default=None, gt=0)
+    threshold_s: float = Field(default=20.0, ge=0, le=3600)
+    max_occupancy: float | None = Field(default=0.85, ge=0.1, le=1)
+    shrinkage: float = Field(default=0.0, ge=0, le=0.9)
+    patience_s: float | None = Field(default=None, ge=1, le=86_400)
 
 
 class BreakIn(BaseModel):
@@ -75,20 +78,22 @@ class RulesIn(BaseModel):
     start_step_min: int = Field(default=30, gt=0)
     max_days: int = Field(default=5, ge=1, le=7)
     min_rest_min: int = Field(default=11 * 60, ge=0)
-    time_limit_s: float = Field(default=30.0, gt=0, le=120)
+    time_limit_s: float = Field(default=30.0, gt=0, le=60)
 
 
 class QueueForecastIn(BaseModel):
     queue_id: str
     skill: str | None = None
-    volume: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=MAX_INTERVALS)
-    aht_s: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=MAX_INTERVALS)
+    volume: list[Annotated[float, Field(ge=0, le=100_000)]] = Field(
+        min_length=1, max_length=MAX_INTERVALS)
+    aht_s: list[Annotated[float, Field(ge=0, le=14_400)]] = Field(
+        min_length=1, max_length=MAX_INTERVALS)
 
 
 class ScheduleIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     start: datetime
-    interval_s: int = Field(default=1800, ge=300, le=3600)
+    interval_s: Literal[300, 600, 900, 1200, 1800, 3600] = 1800
     queues: list[QueueForecastIn] = Field(min_length=1, max_length=20)
     target: TargetIn = TargetIn()
     rules: RulesIn
@@ -103,6 +108,13 @@ class ScheduleIn(BaseModel):
             raise ValueError("every queue's volume and aht_s need as many intervals")
         if self.start.tzinfo is None:
             raise ValueError("start needs a time zone (UTC)")
+        if not EARLIEST <= self.start <= LATEST:
+            raise ValueError("start must lie between 2000 and 2100")
+        peak_erl = max(v * a / self.interval_s for q in self.queues
+                       for v, a in zip(q.volume, q.aht_s, strict=True))
+        if peak_erl > MAX_LOAD_ERL:
+            raise ValueError(f"an interval's offered load ({peak_erl:.0f} Erlang) is more "
+                             f"than one tenant's schedule covers ({MAX_LOAD_ERL} Erlang)")
         return self
 
 
@@ -228,11 +240,13 @@ async def schedule_adherence(schedule_id: str, request: Request, principal: Plan
     async with request_database(request).session() as session:
         row = await get_schedule(session, tenant_id, schedule_id)
         shifts = await schedule_shifts(session, tenant_id, schedule_id)
-        window_start = (start or row.start).astimezone(UTC)
-        window_end = (end or min(now, row.start + timedelta(
-            seconds=row.interval_s * row.intervals))).astimezone(UTC)
-        if window_end <= window_start:
-            raise InvalidConfiguration("end must be later than start")
+        window_start = start or row.start
+        window_end = end or min(now, row.start + timedelta(
+            seconds=row.interval_s * row.intervals))
+        if window_start.tzinfo is None or window_end.tzinfo is None or not (
+                EARLIEST <= window_start < window_end <= LATEST):
+            raise InvalidConfiguration("start and end need time zones, start before end, "
+                                       "both between 2000 and 2100")
         spans = await status_spans(session, tenant_id, window_start, window_end, now)
         names = {a.id: a.name for a in await Agents(session, tenant_id).list_all()}
     figures = adherence(shifts, spans, window_start, window_end, grace_s)

@@ -94,17 +94,22 @@ class VoiceDesk:
 
     async def identify_caller(self, number: str, display_name: str = "") -> Customer:
         """The customer behind a calling number, made on their first call."""
-        value = normalize_phone(number, self._default_region)
         async with self._database.session() as session:
-            identities = Identities(session, self.tenant_id)
-            customers = Customers(session, self.tenant_id)
-            identity = await identities.by_value(PHONE, value)
-            if identity is not None:
-                return await customers.get(identity.customer_id)
-            customer = await customers.add(Customer(
-                name=display_name[:200], attributes={"phone": value}))
-            await identities.add(Identity(customer_id=customer.id, kind=PHONE, value=value))
-            return customer
+            return await self.identify_in(session, number, display_name)
+
+    async def identify_in(self, session: AsyncSession, number: str,
+                          display_name: str = "") -> Customer:
+        """`identify_caller` in the caller's transaction (an inbound call's first record)."""
+        value = normalize_phone(number, self._default_region)
+        identities = Identities(session, self.tenant_id)
+        customers = Customers(session, self.tenant_id)
+        identity = await identities.by_value(PHONE, value)
+        if identity is not None:
+            return await customers.get(identity.customer_id)
+        customer = await customers.add(Customer(
+            name=display_name[:200], attributes={"phone": value}))
+        await identities.add(Identity(customer_id=customer.id, kind=PHONE, value=value))
+        return customer
 
     # --- the call's task -------------------------------------------------------------------
 

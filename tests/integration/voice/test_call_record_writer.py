@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from omnicc.channels.voice.records import CallRecordWriter
+from omnicc.channels.voice.records import Before, CallRecordWriter
 from omnicc.core.errors import NotFound
 from omnicc.store.database import Database
 from omnicc.store.repositories import CallRecords, Tenants
@@ -70,3 +70,35 @@ async def test_a_bad_record_fails_alone(database: Database) -> None:
     assert isinstance(results[2], NotFound)
     assert [r for n, r in enumerate(results) if n != 2] == [None] * 5
     assert await stored(database, tenant) == {c.record_id: "in_progress" for c in good}
+
+
+async def test_work_before_a_record_shares_its_transaction(database: Database) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from omnicc.store.repositories import Customers
+    from omnicc.store.tables import Customer
+
+    async with database.session() as session:
+        tenant = (await Tenants(session).create("acme", "Acme")).id
+    writer = CallRecordWriter(database)
+    made: dict[str, str] = {}
+
+    def customer_for(call: Call, *, fails: bool = False) -> Before:
+        async def before(session: AsyncSession) -> None:
+            customer = await Customers(session, tenant).add(Customer(name=call.record_id))
+            made[call.record_id] = customer.id
+            if fails:
+                raise RuntimeError("the caller could not be identified")
+        return before
+
+    calls = [Call(f"c{n}") for n in range(4)]
+    results = await asyncio.gather(
+        *(writer.save(tenant, c.record_id, c.new, c.fill,
+                      before=customer_for(c, fails=c.record_id == "c1"))
+          for c in calls), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["NoneType", "RuntimeError", "NoneType",
+                                                  "NoneType"]
+    assert set(await stored(database, tenant)) == {"c0", "c2", "c3"}
+    async with database.session() as session:
+        names = {row.name for row in await Customers(session, tenant).list_all()}
+    assert names == {"c0", "c2", "c3"}  # c1's customer went with its failed record

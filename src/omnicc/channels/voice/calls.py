@@ -185,10 +185,10 @@ class InboundCall(LiveCall[CallFigures]):
             if not await self._answer():
                 return
             # Known from the first moment, so a call that ends in the IVR is in the caller's
-            # history too.
-            customer = await self.runtime.voice.identify_caller(self.caller, self.caller_name)
-            self.customer, self.customer_id = customer, customer.id
-            await self._write_record()
+            # history too: identified in the transaction of the call's first record.
+            await self.service.records.save(self.runtime.tenant_id, self.record_id,
+                                            self._new_record, self._fill_record,
+                                            before=self._identify_caller)
             assert self.route.flow is not None
             context = CallContext(clock=self.runtime.routing.clock, caller=self.caller,
                                   dialled=self.dialled,
@@ -754,6 +754,10 @@ class InboundCall(LiveCall[CallFigures]):
                           from_number=self.caller, to_number=self.dialled,
                           number_id=self.route.number_id, flow_id=self.route.flow_id,
                           started_at=self.figures.started_at)
+
+    async def _identify_caller(self, session: AsyncSession) -> None:
+        customer = await self.runtime.voice.identify_in(session, self.caller, self.caller_name)
+        self.customer, self.customer_id = customer, customer.id
 
     async def _record_in(self, session: AsyncSession, *, contact: VoiceContact | None = None,
                          answered: tuple[str, datetime] | None = None) -> None:

@@ -23,7 +23,7 @@ agent), all of the call's tenant.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Table, bindparam
@@ -38,6 +38,9 @@ MAX_BATCH = 128
 
 NewRecord = Callable[[], CallRecord]
 """The row of a call whose record is not stored yet."""
+Before = Callable[[AsyncSession], Awaitable[None]]
+"""Work of the call's that goes in the same transaction, before its record (identifying the
+caller: the record names the customer)."""
 FillRecord = Callable[[CallRecord], None]
 """Puts the call's figures, as they are when the batch is written, into its row (a new one:
 it must not read what the row held)."""
@@ -54,6 +57,7 @@ class _Save:
     new: NewRecord
     fill: FillRecord
     waiting: list[asyncio.Future[None]] = field(default_factory=list)
+    before: list[Before] = field(default_factory=list)
 
 
 class CallRecordWriter:
@@ -67,13 +71,16 @@ class CallRecordWriter:
         """Transactions written (batches and retries): fewer than saves under load."""
 
     async def save(self, tenant_id: str, record_id: str, new: NewRecord,
-                   fill: FillRecord) -> None:
+                   fill: FillRecord, *, before: Before | None = None) -> None:
+        """Return once the record (and `before`'s work) is committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pending = self._pending.get((tenant_id, record_id))
         if pending is None:
             pending = self._pending[(tenant_id, record_id)] = _Save(new, fill)
         else:
             pending.fill = fill
+        if before is not None:
+            pending.before.append(before)
         pending.waiting.append(future)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
@@ -114,6 +121,8 @@ class CallRecordWriter:
         self.commits += 1
         async with self._database.session() as session:
             for (tenant_id, record_id), save in batch.items():
+                for work in save.before:
+                    await work(session)
                 await self.write(session, tenant_id, record_id, save.new, save.fill)
 
 

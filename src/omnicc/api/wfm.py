@@ -90,6 +90,18 @@ class QueueForecastIn(BaseModel):
         min_length=1, max_length=MAX_INTERVALS)
 
 
+class AvailabilityIn(BaseModel):
+    """One agent's own limits: days off, the part of the day they can work (minutes, the end
+    may pass midnight), their contract and days a week."""
+
+    agent_id: str
+    unavailable: list[date] = Field(default_factory=list, max_length=366)
+    window: tuple[int, int] = (0, 2880)
+    min_minutes: int | None = Field(default=None, ge=0)
+    max_minutes: int | None = Field(default=None, gt=0)
+    max_days: int | None = Field(default=None, ge=1, le=7)
+
+
 class ScheduleIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     start: datetime
@@ -98,6 +110,7 @@ class ScheduleIn(BaseModel):
     target: TargetIn = TargetIn()
     rules: RulesIn
     agent_ids: list[str] | None = None
+    availability: list[AvailabilityIn] = Field(default_factory=list, max_length=2000)
     min_minutes: int = Field(default=0, ge=0)
     max_minutes: int = Field(default=40 * 60, gt=0)
 
@@ -175,11 +188,18 @@ async def create_schedule(body: ScheduleIn, request: Request,
     chosen = [a for a in agent_rows if body.agent_ids is None or a.id in body.agent_ids]
     if not chosen:
         raise InvalidConfiguration("no agent to schedule")
-    staff = [AgentPlan(
-        id=a.id, name=a.name,
-        skills=frozenset(g for g, skill in eligibility.items()
-                         if skill is None or skill in a.skills),
-        min_minutes=body.min_minutes, max_minutes=body.max_minutes) for a in chosen]
+    limits = {item.agent_id: item for item in body.availability}
+    staff = []
+    for agent in chosen:
+        own = limits.get(agent.id, AvailabilityIn(agent_id=agent.id))
+        staff.append(AgentPlan(
+            id=agent.id, name=agent.name,
+            skills=frozenset(g for g, skill in eligibility.items()
+                             if skill is None or skill in agent.skills),
+            unavailable=frozenset(own.unavailable), window=own.window,
+            min_minutes=body.min_minutes if own.min_minutes is None else own.min_minutes,
+            max_minutes=body.max_minutes if own.max_minutes is None else own.max_minutes,
+            max_days=own.max_days))
     rules = rules_from_dict(body.rules.model_dump())
 
     def solve() -> Any:

@@ -87,6 +87,19 @@ async def test_schedule_coverage_adherence_and_whatif(server: LiveServer, seeded
     again = (await sam.http.get(f"/api/wfm/schedules/{schedule_id}")).json()
     assert again["whatif"]["service_level"] == day["service_level"]
 
+    # Bob's day off: Alice alone, within her hours.
+    body["name"] = "Bob off"
+    body["availability"] = [{"agent_id": seeded.agents["bob"],
+                             "unavailable": [midnight.date().isoformat()]},
+                            {"agent_id": seeded.agents["alice"], "window": [600, 1200]}]
+    created = await sam.http.post("/api/wfm/schedules", json=body)
+    assert created.status_code == 201, created.text
+    alone = (await sam.http.get(f"/api/wfm/schedules/{created.json()['id']}")).json()
+    (shift,) = alone["shifts"]
+    assert shift["agent_id"] == seeded.agents["alice"]
+    assert shift["start"] >= midnight.replace(hour=10).isoformat().replace("+00:00", "Z")
+    assert shift["end"] <= midnight.replace(hour=20).isoformat().replace("+00:00", "Z")
+
     page = await sam.http.get("/wfm")
     assert page.status_code == 200 and "Workforce" in page.text
     assert (await sam.http.delete(f"/api/wfm/schedules/{schedule_id}")).status_code == 204

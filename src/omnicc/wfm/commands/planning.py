@@ -51,10 +51,10 @@ from omnicc.wfm.whatif import WhatIf, duty_by_skills, what_if
 ForecastOption = Annotated[list[str], typer.Option(
     "--forecast", help="[QUEUE=]FILE: a forecast as CSV (start,volume,aht_s) or JSON; "
     "repeat for several queues. QUEUE is also the skill its contacts need "
-    "[default: the file's stem].", show_default=False)]
+    "(default: the file's stem).", show_default=False)]
 IntervalOption = Annotated[str | None, typer.Option(
     "--interval", help="Plan on this interval ('15m', '30m', '1h'), adding up finer "
-    "forecast intervals [default: the forecast's].", show_default=False)]
+    "forecast intervals (default: the forecast's).", show_default=False)]
 AhtOption = Annotated[float, typer.Option(
     "--aht-s", help="AHT for forecasts without handle times.")]
 ServiceLevelOption = Annotated[float, typer.Option(
@@ -234,14 +234,14 @@ def schedule_command(
         show_default=False)] = None,
     agents_file: Annotated[Path | None, typer.Option(
         "--agents-file", help="YAML/JSON list of agents: id, name, skills, unavailable (dates), "
-        "window ([from, to] minutes of the day), min_minutes, max_minutes, max_days.",
+        "window (from, to: minutes of the day), min_minutes, max_minutes, max_days.",
         show_default=False)] = None,
     days: Annotated[int | None, typer.Option(
         "--days", help="Plan only the forecast's first N days.", show_default=False)] = None,
     interval: IntervalOption = None,
     shift: Annotated[list[str] | None, typer.Option(
         "--shift", help="Shift length and breaks, e.g. 8h:30m@3h-5h (a 30-minute break "
-        "starting 3 to 5 hours in); repeat for several lengths [default: 8h:30m@3h-5h].",
+        "starting 3 to 5 hours in); repeat for several lengths (default: 8h:30m@3h-5h).",
         show_default=False)] = None,
     earliest: Annotated[str, typer.Option("--earliest", help="Earliest shift start (UTC).")] =
     "06:00",
@@ -359,7 +359,7 @@ def simulate_command(
         "--schedule", help="A schedule document (`omnicc wfm schedule --out`).",
         show_default=False)],
     day: Annotated[str | None, typer.Option(
-        "--day", help="The day to simulate, YYYY-MM-DD [default: the schedule's first].",
+        "--day", help="The day to simulate, YYYY-MM-DD (default: the schedule's first).",
         show_default=False)] = None,
     scenario: Annotated[Path | None, typer.Option(
         "--scenario", help="A simulation scenario (YAML) whose queues, routing policies and "

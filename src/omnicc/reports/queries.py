@@ -71,6 +71,8 @@ class ReportRequest:
             raise ReportError("end is before start")
         if (self.end - self.start).days > 400:
             raise ReportError("a report covers at most 400 days")
+        if self.grain in INTERVAL_GRAINS and (self.end - self.start).days > 31:
+            raise ReportError("a report per 15, 30 or 60 minutes covers at most 31 days")
         if self.start < EARLIEST or self.end > LATEST:
             raise ReportError(f"days from {EARLIEST} to {LATEST}")
 

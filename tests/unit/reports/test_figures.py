@@ -48,6 +48,10 @@ def test_a_request_is_checked() -> None:
         ReportRequest(start=date(2026, 1, 1), end=date(2026, 1, 1), grain="year")
     with pytest.raises(InvalidConfiguration, match="before start"):
         ReportRequest(start=date(2026, 1, 2), end=date(2026, 1, 1))
+    with pytest.raises(InvalidConfiguration, match="at most 31 days"):
+        ReportRequest(start=date(2026, 1, 1), end=date(2026, 3, 1), grain="15min")
+    with pytest.raises(InvalidConfiguration, match="2000"):
+        ReportRequest(start=date(1999, 12, 31), end=date(2000, 1, 1))
 
 
 def test_periods_are_due_an_hour_after_they_end_in_the_tenant_zone() -> None:

@@ -16,6 +16,12 @@ function el(tag, text, attributes = {}) {
   return node;
 }
 
+function message(text, columns) {
+  const row = el("tr");
+  row.append(el("td", text, { class: "empty", colspan: String(columns) }));
+  return row;
+}
+
 const hhmm = (iso) => iso.slice(11, 16);
 const percent = (value) => (value === null || value === undefined ? "–" : `${(value * 100).toFixed(1)} %`);
 const hours = (seconds) => `${(seconds / 3600).toFixed(1)} h`;
@@ -77,9 +83,7 @@ function render() {
   if (!has) {
     $("tiles").replaceChildren();
     $("shift-head").replaceChildren();
-    const row = el("tr");
-    row.append(el("td", "No schedule yet.", { class: "empty" }));
-    $("shift-rows").replaceChildren(row);
+    $("shift-rows").replaceChildren(message("No schedule yet.", 1));
     $("coverage-rows").replaceChildren();
     $("adherence-rows").replaceChildren();
     Plotly?.purge("chart");
@@ -137,7 +141,8 @@ function renderChart() {
     legend: { orientation: "h", y: -0.18 },
     xaxis: { type: "date", title: { text: "UTC" } },
     yaxis: { title: { text: "Agents" }, rangemode: "tozero" },
-    yaxis2: { overlaying: "y", side: "right", range: [0, 1.05], tickformat: ".0%", showgrid: false, visible: whatif.size > 0 },
+    yaxis2: { overlaying: "y", side: "right", range: [0, 1.05], tickvals: [0, 0.2, 0.4, 0.6, 0.8, 1],
+              tickformat: ".0%", showgrid: false, visible: whatif.size > 0, title: { text: "Service level" } },
   }, { displaylogo: false, responsive: true });
 }
 
@@ -167,15 +172,14 @@ function renderShifts() {
     return tr;
   });
   $("shift-rows").replaceChildren(...rows);
-  if (!rows.length) $("shift-rows").append(el("tr")).append(el("td", "No shifts.", { class: "empty" }));
+  if (!rows.length) $("shift-rows").append(message("No shifts.", dates.length + 2));
 }
 
 async function loadAdherence() {
   const body = $("adherence-rows");
   if (!current) { body.replaceChildren(); return; }
   if (Date.parse(current.start) > Date.now()) {
-    body.replaceChildren(el("tr"));
-    body.firstChild.append(el("td", "The schedule has not started yet.", { class: "empty", colspan: "5" }));
+    body.replaceChildren(message("The schedule has not started yet.", 5));
     return;
   }
   const result = await api(`/api/wfm/schedules/${encodeURIComponent(current.id)}/adherence?grace_s=60`);
@@ -192,9 +196,7 @@ async function loadAdherence() {
       el("td", percent(agent.adherence), { class: "number" }), el("td", percent(agent.conformance), { class: "number" }), cell);
     return tr;
   }));
-  if (!result.agents.length) {
-    body.append(el("tr")).append(el("td", "Nobody was scheduled up to now.", { class: "empty", colspan: "5" }));
-  }
+  if (!result.agents.length) body.append(message("Nobody was scheduled up to now.", 5));
 }
 
 // --- actions ------------------------------------------------------------------------------

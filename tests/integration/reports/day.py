@@ -105,8 +105,8 @@ async def run_day(database: Database, center: Center, *, seed: int = 7,
         # The world may have moved on (accepted before the customer hung up, ...).
         with contextlib.suppress(Conflict, NotFound):
             await _act(service, center, rng, kind, subject, plan)
-        for agent in service.engine.agents():
-            for offer_id in list(agent.offers):
+        for state in service.engine.agents():
+            for offer_id in list(state.offers):
                 if offer_id not in seen_offers:
                     seen_offers.add(offer_id)
                     choice = rng.random()

@@ -174,7 +174,7 @@ async def test_a_day_of_events_reconciles_exactly(database: Database) -> None:
     async with database.session() as session:
         events = list((await session.execute(select(Event).where(
             Event.tenant_id == center.tenant_id).order_by(Event.seq))).scalars())
-        csat = {c.id: c.csat_score for c in (await session.execute(select(Contact).where(
+        csat = {c.id: c.csat_score or 0 for c in (await session.execute(select(Contact).where(
             Contact.csat_score.is_not(None)))).scalars()}
     teams = {agent: "north" if n % 2 else "south" for n, agent in enumerate(center.agents)}
     thresholds = dict(zip(center.queues, (20.0, 30.0), strict=True))

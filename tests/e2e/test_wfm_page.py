@@ -56,6 +56,13 @@ def test_supervisor_plans_a_day(e2e_site: tuple[LiveServer, Seeded],
     page.get_by_text("Coverage as a table").click()
     expect(page.get_by_test_id("coverage-table").locator("tbody tr")).to_have_count(48)
     screenshot(page, "wfm")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.reload()
+    expect(page.get_by_test_id("shifts").get_by_role("rowheader", name="Alice")).to_be_visible()
+    expect(page.get_by_test_id("adherence").locator("tbody")).not_to_be_empty()
+    expect(page.locator(".toast.error")).to_have_count(0)
+    assert errors == []
 
     phone = new_page(390, 844)
     log_in(phone, server, "sam", "/wfm")

@@ -71,8 +71,9 @@ def duty_by_skills(requirement: Requirement, shifts: Iterable[Shift],
 
 def _scenario(demands: Sequence[QueueDemand], index: int, agents: dict[frozenset[str], int],
               base: Scenario | None, seed: int) -> Scenario:
+    # The schedule knows who serves which queue, not how well: every skill at the top level.
     groups = [
-        {"group": f"set{n}", "count": count, "skills": {skill: 1 for skill in sorted(held)},
+        {"group": f"set{n}", "count": count, "skills": {skill: 5 for skill in sorted(held)},
          "capacity": {"voice": 1}}
         for n, (held, count) in enumerate(sorted(agents.items(), key=lambda i: sorted(i[0])))
         if count
@@ -92,12 +93,17 @@ def _scenario(demands: Sequence[QueueDemand], index: int, agents: dict[frozenset
     else:
         data = base.model_dump(mode="json", exclude={"agents", "hours", "warmup_hours",
                                                      "batches", "seed", "name"})
+        wrap_up_s = {queue.id: queue.wrap_up_s or 0.0 for queue in base.queues}
+        first_queue = {policy.id: policy.steps[0].queue for policy in base.policies}
         for stream in data["traffic"]:
-            # The forecast of the queue named like the stream sets its rate and handle time;
-            # a stream without a forecast is left out of the day.
+            # The forecast of the queue named like the stream sets its rate and handle time
+            # (AHT includes wrap-up, which the queue adds: the talk is the rest); a stream
+            # without a forecast is left out of the day.
+            target = stream["queue"] or first_queue[stream["policy"]]
             stream["arrivals_per_hour"] = rates.get(stream["id"], 0.0)
             stream["profile"] = None
-            stream["handle"]["mean_s"] = ahts.get(stream["id"], stream["handle"]["mean_s"])
+            if stream["id"] in ahts:
+                stream["handle"]["mean_s"] = max(1.0, ahts[stream["id"]] - wrap_up_s[target])
     hours = min(24.0, max(4.0, CONTACTS_PER_RUN / max(sum(rates.values()), 1e-9)))
     data.update({"name": "what-if", "seed": seed, "hours": hours + 1.0,
                  "warmup_hours": 1.0, "batches": 10, "agents": groups})

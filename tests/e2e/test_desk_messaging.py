@@ -1,11 +1,13 @@
 """A WhatsApp message on the agent's desk in Chromium: offered, accepted, read, answered; the
-Cloud API stand-in gets the answer and the delivery receipt shows in the conversation."""
+Cloud API stand-in gets the answer and the delivery receipt shows in the conversation; the
+customer's photo shows as the file OmniCC fetched."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -103,6 +105,14 @@ def test_an_agent_answers_a_whatsapp_message(
                                                  "timestamp": "2",
                                                  "recipient_id": "358401234567"}]})
     expect(panel.get_by_test_id("im-status").last).to_have_text("Delivered")
+
+    # A photo: fetched from the Cloud API into OmniCC, shown as the file, not a Graph link.
+    fake.media["1003383421387256"] = b"\xff\xd8\xff\xe0" + bytes(64)
+    post_hook(server, account_id, {"messages": [{
+        "from": "358401234567", "id": "wamid.E2E2", "timestamp": "3", "type": "image",
+        "image": {"caption": "the parcel", "mime_type": "image/jpeg", "id": "1003383421387256"}}]})
+    expect(panel.get_by_role("link", name=re.compile(r"Download 1003383421387256\.jpg"))
+           ).to_be_visible()
     screenshot(alice, "desk-messaging")
 
     panel.get_by_role("button", name="Done").click()

@@ -71,7 +71,8 @@ def agent_from_dict(data: Mapping[str, Any]) -> AgentPlan:
 
 def requirement_to_list(requirement: Requirement) -> list[dict[str, Any]]:
     return [{"id": g.id, "skills": list(g.skills), "method": g.method,
-             "required": list(g.required), "scheduled": list(g.scheduled)}
+             "required": list(g.required), "scheduled": list(g.scheduled),
+             "floors": {skill: list(needs) for skill, needs in g.floors}}
             for g in requirement.groups]
 
 
@@ -80,7 +81,9 @@ def requirement_from_list(start: datetime, interval_s: int,
     return Requirement(start, interval_s, tuple(
         GroupRequirement(str(g["id"]), tuple(g["skills"]), g["method"],
                          tuple(int(n) for n in g["required"]),
-                         tuple(int(n) for n in g["scheduled"]))
+                         tuple(int(n) for n in g["scheduled"]),
+                         tuple((str(skill), tuple(int(n) for n in needs))
+                               for skill, needs in g.get("floors", {}).items()))
         for g in groups))
 
 

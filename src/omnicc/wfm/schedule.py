@@ -377,6 +377,15 @@ def build_schedule(requirement: Requirement, agents: Sequence[AgentPlan],
     for (kind, t), columns_kt in allocations.items():
         model.row([(col, 1.0) for col in columns_kt]
                   + [(col, -v) for col, v in on_duty_terms[kind, t]], -np.inf, 0)
+    # A multi-skill group's floors: enough agents holding each of its skills.
+    for group in groups:
+        for skill, needs in group.floors:
+            for t, need in enumerate(needs):
+                holding = [term for kind in kinds if skill in kind
+                           for term in on_duty_terms.get((kind, t), [])]
+                if need > 0:
+                    short = model.column(UNDER_STAFFING_WEIGHT, np.inf, False)
+                    model.row([*holding, (short, 1.0)], need, np.inf)
 
     values, optimal = _solve(model, rules, rules.time_limit_s)
     shifts: list[Shift] = []

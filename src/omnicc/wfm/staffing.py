@@ -60,13 +60,18 @@ class QueueDemand:
 @dataclass(frozen=True, slots=True)
 class GroupRequirement:
     """Agents needed per interval by a skill group: `required` on the phones, `scheduled` once
-    shrinkage is added. An agent with any of `skills` counts towards the group."""
+    shrinkage is added. An agent with any of `skills` counts towards the group.
+
+    `floors` (multi-skill groups): per skill, the agents holding it to schedule in each
+    interval - the mix of the pool the simulation found enough, so the group's total is not
+    met by agents without a queue's skill."""
 
     id: str
     skills: tuple[str, ...]
     method: Method
     required: tuple[int, ...]
     scheduled: tuple[int, ...]
+    floors: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +197,14 @@ class _PoolSimulator:
                 return False
         return True
 
+    def holders(self, agents: int) -> dict[str, int]:
+        """Per skill, the agents holding it in a pool of `agents` split like the roster."""
+        counts: dict[str, int] = {}
+        for (held, _), count in zip(self._mix, self._split(agents), strict=True):
+            for skill in held:
+                counts[skill] = counts.get(skill, 0) + count
+        return counts
+
     def _split(self, agents: int) -> list[int]:
         """Agents shared between the skill sets in the roster's proportions (largest
         remainders), at least one per skill set while there are enough agents."""
@@ -288,6 +301,7 @@ def staffing_requirement(
         members = [d for skill in skills for d in by_skill[skill]]
         shrinkage = max(d.target.shrinkage for d in members)
         required: list[int] = []
+        floors: dict[str, list[int]] = {skill: [] for skill in skills}
         pool: _PoolSimulator | None = None
         if len(skills) > 1:
             mix: dict[frozenset[str], int] = {}
@@ -302,6 +316,11 @@ def staffing_requirement(
                 required.append(split)
             else:
                 required.append(pool.required(index, _pooled_required(members, index), split))
+            holders = pool.holders(required[-1]) if pool is not None and split else {}
+            for skill in skills:
+                busy = any(d.series.volume[index] > 0 for d in by_skill[skill])
+                floors[skill].append(scheduled_agents(holders.get(skill, 0), shrinkage)
+                                     if busy else 0)
             done += 1
             if progress is not None:
                 progress(done, total_work)
@@ -314,6 +333,7 @@ def staffing_requirement(
             method=method,
             required=tuple(required),
             scheduled=tuple(scheduled_agents(n, shrinkage) for n in required),
+            floors=tuple((skill, tuple(floors[skill])) for skill in skills) if pool else (),
         ))
     return Requirement(first.start, first.interval_s, tuple(groups))
 

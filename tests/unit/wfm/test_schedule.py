@@ -126,6 +126,19 @@ def test_a_multi_skilled_agent_serves_the_group_that_needs_them() -> None:
     assert schedule.coverage["support"][9] == 1
 
 
+def test_floors_keep_each_skill_of_a_multi_skill_group_on_duty() -> None:
+    # One agent would meet the group's total; its floors ask for a holder of each skill.
+    needs = tuple(day((9, 1)))
+    group = GroupRequirement("billing+support", ("billing", "support"), "simulation", needs,
+                             needs, (("billing", needs), ("support", needs)))
+    staff = agents(3, "support") + agents(1, "billing")
+    rules = ScheduleRules(shifts=(ShiftRule(60),), earliest_start_min=9 * 60,
+                          latest_start_min=9 * 60, start_step_min=60)
+    schedule = build_schedule(Requirement(MONDAY, HOUR, (group,)), staff, rules)
+    assert sorted(s.agent_id for s in schedule.shifts)[0] == "billing-1"
+    assert len(schedule.shifts) == 2 and schedule.objective == 2
+
+
 def test_contract_minimum_is_worked_even_without_need() -> None:
     rules = ScheduleRules(shifts=(ShiftRule(240),), earliest_start_min=8 * 60,
                           latest_start_min=8 * 60, start_step_min=60)

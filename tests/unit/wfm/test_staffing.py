@@ -61,6 +61,8 @@ def test_multi_skill_group_is_simulated_between_its_erlang_bounds() -> None:
         # Fully cross-trained agents pool the traffic: fewer than the split figure needs.
         assert group.required[index] < split_total[index]
         assert group.required[index] >= 1
+    # Every agent holds both skills: each floor is the whole pool.
+    assert group.floors == (("billing", group.scheduled), ("support", group.scheduled))
 
 
 def test_forecasts_must_cover_the_same_intervals() -> None:

@@ -21,7 +21,7 @@ from omnicc.bus import Bus
 from omnicc.channels.messaging.shape import InboundMessage
 from omnicc.core.errors import InvalidConfiguration
 from omnicc.store.database import Database
-from omnicc.store.repositories import MessagingAccounts, Queues, Tenants
+from omnicc.store.repositories import MessagingAccounts, Queues, RoutingPolicies, Tenants
 from omnicc.store.tables import (
     Customer,
     Message,
@@ -29,6 +29,7 @@ from omnicc.store.tables import (
     MessagingMessage,
     MessagingThread,
     Queue,
+    RoutingPolicy,
     Task,
 )
 
@@ -175,3 +176,25 @@ async def test_nothing_is_acknowledged_unless_committed(desk: Desk) -> None:
     assert all(outcome.is_new for outcome in outcomes)
     assert await count(desk.database, MessagingMessage) == 5
     assert await count(desk.database, Task) == 5
+
+
+async def test_a_batch_follows_the_queues_routing_policy(desk: Desk) -> None:
+    """Tasks made together (`RoutingService.create_tasks`) follow their queue's policy as a
+    task made alone does."""
+    async with desk.database.session() as session:
+        tenant_id = desk.desk.tenant_id
+        account = await MessagingAccounts(session, tenant_id).get(desk.sms)
+        queue = await Queues(session, tenant_id).get(account.queue_id or "")
+        policy = await RoutingPolicies(session, tenant_id).add(RoutingPolicy(
+            name="account manager first",
+            steps=[{"queue": queue.id, "agents": ["preferred"], "timeout_s": 60.0},
+                   {"queue": queue.id}]))
+        queue.policy_id = policy.id
+        await Queues(session, tenant_id).save(queue)
+    await desk.routing.reload()
+    await asyncio.gather(*(desk.desk.receive(desk.sms, sms(number, number))
+                           for number in range(3)))
+    async with desk.database.session() as session:
+        tasks = (await session.execute(select(Task))).scalars().all()
+    assert [task.policy_id for task in tasks] == [policy.id] * 3
+    assert desk.desk._inbox.commits == 1

@@ -1,13 +1,14 @@
 """Shift scheduling: who works when, so that the staffing requirement is covered.
 
-One mixed-integer program, solved by HiGHS (`scipy.optimize.milp`): a binary per agent, day and
-shift (start and length) the agent may work; breaks are placed implicitly (Aykin's model) by
-integers counting, per skill set, day and shift, how many of those shifts take each break at
-each allowed start, which keeps the program small however many agents share a shift; and the
-agents on duty in an interval are shared between the skill groups they can serve by continuous
-allocations. Constraints: one shift a day, at most `max_days` days, weekly minutes within the
-agent's contract, a minimum rest between consecutive shifts, the agent's availability. The
-objective is under-staffing first (weighted), paid minutes second.
+Mixed-integer programs solved by HiGHS (`scipy.optimize.milp`), in two phases. Phase one counts,
+per class of alike agents (same skills, availability and contract), day and shift (start and
+length), how many of them work it; breaks are placed implicitly (Aykin's model) by integers
+counting how many of those shifts take each break at each allowed start; the agents on duty in
+an interval are shared between the skill groups they can serve by continuous allocations.
+Phase two deals each class's shifts to named agents, one binary per agent and shift. Rules:
+one shift a day, at most `max_days` days, weekly paid minutes within the agent's contract, a
+minimum rest between consecutive shifts, the agent's availability. The objective is
+under-staffing first (weighted), paid time second.
 
 Times are UTC, days counted from the requirement's start.
 """

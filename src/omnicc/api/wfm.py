@@ -20,12 +20,14 @@ from pydantic import BaseModel, Field, model_validator
 
 from omnicc.api.auth import require_permission
 from omnicc.api.database import request_database
+from omnicc.api.reports import keeper
 from omnicc.app.permissions import Permission
 from omnicc.app.principals import Principal
 from omnicc.core.errors import InvalidConfiguration, NotFound
+from omnicc.reports.queries import agent_status_intervals
 from omnicc.store.repositories import Agents, Queues, Skills
 from omnicc.store.tables import WfmSchedule
-from omnicc.wfm.adherence import adherence, status_spans
+from omnicc.wfm.adherence import adherence
 from omnicc.wfm.plans import (
     coverage_table,
     delete_schedule,
@@ -260,15 +262,18 @@ async def schedule_adherence(schedule_id: str, request: Request, principal: Plan
     async with request_database(request).session() as session:
         row = await get_schedule(session, tenant_id, schedule_id)
         shifts = await schedule_shifts(session, tenant_id, schedule_id)
-        window_start = start or row.start
-        window_end = end or min(now, row.start + timedelta(
-            seconds=row.interval_s * row.intervals))
-        if window_start.tzinfo is None or window_end.tzinfo is None or not (
-                EARLIEST <= window_start < window_end <= LATEST):
-            raise InvalidConfiguration("start and end need time zones, start before end, "
-                                       "both between 2000 and 2100")
-        spans = await status_spans(session, tenant_id, window_start, window_end, now)
         names = {a.id: a.name for a in await Agents(session, tenant_id).list_all()}
+    window_start = start or row.start
+    window_end = end or min(now, row.start + timedelta(seconds=row.interval_s * row.intervals))
+    if window_start.tzinfo is None or window_end.tzinfo is None or not (
+            EARLIEST <= window_start < window_end <= LATEST):
+        raise InvalidConfiguration("start and end need time zones, start before end, "
+                                   "both between 2000 and 2100")
+    # The reports' status periods, folded from the event log up to its newest event.
+    await keeper(request).builder(tenant_id).catch_up(surveys=False)
+    async with request_database(request).session() as session:
+        spans = await agent_status_intervals(session, tenant_id, window_start, window_end,
+                                             now=now)
     figures = adherence(shifts, spans, window_start, window_end, grace_s)
     return {
         "start": iso(window_start), "end": iso(window_end), "grace_s": grace_s,

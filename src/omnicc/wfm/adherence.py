@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from omnicc.core.model import BUSY, WRAP_UP
-from omnicc.store.tables import Agent, Event
 from omnicc.wfm.schedule import Shift
 
 Activity = Literal["work", "break", "off"]
@@ -30,8 +26,8 @@ WORKING_PRESENCES = frozenset({"available", BUSY, WRAP_UP})
 
 
 class StatusPeriod(Protocol):
-    """An agent's presence from `start` to `end`: the reports' `StatusInterval` or a
-    `StatusSpan` read from the events."""
+    """An agent's presence from `start` to `end`, like the reports' `StatusInterval`
+    (`omnicc.reports.queries.agent_status_intervals`, folded from the event log)."""
 
     @property
     def agent_id(self) -> str: ...
@@ -41,14 +37,6 @@ class StatusPeriod(Protocol):
     def start(self) -> datetime: ...
     @property
     def end(self) -> datetime: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StatusSpan:
-    agent_id: str
-    presence: str
-    start: datetime
-    end: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,35 +146,3 @@ def _agent(agent_id: str, shifts: list[Shift], periods: list[StatusPeriod], star
     return AgentAdherence(agent_id, scheduled_s, in_adherence_s, planned_work_s, worked_s,
                           tuple(kept))
 
-
-async def status_spans(session: AsyncSession, tenant_id: str, start: datetime, end: datetime,
-                       now: datetime) -> list[StatusSpan]:
-    """Each agent's presences between `start` and `end` from the `agent.status_changed` events.
-
-    The presence at `start` is the first event's `previous_presence` (or, for an agent with no
-    event in the window, their stored status); the last one lasts until `end` or `now`.
-    """
-    until = min(end, now)
-    rows = (await session.execute(
-        select(Event.at, Event.payload)
-        .where(Event.tenant_id == tenant_id, Event.type == "agent.status_changed",
-               Event.at >= start, Event.at < until)
-        .order_by(Event.seq))).all()
-    changes: dict[str, list[tuple[datetime, str, str]]] = defaultdict(list)
-    for at, payload in rows:
-        changes[str(payload["agent_id"])].append(
-            (at, str(payload.get("previous_presence", "offline")), str(payload["presence"])))
-    agents = (await session.execute(
-        select(Agent.id, Agent.status).where(Agent.tenant_id == tenant_id))).all()
-    spans: list[StatusSpan] = []
-    for agent_id, status in agents:
-        mine = changes.get(agent_id, [])
-        presence = mine[0][1] if mine else status
-        since = start
-        for at, _, now_presence in mine:
-            if at > since:
-                spans.append(StatusSpan(agent_id, presence, since, at))
-            presence, since = now_presence, max(since, at)
-        if until > since:
-            spans.append(StatusSpan(agent_id, presence, since, until))
-    return spans

@@ -6,8 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from omnicc.wfm.adherence import OutOfAdherence, StatusSpan, actual_activity, adherence
+from omnicc.reports.queries import StatusInterval
+from omnicc.wfm.adherence import OutOfAdherence, actual_activity, adherence
 from omnicc.wfm.schedule import Break, Shift
+
+
+def span(agent_id: str, presence: str, start: datetime, end: datetime) -> StatusInterval:
+    """A status period as the reports fold them (status and presence alike here)."""
+    return StatusInterval(agent_id, presence, presence, "", start, end)
 
 
 def at(hour: int, minute: int = 0) -> datetime:
@@ -17,13 +23,13 @@ def at(hour: int, minute: int = 0) -> datetime:
 SHIFT = Shift("alice", at(0).date(), at(9), at(13), (Break(at(11), at(11, 30)),))
 # Late by 10 minutes, 15 minutes over the break, gone half an hour early.
 STATUSES = [
-    StatusSpan("alice", "offline", at(0), at(9, 10)),
-    StatusSpan("alice", "available", at(9, 10), at(10)),
-    StatusSpan("alice", "busy", at(10), at(11)),
-    StatusSpan("alice", "break", at(11), at(11, 45)),
-    StatusSpan("alice", "wrap_up", at(11, 45), at(12, 30)),
-    StatusSpan("alice", "offline", at(12, 30), at(23)),
-    StatusSpan("bob", "available", at(9), at(17)),  # no shift: not reported
+    span("alice", "offline", at(0), at(9, 10)),
+    span("alice", "available", at(9, 10), at(10)),
+    span("alice", "busy", at(10), at(11)),
+    span("alice", "break", at(11), at(11, 45)),
+    span("alice", "wrap_up", at(11, 45), at(12, 30)),
+    span("alice", "offline", at(12, 30), at(23)),
+    span("bob", "available", at(9), at(17)),  # no shift: not reported
 ]
 
 
@@ -52,7 +58,7 @@ def test_grace_forgives_short_stretches_and_the_window_clips() -> None:
 
 
 def test_working_through_a_planned_break_is_out_of_adherence() -> None:
-    always = [StatusSpan("alice", "available", at(8), at(14))]
+    always = [span("alice", "available", at(8), at(14))]
     (alice,) = adherence([SHIFT], always, at(8), at(14))
     assert alice.out_of_adherence == (OutOfAdherence(at(11), at(11, 30), "break", "work"),)
     assert alice.worked_s == 6 * 3600  # conformance counts work outside the shift too

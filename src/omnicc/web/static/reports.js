@@ -279,7 +279,8 @@ async function drill(row, outcome, name) {
   for (const contact of data.contacts) {
     const line = el("tr");
     line.append(
-      el("td", new Date(contact.entered_at).toLocaleString()), el("td", contact.queue),
+      el("td", new Date(contact.entered_at).toLocaleString(undefined, { timeZone: current.timezone })),
+      el("td", contact.queue),
       el("td", contact.channel), el("td", contact.agent || "–"),
       el("td", (contact.outcome || "") + (contact.transferred ? " (transferred)" : "")),
       el("td", format(contact.wait_s, "seconds"), { class: "number" }),
@@ -313,7 +314,8 @@ async function showConversation(conversationId) {
   for (const message of view.messages || []) {
     const item = el("li", null, { class: `rp-message ${message.visibility || ""}` });
     item.append(el("span", `${message.author_name || message.author_kind} · ` +
-                           new Date(message.created_at).toLocaleTimeString(), { class: "rp-hint" }),
+                           new Date(message.created_at).toLocaleTimeString(undefined, { timeZone: current.timezone }),
+                           { class: "rp-hint" }),
                 el("p", message.text));
     list.append(item);
   }

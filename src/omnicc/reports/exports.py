@@ -49,18 +49,31 @@ def _value(value: float | None) -> object:
     return round(value, 6) if isinstance(value, float) else value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: object) -> object:
+    """A text cell a spreadsheet will not run as a formula (a segment or team named `=...` is
+    data typed by people): quoted as OWASP's CSV-injection advice says."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def report_csv(report: Report, names: Mapping[str, str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for line in table_rows(report, names):
-        writer.writerow(line)
+        writer.writerow([_inert(value) for value in line])
     return buffer.getvalue()
 
 
 def report_xlsx(report: Report, names: Mapping[str, str], *, title: str = "Report") -> bytes:
     """One worksheet: a frozen header, percentages formatted as such, a bold total."""
     buffer = io.BytesIO()
-    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    # Text stays text: no formulas or links made from names people typed.
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False,
+                                        "strings_to_urls": False})
     sheet = book.add_worksheet(title[:31])
     bold = book.add_format({"bold": True, "bg_color": "#eef2f7", "border": 1,
                             "text_wrap": True, "valign": "top"})

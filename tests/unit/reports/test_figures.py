@@ -83,6 +83,15 @@ def test_csv_and_xlsx_have_a_header_the_rows_and_the_total() -> None:
     assert "Support" in book.read("xl/sharedStrings.xml").decode()
 
 
+def test_exports_keep_typed_names_as_text() -> None:
+    names = {"q1": "=HYPERLINK(\"http://x\")"}
+    lines = list(csv.reader(io.StringIO(report_csv(report(), names))))
+    assert lines[1][1] == "'=HYPERLINK(\"http://x\")"
+    sheet = zipfile.ZipFile(io.BytesIO(report_xlsx(report(), names))).read(
+        "xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in sheet
+
+
 def test_the_email_has_a_summary_and_the_workbook() -> None:
     message = compose_report("Daily", report(), {"q1": "Support"}, sender="cc@example.com",
                              recipients=["a@example.com"], message_id="<x@y>",

@@ -196,7 +196,7 @@ Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320
 class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     recipients: list[Address] = Field(min_length=1, max_length=50)
     frequency: Literal["daily", "weekly"] = "daily"
     dimension: Dimension = "queue"

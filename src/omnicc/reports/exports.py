@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping
 
 import xlsxwriter
@@ -74,7 +75,7 @@ def report_xlsx(report: Report, names: Mapping[str, str], *, title: str = "Repor
     # Text stays text: no formulas or links made from names people typed.
     book = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False,
                                         "strings_to_urls": False})
-    sheet = book.add_worksheet(title[:31])
+    sheet = book.add_worksheet(re.sub(r"[\[\]:*?/\\']", " ", title).strip()[:31] or "Report")
     bold = book.add_format({"bold": True, "bg_color": "#eef2f7", "border": 1,
                             "text_wrap": True, "valign": "top"})
     percent = book.add_format({"num_format": "0.0%"})

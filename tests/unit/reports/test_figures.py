@@ -87,6 +87,7 @@ def test_exports_keep_typed_names_as_text() -> None:
     names = {"q1": "=HYPERLINK(\"http://x\")"}
     lines = list(csv.reader(io.StringIO(report_csv(report(), names))))
     assert lines[1][1] == "'=HYPERLINK(\"http://x\")"
+    assert report_xlsx(report(), names, title="Daily [queues]: a/b?")  # a valid sheet name
     sheet = zipfile.ZipFile(io.BytesIO(report_xlsx(report(), names))).read(
         "xl/worksheets/sheet1.xml").decode()
     assert "<f>" not in sheet

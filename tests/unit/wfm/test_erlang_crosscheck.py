@@ -133,7 +133,9 @@ thresholds = st.floats(min_value=0.0, max_value=120.0)
 def test_erlang_a_tends_to_erlang_c_as_patience_grows(
     traffic: float, aht_s: float, threshold_s: float, spare: int
 ) -> None:
-    agents = math.floor(traffic) + spare
+    # At most 97 % load: nearer 1 the limit is reached only as 1 / sqrt(patience) (the
+    # heavy-traffic regime), which the first-order check below does not describe.
+    agents = math.floor(traffic / 0.97) + spare
     arrivals = traffic * 3600 / aht_s
     c = erlang_c_figures(arrivals, aht_s, agents, threshold_s)
     gaps = []
@@ -173,9 +175,10 @@ def test_more_patience_fewer_abandons_and_longer_threshold_higher_level(
     arrivals = traffic * 3600 / aht_s
     a = erlang_a_figures(arrivals, aht_s, agents, patience_s, threshold_s)
     more_patient = erlang_a_figures(arrivals, aht_s, agents, patience_s * 2, threshold_s)
-    assert more_patient.p_abandon <= a.p_abandon + 1e-12
+    # 1e-9: the chain is cut where its tail holds 1e-12, which moves figures near 1 that much.
+    assert more_patient.p_abandon <= a.p_abandon + 1e-9
     later = erlang_a_figures(arrivals, aht_s, agents, patience_s, threshold_s + 10)
-    assert later.service_level >= a.service_level - 1e-12
+    assert later.service_level >= a.service_level - 1e-9
     assert 0.0 <= a.p_abandon <= a.p_wait <= 1.0
     # Flow balance: the agents carry what does not abandon.
     assert a.occupancy * agents == pytest.approx(traffic * (1 - a.p_abandon), rel=1e-6)

@@ -6,18 +6,21 @@ alice's leg ends, her task becomes bob's, and the call record logs the transfer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from omnicc.channels.voice.media.tones import tone_share
-from omnicc.channels.voice.outbound import OutboundCall
+from omnicc.channels.voice.outbound import OutboundCall, OutboundCalls
 from omnicc.channels.voice.sip.stack import IncomingRequest
+from omnicc.channels.voice.trunk import Trunk, TrunkConfig
 from omnicc.core.engine import Engine
 from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import TaskPhase
-from omnicc.store.repositories import CallRecords, Contacts
+from omnicc.store.repositories import CallbackRequests, CallRecords, Contacts
+from omnicc.store.tables import CallbackRequest
 from tests.integration.voice.harness import (
     Exchange,
     music_instead_of,
@@ -25,7 +28,12 @@ from tests.integration.voice.harness import (
     start_phone,
     wait_until,
 )
-from tests.integration.voice.test_outbound_controls import CUSTOMER_HZ, Customer, connected_call
+from tests.integration.voice.test_outbound_controls import (
+    CUSTOMER,
+    CUSTOMER_HZ,
+    Customer,
+    connected_call,
+)
 from tests.integration.voice.test_outbound_task import open_both_ways
 
 pytestmark = pytest.mark.anyio
@@ -229,3 +237,61 @@ async def test_a_transfer_to_a_number_hands_the_customer_to_it(exchange: Exchang
         await alice_phone.stop()
         await customer.close()
         await external.close()
+
+
+async def test_a_callbacks_call_is_transferred_like_any_call(
+        exchange: Exchange, customer: Customer) -> None:
+    """A callback's call (its task routed by the callback scheduler) goes to bob too; the
+    request counts one answered attempt, by alice who dialled it."""
+    voice, seeded = exchange.voice, exchange.seeded
+    tenant_id, alice, bob = seeded.tenant_id, seeded.agents["alice"], seeded.agents["bob"]
+    runtime = await exchange.runtime()
+    port = await customer.answer_calls()
+    voice.outbound = OutboundCalls(voice, Trunk(voice.stack, TrunkConfig(
+        uri=f"sip:omnicc@127.0.0.1:{port}", default_region="FI")))
+    alice_phone = await start_phone(exchange.workdir, voice, "alice", tone_hz=ALICE_HZ)
+    bob_phone = await start_phone(exchange.workdir, voice, "bob", tone_hz=BOB_HZ)
+    try:
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        async with exchange.database.session() as session:
+            request = await CallbackRequests(session, tenant_id).add(CallbackRequest(
+                number=CUSTOMER, queue_id=seeded.queues["support"], source="ivr"))
+        await voice.outbound.callbacks.submit(runtime, request)
+        outbound = voice.outbound
+        await wait_until(lambda: any(c.connected.is_set() for c in outbound.calls),
+                         "the customer to answer alice's callback")
+        [call] = outbound.calls
+        customer.talk()
+        assert call.contact is not None and call.agent_id == alice
+        task_id = call.contact.task_id
+        await customer.hears(lambda s: tone_share(s, ALICE_HZ) > HEARD, "alice")
+
+        await runtime.routing.run(lambda engine: engine.set_status(bob, "available"))
+        await call.transfer(agent_id=bob)
+        await alice_phone.wait_for("CALL_CLOSED")
+        await wait_until(call.connected.is_set, "bob to answer the transferred callback")
+        await customer.hears(lambda s: tone_share(s, BOB_HZ) > HEARD
+                             and tone_share(s, ALICE_HZ) < NOT_HEARD, "bob, not alice")
+        task = runtime.routing.engine.task(task_id)
+        assert (task.phase, task.agent_id) == (TaskPhase.ASSIGNED, bob)
+        established = [e for e in bob_phone.events if e.get("type") == "CALL_ESTABLISHED"]
+        assert len(established) == 1  # rung once: the transfer is no new callback attempt
+
+        await call.hang_up_by_agent()
+        await customer.hung_up_on()
+        await wait_until(lambda: _ended(runtime.routing.engine, task_id), "bob's task to end")
+        for _ in range(200):
+            async with exchange.database.session() as session:
+                done = await CallbackRequests(session, tenant_id).get(request.id)
+            if done.state != "dialling":
+                break
+            await asyncio.sleep(0.05)
+        assert (done.state, done.attempts) == ("done", 1)
+        assert done.attributes["attempts"][0]["agent_id"] == alice
+        async with exchange.database.session() as session:
+            record = await CallRecords(session, tenant_id).get(call.record_id)
+        assert (record.outcome, record.agent_id, record.transfers) == ("answered", bob, 1)
+    finally:
+        await voice.outbound.stop()
+        await alice_phone.stop()
+        await bob_phone.stop()

@@ -292,9 +292,6 @@ class OutboundCall(LiveCall[_Figures]):
         if (self.contact is None or not self.connected.is_set() or self.ended.is_set()
                 or self.external is not None):
             raise Conflict("only a connected call can be transferred")
-        if not self._own_contact:
-            raise Conflict("a callback cannot be transferred: hang up, and the callback's "
-                           "outcome is kept")
         if self.media.on_hold:
             await self.resume()
         if self.media.caller_tag != CUSTOMER_TAG:

@@ -18,7 +18,7 @@ from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import TaskRequest
 from omnicc.store.database import Database
 from omnicc.store.repositories import Agents, Queues, Tenants
-from omnicc.store.tables import Agent, Contact, Conversation, Customer, Queue
+from omnicc.store.tables import Agent, CallRecord, Contact, Conversation, Customer, Queue
 
 DAY_START_S = 1_795_503_600.0  # 2026-11-24 06:00 Helsinki (04:00 UTC)
 DAY_LENGTH_S = 6 * 3600.0
@@ -133,7 +133,8 @@ async def _act(service: RoutingService, center: Center, rng: random.Random, kind
     elif kind == "arrive":
         customer, segment = rng.choice(center.customers)
         channel = rng.choice(("voice", "voice", "chat"))
-        conversation, contact = await _contact(service, center, customer, channel)
+        conversation, contact = await _contact(service, center, customer, channel,
+                                               hold_s=round(rng.uniform(0, 40), 1))
         attributes: dict[str, object] = {"customer_id": customer, "contact_id": contact}
         if segment:
             attributes["segment"] = segment
@@ -167,7 +168,9 @@ async def _act(service: RoutingService, center: Center, rng: random.Random, kind
 
 
 async def _contact(service: RoutingService, center: Center, customer: str,
-                   channel: str) -> tuple[str, str]:
+                   channel: str, hold_s: float) -> tuple[str, str]:
+    """A conversation and contact for the task; a call also gets its call record with the
+    hold time the voice channel would have measured."""
     async with service._database.session() as session:
         conversation = Conversation(tenant_id=center.tenant_id, customer_id=customer)
         session.add(conversation)
@@ -176,5 +179,8 @@ async def _contact(service: RoutingService, center: Center, customer: str,
                           customer_id=customer, channel=channel)
         session.add(contact)
         await session.flush()
+        if channel == "voice":
+            session.add(CallRecord(tenant_id=center.tenant_id, call_id=contact.id,
+                                   contact_id=contact.id, hold_s=hold_s))
         center.contacts.append(contact.id)
         return conversation.id, contact.id

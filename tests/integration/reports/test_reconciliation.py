@@ -23,7 +23,7 @@ from omnicc.reports.queries import (
     queue_interval_series,
 )
 from omnicc.store.database import Database
-from omnicc.store.tables import Contact, Event, ReportDay, ReportInterval
+from omnicc.store.tables import CallRecord, Contact, Event, ReportDay, ReportInterval
 from omnicc.store.tables.reports import MEASURES
 from tests.integration.reports.day import DAY_START_S, Center, run_day, set_up
 
@@ -38,7 +38,7 @@ def _interval(at: datetime) -> datetime:
 
 
 def expected_totals(events: list[Event], teams: dict[str, str], thresholds: dict[str, float],
-                    csat: dict[str, int]) -> tuple[Totals, Totals]:
+                    csat: dict[str, int], holds: dict[str, float]) -> tuple[Totals, Totals]:
     """The totals, counted straight from the log by rules read off METRICS.md."""
     intervals: Totals = defaultdict(lambda: dict.fromkeys(MEASURES, 0.0))
     days: Totals = defaultdict(lambda: dict.fromkeys(MEASURES, 0.0))
@@ -67,9 +67,11 @@ def expected_totals(events: list[Event], teams: dict[str, str], thresholds: dict
         contact = created[task]["attributes"].get("contact_id")
         survey = {} if transferred or contact not in csat else {
             "csat_answers": 1, "csat_good": int(csat[contact] >= 4)}
+        hold_s = 0.0 if transferred else holds.get(contact, 0.0)  # talk = engine's - hold
         add(when, keys, offered=1, transfers_in=int(reason == "transfer"), handled=1,
             handled_within_threshold=int(wait_s <= thresholds[queue]), wait_s=wait_s,
-            talk_s=talk_s, wrap_s=wrap_s, transfers=int(transferred),
+            talk_s=max(0.0, talk_s - hold_s), hold_s=hold_s, wrap_s=wrap_s,
+            transfers=int(transferred),
             fcr_contacts=int(not transferred), **survey)
         if not transferred:
             customer = created[task]["attributes"]["customer_id"]
@@ -176,18 +178,20 @@ async def test_a_day_of_events_reconciles_exactly(database: Database) -> None:
             Event.tenant_id == center.tenant_id).order_by(Event.seq))).scalars())
         csat = {c.id: c.csat_score or 0 for c in (await session.execute(select(Contact).where(
             Contact.csat_score.is_not(None)))).scalars()}
+        holds = {r.contact_id: r.hold_s for r in (await session.execute(select(CallRecord).where(
+            CallRecord.tenant_id == center.tenant_id))).scalars() if r.contact_id}
     teams = {agent: "north" if n % 2 else "south" for n, agent in enumerate(center.agents)}
     thresholds = dict(zip(center.queues, (20.0, 30.0), strict=True))
     types = {e.type for e in events}
     assert {"task.abandoned", "task.transferred", "task.wrapped_up", "offer.rejected",
             "agent.status_changed"} <= types  # the day exercises what the totals count
-    want_intervals, want_days = expected_totals(events, teams, thresholds, csat)
+    want_intervals, want_days = expected_totals(events, teams, thresholds, csat, holds)
     got_intervals, got_days = await stored_totals(database, center.tenant_id)
     assert_same(got_intervals, want_intervals)
     assert_same(got_days, want_days)
     total = want_days[("total", datetime.fromtimestamp(DAY_START_S, ZONE).date(), "")]
     assert total["offered"] > 150 and total["abandoned"] > 0 and total["fcr_repeats"] > 0
-    assert total["csat_answers"] > 0 and total["transfers"] > 0
+    assert total["csat_answers"] > 0 and total["transfers"] > 0 and total["hold_s"] > 0
 
     await builder.rebuild()
     rebuilt_intervals, rebuilt_days = await stored_totals(database, center.tenant_id)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.reports.fold import (
@@ -55,6 +55,7 @@ from omnicc.store.tables import (
 from omnicc.store.tables.reports import MEASURES
 
 BATCH_EVENTS = 5000
+MAX_CONTENDED = 5
 CSAT_LOOKBACK = timedelta(days=7)
 """How long after a contact its survey answer is still taken into the totals."""
 _VISIT_COLUMNS = tuple(f.name for f in fields(Visit))
@@ -79,11 +80,21 @@ class ReportBuilder:
         `surveys` also takes survey answers given since (a scan of the last week's handled
         contacts: the server's keeper does it once a minute, a read does not wait for it)."""
         folded = 0
+        contended = 0
         async with self._lock:
             while True:
                 try:
                     count = await self._fold_batch(batch_events)
                 except CursorMoved:
+                    continue
+                except DBAPIError:
+                    # Another process folding or writing at the same moment: SQLite's stale
+                    # snapshot ("database is locked") or a PostgreSQL deadlock. The batch was
+                    # rolled back; try again a few times, then let the error through.
+                    contended += 1
+                    if contended > MAX_CONTENDED:
+                        raise
+                    await asyncio.sleep(0.05 * contended)
                     continue
                 folded += count
                 if count < batch_events:

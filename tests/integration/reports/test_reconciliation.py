@@ -6,6 +6,7 @@ scratch gives the same tables. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -220,3 +221,23 @@ async def test_a_day_of_events_reconciles_exactly(database: Database) -> None:
         logged = sum((s.end - s.start).total_seconds() for s in statuses
                      if s.presence != "offline")
         assert logged == pytest.approx(total["logged_in_s"])
+
+
+async def test_two_processes_folding_at_once_count_everything_once(
+        database: Database, database_url: str) -> None:
+    center = await set_up(database)
+    await run_day(database, center, length_s=2 * 3600.0)
+    other = Database(database_url)  # another process's connections to the same database
+    try:
+        await asyncio.gather(
+            ReportBuilder(database, center.tenant_id).catch_up(batch_events=40),
+            ReportBuilder(other, center.tenant_id).catch_up(batch_events=40))
+    finally:
+        await other.dispose()
+    together = await stored_totals(database, center.tenant_id)
+    await ReportBuilder(database, center.tenant_id).rebuild()
+    alone = await stored_totals(database, center.tenant_id)
+    assert_same(together[0], alone[0])
+    assert_same(together[1], alone[1])
+    assert alone[1][("total", datetime.fromtimestamp(DAY_START_S, ZONE).date(), "")][
+        "offered"] > 50

@@ -19,9 +19,9 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -216,13 +216,14 @@ class MessagingDesk:
         held: list[Queue] = []
 
         async def write(session: AsyncSession, events: list[ev.Event]) -> None:
-            threads = MessagingThreads(session, self.tenant_id)
-            changed = inbox.thread_changes
-            if changed:
-                for row in await threads.all(threads.select().where(
-                        MessagingThread.id.in_(list(changed)))):
-                    row.last_inbound_at, task_id = changed[row.id]
-                    row.task_id = task_id or row.task_id
+            if inbox.thread_changes:  # one statement for the batch's stored threads
+                table = cast(Table, MessagingThread.__table__)
+                await session.execute(update(table).where(
+                    table.c.tenant_id == self.tenant_id, table.c.id == bindparam("thread_id"))
+                    .values(last_inbound_at=bindparam("at"),
+                            task_id=func.coalesce(bindparam("task"), table.c.task_id)), [
+                    {"thread_id": thread_id, "at": at, "task": task_id}
+                    for thread_id, (at, task_id) in inbox.thread_changes.items()])
             if inbox.reopened:
                 conversations = Conversations(session, self.tenant_id)
                 for conversation in await conversations.all(conversations.select().where(
@@ -308,8 +309,11 @@ class MessagingDesk:
                     Identity.value.in_({value for _, value in lookups}))):
                 inbox.identities.setdefault((identity.kind, identity.value),
                                             identity.customer_id)
+        # The customers whose routing data a new task carries: those found by identity, and
+        # those of threads with no open task (most messages join an open task: no query).
         customer_ids = {*inbox.identities.values(),
-                        *(thread.customer_id for thread in inbox.threads.values())}
+                        *(thread.customer_id for thread in inbox.threads.values()
+                          if not self._has_open_task(thread.task_id))}
         if customer_ids:
             customers = Customers(session, tenant_id)
             for customer in await customers.all(customers.select().where(

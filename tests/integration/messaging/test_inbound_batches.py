@@ -109,6 +109,16 @@ async def test_a_burst_shares_transactions_and_copies_are_stored_once(desk: Desk
     again = await desk.desk.receive(desk.sms, messages[7])
     assert (again.is_new, again.message_id) == (False, firsts[7].message_id)
     assert await count(database, MessagingMessage) == 30
+    # A customer writes again: their thread's last message time moves, its open task stays.
+    thread = next(t for t in threads if t.peer == messages[3].peer)
+    later = await desk.desk.receive(desk.sms, sms(99, 3))
+    assert later.is_new and later.task_id is None
+    assert later.conversation_id == thread.conversation_id
+    async with database.session() as session:
+        moved = await session.get(MessagingThread, thread.id, populate_existing=True)
+    assert moved is not None and moved.task_id == thread.task_id
+    assert moved.last_inbound_at is not None and thread.last_inbound_at is not None
+    assert moved.last_inbound_at > thread.last_inbound_at
 
 
 async def test_a_message_without_a_queue_fails_alone(desk: Desk) -> None:

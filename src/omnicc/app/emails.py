@@ -504,13 +504,9 @@ class EmailDesk:
                 await session.flush()
 
         if requests:
-            queue_id = mailbox.queue_id or ""
-
-            def create(engine: Any) -> list[ev.Event]:
-                engine.queue(queue_id)  # unknown: refused before any task is made
-                return [event for request in requests for event in engine.create_task(request)]
-
-            await self._routing.run(create, alongside=write)
+            # The queue's routing policy applies (VIPs to their account manager first); an
+            # unknown queue refuses the batch before any task is made.
+            await self._routing.create_tasks(requests, alongside=write)
         else:
             async with self._database.session() as session:
                 await write(session, [])

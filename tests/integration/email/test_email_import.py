@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from omnicc.app import emails as email_module
@@ -14,7 +15,7 @@ from omnicc.channels.email import service as service_module
 from omnicc.channels.email.mime import read_email
 from omnicc.cli import app
 from omnicc.store.database import Database
-from omnicc.store.repositories import EmailMailboxes
+from omnicc.store.repositories import EmailMailboxes, Queues, RoutingPolicies
 from omnicc.store.tables import (
     Customer,
     EmailMailbox,
@@ -22,6 +23,8 @@ from omnicc.store.tables import (
     EmailTicket,
     Identity,
     Message,
+    RoutingPolicy,
+    Task,
 )
 from tests.integration.api.live import seed
 from tests.integration.email.servers import MailServers
@@ -173,3 +176,27 @@ async def test_a_stored_ticket_answered_twice_in_a_batch_keeps_its_new_task(
         [ticket] = await tickets(rig)
         assert ticket.task_id == by_customer.task_id  # stored, not only planned
         assert rig.runtime.routing.engine.task(ticket.task_id or "").phase.value == "waiting"
+
+
+async def test_emails_follow_their_queues_routing_policy(migrated_database_url: str,
+                                                         tmp_path: Path) -> None:
+    """A mailbox's queue with a policy (e.g. VIPs to their account manager first): the batch's
+    tasks are made through the policy like a chat's or a call's."""
+    async with running(migrated_database_url, tmp_path, None, start=False) as rig:
+        async with rig.database.session() as session:
+            mailbox = await EmailMailboxes(session, rig.seeded.tenant_id).get(rig.mailbox_id)
+            queues = Queues(session, rig.seeded.tenant_id)
+            queue = await queues.get(mailbox.queue_id or "")
+            policy = await RoutingPolicies(session, rig.seeded.tenant_id).add(RoutingPolicy(
+                name="account manager first",
+                steps=[{"queue": queue.id, "agents": ["preferred"], "timeout_s": 60.0},
+                       {"queue": queue.id}]))
+            queue.policy_id = policy.id
+            await queues.save(queue)
+        await rig.runtime.routing.reload()
+        receipts = await rig.desk.receive_batch(
+            rig.mailbox_id, [(read_email(_email(n)), n) for n in (1, 2)], uid_validity=7)
+        async with rig.database.session() as session:
+            tasks = (await session.execute(select(Task))).scalars().all()
+        assert {task.id for task in tasks} == {r.task_id for r in receipts}
+        assert [task.policy_id for task in tasks] == [policy.id] * 2

@@ -26,7 +26,6 @@ import random
 import secrets
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -37,6 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnicc.app.crm import NOTIFY_READER, finished_contact, read_finished
+from omnicc.app.webhooks import DeliveryPolicy
 from omnicc.channels.email.smtp import SmtpAccount, SmtpError, send
 from omnicc.core.clock import Clock
 from omnicc.store.database import Database
@@ -53,16 +53,8 @@ READER = NOTIFY_READER
 MAX_ERROR_CHARS = 500
 
 
-@dataclass(frozen=True, slots=True)
-class NotifyPolicy:
-    backoff_s: tuple[float, ...] = (30, 120, 600, 1800, 3600)
-    max_attempts: int = 8
-    jitter: float = 0.2
-    batch: int = 200
-
-    def retry_in_s(self, attempts: int, rng: random.Random) -> float:
-        base = self.backoff_s[min(attempts, len(self.backoff_s)) - 1]
-        return base * (1 + self.jitter * (2 * rng.random() - 1))
+NOTIFY_POLICY = DeliveryPolicy(backoff_s=(30, 120, 600, 1800, 3600), max_attempts=8, batch=200)
+"""How hard client emails are tried: the webhooks' policy with a mail server's pace."""
 
 
 def is_urgent(rule: ClientContact, priority: int, code: str | None) -> bool:
@@ -138,13 +130,13 @@ class ClientNotifier:
 
     def __init__(self, database: Database, tenant_id: str, clock: Clock, *,
                  base_url: str = "", ssl_context: ssl.SSLContext | None = None,
-                 policy: NotifyPolicy | None = None, rng: random.Random | None = None) -> None:
+                 policy: DeliveryPolicy | None = None, rng: random.Random | None = None) -> None:
         self._database = database
         self.tenant_id = tenant_id
         self._clock = clock
         self._base_url = base_url
         self._ssl_context = ssl_context
-        self.policy = policy or NotifyPolicy()
+        self.policy = policy or NOTIFY_POLICY
         self._rng = rng or random.Random()
 
     async def step(self, _client: httpx.AsyncClient | None = None) -> None:
@@ -252,15 +244,8 @@ class ClientNotifier:
                 ClientNotification.tenant_id == self.tenant_id,
                 ClientNotification.id.in_(ids)))).all())
             for row in rows:
-                row.attempts += 1
-                row.last_error = error
-                if error is None:
-                    row.state, row.sent_at = "sent", _datetime(now_s)
-                elif row.attempts >= self.policy.max_attempts:
-                    row.state = "failed"
-                else:
-                    row.next_attempt_at = _datetime(
-                        now_s + self.policy.retry_in_s(row.attempts, self._rng))
+                if self.policy.count_attempt(row, error, now_s, self._rng, done="sent"):
+                    row.sent_at = _datetime(now_s)
         if error is not None:
             log.warning("client notification not sent", extra={
                 "tenant": self.tenant_id, "error": error})

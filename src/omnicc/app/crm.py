@@ -451,15 +451,9 @@ class CrmPusher:
             row = await session.get(CrmPush, push_id)
             if row is None:
                 return
-            row.attempts += 1
-            row.last_status_code, row.last_error = status_code, error
-            if error is None:
-                row.state, row.delivered_at = "delivered", _datetime(now_s)
-            elif row.attempts >= self.policy.max_attempts:
-                row.state = "failed"
-            else:
-                row.next_attempt_at = _datetime(
-                    now_s + self.policy.retry_in_s(row.attempts, self._rng))
+            row.last_status_code = status_code
+            if self.policy.count_attempt(row, error, now_s, self._rng, done="delivered"):
+                row.delivered_at = _datetime(now_s)
         if error is not None:
             log.info("crm push failed", extra={"tenant": self._slug, "push": push_id,
                                                "error": error})

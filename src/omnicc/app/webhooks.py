@@ -71,6 +71,22 @@ class DeliveryPolicy:
         base = self.backoff_s[min(attempts, len(self.backoff_s)) - 1]
         return base * (1 + self.jitter * (2 * rng.random() - 1))
 
+    def count_attempt(self, row: Any, error: str | None, now_s: float, rng: random.Random, *,
+                      done: str) -> bool:
+        """One attempt at an outbox row (a webhook delivery, a CRM push, a client email):
+        state `done` when it went, `failed` after the last attempt allowed, else the time of
+        the next one. Returns whether it went (the caller stamps when)."""
+        row.attempts += 1
+        row.last_error = error
+        if error is None:
+            row.state = done
+        elif row.attempts >= self.max_attempts:
+            row.state = "failed"
+        else:
+            row.next_attempt_at = datetime.fromtimestamp(
+                now_s + self.retry_in_s(row.attempts, rng), UTC)
+        return error is None
+
 
 def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
@@ -276,17 +292,10 @@ class WebhookDispatcher:
             delivery = await WebhookDeliveries(session, self._tenant_id).find(delivery_id)
             if delivery is None:  # its subscription was deleted meanwhile
                 return
-            delivery.attempts += 1
             delivery.last_status_code = result.status_code
-            delivery.last_error = result.error
-            if result.is_delivered:
-                delivery.state = "delivered"
+            if self.policy.count_attempt(delivery, result.error, now_s, self._rng,
+                                         done="delivered"):
                 delivery.delivered_at = _datetime(now_s)
-            elif delivery.attempts >= self.policy.max_attempts:
-                delivery.state = "failed"
-            else:
-                delivery.next_attempt_at = _datetime(
-                    now_s + self.policy.retry_in_s(delivery.attempts, self._rng))
         if not result.is_delivered:
             log.info("webhook attempt failed", extra={
                 "tenant": self._slug, "delivery": delivery_id, "error": result.error})

@@ -14,8 +14,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 from sqlalchemy import select
 
-from omnicc.app.client_notifications import ClientNotifier, NotifyPolicy
+from omnicc.app.client_notifications import ClientNotifier
 from omnicc.app.crm import start_reading
+from omnicc.app.webhooks import DeliveryPolicy
 from omnicc.core.clock import ManualClock
 from omnicc.store.database import Database
 from omnicc.store.tables import ClientContact, ClientNotification, EmailMailbox
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 START_S = 1_795_000_000.0
 CLIENT = "Paula.Client@client.example"
-POLICY = NotifyPolicy(backoff_s=(30,), max_attempts=5, jitter=0)
+POLICY = DeliveryPolicy(backoff_s=(30,), max_attempts=5, jitter=0, batch=200)
 
 
 class Collecting:

@@ -780,6 +780,7 @@ DEMO_PAGES = (
     ("Agent desktop", "/desk", "agents: go available, take chats"),
     ("Wallboard", "/wallboard", "the supervisor's live view"),
     ("Reports", "/reports", "history: charts, drill-down, exports"),
+    ("Workforce", "/wfm", "forecast, staffing, schedules, adherence"),
     ("Admin", "/admin", "queues, skills, users, hours"),
     ("Customer page", "/demo?tenant=demo", "the chat widget as customers see it"),
     ("API docs", "/docs", "REST and WebSocket endpoints"),
@@ -894,13 +895,12 @@ def _demo_sip_port(host: str, wanted: int) -> tuple[int | None, str]:
     if missing:
         return None, (f"Voice: off - {' and '.join(missing)} not installed "
                       "(`make demo` installs them: scripts/voice_packages.sh).")
-    port = wanted
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.bind((host, wanted))
         except OSError:
             probe.bind((host, 0))
-            port = probe.getsockname()[1]
+        port = probe.getsockname()[1]  # 0 asked for any free port: say which
     return port, (f"Voice: call the hotline at sip:1000@{host}:{port} (e.g. `sipp -sn uac -s 1000 "
                   f"{host}:{port}`); agents' SIP phones register as sip:<username>@{host}:{port} "
                   "with their login password.")

@@ -1,5 +1,6 @@
 """Forecasting: reading histories, the calendar of day kinds, the two models and backtests."""
 
+import os
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,7 +17,13 @@ from omnicc.wfm.forecast_history import (
 )
 from omnicc.wfm.series import IntervalSeries
 
-BANK_CSV = Path(__file__).resolve().parents[4] / "shared" / "data" / "bank_calls_2003_5min.csv"
+# The shared data folder: beside the repository in the workplace (../shared/data), or where
+# OMNICC_SHARED_DATA says; a clean clone elsewhere on the same machine finds /work/shared/data.
+BANK_CSV = next((folder / "bank_calls_2003_5min.csv" for folder in (
+    Path(os.environ.get("OMNICC_SHARED_DATA", "/nonexistent")),
+    Path(__file__).resolve().parents[4] / "shared" / "data",
+    Path("/work/shared/data"),
+) if (folder / "bank_calls_2003_5min.csv").exists()), Path("bank_calls_2003_5min.csv"))
 
 # Open 08:00-18:00 on weekdays, busier on Mondays; handle times longer later in the week.
 HOURLY_SHAPE = [0.0] * 8 + [3, 6, 9, 10, 8, 9, 10, 8, 6, 4] + [0.0] * 6

@@ -145,7 +145,7 @@ def test_the_browser_softphone_takes_an_agent_first_call(
         outbound = page.get_by_test_id("outbound-call")
         expect(outbound.get_by_test_id("outbound-state")).to_have_text("Connected")
         expect(card.get_by_role("button", name="Transfer")).to_be_enabled()
-        expect(card.get_by_role("button", name="Consult")).to_be_disabled()
+        expect(card.get_by_role("button", name="Consult")).to_be_enabled()
         card.get_by_role("button", name="Hold").click()
         expect(card.get_by_role("button", name="Resume")).to_have_attribute("aria-pressed",
                                                                              "true")

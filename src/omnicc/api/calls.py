@@ -102,14 +102,6 @@ async def _my_call(request: Request, principal: Principal, task_id: str) -> Live
     return call
 
 
-def _inbound(call: LiveCall[Any]) -> InboundCall:
-    """Consults are an inbound call's (an outbound call transfers blind only,
-    `OutboundCall.transfer` and `transfer_to_number`)."""
-    if not isinstance(call, InboundCall):
-        raise Conflict("an outbound call cannot be consulted on (transfer it blind instead)")
-    return call
-
-
 # The outbound routes come first: "/outbound/hangup" would otherwise match "/{task_id}/hangup".
 
 class OutboundDial(BaseModel, extra="forbid"):
@@ -237,7 +229,7 @@ def _not_consulting(call: LiveCall[Any]) -> None:
                      "socket as call.consult)")
 async def consult(task_id: str, body: CallConsult, request: Request,
                   principal: Handler) -> dict[str, Any]:
-    call = _inbound(await _my_call(request, principal, task_id))
+    call = await _my_call(request, principal, task_id)
     try:
         await start_consult(call, agent_id=body.agent_id, queue_id=body.queue_id,
                             number=body.number)
@@ -282,10 +274,9 @@ async def cancel_consult(task_id: str, request: Request, principal: Handler) -> 
                      "meanwhile), or to an external number (answered, or 409 with why not)")
 async def transfer(task_id: str, body: CallTransfer, request: Request,
                    principal: Handler) -> None:
-    live = await _my_call(request, principal, task_id)
-    call = live if isinstance(live, OutboundCall) else _inbound(live)
-    if isinstance(call, InboundCall):
-        _not_consulting(call)
+    call = await _my_call(request, principal, task_id)
+    _not_consulting(call)
+    assert isinstance(call, InboundCall | OutboundCall)
     if body.number is not None:
         try:
             await call.transfer_to_number(body.number)

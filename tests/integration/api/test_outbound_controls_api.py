@@ -1,9 +1,9 @@
 """The desk's in-call controls and the supervisor's routes on an agent's outbound call, through
 a real server: alice (baresip) dials a customer behind the carrier trunk from the desk; the
 call is in her live calls (direction outbound) and on the wallboard; hold and resume answer as
-for an inbound call (the customer hears music, then alice); a consult is refused (409); sam
-whispers (the customer never hears him) and leaves; alice hangs up by the task. On SQLite
-and PostgreSQL."""
+for an inbound call (the customer hears music, then alice); a consult of bob, offline, is
+refused with why (409); sam whispers (the customer never hears him) and leaves; alice hangs
+up by the task. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -76,7 +76,9 @@ async def test_an_outbound_call_is_held_supervised_and_hung_up_by_its_task(
         await customer.hears(hears_alice, "alice after resume")
         consult = await alice.http.post(f"/api/desk/calls/{task_id}/consult",
                                         json={"agent_id": seeded.agents["bob"]})
+        # An outbound call is consulted on as an inbound one is: bob, offline, cannot be.
         assert consult.status_code == 409, consult.text
+        assert consult.json()["detail"] == "Bob is offline"
 
         monitor = f"/api/supervisor/calls/{task_id}/monitor"
         whisper = await sam.http.post(monitor, json={"mode": "whisper"})

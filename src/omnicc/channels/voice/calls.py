@@ -434,7 +434,8 @@ class InboundCall(LiveCall[CallFigures]):
     async def _ring(self, ringing: Ringing) -> None:
         """Ring the agent's phone for an offer; answered -> accept and connect."""
         voice = self.runtime.voice
-        if is_consulted(self.service.calls.values(), self.runtime.tenant_id, ringing.agent_id):
+        if is_consulted(self.service.live_calls(self.runtime.tenant_id), self.runtime.tenant_id,
+                        ringing.agent_id):
             await voice.reject(ringing.offer_id, "on a consult")
             return
         device = await self.service.agent_device(self.runtime, ringing.agent_id)

@@ -1,4 +1,5 @@
-"""Attended (consult) transfer and three-way conference of a connected inbound call.
+"""Attended (consult) transfer and three-way conference of a connected call, inbound or
+outbound (any `LiveCall`).
 
 The agent talking with a caller consults another agent or an external number (through the
 carrier trunk).  The caller is put on hold (music) and the consulted party's phone rings;
@@ -27,6 +28,10 @@ caller, and the desk is told why (`call.consult` notices).  The agent hanging up
 talking with the answered target completes the transfer (as on a PBX); while it still rings,
 the call ends as any hang-up.  The caller hanging up ends the whole call: the consult exists
 for that caller, so the target's leg is hung up too.
+
+"Caller" is the customer, whichever way the call was placed: an agent's outbound call first
+makes the customer its media's first leg (`LiveCall.customer_first`, as its blind transfer
+does), so the target joins the customer's side and the mixer's ports keep their roles.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from omnicc.core.errors import Conflict, NotFound
 from omnicc.core.model import VOICE
 
 if TYPE_CHECKING:
-    from omnicc.channels.voice.calls import InboundCall
+    from omnicc.channels.voice.live import LiveCall
 
 __all__ = ["RING_TIMEOUT_S", "Consult", "ConsultState", "ConsultTarget", "is_consulted",
            "next_free_agent", "start_consult"]
@@ -98,7 +103,7 @@ def _can_take_a_call(engine: Engine, agent_id: str) -> str | None:
     return None
 
 
-def is_consulted(calls: Iterable[InboundCall], tenant_id: str, agent_id: str) -> bool:
+def is_consulted(calls: Iterable[LiveCall[Any]], tenant_id: str, agent_id: str) -> bool:
     """Whether the agent is on (or being rung for) a consult: their phone is busy, so an
     offer of another call is declined and the caller keeps their place."""
     return any(call.consult is not None and call.consult.active
@@ -106,7 +111,7 @@ def is_consulted(calls: Iterable[InboundCall], tenant_id: str, agent_id: str) ->
                and call.runtime.tenant_id == tenant_id for call in calls)
 
 
-async def next_free_agent(call: InboundCall, queue_id: str) -> str:
+async def next_free_agent(call: LiveCall[Any], queue_id: str) -> str:
     """The queue's member who can take a call now and has been idle longest (the queue's own
     order is the routing engine's business: a consult asks for a person now)."""
     engine = call.runtime.routing.engine
@@ -123,7 +128,7 @@ async def next_free_agent(call: InboundCall, queue_id: str) -> str:
     raise Conflict(f"nobody in {queue.config.name or queue_id} can take a call now")
 
 
-async def start_consult(call: InboundCall, *, agent_id: str | None = None,
+async def start_consult(call: LiveCall[Any], *, agent_id: str | None = None,
                         number: str | None = None, queue_id: str | None = None) -> Consult:
     """Put the caller on hold and ring the consulted agent, the next free agent of a queue,
     or a number.
@@ -180,7 +185,10 @@ async def start_consult(call: InboundCall, *, agent_id: str | None = None,
     consult = Consult(call, ConsultTarget(name=e164, number=e164), consulting=consulting)
 
     def dial(sdp: str) -> Ring:
-        caller_id = call.caller if call.caller.startswith("+") else call.dialled
+        # An inbound caller's own number (as the blind external transfer shows it); an
+        # outbound call shows the tenant's number, as its own transfers do.
+        caller_id = (call.caller if call.direction == "inbound" and call.caller.startswith("+")
+                     else call.dialled)
         return SipRing(outbound.trunk.invite(e164, caller_id=caller_id, sdp=sdp,
                                              caller_name=call.caller_name))
 
@@ -191,7 +199,7 @@ async def start_consult(call: InboundCall, *, agent_id: str | None = None,
 class Consult:
     """One consult on one call, from ringing the target to completion or cancellation."""
 
-    def __init__(self, call: InboundCall, target: ConsultTarget, *, consulting: str) -> None:
+    def __init__(self, call: LiveCall[Any], target: ConsultTarget, *, consulting: str) -> None:
         self.call = call
         self.target = target
         self.consulting = consulting
@@ -231,6 +239,7 @@ class Consult:
         self._was_on_hold = call.media.on_hold
         call.consult = self
         try:
+            await call.customer_first()  # keeps the hold as it was
             if not self._was_on_hold:
                 await call.hold()
             # The caller's own G.711 law: once the transfer completes, caller and target talk

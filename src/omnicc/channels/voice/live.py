@@ -80,6 +80,16 @@ class LiveCall(ABC, Generic[Figures]):
     async def hang_up_by_agent(self) -> None:
         """The agent ends the call from the desk."""
 
+    async def customer_first(self) -> None:
+        """Before a consult: the customer is the media's first leg, so the consulted party
+        joins the customer's side (an inbound call's already is; hold stays as it was)."""
+
+    @abstractmethod
+    async def adopt_consulted(self, leg: AgentLeg, *, agent_id: str | None,
+                              number: str | None) -> None:
+        """A consult transfer completed: the consulted party's leg (the customer talks with
+        it already) is the call's agent leg now, the consulting agent's leg ends."""
+
     async def _ring_number(self, trunk: Trunk, e164: str, *, caller_id: str,
                            caller_name: str = "", agent_tag: str | None) -> Dialog:
         """Dial `e164` through the trunk as a new media party while the customer hears music;

@@ -238,6 +238,12 @@ class OutboundCall(LiveCall[_Figures]):
 
     async def hang_up_by_agent(self) -> None:
         """The desk's in-call Hang up (the calls API's, by the call's task)."""
+        leg = self.agent_leg
+        if self.consult is not None and self.consult.active and leg is not None:
+            # As when the phone hangs up: with the consulted party on the line the transfer
+            # completes, while it still rings the call ends (`Consult.agent_left`).
+            await leg.hang_up()
+            return
         await self.hang_up()
 
     def media_lost(self, detail: str) -> None:
@@ -294,11 +300,44 @@ class OutboundCall(LiveCall[_Figures]):
             raise Conflict("only a connected call can be transferred")
         if self.media.on_hold:
             await self.resume()
-        if self.media.caller_tag != CUSTOMER_TAG:
-            self.media.party_becomes_caller(CUSTOMER_TAG, self._customer_sdp,
-                                            self._customer_offer_sdp.decode())
+        await self.customer_first()
         await self.media.play(self.service.music, loop=True)
         return self.contact.task_id
+
+    async def customer_first(self) -> None:
+        """The customer becomes the media's first leg (`MediaCall.party_becomes_caller`: no
+        port moves, nobody renegotiates), before a transfer or a consult; a call on hold
+        stays on hold. The call watches its task from now on: a consult's hand-over to an
+        agent is the engine's transfer, whose offer comes here (`_on_task_event`)."""
+        if self.contact is None or self.external is not None:
+            raise Conflict("only a connected call can be transferred or consulted on")
+        self.runtime.voice.watch(self.contact.task_id, self._on_task_event)
+        if self.media.caller_tag == CUSTOMER_TAG:
+            return
+        on_hold = self.media.on_hold
+        if on_hold:
+            await self.resume()
+        self.media.party_becomes_caller(CUSTOMER_TAG, self._customer_sdp,
+                                        self._customer_offer_sdp.decode())
+        if on_hold:
+            await self.hold()
+
+    async def adopt_consulted(self, leg: AgentLeg, *, agent_id: str | None,
+                              number: str | None) -> None:
+        """A consult transfer completed: the consulted party's leg is the agent's side now
+        (the customer talks with it already), the consulting agent's leg ends. After a
+        number, `agent_id` keeps naming the agent who transferred, as a blind transfer's."""
+        old, self.agent_leg = self.agent_leg, leg
+        if agent_id is not None:
+            self.agent_id = agent_id
+        if number is not None:
+            self.external = number
+        self._leg_changed.set()
+        self._log_transfer("consult", agent_id=agent_id, number=number)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.hang_up()
+        await self._write_record()
 
     async def transfer_to_number(self, number: str) -> None:
         """Blind transfer to an external number through the trunk: the customer hears music
@@ -330,6 +369,8 @@ class OutboundCall(LiveCall[_Figures]):
         """The transferred task's offers ring their agents; a task the engine gives up on
         ends the call."""
         if isinstance(event, ev.OfferCreated):
+            if self.consult is not None and self.consult.claim(event):
+                return  # the consulted agent takes the call: they are on the line already
             ringing = Ringing(event.offer_id, event.agent_id, f"agent-{event.offer_id[:12]}")
             self._ringing[event.offer_id] = ringing
             self._spawn(self._ring_transferred(ringing))
@@ -347,7 +388,8 @@ class OutboundCall(LiveCall[_Figures]):
         """Ring the offered agent's phone; answered -> accepted, and the customer talks with
         them (the old agent's tag is blocked)."""
         voice = self.runtime.voice
-        if is_consulted(self.service.calls.values(), self.runtime.tenant_id, ringing.agent_id):
+        if is_consulted(self.service.live_calls(self.runtime.tenant_id), self.runtime.tenant_id,
+                        ringing.agent_id):
             await voice.reject(ringing.offer_id, "on a consult")
             return
         device = await self.service.agent_device(self.runtime, ringing.agent_id)
@@ -631,6 +673,10 @@ class OutboundCall(LiveCall[_Figures]):
                 for wait in waits:
                     wait.cancel()
             sides = {waits[w] for w in done}
+            if ("agent" in sides and "caller" not in sides and leg is not None
+                    and self.agent_leg is leg and self.consult is not None
+                    and await self.consult.agent_left(leg)):
+                continue  # hung up while consulting: the consulted party has the customer
             if "caller" in sides or ("agent" in sides and self.agent_leg is leg):
                 self._finish("answered", status=self.result.sip_status,
                              side="caller" if "caller" in sides else "agent")
@@ -673,6 +719,8 @@ class OutboundCall(LiveCall[_Figures]):
             if ringing.ring is not None:
                 with contextlib.suppress(Exception):
                     await ringing.ring.cancel()
+        if self.consult is not None:
+            await self.consult.end()
         invite = self.customer_invite
         if invite is not None and not invite.done:
             with contextlib.suppress(Exception):
@@ -1000,7 +1048,8 @@ class OutboundCalls:
     def dialler(self, runtime: TenantRuntime) -> CallbackDialler:
         """What dials a tenant's callbacks when their tasks are offered to agents."""
         async def dial(offer: CallbackOffer) -> CallbackAttempt:
-            if is_consulted(self.service.calls.values(), runtime.tenant_id, offer.agent_id):
+            if is_consulted(self.service.live_calls(runtime.tenant_id), runtime.tenant_id,
+                            offer.agent_id):
                 # Their phone is busy with a consult the engine does not know of: declined
                 # without ringing (not an attempt), as an inbound call's offer is.
                 return CallbackAttempt("declined", reason="on a consult")

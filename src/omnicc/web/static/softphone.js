@@ -180,10 +180,8 @@ export function mountSoftphone({ send, queueName, targets }) {
         button("decline", "Decline", "", decline, { "aria-describedby": "softphone-caller" }));
     } else {
       const talking = call.state === "talking";
-      // Hold and transfers wait while consulting; an outbound call holds and is transferred
-      // (blind) but not consulted on.
+      // Hold and transfers wait while consulting (inbound and outbound calls alike).
       const holdable = talking && !call.consult;
-      const consultable = holdable && !call.outbound;
       const here = !call.onDevice;  // mute and keys need the call's audio in this browser
       actions = el("div", { className: "softphone-actions" },
         here ? button("mute", call.muted ? "Unmute" : "Mute", "", toggleMute,
@@ -198,7 +196,7 @@ export function mountSoftphone({ send, queueName, targets }) {
                  disabled: !holdable || null }),
         button("consult", "Consult", "", openConsult,
                { "aria-expanded": String(Boolean(call.consultOpen)), "aria-controls": "softphone-consult",
-                 disabled: !consultable || null }),
+                 disabled: !holdable || null }),
         button("hang-up", "Hang up", "danger", hangUp, {}));
     }
     const parts = [head, caller];

@@ -136,6 +136,7 @@ class MediaCall:
         self.mixer_ports: set[int] = set()  # rtpengine's ports that ever faced a mixer
         self._diverting: Diversion | None = None
         self._sides: dict[str, tuple[str, bool, str]] = {}  # tag -> (SDP, webrtc, local tag)
+        self._caller_webrtc = False  # the first leg is a browser (`browser_first_answer`)
 
     # -- caller side -----------------------------------------------------------
 
@@ -190,6 +191,7 @@ class MediaCall:
         reply = await self.client.answer(self.call_id, SINK_TAG, tag, sdp, {**PLAIN_RTP, **LATCH})
         self.sink.connect(reply)
         self.caller_sdp, self.caller_tag = sdp, tag
+        self._caller_webrtc = True
         self._answers[SINK_TAG] = (self.sink.sdp(), False)
         self.party_tag = SINK_TAG
         self._pending = None
@@ -197,11 +199,13 @@ class MediaCall:
     def party_becomes_caller(self, tag: str, sdp: str, offered: str) -> None:
         """An agent-first call's party (the customer, ``sdp`` its SDP, ``offered`` the one
         rtpengine gave it) becomes the caller, the first leg the party: the agents change
-        behind the customer on a blind transfer. An offer from the customer's tag keeps its
-        port, and a new party and the customer hear each other (rtpengine 10.5)."""
+        behind the customer on a transfer or a consult. An offer from the customer's tag
+        keeps its port, and a new party and the customer hear each other (rtpengine 10.5). A
+        browser agent stays a WebRTC party: going back to it re-offers ICE and DTLS-SRTP."""
         old = self._require_caller()
         assert self.caller_sdp is not None
-        self._answers = {old: (self.caller_sdp, False)}
+        self._answers = {old: (self.caller_sdp, self._caller_webrtc)}
+        self._caller_webrtc = False
         self.caller_tag, self.caller_sdp = tag, sdp
         self.caller_port = media_address(offered)
         self.party_tag, self._pending = old, None

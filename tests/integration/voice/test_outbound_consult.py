@@ -3,7 +3,8 @@
 trunk's INVITE, an RTP endpoint with a 1000 Hz tone that keeps what it hears), then consults
 bob (baresip, 660 Hz). The customer hears music while alice and bob talk; a cancel brings
 alice back; the second consult completes: the customer talks with bob, alice's leg ends, the
-task is bob's and the call record logs a consult transfer. The media starts at alice's leg
+task is bob's and the call record logs a consult transfer; bob then consults alice and hangs up
+while she is on the line, which hands the customer to her. The media starts at alice's leg
 (agent first): the consult makes the customer its first leg, and the customer's rtpengine port
 never moves (nobody is re-INVITEd). A browser agent's call (the media's first leg a WebRTC one)
 goes into the consult's mixer and back on its DTLS session, against rtpengine with RTP
@@ -150,8 +151,25 @@ async def test_consult_bob_on_an_outbound_call_cancel_then_complete(
         # bob's phone did not ring again for the hand-over: two consults, two calls.
         assert len([e for e in bob_phone.events if e.get("type") == "CALL_ESTABLISHED"]) == 2
 
-        await call.hang_up_by_agent()  # bob's desk now controls the call
+        # bob consults alice and hangs up (his desk's Hang up) while she is on the line: as
+        # on a PBX, that completes the transfer, and alice has the customer again.
+        await runtime.routing.run(lambda engine: engine.set_status(alice, "available"))
+        consult = await start_consult(call, agent_id=alice)
+        await wait_until(lambda: consult.state is not ConsultState.RINGING, "alice to answer")
+        assert consult.state is ConsultState.CONSULTING, consult.reason
+        await customer.hears(on_hold, "music while bob consults alice")
+        await call.hang_up_by_agent()
         await bob_phone.wait_for("CALL_CLOSED", count=2)
+        await wait_until(lambda: consult.state is not ConsultState.CONSULTING,
+                         "the consult to complete")
+        assert consult.state is ConsultState.COMPLETED, consult.reason
+        await customer.hears(only(ALICE_HZ, BOB_HZ), "alice after bob hung up")
+        assert call.agent_id == alice and not call.ended.is_set()
+        task = runtime.routing.engine.task(task_id)
+        assert (task.phase, task.agent_id) == (TaskPhase.ASSIGNED, alice)
+
+        await call.hang_up_by_agent()  # alice's desk: her leg and the customer's end
+        await alice_phone.wait_for("CALL_CLOSED", count=2)
         await customer.hung_up_on()
         await wait_until(lambda: voice.call_of_task(tenant_id, task_id) is None,
                          "the call to end")
@@ -163,15 +181,15 @@ async def test_consult_bob_on_an_outbound_call_cancel_then_complete(
 
     async with exchange.database.session() as session:
         record = await CallRecords(session, tenant_id).get(call.record_id)
-    assert (record.agent_id, record.transfers, record.hangup_side) == (bob, 1, "agent")
-    [logged] = record.details["transfer_log"]
-    assert logged["kind"] == "consult" and logged["agent_id"] == bob
+    assert (record.agent_id, record.transfers, record.hangup_side) == (alice, 2, "agent")
+    assert [(t["kind"], t["agent_id"]) for t in record.details["transfer_log"]] == [
+        ("consult", bob), ("consult", alice)]
 
     # While consulting, alice heard bob and bob heard alice, neither the customer; then bob
-    # heard the customer. alice's leg ended at the completion: her recording's last part is
-    # the consult. A recording holds the frames received, so on a loaded machine it runs short
-    # of the wall clock: a phase is judged on part of it, the rest is a margin.
-    alice_heard = recording(alice_phone.heard()[-1])
+    # heard the customer. alice's first leg ended at the completion: that recording's last
+    # part is the consult. A recording holds the frames received, so on a loaded machine it
+    # runs short of the wall clock: a phase is judged on part of it, the rest is a margin.
+    alice_heard = recording(alice_phone.heard()[0])
     end_s = len(alice_heard) / 8000
     part = window(alice_heard, end_s - 0.3 - JUDGED_S, end_s - 0.3)
     assert tone_share(part, BOB_HZ) > HEARD and tone_share(part, CUSTOMER_HZ) < NOT_HEARD

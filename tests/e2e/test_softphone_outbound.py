@@ -3,9 +3,9 @@ on (a fake microphone plays a 440 Hz tone), she dials a customer from the Dial f
 softphone rings with "Your call" (an agent-first call: OmniCC's sink offers to the browser),
 she answers, and only then does OmniCC dial the customer through the carrier trunk - a carrier
 made of OmniCC's SIP stack and an RTP endpoint, offered plain RTP with one G.711 codec - which
-hears alice's tone; while it lasts the call is her voice task (transfer is off), Hold gives the
-carrier music and Resume alice again, she hangs up from the softphone, the carrier gets BYE and
-the desk's wrap-up follows."""
+hears alice's tone; while it lasts the call is her voice task (Transfer and Consult are on),
+Hold gives the carrier music and Resume alice again, she hangs up from the softphone, the
+carrier gets BYE and the desk's wrap-up follows."""
 
 from __future__ import annotations
 

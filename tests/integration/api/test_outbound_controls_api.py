@@ -19,13 +19,8 @@ from tests.integration.api.test_outbound_calls_api import voice_server
 from tests.integration.api.test_supervision_calls_api import (  # noqa: F401 - its fixture:
     seeded,  # the support line, alice's and bob's phones, sam's agent profile with a phone
 )
-from tests.integration.voice.harness import music_instead_of, start_phone
-from tests.integration.voice.test_outbound_controls import (
-    AGENT_HZ,
-    CUSTOMER,
-    SUPERVISOR_HZ,
-    Customer,
-)
+from tests.integration.voice.harness import CUSTOMER, Customer, music_instead_of, start_phone
+from tests.integration.voice.test_outbound_controls import AGENT_HZ, SUPERVISOR_HZ
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.voice.harness import (
+    Customer,
     Exchange,
+    open_both_ways,
     open_exchange,
     open_menu_line,
     open_outbound_line,
@@ -56,3 +58,22 @@ async def outbound_exchange(migrated_database_url: str,
     account; default keepalives (a carrier played by sipp must not get OPTIONS)."""
     async with open_exchange(migrated_database_url, tmp_path, open_outbound_line) as exchange:
         yield exchange
+
+
+@pytest.fixture
+async def both_ways_exchange(migrated_database_url: str,
+                             tmp_path: Path) -> AsyncIterator[Exchange]:
+    """Number 1000 rings the support queue, which is also the caller ID of outbound calls;
+    alice and bob have SIP accounts."""
+    async with open_exchange(migrated_database_url, tmp_path, open_both_ways) as exchange:
+        yield exchange
+
+
+@pytest.fixture
+async def customer() -> AsyncIterator[Customer]:
+    """The customer behind the carrier trunk (`harness.Customer`)."""
+    customer = Customer()
+    try:
+        yield customer
+    finally:
+        await customer.close()

@@ -28,7 +28,7 @@ from omnicc.channels.voice.media.rtp import PayloadType, RtpEndpoint
 from omnicc.channels.voice.media.tones import Samples, tone_share
 from omnicc.channels.voice.service import VoiceService, VoiceSettings
 from omnicc.channels.voice.sip.dialog import Dialog
-from omnicc.channels.voice.sip.stack import SipStack
+from omnicc.channels.voice.sip.stack import IncomingRequest, SipStack
 from omnicc.channels.voice.sip.transaction import Timers
 from omnicc.channels.voice.sip.transport import Peer
 from omnicc.channels.voice.trunk import TrunkConfig
@@ -42,6 +42,8 @@ from tests.integration.voice.peers import Baresip, free_port
 __all__ = [
     "CALLER_NAME",
     "CALLER_NUMBER",
+    "CUSTOMER",
+    "CUSTOMER_HZ",
     "PHONE_PASSWORD",
     "QUEUE_NUMBER",
     "SCENARIOS",
@@ -50,6 +52,7 @@ __all__ = [
     "TRUNK_PASSWORD",
     "Caller",
     "Carrier",
+    "Customer",
     "Exchange",
     "Line",
     "Sound",
@@ -57,6 +60,7 @@ __all__ = [
     "loudness",
     "music_instead_of",
     "on_both_databases",
+    "open_both_ways",
     "open_exchange",
     "open_menu_line",
     "open_outbound_line",
@@ -77,6 +81,9 @@ QUEUE_NUMBER = "+358201234567"
 PHONE_PASSWORD = "phone-secret-1"
 TRUNK_PASSWORD = "trunk-secret"
 SIPP_TIMEOUT_S = 60
+CUSTOMER = "+358401112223"
+CUSTOMER_HZ = 1000.0
+"""The customer behind the carrier trunk (`Customer`): their number and tone."""
 
 on_both_databases = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 """Runs a voice test on PostgreSQL as well as SQLite (they default to SQLite: conftest.py)."""
@@ -151,6 +158,20 @@ async def open_outbound_line(database_url: str, seeded: Seeded) -> None:
         return [VoiceNumber(number=QUEUE_NUMBER, outbound_queue_id=seeded.queues["support"])]
 
     await _provision(database_url, seeded, ("alice",), numbers)
+
+
+async def open_both_ways(database_url: str, seeded: Seeded) -> None:
+    """Number 1000 rings the support queue; QUEUE_NUMBER is the default caller ID, and the
+    support queue's; alice and bob have SIP accounts."""
+    await open_support_line(database_url, seeded)
+    database = Database(database_url)
+    try:
+        async with database.session() as session:
+            await VoiceNumbers(session, seeded.tenant_id).add(VoiceNumber(
+                number=QUEUE_NUMBER, outbound_queue_id=seeded.queues["support"],
+                is_default_outbound=True))
+    finally:
+        await database.dispose()
 
 
 # -- the exchange ---------------------------------------------------------------------------
@@ -326,6 +347,28 @@ class Caller:
     def _stop_talking(self) -> None:
         if self._talking is not None:
             self._talking.cancel()
+
+
+class Customer(Caller):
+    """The customer behind the carrier: answers the trunk's INVITE with A-law (the trunk's
+    first codec), talks its tone and keeps what it hears (`Caller`'s ears, the other way)."""
+
+    def __init__(self) -> None:
+        super().__init__(0, tone_hz=CUSTOMER_HZ, payload_type=PayloadType.PCMA)
+
+    async def answer_calls(self) -> int:
+        """Start answering; the SIP port the trunk is to call."""
+        self.stack.set_handler(self._on_request)
+        await self.stack.start()
+        await self.rtp.open()
+        return self.stack.udp.port
+
+    async def _on_request(self, incoming: IncomingRequest) -> None:
+        if incoming.method != "INVITE":
+            return
+        self.rtp.connect(incoming.message.body.decode())
+        await incoming.respond(200, body=self.rtp.sdp().encode(), content_type="application/sdp")
+        self.dialog = incoming.dialog
 
 
 # -- sipp -----------------------------------------------------------------------------------

@@ -29,19 +29,15 @@ from omnicc.channels.voice.media.tones import Samples, tone_share
 from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallRecords
 from tests.integration.voice.harness import (
+    CUSTOMER_HZ,
+    Customer,
     Exchange,
     Sound,
     music_instead_of,
-    open_exchange,
     start_phone,
     wait_until,
 )
-from tests.integration.voice.test_outbound_controls import (
-    CUSTOMER_HZ,
-    Customer,
-    connected_call,
-)
-from tests.integration.voice.test_outbound_task import open_both_ways
+from tests.integration.voice.test_outbound_controls import connected_call
 from tests.integration.voice.test_supervision_media import TONES, talk
 
 pytestmark = pytest.mark.anyio
@@ -54,19 +50,9 @@ JUDGED_S = 1.5  # how much of a phase the recordings are judged on
 
 
 @pytest.fixture
-async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
-    """The support line and its caller ID; alice and bob have SIP accounts."""
-    async with open_exchange(migrated_database_url, tmp_path, open_both_ways) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def customer() -> AsyncIterator[Customer]:
-    customer = Customer()
-    try:
-        yield customer
-    finally:
-        await customer.close()
+def exchange(both_ways_exchange: Exchange) -> Exchange:
+    """The support line and its caller ID (conftest's `both_ways_exchange`)."""
+    return both_ways_exchange
 
 
 def only(hz: float, *others: float) -> Sound:

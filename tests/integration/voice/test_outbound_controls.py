@@ -9,73 +9,35 @@ never hears them: the mixer's roles follow the agent-first media - then barges i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from omnicc.api.supervision import with_calls
 from omnicc.channels.voice.devices import SipPhone
-from omnicc.channels.voice.media.rtp import PayloadType
 from omnicc.channels.voice.media.tones import tone_share
 from omnicc.channels.voice.outbound import OutboundCall, OutboundCalls
-from omnicc.channels.voice.sip.stack import IncomingRequest
 from omnicc.channels.voice.supervision import Mode, Supervisions, SupervisionState
 from omnicc.channels.voice.trunk import Trunk, TrunkConfig
 from omnicc.store.repositories import CallRecords
 from tests.integration.voice.harness import (
-    Caller,
+    CUSTOMER,
+    Customer,
     Exchange,
     music_instead_of,
-    open_exchange,
     start_phone,
     wait_until,
 )
-from tests.integration.voice.test_outbound_task import open_both_ways
 
 pytestmark = pytest.mark.anyio
 
-CUSTOMER = "+358401112223"
-CUSTOMER_HZ, AGENT_HZ, SUPERVISOR_HZ = 1000.0, 440.0, 660.0
+AGENT_HZ, SUPERVISOR_HZ = 440.0, 660.0
 HEARD, HEARD_IN_A_MIX, NOT_HEARD = 0.5, 0.3, 0.05
 
 
-class Customer(Caller):
-    """The customer behind the carrier: answers the trunk's INVITE with A-law (the trunk's
-    first codec), talks its tone and keeps what it hears (`Caller`'s ears, the other way)."""
-
-    def __init__(self) -> None:
-        super().__init__(0, tone_hz=CUSTOMER_HZ, payload_type=PayloadType.PCMA)
-
-    async def answer_calls(self) -> int:
-        """Start answering; the SIP port the trunk is to call."""
-        self.stack.set_handler(self._on_request)
-        await self.stack.start()
-        await self.rtp.open()
-        return self.stack.udp.port
-
-    async def _on_request(self, incoming: IncomingRequest) -> None:
-        if incoming.method != "INVITE":
-            return
-        self.rtp.connect(incoming.message.body.decode())
-        await incoming.respond(200, body=self.rtp.sdp().encode(), content_type="application/sdp")
-        self.dialog = incoming.dialog
-
-
 @pytest.fixture
-async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
-    """The support line and its caller ID; alice and bob have SIP accounts."""
-    async with open_exchange(migrated_database_url, tmp_path, open_both_ways) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def customer() -> AsyncIterator[Customer]:
-    customer = Customer()
-    try:
-        yield customer
-    finally:
-        await customer.close()
+def exchange(both_ways_exchange: Exchange) -> Exchange:
+    """The support line and its caller ID (conftest's `both_ways_exchange`)."""
+    return both_ways_exchange
 
 
 async def connected_call(exchange: Exchange, customer: Customer) -> OutboundCall:

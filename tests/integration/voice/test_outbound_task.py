@@ -6,29 +6,20 @@ lost in a restart does not keep its agent busy."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from omnicc.channels.voice.outbound import OutboundCall, OutboundCalls
 from omnicc.channels.voice.trunk import Trunk, TrunkConfig
 from omnicc.core.errors import Conflict
 from omnicc.core.model import TaskPhase, TaskRequest
-from omnicc.store.database import Database
-from omnicc.store.repositories import CallRecords, Contacts, VoiceNumbers, WrapUpCodes
-from omnicc.store.tables import VoiceNumber
-from tests.integration.api.live import Seeded
+from omnicc.store.repositories import CallRecords, Contacts, WrapUpCodes
 from tests.integration.voice.harness import (
-    QUEUE_NUMBER,
     SCENARIOS,
     SUPPORT_LINE,
     Caller,
     Carrier,
     Exchange,
     on_both_databases,
-    open_exchange,
-    open_support_line,
     start_phone,
     wait_until,
 )
@@ -38,24 +29,10 @@ pytestmark = [pytest.mark.anyio, on_both_databases]
 CUSTOMER = "+358401112223"
 
 
-async def open_both_ways(database_url: str, seeded: Seeded) -> None:
-    """Number 1000 rings the support queue; QUEUE_NUMBER is the default caller ID, and the
-    support queue's; alice and bob have SIP accounts."""
-    await open_support_line(database_url, seeded)
-    database = Database(database_url)
-    try:
-        async with database.session() as session:
-            await VoiceNumbers(session, seeded.tenant_id).add(VoiceNumber(
-                number=QUEUE_NUMBER, outbound_queue_id=seeded.queues["support"],
-                is_default_outbound=True))
-    finally:
-        await database.dispose()
-
-
 @pytest.fixture
-async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
-    async with open_exchange(migrated_database_url, tmp_path, open_both_ways) as exchange:
-        yield exchange
+def exchange(both_ways_exchange: Exchange) -> Exchange:
+    """The support line and its caller ID (conftest's `both_ways_exchange`)."""
+    return both_ways_exchange
 
 
 async def test_an_agent_on_an_outbound_call_is_offered_nothing_then_wraps_it_up(

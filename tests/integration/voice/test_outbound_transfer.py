@@ -7,8 +7,6 @@ alice's leg ends, her task becomes bob's, and the call record logs the transfer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -22,19 +20,15 @@ from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallbackRequests, CallRecords, Contacts
 from omnicc.store.tables import CallbackRequest
 from tests.integration.voice.harness import (
-    Exchange,
-    music_instead_of,
-    open_exchange,
-    start_phone,
-    wait_until,
-)
-from tests.integration.voice.test_outbound_controls import (
     CUSTOMER,
     CUSTOMER_HZ,
     Customer,
-    connected_call,
+    Exchange,
+    music_instead_of,
+    start_phone,
+    wait_until,
 )
-from tests.integration.voice.test_outbound_task import open_both_ways
+from tests.integration.voice.test_outbound_controls import connected_call
 
 pytestmark = pytest.mark.anyio
 
@@ -43,19 +37,9 @@ HEARD, NOT_HEARD = 0.5, 0.05
 
 
 @pytest.fixture
-async def exchange(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Exchange]:
-    """The support line and its caller ID; alice and bob have SIP accounts."""
-    async with open_exchange(migrated_database_url, tmp_path, open_both_ways) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def customer() -> AsyncIterator[Customer]:
-    customer = Customer()
-    try:
-        yield customer
-    finally:
-        await customer.close()
+def exchange(both_ways_exchange: Exchange) -> Exchange:
+    """The support line and its caller ID (conftest's `both_ways_exchange`)."""
+    return both_ways_exchange
 
 
 @pytest.mark.parametrize("target", ["agent", "queue"])

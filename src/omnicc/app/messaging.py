@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from omnicc.app.chats import attachment_view, conversation_topic, message_view
 from omnicc.app.customers import routing_attributes
@@ -69,6 +70,9 @@ MAX_SEND_ATTEMPTS: Final = 5
 MAX_BATCH: Final = 200
 """Received messages per transaction at most: bounds the time the writer holds the store."""
 SERVICE_WINDOW: Final = timedelta(hours=24)
+MEDIA_RECOVERY: Final = timedelta(days=2)
+"""How far back media left unfetched by a stop are fetched at start (providers keep them for
+days: Twilio until deleted, WhatsApp's media ids for 30 days)."""
 """WhatsApp's customer-service window (Messenger's standard messaging window too)."""
 IDENTITY_KINDS: Final = {"sms": PHONE, "whatsapp": PHONE, "telegram": "telegram",
                          "messenger": "messenger"}
@@ -246,15 +250,44 @@ class MessagingDesk:
         for conversation_id, view in inbox.views:
             self._bus.publish(self.tenant_id, [conversation_topic(conversation_id)],
                               Notice("message.created", view))
-        if inbox.media:
-            self._media.extend(inbox.media)
-            self.media_arrived.set()
+        self.fetch_media(inbox.media)
         return outcomes
 
     def take_media(self) -> list[MediaJob]:
         """The media stored since the last call, to fetch."""
         jobs, self._media = self._media, []
         return jobs
+
+    async def unfetched_media(self, *, within: timedelta = MEDIA_RECOVERY) -> list[MediaJob]:
+        """The customers' media of the last `within` that were neither kept nor refused: the
+        process stopped between a webhook's answer and the fetch. Asked once at start, before
+        any webhook, so a medium is never fetched twice."""
+        note = aliased(Message)
+        async with self._database.session() as session:
+            rows = (await session.execute(
+                select(MessagingMessage, Message.contact_id)
+                .join(Message, Message.id == MessagingMessage.message_id)
+                .where(MessagingMessage.tenant_id == self.tenant_id,
+                       MessagingMessage.direction == "inbound",
+                       MessagingMessage.created_at >= now_utc() - within,
+                       ~select(Attachment.id).where(
+                           Attachment.message_id == MessagingMessage.message_id).exists(),
+                       ~select(note.id).where(
+                           note.conversation_id == MessagingMessage.conversation_id,
+                           note.idempotency_key == literal("messaging-media:")
+                           + MessagingMessage.id).exists())
+                .order_by(MessagingMessage.created_at))).all()
+        return [MediaJob(row_id=row.id, account_id=row.account_id,
+                         conversation_id=row.conversation_id, message_id=row.message_id or "",
+                         contact_id=contact_id, media=tuple(Media(url=str(url))
+                                                            for url in row.media_urls))
+                for row, contact_id in rows if row.media_urls]
+
+    def fetch_media(self, jobs: list[MediaJob]) -> None:
+        """Hand media to the fetcher (`take_media`)."""
+        if jobs:
+            self._media.extend(jobs)
+            self.media_arrived.set()
 
     async def attach(self, job: MediaJob, kept: list[Attachment], refused: list[str]) -> None:
         """A message's fetched media become its attachments; what could not be kept is said

@@ -130,7 +130,9 @@ class MessagingService:
             tenants = [t.id for t in await Tenants(session).list_all()
                        if await MessagingAccounts(session, t.id).list_all()]
         for tenant_id in tenants:
-            await self.desk(tenant_id)
+            desk = await self.desk(tenant_id)
+            if self._files is not None:  # before any webhook: nothing is fetched twice
+                desk.fetch_media(await desk.unfetched_media())
 
     async def stop(self) -> None:
         self._is_running = False

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
 from tests.integration.voice.harness import (
     Customer,
     Exchange,
@@ -77,3 +78,15 @@ async def customer() -> AsyncIterator[Customer]:
         yield customer
     finally:
         await customer.close()
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[RtpengineDaemon]:
+    """A running rtpengine of the test's own, for media-level tests without an exchange."""
+    daemon = RtpengineDaemon(recording_dir=tmp_path / "recordings",
+                             port_range=random_port_window())
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()

@@ -13,19 +13,15 @@ endpoints as the phones."""
 from __future__ import annotations
 
 import asyncio
-import wave
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from omnicc.channels.voice.consult import ConsultState, start_consult
 from omnicc.channels.voice.media.bridge import MediaCall
-from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
+from omnicc.channels.voice.media.daemon import RtpengineDaemon
 from omnicc.channels.voice.media.mixer import AGENT, CALLER, CONSULT, SUPERVISOR, TARGET, Mixer
 from omnicc.channels.voice.media.rtp import RtpEndpoint
-from omnicc.channels.voice.media.tones import Samples, tone_share
+from omnicc.channels.voice.media.tones import tone_share
 from omnicc.core.model import TaskPhase
 from omnicc.store.repositories import CallRecords
 from tests.integration.voice.harness import (
@@ -33,49 +29,33 @@ from tests.integration.voice.harness import (
     Customer,
     Exchange,
     Sound,
-    music_instead_of,
     start_phone,
     wait_until,
+)
+from tests.integration.voice.test_consult_transfer import (
+    ALICE_HZ,
+    BOB_HZ,
+    HEARD,
+    JUDGED_S,
+    NOT_HEARD,
+    PHASE_S,
+    SETTLE_S,
+    on_hold,
+    only,
+    recording,
+    window,
 )
 from tests.integration.voice.test_outbound_controls import connected_call
 from tests.integration.voice.test_supervision_media import TONES, talk
 
 pytestmark = pytest.mark.anyio
 
-ALICE_HZ, BOB_HZ = 440.0, 660.0
-HEARD, NOT_HEARD = 0.5, 0.05
-PHASE_S = 3.0
-SETTLE_S = 1.0  # the start of a phase in the phones' recordings is not judged
-JUDGED_S = 1.5  # how much of a phase the recordings are judged on
 
 
 @pytest.fixture
 def exchange(both_ways_exchange: Exchange) -> Exchange:
     """The support line and its caller ID (conftest's `both_ways_exchange`)."""
     return both_ways_exchange
-
-
-def only(hz: float, *others: float) -> Sound:
-    def sound(samples: Samples) -> bool:
-        return tone_share(samples, hz) > HEARD and all(
-            tone_share(samples, other) < NOT_HEARD for other in others)
-    return sound
-
-
-def on_hold(samples: Samples) -> bool:
-    return music_instead_of(ALICE_HZ)(samples) and tone_share(samples, BOB_HZ) < NOT_HEARD
-
-
-def recording(path: Path) -> Samples:
-    with wave.open(str(path)) as wav:
-        assert wav.getframerate() == 8000
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-
-
-def window(samples: Samples, start_s: float, end_s: float) -> Samples:
-    part = samples[int(max(0.0, start_s) * 8000):int(end_s * 8000)]
-    assert len(part) > 4000, (start_s, end_s, len(samples))
-    return part
 
 
 async def phase(customer: Customer, loop: asyncio.AbstractEventLoop, sound: Sound,
@@ -185,17 +165,6 @@ async def test_consult_bob_on_an_outbound_call_cancel_then_complete(
     assert tone_share(part, ALICE_HZ) > HEARD and tone_share(part, CUSTOMER_HZ) < NOT_HEARD
     part = window(bob_heard, after[0] - bob_answered + SETTLE_S, after[1] - bob_answered - 0.3)
     assert tone_share(part, CUSTOMER_HZ) > HEARD and tone_share(part, ALICE_HZ) < NOT_HEARD
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[RtpengineDaemon]:
-    daemon = RtpengineDaemon(recording_dir=tmp_path / "recordings",
-                             port_range=random_port_window())
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
 
 
 async def test_a_browser_agents_outbound_call_consults_and_cancels_on_its_dtls_session(

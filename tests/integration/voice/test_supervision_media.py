@@ -17,7 +17,7 @@ import pytest
 
 from omnicc.channels.voice.devices import AgentLeg, CallInfo, Ring
 from omnicc.channels.voice.media.bridge import MediaCall, MediaError
-from omnicc.channels.voice.media.daemon import RtpengineDaemon, random_port_window
+from omnicc.channels.voice.media.daemon import RtpengineDaemon
 from omnicc.channels.voice.media.mixer import AGENT, CALLER, SUPERVISOR, Mixer, Mode
 from omnicc.channels.voice.media.recordings import find_recording, recording_to_wav
 from omnicc.channels.voice.media.rtp import RtpEndpoint, media_address
@@ -28,17 +28,6 @@ pytestmark = pytest.mark.anyio
 
 HEARD, HEARD_IN_A_MIX, NOT_HEARD = 0.5, 0.3, 0.05
 TONES = {CALLER: 1000.0, AGENT: 440.0, SUPERVISOR: 660.0}
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[RtpengineDaemon]:
-    daemon = RtpengineDaemon(recording_dir=tmp_path / "recordings",
-                             port_range=random_port_window())
-    await daemon.start()
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
 
 
 @pytest.fixture
